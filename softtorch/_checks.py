@@ -1,0 +1,116 @@
+"""Argument validation shared by every public function.
+
+Each check raises an error that says what to change. Checks run once per call on Python scalars
+or tensor metadata only, never inside inner loops.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+MODES: tuple[str, ...] = ("hard", "smooth", "c0", "c1", "c2")
+SIGMOIDAL_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "_c1_pnorm", "c2", "_c2_pnorm")
+METHODS: tuple[str, ...] = ("softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network")
+INDEX_METHODS: tuple[str, ...] = ("softsort", "neuralsort", "ot", "sorting_network")
+INTERPOLATIONS: tuple[str, ...] = ("linear", "lower", "higher", "nearest", "midpoint")
+
+
+def check_choice(value: object, valid: Sequence[str], what: str) -> str:
+    """Return ``value`` if it is one of ``valid``; otherwise raise ValueError listing them."""
+    if not isinstance(value, str) or value not in valid:
+        raise ValueError(
+            f"unknown {what} {value!r}; valid {what}s are: " + ", ".join(repr(v) for v in valid)
+        )
+    return value
+
+
+def check_mode(mode: object, valid: Sequence[str] = MODES) -> str:
+    return check_choice(mode, valid, "mode")
+
+
+def check_method(method: object, valid: Sequence[str] = METHODS) -> str:
+    if method == "smooth_sort":  # alias kept for compatibility with softtorch 0.1.1
+        method = "fast_soft_sort"
+    return check_choice(method, valid, "method")
+
+
+def check_softness(softness: float | torch.Tensor) -> float | torch.Tensor:
+    """Softness must be a finite positive scalar (a float or a 0-d / 1-element tensor)."""
+    if isinstance(softness, torch.Tensor):
+        if softness.numel() != 1:
+            raise ValueError(
+                f"softness must be a scalar, got a tensor of shape {tuple(softness.shape)}"
+            )
+        if softness.is_complex():
+            raise TypeError("softness must be real, got a complex tensor")
+        if not softness.requires_grad and not _is_traced(softness):
+            value = float(softness.detach())
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"softness must be a finite number > 0, got {value}")
+        return softness.reshape(())
+    if isinstance(softness, bool) or not isinstance(softness, (int, float)):
+        raise TypeError(f"softness must be a float > 0, got {type(softness).__name__}")
+    if not (math.isfinite(softness) and softness > 0):
+        raise ValueError(f"softness must be a finite number > 0, got {softness}")
+    return float(softness)
+
+
+def _is_traced(t: torch.Tensor) -> bool:
+    try:
+        from torch._subclasses.fake_tensor import is_fake
+
+        return bool(is_fake(t))
+    except Exception:  # pragma: no cover - very old torch
+        return False
+
+
+def as_float(x: torch.Tensor | float | int | bool, name: str = "x") -> torch.Tensor:
+    """Promote to a floating tensor like torch does for float ops; reject complex input."""
+    if not isinstance(x, torch.Tensor):
+        x = torch.as_tensor(x)
+        if not x.is_floating_point():
+            x = x.to(torch.get_default_dtype())
+        return x
+    if x.is_complex():
+        raise TypeError(
+            f"{name} is complex ({x.dtype}); soft relaxations need a real floating tensor: "
+            f"pass {name}.real or {name}.abs()"
+        )
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    return x
+
+
+def as_float_pair(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
+    """Promote two operands to one floating dtype (torch's type promotion, floats at least)."""
+    xt = x if isinstance(x, torch.Tensor) else None
+    yt = y if isinstance(y, torch.Tensor) else None
+    if xt is None and yt is None:
+        return as_float(x, "x"), as_float(y, "y")  # type: ignore[arg-type]
+    for t, name in ((xt, "x"), (yt, "y")):
+        if t is not None and t.is_complex():
+            as_float(t, name)
+    ref = xt if xt is not None else yt
+    assert ref is not None
+    dtype = torch.result_type(x, y)  # type: ignore[arg-type]
+    if not dtype.is_floating_point:
+        dtype = torch.get_default_dtype()
+    device = ref.device
+    xo = x.to(dtype) if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=dtype, device=device)
+    yo = y.to(dtype) if isinstance(y, torch.Tensor) else torch.as_tensor(y, dtype=dtype, device=device)
+    return xo, yo
+
+
+def canonical_dim(dim: int, ndim: int) -> int:
+    """Wrap a possibly negative ``dim``; IndexError like torch when out of range."""
+    if isinstance(dim, bool) or not isinstance(dim, int):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    n = max(ndim, 1)
+    if not -n <= dim < n:
+        raise IndexError(
+            f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
+        )
+    return dim % n

@@ -1,0 +1,148 @@
+r"""Soft elementwise relaxations: heaviside, sign, abs, relu, clamp, round.
+
+All are built from :func:`softtorch.sigmoidal.sigmoidal` :math:`\sigma_s` and its integral, so each
+mode's continuity class carries over (``smooth``: C-infinity; ``cK``: K times continuously
+differentiable and equal to the hard function outside a band of half-width :math:`5s`).
+``mode="hard"`` returns torch's own result. Half-precision inputs are computed in float32 and
+returned in their own dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
+import torch
+
+from ._checks import MODES, as_float, check_mode, check_softness
+from .sigmoidal import Softness, sigmoidal, softrelu
+
+_F = TypeVar("_F", bound=Callable[..., torch.Tensor])
+_HALF = (torch.float16, torch.bfloat16)
+
+
+def _upcast_half(x: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
+    return (x.float(), x.dtype) if x.dtype in _HALF else (x, x.dtype)
+
+
+def _prepare(x: object, softness: Softness, mode: str) -> tuple[torch.Tensor, Softness, str]:
+    mode = check_mode(mode, MODES)
+    softness = check_softness(softness)
+    return as_float(x), softness, mode  # type: ignore[arg-type]
+
+
+def heaviside(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torch.Tensor:
+    r"""Soft step :math:`H(x) \approx \sigma_s(x)`; relaxes ``torch.heaviside(x, 0.5)``.
+
+    Example:
+        >>> heaviside(torch.tensor([-0.2, 0.3]))
+        tensor([0.1192, 0.9526])
+    """
+    x, softness, mode = _prepare(x, softness, mode)
+    if mode == "hard":
+        return torch.heaviside(x, torch.tensor(0.5, dtype=x.dtype, device=x.device))
+    xc, dtype = _upcast_half(x)
+    return sigmoidal(xc, softness, mode).to(dtype)
+
+
+def sign(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torch.Tensor:
+    r"""Soft sign :math:`2\sigma_s(x) - 1` (``smooth``: :math:`\tanh(x / 2s)`)."""
+    x, softness, mode = _prepare(x, softness, mode)
+    if mode == "hard":
+        return torch.sign(x)
+    xc, dtype = _upcast_half(x)
+    return (2.0 * sigmoidal(xc, softness, mode) - 1.0).to(dtype)
+
+
+def abs(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torch.Tensor:  # noqa: A001
+    r"""Soft absolute value :math:`x \cdot \mathrm{sign}_s(x)` (never above :math:`|x|`)."""
+    x, softness, mode = _prepare(x, softness, mode)
+    if mode == "hard":
+        return torch.abs(x)
+    xc, dtype = _upcast_half(x)
+    return (xc * (2.0 * sigmoidal(xc, softness, mode) - 1.0)).to(dtype)
+
+
+def relu(
+    x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth", gated: bool = False
+) -> torch.Tensor:
+    r"""Soft ReLU: :math:`\int_{-\infty}^x \sigma_s` (``smooth``: softplus) or, with ``gated``,
+    :math:`x\,\sigma_s(x)` (``smooth``: SiLU)."""
+    x, softness, mode = _prepare(x, softness, mode)
+    if mode == "hard":
+        return torch.relu(x)
+    xc, dtype = _upcast_half(x)
+    return softrelu(xc, softness, mode, gated=gated).to(dtype)
+
+
+def _bound(b: torch.Tensor | float | None, like: torch.Tensor) -> torch.Tensor | None:
+    if b is None:
+        return None
+    if isinstance(b, torch.Tensor):
+        if b.is_complex():
+            raise TypeError("clamp bounds must be real")
+        return b.to(like.dtype)
+    return torch.as_tensor(b, dtype=like.dtype, device=like.device)
+
+
+def clamp(
+    x: torch.Tensor,
+    a: torch.Tensor | float | None = None,
+    b: torch.Tensor | float | None = None,
+    softness: Softness = 0.1,
+    mode: str = "smooth",
+    gated: bool = False,
+) -> torch.Tensor:
+    r"""Soft ``torch.clamp(x, a, b)`` as soft ``min(max(x, a), b)``:
+    :math:`b - \mathrm{relu}_s(b - a - \mathrm{relu}_s(x - a))`.
+
+    Either bound may be ``None`` (one-sided), a float or a tensor broadcastable with ``x``. Like
+    torch, ``a > b`` gives ``b``.
+    """
+    x, softness, mode = _prepare(x, softness, mode)
+    if a is None and b is None:
+        raise ValueError("clamp needs at least one of the bounds a (min) or b (max)")
+    if mode == "hard":
+        return torch.clamp(x, a, b)  # type: ignore[arg-type]
+    xc, dtype = _upcast_half(x)
+    lo, hi = _bound(a, xc), _bound(b, xc)
+
+    def r(t: torch.Tensor) -> torch.Tensor:
+        return softrelu(t, softness, mode, gated=gated)
+
+    if hi is None:
+        assert lo is not None
+        out = lo + r(xc - lo)
+    elif lo is None:
+        out = hi - r(hi - xc)
+    else:
+        out = hi - r(hi - lo - r(xc - lo))
+    return out.to(dtype)
+
+
+def round(  # noqa: A001
+    x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth", neighbor_radius: int = 5
+) -> torch.Tensor:
+    r"""Soft rounding as a staircase of soft steps (arXiv 2504.19026):
+
+    .. math:: \mathrm{round}_s(x) = \lfloor x\rfloor - r + \sum_{j=-r}^{r-1}
+              \sigma_s\big(x - \lfloor x\rfloor - j - \tfrac12\big)
+
+    with ``r = neighbor_radius`` steps on each side of ``x`` (the omitted far steps are saturated).
+    Hard mode is ``torch.round`` (half to even).
+    """
+    x, softness, mode = _prepare(x, softness, mode)
+    if isinstance(neighbor_radius, bool) or not isinstance(neighbor_radius, int):
+        raise TypeError("neighbor_radius must be an int >= 1")
+    if neighbor_radius < 1:
+        raise ValueError(f"neighbor_radius must be >= 1, got {neighbor_radius}")
+    if mode == "hard":
+        return torch.round(x)
+    xc, dtype = _upcast_half(x)
+    base = torch.floor(xc).detach()
+    frac = xc - base  # in [0, 1): the staircase is evaluated relative to floor(x)
+    out = base - neighbor_radius
+    for j in range(-neighbor_radius, neighbor_radius):
+        out = out + sigmoidal(frac - (j + 0.5), softness, mode)
+    return out.to(dtype)

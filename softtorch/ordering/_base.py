@@ -1,0 +1,107 @@
+r"""The interface every ordering method implements, and the method registry.
+
+A method works on scores ``z`` of shape ``(..., n)``: the op layer (:mod:`softtorch.ordering.ops`)
+has already moved the reduced dimension last, promoted the dtype, validated arguments and (with
+``standardize=True``) mapped the scores to ``(0, 1)``. A method never sees ``mode="hard"``.
+
+Conventions (shared by every method):
+
+* A *soft permutation* ``P`` has shape ``(..., n, n)``; row ``i`` is a distribution over the ``n``
+  inputs for the ``i``-th element of the sorted order (ascending unless ``descending``), so the
+  soft sorted values are ``P @ x`` and hard mode is the one-hot permutation matrix.
+* ``rank`` returns values in ``[1, n]``; with ``descending=True`` the largest input gets rank 1.
+* ``sorted_values`` returns the soft sorted scores directly (in score space) for methods that
+  compute values without a permutation matrix (``fast_soft_sort``, ``sorting_network``); other
+  methods return ``None`` and the op layer uses ``P @ x``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Any, ClassVar
+
+import torch
+
+Softness = float | torch.Tensor
+
+
+class OrderingMethod(abc.ABC):
+    """A soft ordering of the last axis of ``z``; one subclass per method, one file each."""
+
+    #: The public ``method=`` name.
+    name: ClassVar[str]
+    #: Whether the method can produce soft permutations (soft indices).
+    has_permutation: ClassVar[bool] = True
+
+    def permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Soft permutation ``(..., n, n)`` (rows: sorted positions, columns: inputs)."""
+        raise ValueError(
+            f"method {self.name!r} computes sorted values without soft indices; use one of "
+            "'softsort', 'neuralsort', 'ot', 'sorting_network' for index-valued results"
+        )
+
+    def topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """The first ``k`` rows ``(..., k, n)`` of the descending soft permutation."""
+        return self.permutation(z, softness, mode, descending=True, options=options)[..., :k, :]
+
+    def argmax(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+    ) -> torch.Tensor:
+        """Soft one-hot of the largest entry, ``(..., n)``."""
+        return self.topk_permutation(z, 1, softness, mode, options=options)[..., 0, :]
+
+    def sorted_values(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Soft sorted scores ``(..., n)``, or ``None`` to use ``permutation(...) @ x``."""
+        return None
+
+    @abc.abstractmethod
+    def rank(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Soft ranks in ``[1, n]``, shape ``(..., n)``."""
+
+
+_REGISTRY: dict[str, OrderingMethod] = {}
+
+
+def register(cls: type[OrderingMethod]) -> type[OrderingMethod]:
+    """Class decorator: make ``cls`` available as ``method=cls.name``."""
+    _REGISTRY[cls.name] = cls()
+    return cls
+
+
+def get_method(name: str) -> OrderingMethod:
+    """The registered method instance for a validated method name."""
+    if not _REGISTRY:
+        from . import methods  # noqa: F401  (imports every method module once)
+    return _REGISTRY[name]

@@ -1,0 +1,113 @@
+r"""Straight-through estimators: the hard function forward, a soft relaxation's gradient backward.
+
+``st(fn)(*args, mode=m, softness=s)`` evaluates ``fn`` twice, with ``mode="hard"`` and with the
+given mode, and returns the hard values exactly while gradients flow through the soft result:
+
+.. math:: y = f_\text{hard}(x), \qquad \frac{\partial y}{\partial x} := \frac{\partial f_m(x)}{\partial x}.
+
+``grad_replace(fn)`` does the same with ``forward=True`` / ``forward=False`` calls. Outputs may be
+tensors, tuples or ``torch.return_types`` named tuples (``None`` entries stay ``None``).
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import comparison as _cmp
+from . import elementwise as _ew
+
+
+class _HardForwardSoftBackward(torch.autograd.Function):
+    """``forward(hard, soft) = hard``; ``backward(g) = (None, g)``."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(hard: torch.Tensor, soft: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return hard.clone()
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        pass
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor]:  # type: ignore[override]
+        return None, grad
+
+
+def combine(hard: Any, soft: Any) -> Any:
+    """Hard values with the soft result's gradient, recursively over tuples / named tuples."""
+    if isinstance(soft, torch.Tensor) and isinstance(hard, torch.Tensor):
+        if not soft.requires_grad:
+            return hard
+        return _HardForwardSoftBackward.apply(hard.to(soft.dtype), soft)
+    if isinstance(soft, tuple) and isinstance(hard, tuple):
+        items = [combine(h, s) for h, s in zip(hard, soft)]
+        if hasattr(soft, "_fields"):  # collections.namedtuple
+            return type(soft)(*items)
+        if type(soft) is not tuple:  # torch.return_types structseq
+            return type(soft)(items)
+        return tuple(items)
+    return hard
+
+
+def st(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn`` (which takes a ``mode`` argument) into its straight-through version."""
+    sig = inspect.signature(fn)
+    if "mode" not in sig.parameters:
+        raise TypeError(f"st() needs a function with a 'mode' parameter; {fn.__name__} has none")
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        bound = sig.bind(*args, **kwargs)
+        bound.apply_defaults()
+        if bound.arguments["mode"] == "hard":
+            return fn(*bound.args, **bound.kwargs)
+        soft = fn(*bound.args, **bound.kwargs)
+        bound.arguments["mode"] = "hard"
+        hard = fn(*bound.args, **bound.kwargs)
+        return combine(hard, soft)
+
+    wrapped.__doc__ = (
+        f"Straight-through :func:`softtorch.{fn.__name__}`: the ``mode='hard'`` result forward, "
+        f"the gradient of the given ``mode`` and ``softness`` backward.\n\n"
+        f"Same arguments as :func:`softtorch.{fn.__name__}`."
+    )
+    wrapped.__name__ = f"{fn.__name__}_st"
+    wrapped.__qualname__ = wrapped.__name__
+    return wrapped
+
+
+def grad_replace(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap ``fn(..., forward: bool)``: the ``forward=True`` value with the ``forward=False`` gradient."""
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        kwargs.pop("forward", None)
+        fwd = fn(*args, forward=True, **kwargs)
+        bwd = fn(*args, forward=False, **kwargs)
+        return combine(fwd, bwd)
+
+    return wrapped
+
+
+abs_st = st(_ew.abs)
+clamp_st = st(_ew.clamp)
+heaviside_st = st(_ew.heaviside)
+relu_st = st(_ew.relu)
+round_st = st(_ew.round)
+sign_st = st(_ew.sign)
+
+greater_st = st(_cmp.greater)
+greater_equal_st = st(_cmp.greater_equal)
+less_st = st(_cmp.less)
+less_equal_st = st(_cmp.less_equal)
+eq_st = st(_cmp.eq)
+equal_st = eq_st
+not_equal_st = st(_cmp.not_equal)
+isclose_st = st(_cmp.isclose)
