@@ -15,6 +15,11 @@ from .comparison import eq, greater, greater_equal, isclose, less, less_equal, n
 from .logic import all, any, logical_and, logical_not, logical_or, logical_xor, where
 from .straight_through import (
     abs_st,
+    argmax_st,
+    argmedian_st,
+    argmin_st,
+    argquantile_st,
+    argsort_st,
     clamp_st,
     eq_st,
     equal_st,
@@ -25,9 +30,24 @@ from .straight_through import (
     isclose_st,
     less_equal_st,
     less_st,
+    max_st,
+    median_st,
+    min_st,
     not_equal_st,
+    quantile_st,
+    rank_st,
+    ranking_st,
     relu_st,
     round_st,
     sign_st,
+    sort_st,
     st,
+    topk_st,
 )
+
+# --- ordering (issue 3) ---
+from .ordering.ops import argmax, argmedian, argmin, argquantile, argsort, max, median, min, quantile, rank, sort, topk
+from .selection import index_select, narrow, take, take_along_dim
+
+# --- soft_mode (issue 5) ---
+from .interception import SoftConfig, SoftTensor, current_mode, hard_mode, registry, soft, soft_mode

@@ -59,10 +59,13 @@ def check_softness(softness: float | torch.Tensor) -> float | torch.Tensor:
 
 
 def _is_traced(t: torch.Tensor) -> bool:
+    """True for fake (traced) tensors and vmap-batched tensors, whose values cannot be read."""
     try:
         from torch._subclasses.fake_tensor import is_fake
 
-        return bool(is_fake(t))
+        if is_fake(t):
+            return True
+        return bool(torch._C._functorch.is_batchedtensor(t))
     except Exception:  # pragma: no cover - very old torch
         return False
 
@@ -70,10 +73,7 @@ def _is_traced(t: torch.Tensor) -> bool:
 def as_float(x: torch.Tensor | float | int | bool, name: str = "x") -> torch.Tensor:
     """Promote to a floating tensor like torch does for float ops; reject complex input."""
     if not isinstance(x, torch.Tensor):
-        x = torch.as_tensor(x)
-        if not x.is_floating_point():
-            x = x.to(torch.get_default_dtype())
-        return x
+        x = torch.as_tensor(x)  # a Python complex becomes a complex tensor, rejected below
     if x.is_complex():
         raise TypeError(
             f"{name} is complex ({x.dtype}); soft relaxations need a real floating tensor: "
@@ -90,9 +90,9 @@ def as_float_pair(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
     yt = y if isinstance(y, torch.Tensor) else None
     if xt is None and yt is None:
         return as_float(x, "x"), as_float(y, "y")  # type: ignore[arg-type]
-    for t, name in ((xt, "x"), (yt, "y")):
-        if t is not None and t.is_complex():
-            as_float(t, name)
+    for v, name in ((x, "x"), (y, "y")):
+        if isinstance(v, complex) or (isinstance(v, torch.Tensor) and v.is_complex()):
+            as_float(v, name)  # type: ignore[arg-type]  # raises the TypeError
     ref = xt if xt is not None else yt
     assert ref is not None
     dtype = torch.result_type(x, y)  # type: ignore[arg-type]

@@ -86,6 +86,17 @@ def _bound(b: torch.Tensor | float | None, like: torch.Tensor) -> torch.Tensor |
     return torch.as_tensor(b, dtype=like.dtype, device=like.device)
 
 
+def _clamp_dtype(
+    x: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None
+) -> torch.dtype:
+    """Result dtype of ``torch.clamp``: 0-d bounds do not promote (as in torch)."""
+
+    def probe(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else t.new_empty(() if t.ndim == 0 else (0,))
+
+    return torch.clamp(probe(x), probe(a), probe(b)).dtype  # type: ignore[arg-type]
+
+
 def clamp(
     x: torch.Tensor,
     a: torch.Tensor | float | None = None,
@@ -103,6 +114,15 @@ def clamp(
     x, softness, mode = _prepare(x, softness, mode)
     if a is None and b is None:
         raise ValueError("clamp needs at least one of the bounds a (min) or b (max)")
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        # torch.clamp takes two tensors or two numbers: a number bound becomes a 0-d tensor; x
+        # is then promoted like torch.clamp does (float32 x, float64 tensor bounds -> float64)
+        a = a if isinstance(a, torch.Tensor) else _bound(a, x)
+        b = b if isinstance(b, torch.Tensor) else _bound(b, x)
+        for t in (a, b):
+            if t is not None and t.is_complex():
+                raise TypeError("clamp bounds must be real")
+        x = x.to(_clamp_dtype(x, a, b))
     if mode == "hard":
         return torch.clamp(x, a, b)  # type: ignore[arg-type]
     xc, dtype = _upcast_half(x)

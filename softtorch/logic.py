@@ -23,7 +23,9 @@ SoftBool = torch.Tensor
 
 def _gm(t: torch.Tensor, dim: int | None, keepdim: bool, epsilon: float) -> torch.Tensor:
     logs = torch.log(t + epsilon)
-    mean = logs.mean() if dim is None else logs.mean(dim=dim, keepdim=keepdim)
+    total = logs.sum() if dim is None else logs.sum(dim=dim, keepdim=keepdim)
+    n = t.numel() if dim is None else t.shape[dim]
+    mean = total / max(n, 1)  # an empty reduction gives 1, like the empty product
     return (torch.exp(mean) - epsilon).clamp(0.0, 1.0)
 
 
@@ -71,8 +73,12 @@ def all(  # noqa: A001
         if a.ndim == 0:
             return a.clone()
     if use_geometric_mean:
-        return _gm(a, dim, keepdim, epsilon)
-    return a.prod() if dim is None else a.prod(dim=dim, keepdim=keepdim)
+        out = _gm(a, dim, keepdim, epsilon)
+    else:
+        out = a.prod() if dim is None else a.prod(dim=dim, keepdim=keepdim)
+    if dim is None and keepdim:  # like torch.all(x, dim=None, keepdim=True)
+        out = out.reshape((1,) * a.ndim)
+    return out
 
 
 def any(  # noqa: A001

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import SIGMOIDAL_MODES, check_choice
+from ._checks import SIGMOIDAL_MODES, as_float, check_choice, check_softness
 
 Softness = float | torch.Tensor
 
@@ -66,9 +66,11 @@ def sigmoidal(
 
     Example:
         >>> sigmoidal(torch.tensor([-1.0, 0.0, 1.0]), 0.5, "c1")
-        tensor([0.1040, 0.5000, 0.8960])
+        tensor([0.2160, 0.5000, 0.7840])
     """
     mode = check_choice(mode, SIGMOIDAL_MODES, "mode")
+    softness = check_softness(softness)
+    x = as_float(x)
     if mode == "smooth":
         return torch.sigmoid(x / softness)
     if mode in ("c0", "c1", "c2"):
@@ -90,6 +92,8 @@ def softrelu(
     (c-modes); ``smooth`` gives ``s * softplus(x / s)``.
     """
     mode = check_choice(mode, SIGMOIDAL_MODES, "mode")
+    softness = check_softness(softness)
+    x = as_float(x)
     if gated:
         return x * sigmoidal(x, softness, mode)
     if mode == "smooth":

@@ -20,6 +20,7 @@ import torch
 
 from . import comparison as _cmp
 from . import elementwise as _ew
+from .ordering import ops as _ord
 
 
 class _HardForwardSoftBackward(torch.autograd.Function):
@@ -45,7 +46,9 @@ def combine(hard: Any, soft: Any) -> Any:
     if isinstance(soft, torch.Tensor) and isinstance(hard, torch.Tensor):
         if not soft.requires_grad:
             return hard
-        return _HardForwardSoftBackward.apply(hard.to(soft.dtype), soft)
+        # detach: the hard graph is never differentiated (and may hold ops such as heaviside
+        # whose derivative torch does not implement, which would raise in backward)
+        return _HardForwardSoftBackward.apply(hard.detach().to(soft.dtype), soft)
     if isinstance(soft, tuple) and isinstance(hard, tuple):
         items = [combine(h, s) for h, s in zip(hard, soft)]
         if hasattr(soft, "_fields"):  # collections.namedtuple
@@ -111,3 +114,17 @@ eq_st = st(_cmp.eq)
 equal_st = eq_st
 not_equal_st = st(_cmp.not_equal)
 isclose_st = st(_cmp.isclose)
+
+argmax_st = st(_ord.argmax)
+max_st = st(_ord.max)
+argmin_st = st(_ord.argmin)
+min_st = st(_ord.min)
+argsort_st = st(_ord.argsort)
+sort_st = st(_ord.sort)
+topk_st = st(_ord.topk)
+rank_st = st(_ord.rank)
+ranking_st = rank_st
+median_st = st(_ord.median)
+argmedian_st = st(_ord.argmedian)
+quantile_st = st(_ord.quantile)
+argquantile_st = st(_ord.argquantile)

@@ -13,6 +13,12 @@ Conventions (shared by every method):
 * ``sorted_values`` returns the soft sorted scores directly (in score space) for methods that
   compute values without a permutation matrix (``fast_soft_sort``, ``sorting_network``); other
   methods return ``None`` and the op layer uses ``P @ x``.
+
+Optional hooks with generic defaults (methods override them to save time or memory):
+``argmin`` (default: ``argmax`` of the reflected scores ``1 - z``), ``permutation_rows`` (selected
+rows of the soft permutation; default: rows of ``permutation``), ``permute_values`` (``P @ x``;
+default: through ``permutation``) and ``permutation_with_values`` (``(P, P @ x)``; default: through
+``permutation``).
 """
 
 from __future__ import annotations
@@ -66,6 +72,58 @@ class OrderingMethod(abc.ABC):
         """Soft one-hot of the largest entry, ``(..., n)``."""
         return self.topk_permutation(z, 1, softness, mode, options=options)[..., 0, :]
 
+    def argmin(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+    ) -> torch.Tensor:
+        """Soft one-hot of the smallest entry, ``(..., n)``; default: ``argmax(1 - z)``.
+
+        The reflection ``z -> 1 - z`` reverses the order and maps the standardized range (0, 1)
+        onto itself.
+        """
+        return self.argmax(1.0 - z, softness, mode, options=options)
+
+    def permutation_rows(
+        self,
+        z: torch.Tensor,
+        positions: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Rows ``positions`` (1-D int64, sorted positions) of the soft permutation: ``(..., m, n)``."""
+        perm = self.permutation(z, softness, mode, descending=descending, options=options)
+        return perm.index_select(-2, positions)
+
+    def permute_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Soft sorted values ``P @ x`` of ``x`` (..., n) under the soft permutation of ``z``."""
+        perm = self.permutation(z, softness, mode, descending=descending, options=options)
+        return (perm @ x.unsqueeze(-1)).squeeze(-1)
+
+    def permutation_with_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P, P @ x)``: the soft permutation and the soft sorted values of ``x`` (..., n)."""
+        perm = self.permutation(z, softness, mode, descending=descending, options=options)
+        return perm, (perm @ x.unsqueeze(-1)).squeeze(-1)
+
     def sorted_values(
         self,
         z: torch.Tensor,
@@ -102,6 +160,6 @@ def register(cls: type[OrderingMethod]) -> type[OrderingMethod]:
 
 def get_method(name: str) -> OrderingMethod:
     """The registered method instance for a validated method name."""
-    if not _REGISTRY:
+    if name not in _REGISTRY:
         from . import methods  # noqa: F401  (imports every method module once)
     return _REGISTRY[name]

@@ -1,0 +1,167 @@
+r"""The dispatch path shared by ``soft_mode`` and ``SoftTensor``.
+
+Plain path (``soft_mode`` active, no SoftTensor operand): one dict lookup on the callable; a hit
+whose trigger holds (a floating operand on the gradient path) runs its handler, everything else is
+torch's own call.
+
+Soft path (a SoftTensor operand): with the innermost mode's settings, else the operands' own,
+
+1. a selected registry op whose trigger holds runs its handler;
+2. otherwise the role table (:mod:`softtorch.interception.roles`) decides how SoftBools and
+   SoftIndices act (exact masks, casts, shape ops);
+3. a registry op that is not relaxed (hard mode, excluded, declined) runs on torch's exact
+   operands;
+4. anything else runs on the soft values; results carry the operands' settings.
+
+The engine's own torch calls are never relaxed: torch pops the mode while its handler runs, the
+soft path runs with subclass dispatch disabled, and calls made by softtorch's own modules (an
+explicit ``softtorch.sort`` inside a block, say) are left to torch (:func:`from_engine`).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+import torch
+
+from .config import SoftConfig
+from .context import DECLINE, Ctx, into
+from .registry import BY_TARGET, Entry, tables
+from .roles import ROLES, forget_role, passthrough
+from .tensor import (
+    SoftTensor,
+    carried_config,
+    clone_role,
+    hard_view,
+    is_soft_bool,
+    is_soft_index,
+    make,
+    map_tensors,
+    wrap,
+)
+
+_Disable = torch._C.DisableTorchFunctionSubclass
+_EXACT_AS_BOOL = frozenset({"logic", "selection"})
+
+
+def from_engine(frame: FrameType | None) -> bool:
+    """True if the torch call was made by softtorch's own code (e.g. ``softtorch.sort`` called
+    explicitly inside a block): its internals run as plain torch. ``frame`` is the caller's
+    frame; torch's own Python frames in between are skipped. Not checked while compiling."""
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name == "torch" or name.startswith("torch."):
+            frame = frame.f_back
+            continue
+        return name.startswith("softtorch.") and not name.startswith("softtorch.interception")
+    return False
+
+
+def caller_is_engine(depth: int = 2) -> bool:
+    """:func:`from_engine` for the frame ``depth`` levels up (2: the caller of the
+    ``__torch_function__`` that calls this)."""
+    if torch.compiler.is_compiling():
+        return False
+    return from_engine(sys._getframe(depth))
+
+
+def _counts(t: Any, level: int) -> bool:
+    """A floating operand that counts at ``level`` (0: any, 1: requires grad or soft data,
+    2: soft data only)."""
+    if not isinstance(t, torch.Tensor) or not t.is_floating_point():
+        return False
+    return level == 0 or isinstance(t, SoftTensor) or (level == 1 and t.requires_grad)
+
+
+def triggered(trigger: str, args: tuple[Any, ...], kwargs: dict[str, Any], cfg: SoftConfig) -> bool:
+    """Whether a call is relaxed: see :data:`softtorch.interception.registry.TRIGGERS`.
+
+    ``scope="grad"``: a floating operand counts when it requires grad or is soft data (a
+    SoftTensor); with gradients disabled (``torch.no_grad``, inference, optimizer steps) no
+    gradient path exists and only soft data counts. ``scope="all"``: every floating operand.
+    """
+    if trigger == "role":
+        return True
+    level = 0 if cfg.scope == "all" else (1 if torch.is_grad_enabled() else 2)
+    index = trigger == "float|index"
+    for group in (args, kwargs.values()) if kwargs else (args,):
+        for a in group:
+            if isinstance(a, torch.Tensor):
+                if _counts(a, level) or (index and is_soft_index(a)):
+                    return True
+            elif isinstance(a, (list, tuple)) and any(_counts(b, level) for b in a):
+                return True
+    return False
+
+
+def relax(
+    entry: Entry,
+    cfg: SoftConfig,
+    carried: SoftConfig | None,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """Run one handler (DECLINE if it leaves the call to torch)."""
+    if entry.adapt is not None:
+        args, kwargs = entry.adapt(*args, **kwargs)
+    if not entry.inplace:
+        return entry.handler(Ctx(cfg, carried), *args, **kwargs)
+    # In place: relax a copy (autograd may save the input), then write into the target.
+    target = args[0]
+    if not target.is_floating_point():  # integer / bool storage cannot hold soft values
+        return DECLINE
+    out = entry.handler(Ctx(cfg, carried), clone_role(target), *args[1:], **kwargs)
+    return out if out is DECLINE else into(target, out)
+
+
+def dispatch_plain(
+    entry: Entry, cfg: SoftConfig, func: Callable[..., Any], args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> Any:
+    """A registry callable inside ``soft_mode`` with plain operands."""
+    # Plain operands: no subclass to disable around the handler.
+    if triggered(entry.trigger, args, kwargs, cfg) and not caller_is_engine(3):
+        out = relax(entry, cfg, None, args, kwargs)
+        if out is not DECLINE:
+            return out
+    return func(*args, **kwargs)
+
+
+def dispatch_soft(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+    cfg: SoftConfig | None, engine: bool = False,
+) -> Any:
+    """Any torch callable with a SoftTensor operand; ``cfg``: the innermost mode's settings;
+    ``engine``: called by softtorch's own code (plain torch on the values)."""
+    if engine:
+        with _Disable():
+            return func(*args, **kwargs)
+    carried = carried_config(args, kwargs)
+    eff = cfg if cfg is not None else carried
+    with _Disable():
+        if eff is not None and eff.relaxing:
+            entry = (eff.tables or tables(eff.ops, eff.exclude)).soft.get(func)
+            if entry is not None and triggered(entry.trigger, args, kwargs, eff):
+                out = relax(entry, eff, carried, args, kwargs)
+                if out is not DECLINE:
+                    return out
+        role = ROLES.get(func)
+        if role is not None:
+            return role(func, args, kwargs, carried)
+        known = BY_TARGET.get(func)
+        if known is not None:
+            kind = "bool" if known[0].group in _EXACT_AS_BOOL else "value"
+            inplace = known[1].inplace
+            if inplace and is_soft_bool(args[0]):  # exact logic into a SoftBool's float storage
+                a, k = map_tensors(args, kwargs, lambda t: hard_view(t, kind))
+                exact = func(a[0].clone(), *a[1:], **k)
+                return into(args[0], make(exact.to(args[0].dtype), None, hard=exact))
+            a, k = map_tensors(args, kwargs, lambda t: hard_view(t, kind), start=int(inplace))
+            out = func(*a, **k)
+            if inplace:
+                forget_role(args[0])
+            return wrap(out, carried)
+        return passthrough(func, args, kwargs, carried)

@@ -1,0 +1,257 @@
+r"""Handlers for order statistics, built on :mod:`softtorch.ordering.ops`.
+
+Values are soft; index results are torch's integers carrying the soft index (SoftIndex).
+``kthvalue`` is row ``k - 1`` of the ascending soft sort; ``amax`` / ``amin`` over several dims
+reduce the merged dims; ``nanmedian`` / ``nanquantile`` are soft on NaN-free slices and torch's
+exact result on slices that contain NaN. ``cummax`` / ``cummin`` weight the prefix ``x[..j]`` with
+the mode's simplex projection (:func:`softtorch.simplex.project_simplex`) of the standardized
+scores divided by the softness, and return the expected value (an ``n x n`` weight matrix per row).
+``topk(..., sorted=False)`` returns the sorted top k (torch leaves that order unspecified).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._checks import canonical_dim
+from ..ordering import ops
+from ..ordering._standardize import standardize
+from ..simplex import project_simplex
+from .context import DECLINE, Ctx
+from .ops_logic import _flat
+
+
+def _has_out(kw: dict[str, Any]) -> bool:
+    return kw.get("out") is not None
+
+
+def sort(
+    c: Ctx, input: Tensor, dim: int = -1, descending: bool = False, stable: bool | None = None,
+    **kw: Any,
+) -> Any:
+    if _has_out(kw):
+        return DECLINE
+    return c.pair(
+        lambda: tuple(ops.sort(input, dim, descending, **c.kw())),
+        lambda: torch.sort(input, dim=dim, descending=descending, stable=bool(stable)),
+    )
+
+
+def argsort(
+    c: Ctx, input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False
+) -> Any:
+    return c.index(
+        lambda: ops.argsort(input, dim, descending, **c.kw(index=True)),
+        lambda: torch.argsort(input, dim=dim, descending=descending, stable=stable),
+    )
+
+
+def msort(c: Ctx, input: Tensor) -> Any:
+    return c.value(
+        lambda: ops.sort(input, 0, **c.kw(), return_indices=False).values,
+        lambda: torch.msort(input),
+    )
+
+
+def topk(
+    c: Ctx, input: Tensor, k: int, dim: int = -1, largest: bool = True, sorted: bool = True,
+    **kw: Any,
+) -> Any:
+    if _has_out(kw):
+        return DECLINE
+    return c.pair(
+        lambda: tuple(ops.topk(input, k, dim, **c.kw(), largest=largest)),
+        lambda: torch.topk(input, k, dim, largest=largest, sorted=True),
+    )
+
+
+def kthvalue(c: Ctx, input: Tensor, k: int, dim: int = -1, keepdim: bool = False, **kw: Any) -> Any:
+    if _has_out(kw) or input.ndim == 0:
+        return DECLINE
+
+    def soft() -> tuple[Tensor, Tensor | None]:
+        d = canonical_dim(dim, input.ndim)
+        res = ops.sort(input, d, **c.kw())
+        values = res.values.select(d, k - 1)
+        idx = None if res.indices is None else res.indices.select(d, k - 1)
+        if keepdim:
+            values = values.unsqueeze(d)
+            idx = None if idx is None else idx.unsqueeze(d)
+        return values, idx
+
+    return c.pair(soft, lambda: torch.kthvalue(input, k, dim, keepdim))
+
+
+def _extreme(largest: bool) -> Any:
+    soft_fn = ops.max if largest else ops.min
+    exact = torch.max if largest else torch.min
+
+    def handler(c: Ctx, input: Tensor, dim: Any = None, keepdim: bool = False, **kw: Any) -> Any:
+        other = kw.pop("other", None)
+        if isinstance(dim, Tensor) or other is not None:
+            from .ops_elementwise import maximum, minimum
+
+            y = dim if other is None else other
+            return (maximum if largest else minimum)(c, input, y) if not kw else DECLINE
+        if _has_out(kw):
+            return DECLINE
+        if dim is None:
+            return c.value(lambda: soft_fn(input, **c.kw()), lambda: exact(input))
+        return c.pair(
+            lambda: tuple(soft_fn(input, dim, keepdim, **c.kw())),
+            lambda: exact(input, dim, keepdim),
+        )
+
+    return handler
+
+
+max_ = _extreme(True)
+min_ = _extreme(False)
+
+
+def _amax(largest: bool) -> Any:
+    soft_fn = ops.max if largest else ops.min
+    exact = torch.amax if largest else torch.amin
+
+    def handler(c: Ctx, input: Tensor, dim: Any = (), keepdim: bool = False, **kw: Any) -> Any:
+        if _has_out(kw):
+            return DECLINE
+        dims = (dim,) if isinstance(dim, int) else tuple(dim or ())
+
+        def soft() -> Tensor:
+            if not dims or input.ndim == 0:
+                out = soft_fn(input, **c.kw())
+                return out.reshape([1] * input.ndim) if keepdim else out
+            flat, keep = _flat(input, dims)
+            out = soft_fn(flat, -1, **c.kw()).values
+            return out.reshape(keep) if keepdim else out
+
+        return c.value(soft, lambda: exact(input, dim, keepdim))
+
+    return handler
+
+
+amax = _amax(True)
+amin = _amax(False)
+
+
+def _arg(largest: bool) -> Any:
+    soft_fn = ops.argmax if largest else ops.argmin
+    exact = torch.argmax if largest else torch.argmin
+
+    def handler(c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
+        return c.index(
+            lambda: soft_fn(input, dim, keepdim, **c.kw(index=True)),
+            lambda: exact(input, dim, keepdim),
+        )
+
+    return handler
+
+
+argmax = _arg(True)
+argmin = _arg(False)
+
+
+def median(c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False, **kw: Any) -> Any:
+    if _has_out(kw):
+        return DECLINE
+    if dim is None:
+        return c.value(lambda: ops.median(input, **c.kw()), lambda: torch.median(input))
+    return c.pair(
+        lambda: tuple(ops.median(input, dim, keepdim, **c.kw())),
+        lambda: torch.median(input, dim, keepdim),
+    )
+
+
+def _nan_rows(input: Tensor, dim: int | None, keepdim: bool) -> Tensor:
+    nan = torch.isnan(input)
+    return nan.any() if dim is None else nan.any(dim, keepdim=keepdim)
+
+
+def nanmedian(
+    c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False, **kw: Any
+) -> Any:
+    if _has_out(kw):
+        return DECLINE
+    clean = torch.nan_to_num(input, nan=0.0)
+    has_nan = _nan_rows(input, dim, keepdim)
+    if dim is None:
+        return c.value(
+            lambda: torch.where(has_nan, torch.nanmedian(input), ops.median(clean, **c.kw())),
+            lambda: torch.nanmedian(input),
+        )
+    exact = torch.nanmedian(input, dim, keepdim)
+
+    def soft() -> tuple[Tensor, Tensor | None]:
+        res = ops.median(clean, dim, keepdim, **c.kw())
+        values = torch.where(has_nan, exact.values, res.values)
+        idx = res.indices
+        if idx is not None:
+            one_hot = F.one_hot(exact.indices, idx.shape[-1]).to(idx.dtype)
+            idx = torch.where(has_nan.unsqueeze(-1), one_hot, idx)
+        return values, idx
+
+    return c.pair(soft, lambda: exact)
+
+
+def quantile(
+    c: Ctx, input: Tensor, q: Any, dim: int | None = None, keepdim: bool = False, *,
+    interpolation: str = "linear", **kw: Any,
+) -> Any:
+    if _has_out(kw):
+        return DECLINE
+    return c.value(
+        lambda: ops.quantile(input, q, dim, keepdim, interpolation=interpolation, **c.kw()),
+        lambda: torch.quantile(input, q, dim, keepdim, interpolation=interpolation),
+    )
+
+
+def nanquantile(
+    c: Ctx, input: Tensor, q: Any, dim: int | None = None, keepdim: bool = False, *,
+    interpolation: str = "linear", **kw: Any,
+) -> Any:
+    if _has_out(kw):
+        return DECLINE
+
+    def exact() -> Tensor:
+        return torch.nanquantile(input, q, dim, keepdim, interpolation=interpolation)
+
+    def soft() -> Tensor:
+        clean = torch.nan_to_num(input, nan=0.0)
+        res = ops.quantile(clean, q, dim, keepdim, interpolation=interpolation, **c.kw())
+        return torch.where(_nan_rows(input, dim, keepdim), exact(), res)
+
+    return c.value(soft, exact)
+
+
+def _cumulative(largest: bool) -> Any:
+    exact_fn = torch.cummax if largest else torch.cummin
+
+    def handler(c: Ctx, input: Tensor, dim: int, **kw: Any) -> Any:
+        if _has_out(kw) or input.ndim == 0:
+            return DECLINE
+
+        def soft() -> tuple[Tensor, Tensor]:
+            d = canonical_dim(dim, input.ndim)
+            x = input.movedim(d, -1)
+            xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+            n = xc.shape[-1]
+            z, _ = standardize(xc)
+            z = z if largest else 1.0 - z
+            prefix = torch.ones(n, n, dtype=torch.bool, device=xc.device).tril()
+            scores = (z.unsqueeze(-2) / c.softness).masked_fill(~prefix, float("-inf"))
+            p = project_simplex(scores, c.mode)
+            values = (p @ xc.unsqueeze(-1)).squeeze(-1)
+            return values.to(input.dtype).movedim(-1, d), p.to(input.dtype).movedim(-2, d)
+
+        return c.pair(soft, lambda: exact_fn(input, dim))
+
+    return handler
+
+
+cummax = _cumulative(True)
+cummin = _cumulative(False)

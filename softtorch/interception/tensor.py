@@ -1,0 +1,253 @@
+r"""``SoftTensor``: a tensor that carries relaxation settings, a soft boolean or a soft index.
+
+One subclass plays three roles, told apart by which attribute is set:
+
+* *carrier* (``_cfg``): data made with :func:`soft`; torch ops on it are relaxed with its settings
+  and their tensor results are carriers again.
+* *SoftBool* (``_hard``): the float result of a relaxed comparison, values in [0, 1], together with
+  torch's exact result (a bool tensor, or 0/1 in a float dtype after ``.float()``). Arithmetic sees
+  the soft values; everything that needs a boolean (``bool(m)``, ``m.item()``, ``m.bool()``,
+  ``x[m]``, ``nonzero`` ...) sees the exact result.
+* *SoftIndex* (``_sidx``): torch's integer index result, with the soft index (a distribution over
+  the ``n`` positions, shape ``index.shape + (n,)``) that selection ops use inside a soft context.
+
+Settings travel with the data, roles only mark what a value means: a SoftBool made inside
+``soft_mode`` carries no settings and acts as a plain mask outside it.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from .._checks import as_float
+from .config import SoftConfig, make_config
+
+_Disable = torch._C.DisableTorchFunctionSubclass
+
+#: The subclass dispatch entry, installed by :mod:`softtorch.interception.mode` (which imports
+#: this module, so it cannot be imported here).
+_DISPATCH: list[Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]] = []
+
+
+class SoftTensor(torch.Tensor):
+    """A tensor whose torch operations are relaxed; see the module docstring for its roles.
+
+    Make one with :func:`softtorch.soft`; leave with :meth:`hard` or ``.as_subclass(torch.Tensor)``.
+    """
+
+    _cfg: SoftConfig | None = None
+    _hard: Tensor | None = None
+    _sidx: Tensor | None = None
+
+    @classmethod
+    def __torch_function__(
+        cls,
+        func: Callable[..., Any],
+        types: Iterable[type],
+        args: tuple[Any, ...] = (),
+        kwargs: dict[str, Any] | None = None,
+    ) -> Any:
+        return _DISPATCH[0](func, args, kwargs or {})
+
+    @property
+    def config(self) -> SoftConfig | None:
+        """The relaxation settings this tensor carries (None: it only marks a role)."""
+        return self._cfg
+
+    @property
+    def soft_index(self) -> Tensor | None:
+        """For an index result: the soft index ``(*self.shape, n)``; else None."""
+        return self._sidx
+
+    @property
+    def is_soft_bool(self) -> bool:
+        """True for the result of a relaxed comparison or logic op."""
+        return self._hard is not None
+
+    def hard(self) -> Tensor:
+        """Torch's exact value as a plain tensor: the boolean result of a SoftBool, the integer
+        index of a SoftIndex, the data of a carrier."""
+        if self._hard is not None:
+            return self._hard
+        return self.as_subclass(Tensor)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> SoftTensor:
+        if id(self) in memo:
+            return memo[id(self)]
+        data = copy.deepcopy(self.as_subclass(Tensor), memo)
+        hard, sidx = copy.deepcopy(self._hard, memo), copy.deepcopy(self._sidx, memo)
+        out = make(data, self._cfg, hard, sidx)
+        memo[id(self)] = out
+        return out  # type: ignore[return-value]
+
+    def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]
+        with _Disable():
+            body = Tensor.__repr__(self.as_subclass(Tensor))
+        if self._hard is not None:
+            kind = "SoftBool"
+        elif self._sidx is not None:
+            kind = "SoftIndex"
+        else:
+            kind = "SoftTensor"
+        extra = "" if self._cfg is None else f", {self._cfg!r}"
+        return f"{kind}({body}{extra})"
+
+
+def make(
+    data: Tensor,
+    cfg: SoftConfig | None,
+    hard: Tensor | None = None,
+    sidx: Tensor | None = None,
+) -> Tensor:
+    """``data`` as a SoftTensor with the given settings and role (plain if it has neither)."""
+    if cfg is None and hard is None and sidx is None:
+        return plain(data)
+    out = data.as_subclass(SoftTensor)  # as_subclass is never dispatched
+    if cfg is not None:  # unset attributes fall back to the class defaults (None)
+        out._cfg = cfg
+    if hard is not None:
+        out._hard = hard
+    if sidx is not None:
+        out._sidx = sidx
+    return out
+
+
+def clone_role(t: Tensor) -> Tensor:
+    """A copy of ``t``'s data (``clone``, differentiable) with the same settings and role."""
+    with _Disable():
+        data = t.clone()
+    if not isinstance(t, SoftTensor):
+        return data
+    return make(data, t._cfg, t._hard, t._sidx)
+
+
+def plain(t: Any) -> Any:
+    """A plain-tensor alias of ``t`` (same data and autograd history); non-SoftTensors unchanged."""
+    if isinstance(t, SoftTensor):
+        return t.as_subclass(Tensor)
+    return t
+
+
+def is_soft_bool(t: object) -> bool:
+    return isinstance(t, SoftTensor) and t._hard is not None
+
+
+def is_soft_index(t: object) -> bool:
+    return isinstance(t, SoftTensor) and t._sidx is not None
+
+
+def has_role(t: object) -> bool:
+    return isinstance(t, SoftTensor) and (t._hard is not None or t._sidx is not None)
+
+
+def hard_view(t: Any, kind: str = "value") -> Any:
+    """Torch's exact operand. For a SoftBool: ``"bool"`` the boolean mask, ``"raw"`` the exact
+    result as stored (bool, or 0/1 floats after ``.float()``), ``"value"`` 0/1 in its float
+    dtype. A SoftIndex gives its integers, a carrier its data; other objects are unchanged."""
+    if not isinstance(t, SoftTensor):
+        return t
+    h = t._hard
+    if h is None:
+        return plain(t)
+    if kind == "bool":
+        return h if h.dtype == torch.bool else h != 0
+    if kind == "raw":
+        return h
+    return h.to(t.dtype)
+
+
+def prob(t: Any) -> Any:
+    """A truth value as a probability: SoftBool values, bool tensors as 0/1 floats."""
+    if isinstance(t, SoftTensor):
+        return plain(t)
+    if isinstance(t, Tensor) and t.dtype == torch.bool:
+        return t.to(torch.get_default_dtype())
+    if isinstance(t, bool):
+        return float(t)
+    return t
+
+
+def carried_config(args: tuple[Any, ...], kwargs: dict[str, Any]) -> SoftConfig | None:
+    """Settings of the first operand (argument, keyword or list item) that carries any."""
+    for a in (*args, *kwargs.values()):
+        if isinstance(a, SoftTensor):
+            if a._cfg is not None:
+                return a._cfg
+        elif isinstance(a, (list, tuple)):
+            for b in a:
+                if isinstance(b, SoftTensor) and b._cfg is not None:
+                    return b._cfg
+    return None
+
+
+def _map_one(a: Any, fn: Callable[[Any], Any]) -> Any:
+    if isinstance(a, SoftTensor):
+        return fn(a)
+    if isinstance(a, (list, tuple)) and any(isinstance(b, SoftTensor) for b in a):
+        return type(a)(fn(b) if isinstance(b, SoftTensor) else b for b in a)
+    return a
+
+
+def map_tensors(
+    args: tuple[Any, ...], kwargs: dict[str, Any], fn: Callable[[Any], Any], start: int = 0
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Apply ``fn`` to every SoftTensor operand from position ``start`` on (top level and inside
+    lists / tuples) and to every keyword operand."""
+    out = tuple(a if i < start else _map_one(a, fn) for i, a in enumerate(args))
+    return out, {k: _map_one(v, fn) for k, v in kwargs.items()}
+
+
+def wrap(out: Any, cfg: SoftConfig | None) -> Any:
+    """Tensor results as carriers of ``cfg`` (recursively through tuples); unchanged if None."""
+    if cfg is None:
+        return out
+    if isinstance(out, Tensor):
+        if isinstance(out, SoftTensor):
+            if out._cfg is None:
+                out._cfg = cfg
+            return out
+        return make(out, cfg)
+    if isinstance(out, (tuple, list)):
+        items = [wrap(o, cfg) for o in out]
+        if isinstance(out, list):
+            return items
+        if hasattr(out, "_fields"):
+            return type(out)(*items)
+        return type(out)(items) if type(out) is not tuple else tuple(items)
+    return out
+
+
+def soft(
+    x: Tensor | float,
+    mode: str = "smooth",
+    softness: float | Tensor = 0.1,
+    *,
+    method: str | None = None,
+    straight_through: bool = False,
+    ops: str | Iterable[str] | None = None,
+    exclude: str | Iterable[str] | None = None,
+    surrogate: str | None = None,
+) -> SoftTensor:
+    """``x`` as a :class:`SoftTensor`: torch ops on it are relaxed with these settings, without a
+    context manager, and their tensor results stay SoftTensors.
+
+    Arguments are those of :func:`softtorch.soft_mode` (``scope`` does not apply: the data itself
+    asks for relaxation). Integer data is promoted to the default float dtype; the result shares
+    ``x``'s data and autograd history. An active ``soft_mode`` takes precedence.
+
+    Example:
+        >>> s = soft(torch.tensor([0.3, -1.0, 2.0]), softness=0.5)
+        >>> (s > 0).hard()
+        tensor([ True, False,  True])
+    """
+    cfg = make_config(
+        mode, softness, method=method, straight_through=straight_through, ops=ops,
+        exclude=exclude, surrogate=surrogate,
+    )
+    xt = as_float(plain(x) if isinstance(x, Tensor) else x)
+    return make(xt, cfg)  # type: ignore[return-value]

@@ -1,0 +1,215 @@
+r"""Batched pool-adjacent-violators (PAV) CPU kernel for permutahedron projections (numba).
+
+This module imports numba at import time; :mod:`softtorch.ordering.fast_soft_sort` imports it
+lazily, the first time the CPU kernel runs, so ``import softtorch`` never pays for numba.
+
+Problem (one row; Blondel et al. 2020, Prop. 3 generalised to separable regularisers): given
+``s`` and ``w`` both sorted in descending order, find the non-increasing ``v`` minimising
+
+.. math:: \sum_i \psi^*(s_i - v_i) + \langle v, c(w) \rangle, \qquad v_1 \ge \dots \ge v_n,
+
+and return :math:`o_i = h(s_i - v_i)`. PAV keeps a stack of blocks; on a block ``B`` the common
+value :math:`\gamma_B` solves :math:`\sum_B g(s_i - \gamma) = \sum_B c(w_i)` with
+:math:`g = (\psi^*)'`. The regulariser codes ``reg`` are
+
+* ``0`` quadratic (``c0``): :math:`g(y) = y`, :math:`\gamma = \bar s_B - \bar w_B`, :math:`o = s - v`;
+* ``1`` entropic (``smooth``): :math:`g = \exp`, :math:`c = \exp`,
+  :math:`\gamma = \mathrm{lse}(s_B) - \mathrm{lse}(w_B)`, :math:`o = s - v` (log domain);
+* ``2`` p-norm, p = 3/2 (``c1``): :math:`g(y) = y^2` (all ``y >= 0`` when ``w >= 0``), so with
+  :math:`d = s - \bar s_B`, :math:`M_2 = \sum_B d^2`:
+  :math:`\gamma = \bar s_B - \sqrt{(W_B - M_2)/|B|}`, :math:`o = (s - v)^2`;
+* ``3`` p-norm, p = 4/3 (``c2``): :math:`g(y) = y^3`; with :math:`t = \gamma - \bar s_B` the block
+  equation is the depressed cubic :math:`t^3 + P t + Q = 0`, :math:`P = 3 M_2/|B|`,
+  :math:`Q = (W_B - M_3)/|B|`, whose single real root is taken in the cancellation-free Cardano
+  form :math:`t = -Q / (a^2 + P/3 + (P/(3a))^2)`, :math:`a = \sqrt[3]{|Q|/2 + \sqrt{Q^2/4 + P^3/27}}`;
+  :math:`o = (s - v)^3`.
+
+Block statistics are merged with stable update rules (weighted means, ``logaddexp``, Chan/Pebay
+centred moments), all in float64 whatever the input dtype. Besides ``o`` the kernel writes the
+per-element backward coefficients ``pi`` and ``aux`` (see ``fast_soft_sort``) and the block id of
+every element (0, 1, ... within its row), so the backward pass never needs an n x n matrix.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, inline="always")
+def _lae(a: float, b: float) -> float:
+    """log(exp(a) + exp(b)) without overflow (NaN propagates)."""
+    if a >= b:
+        return a + math.log1p(math.exp(b - a))
+    if b > a:
+        return b + math.log1p(math.exp(a - b))
+    return a + b  # NaN
+
+
+@nb.njit(cache=True, inline="always")
+def _cubic_t(m: float, m2: float, m3: float, wsum: float) -> float:
+    """Real root t of m t^3 + 3 m2 t + (wsum - m3) = 0 (m2 >= 0), cancellation free."""
+    p = 3.0 * m2 / m
+    q = (wsum - m3) / m
+    d = math.sqrt(0.25 * q * q + p * p * p / 27.0)
+    a = (0.5 * abs(q) + d) ** (1.0 / 3.0)
+    if a == 0.0:
+        return 0.0
+    b = p / (3.0 * a)
+    return -q / (a * a + p / 3.0 + b * b)
+
+
+@nb.njit(cache=True)
+def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1):  # noqa: ANN001, C901
+    """PAV on rows ``r0 <= r < r1`` (2-D indexing, one set of scratch buffers)."""
+    n = o.shape[1]
+    ks = 1 if s.shape[0] > 1 else 0  # row stride: 0 broadcasts a single row
+    kw = 1 if w.shape[0] > 1 else 0
+    start = np.empty(n, np.int64)
+    cm = np.empty(n, np.float64)  # block sizes
+    ca = np.empty(n, np.float64)  # mean s (reg 0, 2, 3) or lse s (reg 1)
+    cb = np.empty(n, np.float64)  # mean w (0), lse w (1) or M2 (2, 3)
+    cc = np.empty(n, np.float64)  # M3 (3)
+    cd = np.empty(n, np.float64)  # sum w (2, 3)
+    gam = np.empty(n, np.float64)  # block values
+    for r in range(r0, r1):
+        rs = r * ks
+        rw = r * kw
+        nb_ = 0
+        bad = False
+        for i in range(n):
+            si = float(s[rs, i])
+            wi = float(w[rw, i])
+            if si != si or wi != wi:
+                bad = True
+            start[nb_] = i
+            cm[nb_] = 1.0
+            ca[nb_] = si
+            if reg <= 1:
+                cb[nb_] = wi
+                gam[nb_] = si - wi
+            else:
+                cb[nb_] = 0.0
+                cc[nb_] = 0.0
+                cd[nb_] = wi
+                if reg == 2:
+                    gam[nb_] = si - math.sqrt(max(wi, 0.0))
+                else:
+                    gam[nb_] = si + _cubic_t(1.0, 0.0, 0.0, wi)
+            nb_ += 1
+            while nb_ > 1 and gam[nb_ - 2] < gam[nb_ - 1]:
+                j = nb_ - 2
+                k = nb_ - 1
+                m1 = cm[j]
+                m2_ = cm[k]
+                mt = m1 + m2_
+                if reg == 0:
+                    f = m2_ / mt
+                    ca[j] += (ca[k] - ca[j]) * f
+                    cb[j] += (cb[k] - cb[j]) * f
+                    gam[j] = ca[j] - cb[j]
+                elif reg == 1:
+                    ca[j] = _lae(ca[j], ca[k])
+                    cb[j] = _lae(cb[j], cb[k])
+                    gam[j] = ca[j] - cb[j]
+                else:
+                    dl = ca[k] - ca[j]
+                    if reg == 3:
+                        cc[j] = (
+                            cc[j]
+                            + cc[k]
+                            + dl * dl * dl * m1 * m2_ * (m1 - m2_) / (mt * mt)
+                            + 3.0 * dl * (m1 * cb[k] - m2_ * cb[j]) / mt
+                        )
+                    cb[j] = cb[j] + cb[k] + dl * dl * m1 * m2_ / mt
+                    ca[j] = ca[j] + dl * (m2_ / mt)
+                    cd[j] = cd[j] + cd[k]
+                    if reg == 2:
+                        gam[j] = ca[j] - math.sqrt(max((cd[j] - cb[j]) / mt, 0.0))
+                    else:
+                        gam[j] = ca[j] + _cubic_t(mt, cb[j], cc[j], cd[j])
+                cm[j] = mt
+                nb_ -= 1
+        for b in range(nb_):
+            lo = start[b]
+            hi = start[b + 1] if b + 1 < nb_ else n
+            mt = cm[b]
+            if reg == 0:
+                for i in range(lo, hi):
+                    o[r, i] = (float(s[rs, i]) - ca[b]) + cb[b]
+                    pi[r, i] = 1.0 / mt
+                    aux[r, i] = 1.0
+                    blk[r, i] = b
+            elif reg == 1:
+                for i in range(lo, hi):
+                    o[r, i] = (float(s[rs, i]) - ca[b]) + cb[b]
+                    pi[r, i] = math.exp(float(s[rs, i]) - ca[b])
+                    aux[r, i] = math.exp(float(w[rw, i]) - cb[b])
+                    blk[r, i] = b
+            else:
+                t = gam[b] - ca[b]
+                tot = 0.0
+                for i in range(lo, hi):
+                    y = float(s[rs, i]) - ca[b] - t
+                    if reg == 2:
+                        y = max(y, 0.0)
+                        o[r, i] = y * y
+                        aux[r, i] = 2.0 * y
+                        tot += y
+                    else:
+                        o[r, i] = y * y * y
+                        aux[r, i] = 3.0 * y * y
+                        tot += y * y
+                    blk[r, i] = b
+                scale = 2.0 if reg == 2 else 3.0
+                for i in range(lo, hi):
+                    if tot > 0.0:
+                        pi[r, i] = (aux[r, i] / scale) / tot
+                    else:
+                        pi[r, i] = 1.0 / mt
+        if bad:  # a NaN anywhere in the row makes the whole row NaN
+            for i in range(n):
+                o[r, i] = np.nan
+
+
+@nb.njit(parallel=True, cache=True)
+def pav_rows(s, w, reg, o, pi, aux, blk, chunks):  # noqa: ANN001
+    """Solve every row of ``o`` (R, n) in ``chunks`` parallel row ranges; ``s``/``w``: R or 1 rows."""
+    r_tot = o.shape[0]
+    for c in nb.prange(chunks):
+        r0 = (np.int64(c) * r_tot) // chunks
+        r1 = ((np.int64(c) + 1) * r_tot) // chunks
+        _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1)
+
+
+@nb.njit(cache=True)
+def pav_rows_serial(s, w, reg, o, pi, aux, blk):  # noqa: ANN001
+    """Same as :func:`pav_rows` on one thread (small problems: no thread start-up cost)."""
+    _solve_rows(s, w, reg, o, pi, aux, blk, 0, o.shape[0])
+
+
+#: Below this many elements (or with a single row) the kernel runs on one thread: waking the
+#: thread pool costs more than the PAV itself, and much more on a loaded machine.
+PARALLEL_MIN_ELEMENTS = 1 << 16
+
+
+def run(
+    s: np.ndarray, w: np.ndarray, reg: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Run the kernel on 2-D arrays ``s`` (Rs, n), ``w`` (Rw, n), Rs, Rw in {1, R}."""
+    r_tot = max(s.shape[0], w.shape[0])
+    n = s.shape[1]
+    dtype = np.result_type(s.dtype, w.dtype)
+    o = np.empty((r_tot, n), dtype)
+    pi = np.empty((r_tot, n), dtype)
+    aux = np.empty((r_tot, n), dtype)
+    blk = np.empty((r_tot, n), np.int64)
+    if r_tot and n:
+        if r_tot > 1 and r_tot * n >= PARALLEL_MIN_ELEMENTS:
+            chunks = min(r_tot, 4 * nb.get_num_threads())
+            pav_rows(s, w, reg, o, pi, aux, blk, chunks)
+        else:
+            pav_rows_serial(s, w, reg, o, pi, aux, blk)
+    return o, pi, aux, blk
