@@ -126,6 +126,9 @@ def main(argv: list[str]) -> int:
     results = [time_case(c, "soft_mode", repeat=5) for c in cases(quick="--quick" in argv)]
     print(format_table(results))
     print()
+    unit = next((r.base_fwd_ms for r in results if r.name == "passthrough_add"), None)
+    if unit:  # a plain x + y call, to compare figures across machines and loads
+        print(f"reference: one plain x + y call = {unit * 1e3 / CALLS:.2f} us")
     for r in results:
         if r.fwdbwd_ms is None or r.base_fwdbwd_ms is None:
             continue

@@ -50,9 +50,7 @@ def load(seed: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     digits = load_digits()
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.tensor(digits.target)
-    x_tr, x_te, y_tr, y_te = train_test_split(
-        x, y, test_size=0.3, random_state=seed, stratify=y
-    )
+    x_tr, x_te, y_tr, y_te = train_test_split(x, y, test_size=0.3, random_state=seed, stratify=y)
     return x_tr, x_te, y_tr, y_te
 
 

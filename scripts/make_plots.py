@@ -65,20 +65,28 @@ ELEMENTWISE: dict[str, tuple[Relaxation, tuple[float, float], tuple[float, float
     "abs": (lambda x, s, m: st.abs(x, s, m), (-1.5, 1.5), (0.05, 0.2), "abs(x)"),
     "relu": (lambda x, s, m: st.relu(x, s, m), (-1.5, 1.5), (0.05, 0.2), "relu(x)"),
     "relu_gated": (
-        lambda x, s, m: st.relu(x, s, m, gated=True), (-1.5, 1.5), (0.05, 0.2),
+        lambda x, s, m: st.relu(x, s, m, gated=True),
+        (-1.5, 1.5),
+        (0.05, 0.2),
         "relu(x, gated=True)",
     ),
     "clamp": (
-        lambda x, s, m: st.clamp(x, -0.5, 0.5, s, m), (-1.5, 1.5), (0.05, 0.2),
+        lambda x, s, m: st.clamp(x, -0.5, 0.5, s, m),
+        (-1.5, 1.5),
+        (0.05, 0.2),
         "clamp(x, -0.5, 0.5)",
     ),
     "round": (lambda x, s, m: st.round(x, s, m), (-2.0, 2.0), (0.02, 0.1), "round(x)"),
     "greater": (
-        lambda x, s, m: st.greater(x, torch.zeros_like(x), s, m), (-1.5, 1.5), (0.05, 0.2),
+        lambda x, s, m: st.greater(x, torch.zeros_like(x), s, m),
+        (-1.5, 1.5),
+        (0.05, 0.2),
         "greater(x, 0)",
     ),
     "eq": (
-        lambda x, s, m: st.eq(x, torch.zeros_like(x), s, m), (-1.5, 1.5), (0.05, 0.2),
+        lambda x, s, m: st.eq(x, torch.zeros_like(x), s, m),
+        (-1.5, 1.5),
+        (0.05, 0.2),
         "eq(x, 0)",
     ),
 }
@@ -144,8 +152,9 @@ def plot_sigmoidal(out: Path) -> Path:
         ax.set_xlabel("x")
         ax.grid(alpha=0.3)
     ax_v.legend(fontsize=8)
-    ax_g.text(0.02, 0.95, "grey: band |x| < 5 softness", transform=ax_g.transAxes, va="top",
-              fontsize=8)
+    ax_g.text(
+        0.02, 0.95, "grey: band |x| < 5 softness", transform=ax_g.transAxes, va="top", fontsize=8
+    )
     fig.tight_layout()
     return _save(fig, out, "sigmoidal_modes.png")
 

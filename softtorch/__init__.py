@@ -1,18 +1,42 @@
 """softtorch: soft, differentiable drop-in replacements for the non-differentiable parts of PyTorch.
 
 Every relaxation takes ``mode`` (``"hard"``, ``"smooth"``, ``"c0"``, ``"c1"``, ``"c2"``) and
-``softness`` (> 0); ``mode="hard"`` reproduces torch exactly. See the documentation for the
-formulas of each mode and method.
+``softness`` (> 0); ``mode="hard"`` reproduces torch exactly. Layout: elementwise, comparison and
+logic relaxations (issue 2), the ordering engine (:mod:`softtorch.ordering`) and selection with
+soft indices, straight-through estimators, surrogate gradients (:mod:`softtorch.surrogate`) and
+the interception layer (``soft_mode``, ``SoftTensor``; :mod:`softtorch.interception`).
 """
 
+from . import surrogate
 from ._version import __version__
-from .types import SoftBool, SoftIndex
-
-# --- elementwise, comparisons, logic (issue 2) ---
-from .sigmoidal import sigmoidal, softrelu
-from .elementwise import abs, clamp, heaviside, relu, round, sign
 from .comparison import eq, greater, greater_equal, isclose, less, less_equal, not_equal
+from .elementwise import abs, clamp, heaviside, relu, round, sign
+from .interception import (
+    SoftConfig,
+    SoftTensor,
+    current_mode,
+    hard_mode,
+    registry,
+    soft,
+    soft_mode,
+)
 from .logic import all, any, logical_and, logical_not, logical_or, logical_xor, where
+from .ordering.ops import (
+    argmax,
+    argmedian,
+    argmin,
+    argquantile,
+    argsort,
+    max,
+    median,
+    min,
+    quantile,
+    rank,
+    sort,
+    topk,
+)
+from .selection import index_select, narrow, take, take_along_dim
+from .sigmoidal import sigmoidal, softrelu
 from .straight_through import (
     abs_st,
     argmax_st,
@@ -44,10 +68,4 @@ from .straight_through import (
     st,
     topk_st,
 )
-
-# --- ordering (issue 3) ---
-from .ordering.ops import argmax, argmedian, argmin, argquantile, argsort, max, median, min, quantile, rank, sort, topk
-from .selection import index_select, narrow, take, take_along_dim
-
-# --- soft_mode (issue 5) ---
-from .interception import SoftConfig, SoftTensor, current_mode, hard_mode, registry, soft, soft_mode
+from .types import SoftBool, SoftIndex

@@ -48,7 +48,7 @@ def _check_size(s: torch.Tensor, n: int, what: str) -> None:
 
 
 def take_along_dim(x: torch.Tensor, soft_index: SoftIndex, dim: int | None = None) -> torch.Tensor:
-    r"""Soft ``torch.take_along_dim``: ``out[..., i, ...] = sum_j s[..., i, ..., j] x[..., j, ...]``.
+    r"""Soft ``torch.take_along_dim``: ``out[.., i, ..] = sum_j s[.., i, .., j] x[.., j, ..]``.
 
     Example:
         >>> x = torch.tensor([[1.0, 5.0], [3.0, 2.0]])

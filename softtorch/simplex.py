@@ -32,8 +32,8 @@ below ``max - 1`` are never in the support (only the largest candidates above it
 scores cannot overflow the moment sums.
 
 :func:`chunked_rows` evaluates a function of a matrix built row-block by row-block (e.g. an
-``n x n`` score matrix) and, in backward, recomputes each block instead of keeping its autograd graph,
-so memory stays ``O(output + block)``.
+``n x n`` score matrix) and, in backward, recomputes each block instead of keeping its autograd
+graph, so memory stays ``O(output + block)``.
 """
 
 from __future__ import annotations
@@ -50,6 +50,8 @@ _EXPONENT: dict[str, int] = {"c0": 1, "c1": 2, "c2": 3}
 
 #: Elements of intermediate work per row block in :func:`chunked_rows` (4 MB per float32 temporary).
 CHUNK_BUDGET: int = 1 << 20
+#: Problems up to this many elements are evaluated in one piece under ordinary autograd.
+PLAIN_BUDGET: int = 1 << 22
 
 
 def project_simplex(scores: torch.Tensor, mode: str = "smooth", dim: int = -1) -> torch.Tensor:
@@ -72,13 +74,21 @@ def project_simplex(scores: torch.Tensor, mode: str = "smooth", dim: int = -1) -
     if dim != -1 and dim != scores.ndim - 1:
         return project_simplex(scores.movedim(dim, -1), mode).movedim(-1, dim)
     if mode == "smooth":
-        return torch.softmax(scores, dim=-1)
+        return _softmax(scores)
     if mode == "hard":
         if scores.shape[-1] == 0:
             return scores.clone()
         idx = scores.argmax(dim=-1, keepdim=True)
         return torch.zeros_like(scores).scatter_(-1, idx, 1.0)
     return _project_pnorm(scores, _EXPONENT[mode])
+
+
+def _softmax(s: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis; explicit for short rows, where torch's CPU kernel is slow."""
+    if s.shape[-1] >= 16 or s.shape[-1] == 0:
+        return torch.softmax(s, dim=-1)
+    e = torch.exp(s - s.detach().amax(dim=-1, keepdim=True))
+    return e / e.sum(dim=-1, keepdim=True)
 
 
 def _support_mask(u: torch.Tensor, e: int) -> torch.Tensor:
@@ -232,21 +242,24 @@ def chunked_rows(
     row_numel: int,
     cat_dim: CatDim | tuple[CatDim, ...] = -2,
     budget: int | None = None,
+    plain_budget: int | None = None,
 ) -> torch.Tensor | tuple[torch.Tensor, ...]:
     r"""Evaluate ``fn(0, n_rows, *inputs)`` block by block of rows to bound memory.
 
     ``fn(a, b, *inputs)`` computes the result for rows ``a:b`` (a tensor, or a tuple of tensors
     with ``cat_dim`` a tuple of the same length); blocks are concatenated along ``cat_dim`` (or
     summed where it is None). ``row_numel`` is the number of intermediate elements one row costs
-    (e.g. ``batch * n``). When everything fits in one block of ``budget`` elements, ``fn`` runs
-    once under ordinary autograd (higher-order gradients work); otherwise a custom autograd
-    function keeps only ``inputs`` (and the outputs) and recomputes each block in backward
-    (first-order gradients only). ``inputs`` must be all the tensors ``fn`` differentiates
-    through.
+    (e.g. ``batch * n``). When all rows fit in ``plain_budget`` elements (default
+    :data:`PLAIN_BUDGET`), ``fn`` runs once under ordinary autograd (higher-order gradients work);
+    otherwise a custom autograd function evaluates blocks of ``budget`` elements (default
+    :data:`CHUNK_BUDGET`), keeps only ``inputs`` (and the outputs) and recomputes each block in
+    backward (first-order gradients only). ``inputs`` must be all the tensors ``fn``
+    differentiates through.
     """
     budget = CHUNK_BUDGET if budget is None else budget
+    plain_budget = PLAIN_BUDGET if plain_budget is None else plain_budget
     chunk = max(1, budget // max(row_numel, 1))
-    if n_rows <= chunk:
+    if n_rows <= chunk or n_rows * row_numel <= plain_budget:
         return fn(0, n_rows, *inputs)
     multi = isinstance(cat_dim, tuple)
     cat_dims = cat_dim if isinstance(cat_dim, tuple) else (cat_dim,)

@@ -101,10 +101,50 @@ def grad_replace(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 abs_st = st(_ew.abs)
 clamp_st = st(_ew.clamp)
-heaviside_st = st(_ew.heaviside)
+_heaviside_st = st(_ew.heaviside)
+_sign_st = st(_ew.sign)
+
+
+def heaviside_st(
+    x: torch.Tensor,
+    softness: float | torch.Tensor = 0.1,
+    mode: str = "smooth",
+    *,
+    surrogate: str | None = None,
+    alpha: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Straight-through :func:`softtorch.heaviside`: ``torch.heaviside(x, 0.5)`` forward.
+
+    The backward is the gradient of the soft heaviside in ``mode`` / ``softness`` or, with
+    ``surrogate`` (a method of :func:`softtorch.surrogate.threshold`, e.g. ``"super"``), that
+    surrogate's derivative with sharpness ``alpha``.
+    """
+    if surrogate is None:
+        return _heaviside_st(x, softness, mode)
+    from .surrogate import threshold
+
+    return combine(_ew.heaviside(x, mode="hard"), threshold(x, surrogate, alpha))
+
+
+def sign_st(
+    x: torch.Tensor,
+    softness: float | torch.Tensor = 0.1,
+    mode: str = "smooth",
+    *,
+    surrogate: str | None = None,
+    alpha: float | torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Straight-through :func:`softtorch.sign`: ``torch.sign(x)`` forward; the backward of the
+    soft sign, or of ``2 * threshold(x, surrogate, alpha) - 1`` when ``surrogate`` is given."""
+    if surrogate is None:
+        return _sign_st(x, softness, mode)
+    from .surrogate import sign as surrogate_sign
+
+    return combine(_ew.sign(x, mode="hard"), surrogate_sign(x, surrogate, alpha))
+
+
 relu_st = st(_ew.relu)
 round_st = st(_ew.round)
-sign_st = st(_ew.sign)
 
 greater_st = st(_cmp.greater)
 greater_equal_st = st(_cmp.greater_equal)

@@ -17,7 +17,9 @@ from torch.autograd import gradcheck
 
 import softtorch as st
 
-OPTIONAL = [m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")]
+OPTIONAL = [
+    m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")
+]
 METHODS = ["softsort", "neuralsort", "sorting_network", *OPTIONAL]
 MODES = ["smooth", "c0", "c1", "c2"]
 Q = torch.tensor([0.3, 0.75], dtype=torch.float64)
@@ -31,7 +33,8 @@ def _cat(*ts: torch.Tensor | None) -> torch.Tensor:
 OPS: dict[str, tuple[Callable[..., torch.Tensor], bool]] = {
     "sort": (lambda x, **kw: _cat(*st.sort(x, **kw)), False),
     "sort_values_only": (
-        lambda x, **kw: st.sort(x, descending=True, return_indices=False, **kw).values, False
+        lambda x, **kw: st.sort(x, descending=True, return_indices=False, **kw).values,
+        False,
     ),
     "argsort": (lambda x, **kw: st.argsort(x, dim=0, **kw), True),
     "argmax": (lambda x, **kw: st.argmax(x, dim=1, **kw), True),

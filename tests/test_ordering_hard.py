@@ -40,7 +40,9 @@ def test_max_min_argmax_argmin(shape: tuple, dim: int, keepdim: bool, dtype: tor
         assert isinstance(got, kind)
         assert torch.equal(got.values, ref.values)
         assert torch.equal(got.indices, one_hot(ref.indices, n, dtype))
-        assert torch.equal(soft_arg(x, dim, keepdim, mode="hard"), one_hot(hard_arg(x, dim, keepdim), n, dtype))
+        assert torch.equal(
+            soft_arg(x, dim, keepdim, mode="hard"), one_hot(hard_arg(x, dim, keepdim), n, dtype)
+        )
     # dim=None: flattened, a 0-d value
     assert torch.equal(st.max(x, mode="hard"), torch.max(x))
     assert torch.equal(st.argmax(x, mode="hard"), one_hot(torch.argmax(x), x.numel(), dtype))
@@ -103,7 +105,9 @@ def test_median_argmedian(shape: tuple, dim: int, keepdim: bool, dtype: torch.dt
 @pytest.mark.parametrize("shape,dim", SHAPES_DIMS + [((2, 3, 5), None)])
 @pytest.mark.parametrize("keepdim", [False, True])
 @pytest.mark.parametrize("interpolation", ["linear", "lower", "higher", "nearest", "midpoint"])
-def test_quantile(shape: tuple, dim: int | None, keepdim: bool, interpolation: str, dtype: torch.dtype) -> None:
+def test_quantile(
+    shape: tuple, dim: int | None, keepdim: bool, interpolation: str, dtype: torch.dtype
+) -> None:
     x = data(shape, dtype)
     for q in (0.0, 0.2, 0.5, 0.75, 1.0, torch.tensor([0.1, 0.5, 0.9], dtype=dtype)):
         ref = torch.quantile(x, q, dim, keepdim, interpolation=interpolation)

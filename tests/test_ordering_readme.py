@@ -65,7 +65,10 @@ CASES: dict[str, tuple[Callable[[], torch.Tensor], object]] = {
         [-0.7999, -0.2672, 0.3847, 0.7863],
     ),
     # sort: modes (neuralsort, softness 0.5)
-    "sort mode hard": (lambda: st.sort(X, softness=0.5, mode="hard").values, [-1.0, -0.2, 0.3, 1.0]),
+    "sort mode hard": (
+        lambda: st.sort(X, softness=0.5, mode="hard").values,
+        [-1.0, -0.2, 0.3, 1.0],
+    ),
     "sort mode smooth": (
         lambda: st.sort(X, softness=0.5, mode="smooth").values,
         [-0.6057, -0.1997, 0.2729, 0.6281],

@@ -12,7 +12,9 @@ import torch
 
 import softtorch as st
 
-OPTIONAL = [m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")]
+OPTIONAL = [
+    m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")
+]
 OWN = ["softsort", "neuralsort", "sorting_network"]
 METHODS = [*OWN, *OPTIONAL]
 MODES = ["smooth", "c0", "c1", "c2"]
@@ -82,7 +84,9 @@ def test_finite_inputs_slow(method: str, mode: str, dtype: torch.dtype) -> None:
         for softness in (1e-6, 1e-2, 1.0, 1e4):
             _check_finite(case.to(dtype), method, softness=softness, mode=mode)
             if method in OWN:
-                _check_finite(case.to(dtype), method, softness=softness, mode=mode, standardize=False)
+                _check_finite(
+                    case.to(dtype), method, softness=softness, mode=mode, standardize=False
+                )
 
 
 @pytest.mark.slow
@@ -212,7 +216,9 @@ def test_bad_k() -> None:
     assert st.topk(X, torch.tensor(2)).values.shape == (2,)
 
 
-@pytest.mark.parametrize("q", [-0.1, 1.5, float("nan"), torch.tensor([0.2, 1.2]), torch.tensor(-1.0)])
+@pytest.mark.parametrize(
+    "q", [-0.1, 1.5, float("nan"), torch.tensor([0.2, 1.2]), torch.tensor(-1.0)]
+)
 def test_bad_q_range(q: object) -> None:
     for fn in (st.quantile, st.argquantile):
         with pytest.raises(ValueError, match=r"q values must be in \[0, 1\]"):

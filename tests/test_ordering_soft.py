@@ -13,7 +13,9 @@ import softtorch as st
 import softtorch.simplex as sx
 from softtorch.ordering import get_method
 
-OPTIONAL = [m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")]
+OPTIONAL = [
+    m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")
+]
 METHODS = ["softsort", "neuralsort", "sorting_network", *OPTIONAL]
 INDEX_METHODS = [m for m in METHODS if m != "fast_soft_sort"]
 OWN = ["softsort", "neuralsort", "sorting_network"]
@@ -46,13 +48,17 @@ OPS: dict[str, tuple[Op, bool, bool]] = {
     "argsort": (lambda x, d, k, **kw: (st.argsort(x, _sd(d), True, **kw),), True, False),
     "topk": (lambda x, d, k, **kw: _pair(st.topk(x, 2, _sd(d), **kw)), False, False),
     "topk_smallest": (
-        lambda x, d, k, **kw: _pair(st.topk(x, 1, _sd(d), largest=False, **kw)), False, False
+        lambda x, d, k, **kw: _pair(st.topk(x, 1, _sd(d), largest=False, **kw)),
+        False,
+        False,
     ),
     "rank": (lambda x, d, k, **kw: (st.rank(x, d, **kw),), False, False),
     "rank_asc": (lambda x, d, k, **kw: (st.rank(x, d, descending=False, **kw),), False, False),
     "quantile": (lambda x, d, k, **kw: (st.quantile(x, 0.3, d, k, **kw),), False, True),
     "quantile_vec": (
-        lambda x, d, k, **kw: st.quantile(x, Q, d, k, return_argquantile=True, **kw), True, True
+        lambda x, d, k, **kw: st.quantile(x, Q, d, k, return_argquantile=True, **kw),
+        True,
+        True,
     ),
     "quantile_nearest": (
         lambda x, d, k, **kw: (st.quantile(x, 0.5, d, k, interpolation="nearest", **kw),),
@@ -66,6 +72,24 @@ OPS: dict[str, tuple[Op, bool, bool]] = {
 }
 
 
+#: positions of SoftIndex outputs in each op's result tuple
+INDEX_OUTPUTS: dict[str, tuple[int, ...]] = {
+    "argmax": (0,),
+    "argmin": (0,),
+    "max": (1,),
+    "min": (1,),
+    "sort": (1,),
+    "sort_desc": (1,),
+    "argsort": (0,),
+    "topk": (1,),
+    "topk_smallest": (1,),
+    "quantile_vec": (1,),
+    "argquantile": (0,),
+    "median": (1,),
+    "argmedian": (0,),
+}
+
+
 def _near_hard(op: str, method: str, mode: str, dtype: torch.dtype) -> None:
     fn, needs_index, uses_keepdim = OPS[op]
     if needs_index and method not in INDEX_METHODS:
@@ -75,7 +99,7 @@ def _near_hard(op: str, method: str, mode: str, dtype: torch.dtype) -> None:
         for keepdim in (False, True) if uses_keepdim else (False,):
             soft = fn(x, dim, keepdim, softness=1e-3, mode=mode, method=method)
             hard = fn(x, dim, keepdim, mode="hard", method=method)
-            for s, h in zip(soft, hard):
+            for pos, (s, h) in enumerate(zip(soft, hard)):
                 if s is None:  # value-only methods give no indices
                     assert method in ("fast_soft_sort", "sorting_network")
                     continue
@@ -83,6 +107,10 @@ def _near_hard(op: str, method: str, mode: str, dtype: torch.dtype) -> None:
                 assert s.shape == h.shape and s.dtype == h.dtype == dtype
                 err = (s - h).abs().max().item()
                 assert err <= 1e-2, f"{op} {method} {mode} dim={dim} keepdim={keepdim}: {err}"
+                if pos in INDEX_OUTPUTS.get(op, ()):  # SoftIndex rows on the simplex
+                    assert (s >= 0).all()
+                    ones = torch.ones(s.shape[:-1], dtype=dtype)
+                    torch.testing.assert_close(s.sum(-1), ones, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -133,7 +161,9 @@ def test_rank_in_range(method: str, mode: str) -> None:
     x = torch.randn(5, 9)
     for softness in (0.01, 0.3, 30.0):
         for descending in (True, False):
-            r = st.rank(x, dim=1, softness=softness, mode=mode, method=method, descending=descending)
+            r = st.rank(
+                x, dim=1, softness=softness, mode=mode, method=method, descending=descending
+            )
             assert (r >= 1 - 1e-4).all() and (r <= 9 + 1e-4).all()
 
 
@@ -156,7 +186,9 @@ def test_method_hooks_agree_with_permutation(method: str, mode: str) -> None:
     for desc in (False, True):
         perm = m.permutation(z, s, mode, descending=desc)
         pos = torch.tensor([4, 0, 2])
-        torch.testing.assert_close(m.permutation_rows(z, pos, s, mode, descending=desc), perm[..., pos, :])
+        torch.testing.assert_close(
+            m.permutation_rows(z, pos, s, mode, descending=desc), perm[..., pos, :]
+        )
         vals = (perm @ x.unsqueeze(-1)).squeeze(-1)
         torch.testing.assert_close(m.permute_values(z, x, s, mode, descending=desc), vals)
         p2, v2 = m.permutation_with_values(z, x, s, mode, descending=desc)
@@ -324,23 +356,48 @@ def test_softness_as_tensor_gets_gradient() -> None:
 
 @pytest.mark.parametrize("method", ["softsort", "neuralsort"])
 @pytest.mark.parametrize("mode", ["smooth", "c2"])
-def test_chunked_evaluation_matches(method: str, mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_chunked_evaluation_matches(
+    method: str, mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(9)
     x0 = torch.randn(2, 19, dtype=torch.float64)
     w = torch.randn(2, 19, 19, dtype=torch.float64)
 
     def run(budget: int) -> list[torch.Tensor]:
         monkeypatch.setattr(sx, "CHUNK_BUDGET", budget)
+        monkeypatch.setattr(sx, "PLAIN_BUDGET", budget)
         x = x0.clone().requires_grad_(True)
         kw = {"method": method, "mode": mode, "softness": 0.2}
         srt = st.sort(x, **kw)
         vals = st.sort(x, return_indices=False, **kw).values
         rk = st.rank(x, dim=1, **kw)
         q = st.quantile(x, torch.tensor([0.3, 0.6]), dim=1, **kw)
-        loss = (srt.values.sum() + (srt.indices * w).sum() + (vals**2).sum() + (rk**2).sum()
-                + q.sum())
+        loss = (
+            srt.values.sum() + (srt.indices * w).sum() + (vals**2).sum() + (rk**2).sum() + q.sum()
+        )
         (g,) = torch.autograd.grad(loss, x)
         return [srt.values, srt.indices, vals, rk, q, g]
 
     for a, b in zip(run(1 << 20), run(150)):
+        torch.testing.assert_close(a, b)
+
+
+@pytest.mark.parametrize("mode", ["smooth", "c1"])
+def test_sorting_network_chunked_rows_match(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import softtorch.ordering.sorting_network as sn
+
+    torch.manual_seed(10)
+    x0 = torch.randn(2, 11, dtype=torch.float64)
+    w = torch.randn(2, 11, 11, dtype=torch.float64)
+
+    def run(budget: int) -> list[torch.Tensor]:
+        monkeypatch.setattr(sn, "ROWS_BUDGET", budget)
+        x = x0.clone().requires_grad_(True)
+        kw = {"method": "sorting_network", "mode": mode, "softness": 0.2}
+        perm = st.argsort(x, descending=True, **kw)
+        top = st.topk(x, 4, dim=1, **kw).indices
+        (g,) = torch.autograd.grad((perm * w).sum() + (top**2).sum(), x)
+        return [perm, top, g]
+
+    for a, b in zip(run(1 << 24), run(2000)):
         torch.testing.assert_close(a, b)

@@ -131,19 +131,25 @@ def test_chunked_rows_matches_plain(which: str, monkeypatch: pytest.MonkeyPatch)
 
     def run(budget: int) -> tuple[torch.Tensor, ...]:
         monkeypatch.setattr(sx, "CHUNK_BUDGET", budget)
+        monkeypatch.setattr(sx, "PLAIN_BUDGET", budget)
         z, w = z0.clone().requires_grad_(True), w0.clone().requires_grad_(True)
         if which == "sum":
             out = chunked_rows(
-                lambda a, b, zz, ww: _rows_fn(a, b, zz, ww)[0].sum(-2), 23, (z, w),
-                row_numel=46, cat_dim=None,
+                lambda a, b, zz, ww: _rows_fn(a, b, zz, ww)[0].sum(-2),
+                23,
+                (z, w),
+                row_numel=46,
+                cat_dim=None,
             )
             loss = (out * w0).sum()
         else:
             res = chunked_rows(_rows_fn, 23, (z, w), row_numel=46, cat_dim=(-2, -1))
             p, v = res
-            loss = {"rows": (p * p).sum(), "values": (v * v).sum(), "both": (p * p).sum() + v.sum()}[
-                which
-            ]
+            loss = {
+                "rows": (p * p).sum(),
+                "values": (v * v).sum(),
+                "both": (p * p).sum() + v.sum(),
+            }[which]
             out = torch.cat((p.flatten(), v.flatten()))
         grads = torch.autograd.grad(loss, (z, w), allow_unused=True)
         grads = tuple(torch.zeros_like(t) if g is None else g for g, t in zip(grads, (z, w)))

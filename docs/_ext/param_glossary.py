@@ -23,7 +23,15 @@ ELEMENTWISE = frozenset(
     {"heaviside", "sign", "abs", "relu", "clamp", "round", "sigmoidal", "softrelu"}
 )
 #: Public functions that get a generated ``Args:`` section when they have none.
-PUBLIC = SORT_LIKE | REDUCTIONS | COMPARISONS | LOGIC | SELECTION | ELEMENTWISE | {"where"}
+PUBLIC = (
+    SORT_LIKE
+    | REDUCTIONS
+    | COMPARISONS
+    | LOGIC
+    | SELECTION
+    | ELEMENTWISE
+    | {"where", "st", "grad_replace", "soft"}
+)
 
 GLOSSARY: dict[str, str] = {
     "x": "Input tensor. Integer inputs are promoted to the default float dtype; complex inputs "
@@ -65,6 +73,12 @@ GLOSSARY: dict[str, str] = {
     "soft_index": "SoftIndex: a distribution over the `n` positions of `dim` in its trailing axis.",
     "soft_start": "SoftIndex over the possible start positions along `dim`.",
     "length": "Length of the slice, as in `torch.narrow`.",
+    "straight_through": "Exact (hard) values forward, the relaxation's gradient backward.",
+    "ops": "Relax only these op names or groups (`None`: all); see the "
+    "[coverage table](../coverage.md).",
+    "exclude": "Op names or groups to leave exact.",
+    "surrogate": 'With `straight_through=True`: a `softtorch.surrogate` method (e.g. `"super"`) '
+    "whose gradient comparisons against thresholds use backward.",
 }
 
 OVERRIDES: dict[tuple[str, str], str] = {
@@ -89,6 +103,10 @@ OVERRIDES: dict[tuple[str, str], str] = {
     ("sigmoidal", "mode"): '`"smooth"`, `"c0"`, `"c1"`, `"c2"`, `"_c1_pnorm"` or `"_c2_pnorm"`.',
     ("softrelu", "mode"): '`"smooth"`, `"c0"`, `"c1"`, `"c2"`, `"_c1_pnorm"` or `"_c2_pnorm"`.',
     ("isclose", "epsilon"): "Tiny shift added to the tolerance.",
+    ("st", "fn"): "The relaxation to wrap; it must take a `mode` argument.",
+    ("grad_replace", "fn"): "The function to wrap; it must take a `forward` flag: `True` for the "
+    "forward value, `False` for the computation whose gradient is used.",
+    ("soft", "x"): "Data to wrap (integers are promoted to the default float dtype).",
 }
 
 
@@ -99,7 +117,5 @@ def describe(function: str, parameter: str) -> str | None:
 
 def args_section(function: str, parameters: list[str]) -> str:
     """A Google-style ``Args:`` section for the described ``parameters`` (empty if none)."""
-    lines = [
-        f"    {p}: {d}" for p in parameters if (d := describe(function, p)) is not None
-    ]
+    lines = [f"    {p}: {d}" for p in parameters if (d := describe(function, p)) is not None]
     return "Args:\n" + "\n".join(lines) if lines else ""

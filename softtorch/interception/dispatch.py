@@ -40,6 +40,7 @@ from .tensor import (
     is_soft_index,
     make,
     map_tensors,
+    plain,
     wrap,
 )
 
@@ -49,20 +50,24 @@ _EXACT_AS_BOOL = frozenset({"logic", "selection"})
 
 def from_engine(frame: FrameType | None) -> bool:
     """True if the torch call was made by softtorch's own code (e.g. ``softtorch.sort`` called
-    explicitly inside a block): its internals run as plain torch. ``frame`` is the caller's
-    frame; torch's own Python frames in between are skipped. Not checked while compiling."""
+    explicitly inside a block) or by a graph that ``torch.compile`` traced through the mode
+    (the relaxations are already in it): such calls run as plain torch. ``frame`` is the
+    caller's frame; torch's own Python frames in between are skipped."""
     while frame is not None:
-        name = frame.f_globals.get("__name__", "")
+        name = frame.f_globals.get("__name__") or ""
         if name == "torch" or name.startswith("torch."):
             frame = frame.f_back
             continue
+        if frame.f_code.co_filename.startswith("<eval_with_key>"):  # FX graph code
+            return True
         return name.startswith("softtorch.") and not name.startswith("softtorch.interception")
     return False
 
 
 def caller_is_engine(depth: int = 2) -> bool:
     """:func:`from_engine` for the frame ``depth`` levels up (2: the caller of the
-    ``__torch_function__`` that calls this)."""
+    ``__torch_function__`` that calls this). While torch.compile traces, calls are relaxed (into
+    the graph)."""
     if torch.compiler.is_compiling():
         return False
     return from_engine(sys._getframe(depth))
@@ -136,9 +141,10 @@ def dispatch_soft(
 ) -> Any:
     """Any torch callable with a SoftTensor operand; ``cfg``: the innermost mode's settings;
     ``engine``: called by softtorch's own code (plain torch on the values)."""
-    if engine:
+    if engine:  # the values as plain tensors (compiled graphs may not accept subclasses)
+        a, k = map_tensors(args, kwargs, plain)
         with _Disable():
-            return func(*args, **kwargs)
+            return func(*a, **k)
     carried = carried_config(args, kwargs)
     eff = cfg if cfg is not None else carried
     with _Disable():

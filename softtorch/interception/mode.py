@@ -31,6 +31,10 @@ class _Interceptor(TorchFunctionMode):
         super().__init__()
         self.cfg: SoftConfig | None = None
         self.plain: dict[Any, Entry] = {}
+        #: > 0 while a call is being dispatched: torch calls made meanwhile (the relaxations'
+        #: own) pass straight through. Torch pops the mode for them anyway; this also holds when
+        #: torch.compile traces the handler.
+        self.busy = 0
 
     def point(self, cfg: SoftConfig) -> None:
         self.cfg = cfg
@@ -46,12 +50,23 @@ class _Interceptor(TorchFunctionMode):
     ) -> Any:
         if kwargs is None:
             kwargs = {}
+        if self.busy:
+            return func(*args, **kwargs)
         if SoftTensor in types:  # type: ignore[operator]
-            return dispatch_soft(func, args, kwargs, self.cfg, caller_is_engine())
+            engine = caller_is_engine()
+            self.busy += 1
+            try:
+                return dispatch_soft(func, args, kwargs, self.cfg, engine)
+            finally:
+                self.busy -= 1
         entry = self.plain.get(func)
         if entry is None:
             return func(*args, **kwargs)
-        return dispatch_plain(entry, self.cfg, func, args, kwargs)  # type: ignore[arg-type]
+        self.busy += 1
+        try:
+            return dispatch_plain(entry, self.cfg, func, args, kwargs)  # type: ignore[arg-type]
+        finally:
+            self.busy -= 1
 
 
 class _State(threading.local):
@@ -128,9 +143,10 @@ class soft_mode(ContextDecorator):  # noqa: N801  (used like a function)
             ``sorting_network``); None keeps each op's default. Index results fall back to the
             op's default when the method has no soft indices.
         straight_through: torch's exact values forward, the relaxation's gradient backward.
-        ops / exclude: op names (``"sort"``, ``"gt"`` ...) or groups (``"elementwise"``,
+        ops: op names (``"sort"``, ``"gt"`` ...) or groups (``"elementwise"``,
             ``"comparison"``, ``"logic"``, ``"ordering"``, ``"pooling"``, ``"selection"``) to
-            relax only / to leave exact; see ``docs/coverage.md``.
+            relax; all others stay exact (see ``docs/coverage.md``).
+        exclude: op names or groups to leave exact.
         scope: ``"grad"`` relaxes an op only when a floating operand requires grad or is soft data
             (a SoftTensor), so masks, labels and bookkeeping keep exact semantics; under
             ``torch.no_grad`` / inference no gradient path exists and only soft data is relaxed

@@ -67,13 +67,23 @@ class OrderingMethod(abc.ABC):
         return self.permutation(z, softness, mode, descending=True, options=options)[..., :k, :]
 
     def argmax(
-        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """Soft one-hot of the largest entry, ``(..., n)``."""
         return self.topk_permutation(z, 1, softness, mode, options=options)[..., 0, :]
 
     def argmin(
-        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """Soft one-hot of the smallest entry, ``(..., n)``; default: ``argmax(1 - z)``.
 
@@ -92,7 +102,7 @@ class OrderingMethod(abc.ABC):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        """Rows ``positions`` (1-D int64, sorted positions) of the soft permutation: ``(..., m, n)``."""
+        """Rows ``positions`` (1-D int64) of the soft permutation, shape ``(..., m, n)``."""
         perm = self.permutation(z, softness, mode, descending=descending, options=options)
         return perm.index_select(-2, positions)
 

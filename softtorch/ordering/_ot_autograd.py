@@ -32,14 +32,19 @@ from torch.autograd.function import once_differentiable
 from ._ot_linalg import schur_solve
 from ._ot_solver import SolverOptions, curvature, plan, solve
 
-#: float32 is used while ``max |Chat| * F32_NOISE <= tol`` (the rounding of the slacks
-#: ``alpha + beta - Chat`` then stays well below the tolerance); float64 otherwise.
+#: float32 inputs are solved in float32 while ``max |Chat| * F32_NOISE <= tol`` (the rounding of
+#: the slacks ``alpha + beta - Chat`` then stays well below the tolerance), in float64 otherwise.
 F32_NOISE = 1e-6
 
 
 def work_dtype(dtype: torch.dtype, cmax: float, tol: float, kind: int) -> torch.dtype:
-    """The dtype the solver starts in (p-norm Newton solves always run in float64)."""
-    if dtype == torch.float64 or kind > 0 or cmax * F32_NOISE > tol:
+    """The dtype the solver runs in.
+
+    Newton steps (the p-norm solver, and the entropic fallback) always run in float64: their
+    Armijo tests compare objectives of size ``~ n max |Chat|`` and their exact row solves need
+    sums of many slacks accurate to well below the tolerance.
+    """
+    if dtype == torch.float64 or cmax * F32_NOISE > tol or kind > 0:
         return torch.float64
     return torch.float32
 

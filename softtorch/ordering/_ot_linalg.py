@@ -23,6 +23,8 @@ batched mat-vecs per iteration); see ``DENSE_ONLY`` / ``DENSE_MAX`` for which ru
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 #: Schur sizes up to DENSE_ONLY are always solved densely; up to DENSE_MAX CG gets CG_TRY
@@ -43,7 +45,9 @@ def _regularisers(c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return gamma, _RIDGE * cmax
 
 
-def _dense(D: torch.Tensor, r: torch.Tensor, rhs: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+def _dense(
+    D: torch.Tensor, r: torch.Tensor, rhs: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
     """Cholesky solve, always in float64; returns ``rhs``'s dtype."""
     out_dtype = rhs.dtype
     D, r, rhs, shift = D.double(), r.double(), rhs.double(), shift.double()
@@ -68,6 +72,60 @@ def _dense(D: torch.Tensor, r: torch.Tensor, rhs: torch.Tensor, shift: torch.Ten
     return torch.cholesky_solve(rhs.unsqueeze(-1), L).squeeze(-1).to(out_dtype)
 
 
+def cg(
+    apply_d: Callable[[torch.Tensor], torch.Tensor],
+    apply_dt: Callable[[torch.Tensor], torch.Tensor],
+    c: torch.Tensor,
+    r: torch.Tensor,
+    rhs: torch.Tensor,
+    shift: torch.Tensor,
+    rtol: float,
+    max_iter: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Preconditioned CG on the regularised Schur system, matrix-free.
+
+    ``apply_d(v)`` computes ``D v`` ``(B, n)`` and ``apply_dt(u)`` computes ``D^T u`` ``(B, m)``;
+    ``c = D^T 1``, ``r = D 1``. Returns the solution and the mask of unconverged elements.
+    """
+    gamma, delta = _regularisers(c)
+    delta = delta + shift
+    rinv = 1.0 / r
+    cd = c + delta.unsqueeze(-1)
+    g = gamma.unsqueeze(-1)
+    # Diagonal preconditioner: the column masses (the exact diagonal of S costs a full pass
+    # over D * D and did not reduce the iteration counts in our tests).
+    minv = 1.0 / (cd + g)
+    tiny = torch.finfo(rhs.dtype).tiny
+
+    def matvec(v: torch.Tensor) -> torch.Tensor:
+        out = apply_dt(apply_d(v).mul_(rinv)).neg_()  # -D^T (D v / r)
+        return out.addcmul_(cd, v).addcmul_(g, v.sum(-1, keepdim=True))
+
+    x = torch.zeros_like(rhs)
+    res = rhs.clone()
+    z = res * minv
+    p = z.clone()
+    rz = torch.linalg.vecdot(res, z)
+    target2 = (rtol * rtol) * torch.linalg.vecdot(rhs, rhs)
+    active = torch.linalg.vecdot(res, res) > target2
+    for _ in range(max_iter):
+        if not bool(active.any()):
+            break
+        Ap = matvec(p)
+        pAp = torch.linalg.vecdot(p, Ap)
+        live = active & (pAp > 0)
+        step = (rz / pAp.clamp_min(tiny)).mul_(live).unsqueeze(-1)
+        x.addcmul_(step, p)
+        res.addcmul_(step, Ap, value=-1.0)
+        active = live & (torch.linalg.vecdot(res, res) > target2)
+        z = res * minv
+        rz_new = torch.linalg.vecdot(res, z)
+        beta = (rz_new / rz.clamp_min(tiny)).unsqueeze(-1)
+        p = p.mul_(beta).add_(z)
+        rz = rz_new
+    return x, active
+
+
 def _cg(
     D: torch.Tensor,
     r: torch.Tensor,
@@ -76,42 +134,15 @@ def _cg(
     rtol: float,
     max_iter: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Preconditioned CG; returns the solution and the mask of unconverged elements."""
-    c = D.sum(-2)
-    gamma, delta = _regularisers(c)
-    delta = delta + shift
-    rinv = 1.0 / r
-    # Diagonal preconditioner: the column masses (the exact diagonal of S costs a full pass
-    # over D * D and did not reduce the iteration counts in our tests).
-    diag = c + gamma.unsqueeze(-1) + delta.unsqueeze(-1)
+    """:func:`cg` with a dense ``D`` ``(B, n, m)`` (two batched mat-vecs per iteration)."""
 
-    def matvec(v: torch.Tensor) -> torch.Tensor:
-        dv = torch.bmm(D, v.unsqueeze(-1)).squeeze(-1) * rinv  # (D v) / r
-        back = torch.bmm(dv.unsqueeze(-2), D).squeeze(-2)  # D^T (D v / r)
-        return (c + delta.unsqueeze(-1)) * v - back + gamma.unsqueeze(-1) * v.sum(-1, keepdim=True)
+    def apply_d(v: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(D, v.unsqueeze(-1)).squeeze(-1)
 
-    x = torch.zeros_like(rhs)
-    res = rhs.clone()
-    z = res / diag
-    p = z.clone()
-    rz = (res * z).sum(-1)
-    target = rtol * rhs.norm(dim=-1)
-    active = res.norm(dim=-1) > target
-    for _ in range(max_iter):
-        if not bool(active.any()):
-            break
-        Ap = matvec(p)
-        pAp = (p * Ap).sum(-1)
-        step = torch.where(active & (pAp > 0), rz / torch.where(pAp > 0, pAp, 1.0), 0.0)
-        x = x + step.unsqueeze(-1) * p
-        res = res - step.unsqueeze(-1) * Ap
-        active = active & (res.norm(dim=-1) > target) & (pAp > 0)
-        z = res / diag
-        rz_new = (res * z).sum(-1)
-        beta = torch.where(rz > 0, rz_new / torch.where(rz > 0, rz, 1.0), 0.0)
-        p = z + beta.unsqueeze(-1) * p
-        rz = rz_new
-    return x, active
+    def apply_dt(u: torch.Tensor) -> torch.Tensor:
+        return torch.bmm(u.unsqueeze(-2), D).squeeze(-2)
+
+    return cg(apply_d, apply_dt, D.sum(-2), r, rhs, shift, rtol, max_iter)
 
 
 def schur_solve(

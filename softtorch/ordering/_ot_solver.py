@@ -15,17 +15,22 @@ has the plan ``Q_ij = phi(s_ij)``, ``s_ij = alpha_i + beta_j - Chat_ij``, ``phi 
 
 Solvers (no Python loop over batch rows; every step works on the whole batch):
 
-* **Sinkhorn** (``kind = 0``): alternating exact maximisation over ``alpha`` and ``beta``, in the
-  kernel domain (two batched mat-vecs per iteration) while ``|Chat| <= KERNEL_MAX``, in the log
-  domain (log-sum-exp) otherwise. When its linear rate predicts many more iterations it hands over
-  to Newton steps (the Sinkhorn-Newton scheme of Brauer et al. 2017).
+* **Sinkhorn** (``kind = 0``): alternating exact maximisation over ``alpha`` and ``beta`` in the
+  stabilised kernel domain (Schmitzer 2019: two batched mat-vecs per iteration, scalings absorbed
+  into log-domain potentials before they can overflow), so it is as stable as log-domain
+  Sinkhorn at any softness. When its observed linear rate predicts many more iterations (small
+  softness, near ties) it hands over to Newton steps (the Sinkhorn-Newton scheme of Brauer et al.
+  2017).
 * **Semi-dual Newton** (all kinds): ``alpha(beta)`` is solved exactly row by row (closed form for
-  ``exp``, a monotone 1-D Newton iteration from above for the powers), and the concave semi-dual
-  ``J(beta) = sum_i alpha_i(beta) + <b, beta> - sum_ij omega*(s_ij)`` is maximised with Newton steps
-  ``S d = b - Q^T 1`` (``S`` = minus its Hessian, see :mod:`._ot_linalg`) and Armijo backtracking;
-  on the plain sub-gradient generalised Hessian this is the semi-smooth Newton method for ``k = 1``.
-  The p-norm problems use continuation: they are solved for the cost ``lam * Chat`` with ``lam``
-  growing geometrically from ``1 / span(Chat)`` to 1, each stage warm-started from the last.
+  ``exp``, a monotone 1-D Newton iteration for the powers), and the concave semi-dual
+  ``J(beta) = sum_i alpha_i(beta) + <b, beta> - sum_ij omega*(s_ij)`` is maximised with damped
+  Newton steps ``(S + mu I) d = b - Q^T 1`` (``S`` = minus its generalised Hessian, see
+  :mod:`._ot_linalg`; ``mu`` a Levenberg-Marquardt damping) and Armijo backtracking: a
+  semi-smooth Newton method for ``k = 1``, whose semi-dual is only piecewise quadratic.
+
+Both start from ``beta0``, the potentials of the unregularised (hard) assignment computed by the
+caller, i.e. the ``softness -> 0`` limit; this makes small softness cheap (a near-hard plan is
+found in one or two steps), while large-softness problems converge in a few steps from anywhere.
 
 Convergence is measured as the largest column-marginal error ``max_j |(Q^T 1)_j - b_j|`` (rows are
 exact by construction). Non-convergence emits :class:`OTConvergenceWarning`.
@@ -41,9 +46,13 @@ import torch
 
 from ._ot_linalg import DENSE_MAX, schur_solve
 
-#: Largest ``|Chat|`` for which Sinkhorn runs in the kernel domain (``exp(-Chat)`` stays finite
-#: and far from underflow in float32).
+#: Largest ``|Chat|`` for which Sinkhorn starts from the plain kernel ``exp(-Chat)`` (finite and
+#: far from underflow in float32); larger costs start from the warm-start potentials.
 KERNEL_MAX = 30.0
+#: Scalings beyond ``exp(+-_ABSORB)`` are absorbed into the Sinkhorn potentials.
+_ABSORB = 15.0
+#: The p-norm solver first runs the banded pre-solver of :mod:`._ot_band` from this many anchors.
+BAND_MIN = 256
 _ROW_MAX_ITER = 60
 _LS_MAX = 40
 _ARMIJO = 1e-4
@@ -67,7 +76,9 @@ def plan(s: torch.Tensor, kind: int) -> torch.Tensor:
     if kind == 0:
         return torch.exp(s)
     sp = s.clamp_min(0.0)
-    return sp if kind == 1 else sp**kind
+    if kind == 1:
+        return sp
+    return sp * sp if kind == 2 else sp.square().mul_(sp)
 
 
 def curvature(s: torch.Tensor, kind: int) -> torch.Tensor:
@@ -75,34 +86,41 @@ def curvature(s: torch.Tensor, kind: int) -> torch.Tensor:
     if kind == 0:
         return torch.exp(s)
     if kind == 1:
-        return (s > 0).to(s.dtype)
+        return torch.sign(s).clamp_min_(0.0)
     sp = s.clamp_min(0.0)
-    return kind * (sp if kind == 2 else sp * sp)
+    return sp.mul_(2.0) if kind == 2 else sp.square_().mul_(3.0)
 
 
 def row_potentials(
-    X: torch.Tensor, kind: int, tol: float, upper: torch.Tensor | None = None
+    X: torch.Tensor, kind: int, tol: float, guess: torch.Tensor | None = None
 ) -> torch.Tensor:
     """``alpha`` with ``sum_j phi(alpha_i + X_ij) = 1`` for every row.
 
-    ``exp``: ``alpha = -logsumexp(X)``. Powers: ``F(alpha) = sum_j max(alpha + X_ij, 0)^k`` is convex
-    and increasing, so Newton's method started above the root (``1 - max_j X_ij``, or ``upper``
-    when it is a smaller valid upper bound) decreases monotonically to it; for ``k = 1`` it ends
-    after finitely many steps (one per change of the active set).
+    ``exp``: ``alpha = -logsumexp(X)``. Powers: ``F(alpha) = sum_j max(alpha + X_ij, 0)^k`` is
+    convex and increasing, so from any point with ``F' > 0`` one Newton step lands at or above
+    the root and the iterates then decrease monotonically to it (for ``k = 1`` after finitely
+    many steps, one per change of the active set). Starts from ``guess`` where it has an active
+    entry and from ``1 - max_j X_ij`` (a point above the root) elsewhere.
     """
     if kind == 0:
         return -torch.logsumexp(X, -1)
     start = 1.0 - X.amax(-1)
-    alpha = start if upper is None else torch.minimum(start, upper)
+    alpha = start
+    if guess is not None:
+        alpha = torch.where(guess + X.amax(-1) > 0, guess, start)
+    buf = torch.empty_like(X)  # reused across iterations (fresh large allocations are slow)
     for _ in range(_ROW_MAX_ITER):
-        s = (alpha.unsqueeze(-1) + X).clamp_min(0.0)
+        sp = torch.add(X, alpha.unsqueeze(-1), out=buf).clamp_min_(0.0)
         if kind == 1:
-            F, dF = s.sum(-1), (s > 0).sum(-1).to(s.dtype)
+            F = sp.sum(-1)
+            dF = sp.sign_().sum(-1)
         elif kind == 2:
-            F, dF = (s * s).sum(-1), 2.0 * s.sum(-1)
+            dF = 2.0 * sp.sum(-1)
+            F = sp.square_().sum(-1)
         else:
-            s2 = s * s
-            F, dF = (s2 * s).sum(-1), 3.0 * s2.sum(-1)
+            s2 = sp.square()
+            dF = 3.0 * s2.sum(-1)
+            F = s2.mul_(sp).sum(-1)
         res = F - 1.0
         if bool((res.abs() <= tol).all()):
             break
@@ -152,19 +170,19 @@ def _evaluate(
     beta: torch.Tensor,
     kind: int,
     row_tol: float,
-    upper: torch.Tensor | None = None,
+    guess: torch.Tensor | None = None,
     lam: torch.Tensor | None = None,
 ) -> _State:
     X = beta.unsqueeze(-2) - Ch
-    alpha = row_potentials(X, kind, row_tol, upper)
-    s = alpha.unsqueeze(-1) + X
+    alpha = row_potentials(X, kind, row_tol, guess)
+    s = X.add_(alpha.unsqueeze(-1))
     Q = plan(s, kind)
     col = Q.sum(-2)
     J = alpha.sum(-1) + (b * beta).sum(-1)
-    if kind > 0:
-        J = J - (Q * s.clamp_min(0.0)).sum((-1, -2)) / (kind + 1)
+    if kind > 0:  # Q vanishes where s < 0, so sum(Q s) = sum(s_+^(k+1))
+        J = J - (Q * s).sum((-1, -2)) / (kind + 1)
     if lam is None:
-        lam = torch.full_like(J, _LAM0)
+        lam = torch.full_like(alpha[..., 0], _LAM0)
     return _State(beta, alpha, s, col, J, (col - b).abs().amax(-1), lam)
 
 
@@ -172,8 +190,9 @@ def _row_tol(tol: float, dtype: torch.dtype) -> float:
     return max(1e-2 * tol, 64 * torch.finfo(dtype).eps)
 
 
-def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> torch.Tensor:
-    """Damped Newton ascent direction: ``(S + lam * mean(c) I) d = b - Q^T 1``.
+def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Damped Newton ascent direction ``d``: ``(S + lam * mean(c) I) d = b - Q^T 1``, and the
+    first-order change of the row potentials along it, ``-(D d) / (D 1)``.
 
     For ``k = 1`` the generalised Hessian is singular whenever a group of rows is active on a
     single column only (the semi-dual is then locally linear in that column's potential); the
@@ -181,10 +200,18 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> torch.Tensor:
     Columns without any active entry get the step that makes their best entry active.
     """
     D = curvature(st.s, kind)
-    r = D.sum(-1).clamp_min(1e-300)
+    r = D.sum(-1).clamp_min(torch.finfo(D.dtype).tiny)
     c = D.sum(-2)
     g = b - st.col
-    d = schur_solve(D, r, g, shift=st.lam * c.mean(-1), rtol=1e-6, max_iter=200)
+    shift = st.lam * c.mean(-1)
+    if D.shape[-1] > DENSE_MAX:  # an inexact direction suffices: run the CG in float32
+        f32 = torch.float32
+        d = schur_solve(
+            D.to(f32), r.to(f32), g.to(f32), shift=shift.to(f32), rtol=1e-4, max_iter=200
+        )
+        d = d.to(D.dtype)
+    else:
+        d = schur_solve(D, r, g, shift=shift, rtol=1e-4, max_iter=200)
     if kind > 0:
         empty = c <= 0
         if bool(empty.any()):
@@ -192,40 +219,50 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> torch.Tensor:
             d = d - (d * live).sum(-1, keepdim=True) / live.sum(-1, keepdim=True).clamp_min(1)
             lift = (b / st.s.shape[-2]) ** (1.0 / kind) - st.s.amax(-2)
             d = torch.where(empty, lift, d)
-    return d
+    return d, -torch.bmm(D, d.unsqueeze(-1)).squeeze(-1) / r
 
 
 def _newton_step(Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: float) -> _State:
-    """One damped Newton step on every batch element of ``st`` (Armijo backtracking)."""
-    d = _newton_direction(st, b, kind)
+    """One damped Newton step on every batch element of ``st`` (Armijo backtracking).
+
+    Updates ``st`` in place (accepted elements only) and returns it.
+    """
+    d, dalpha = _newton_direction(st, b, kind)
     slope = ((b - st.col) * d).sum(-1)
-    eps = torch.finfo(st.J.dtype).eps
+    eps = torch.finfo(st.alpha.dtype).eps
     slack = 16 * eps * (st.alpha.abs().sum(-1) + (b * st.beta).abs().sum(-1) + st.col.sum(-1))
     row_tol = _row_tol(tol, Ch.dtype)
-    new = _State(*(getattr(st, f).clone() for f in _FIELDS))
+    lam0 = st.lam.clone()
     pending = torch.ones_like(st.J, dtype=torch.bool)
     t = torch.ones_like(st.J)
-    dmin = d.amin(-1)
     for _ in range(_LS_MAX):
-        idx = pending.nonzero().squeeze(-1)
-        ti = t[idx]
-        upper = st.alpha[idx] - (ti * dmin[idx]).unsqueeze(-1) if kind > 0 else None
-        beta = st.beta[idx] + ti.unsqueeze(-1) * d[idx]
-        trial = _evaluate(Ch[idx], b, beta, kind, row_tol, upper, st.lam[idx])
-        ok = (trial.J >= st.J[idx] + _ARMIJO * ti * slope[idx] - slack[idx]) & torch.isfinite(
-            trial.J
-        )
+        full = bool(pending.all())
+        idx = torch.arange(pending.numel(), device=t.device) if full else pending.nonzero()[:, 0]
+
+        def sel(x: torch.Tensor, idx: torch.Tensor = idx, full: bool = full) -> torch.Tensor:
+            return x if full else x[idx]
+
+        ti = sel(t).unsqueeze(-1)
+        guess = sel(st.alpha) + ti * sel(dalpha) if kind > 0 else None
+        beta = sel(st.beta) + ti * sel(d)
+        trial = _evaluate(sel(Ch), b, beta, kind, row_tol, guess, sel(lam0))
+        ok = trial.J >= sel(st.J) + _ARMIJO * ti.squeeze(-1) * sel(slope) - sel(slack)
+        ok = ok & torch.isfinite(trial.J)
+        if full and bool(ok.all()):
+            st = trial
+            pending.zero_()
+            break
         acc = idx[ok]
         if acc.numel():
-            new.put(acc, trial.take(ok.nonzero().squeeze(-1)))
+            st.put(acc, trial.take(ok.nonzero()[:, 0]))
         pending[acc] = False
         if not bool(pending.any()):
             break
         t = torch.where(pending, 0.5 * t, t)
     # Levenberg-Marquardt update: relax after full steps, stiffen after backtracking.
-    lam = torch.where(t >= 1.0, st.lam * 0.25, st.lam * 2.0 / t)
-    new.lam = torch.where(pending, st.lam * 100.0, lam).clamp(_LAM_MIN, _LAM_MAX)
-    return new
+    lam = torch.where(t >= 1.0, lam0 * 0.25, lam0 * 2.0 / t)
+    st.lam = torch.where(pending, lam0 * 100.0, lam).clamp(_LAM_MIN, _LAM_MAX)
+    return st
 
 
 def _newton(
@@ -237,68 +274,81 @@ def _newton(
         active = st.err > tol
         if not bool(active.any()):
             break
-        idx = active.nonzero().squeeze(-1)
-        st.put(idx, _newton_step(Ch[idx], b, st.take(idx), kind, tol))
+        if bool(active.all()):
+            st = _newton_step(Ch, b, st, kind, tol)
+        else:
+            idx = active.nonzero()[:, 0]
+            st.put(idx, _newton_step(Ch[idx], b, st.take(idx), kind, tol))
         used += 1
     return st, used
 
 
-def _sinkhorn_kernel(
-    a: torch.Tensor, y: torch.Tensor, b: torch.Tensor, tol: float, max_iter: int, normalise: str
+def _sinkhorn(
+    a: torch.Tensor,
+    y: torch.Tensor,
+    b: torch.Tensor,
+    beta0: torch.Tensor | None,
+    tol: float,
+    max_iter: int,
+    normalise: str,
 ) -> tuple[Solution, str]:
-    """Kernel-domain Sinkhorn from ``beta = 0`` (two batched mat-vecs per iteration) on the
-    kernel ``K = exp(-a y^T)``.
+    """Stabilised kernel-domain Sinkhorn (Schmitzer 2019) on the cost ``Chat = a y^T``.
 
-    Returns the iterate and a status: ``"converged"`` (with the plan ``Q = diag(u) K diag(v)``
-    whose columns (``normalise="col"``) or rows (``"row"``) are exact), ``"slow"`` (hand over to
-    Newton), ``"overflow"`` or ``"capped"``.
+    The plan is kept as ``diag(u) K diag(v)`` with ``K = exp(alpha + beta - Chat)``; an iteration
+    is two batched mat-vecs. When ``|log u|`` or ``|log v|`` exceeds ``_ABSORB`` the scalings are
+    absorbed into the potentials and ``K`` is recomputed, so nothing overflows; entries of ``K``
+    that underflow can grow by at most ``exp(2 _ABSORB)`` before the next recomputation, so they
+    never matter. Small costs (``max |Chat| <= KERNEL_MAX``) start from ``K = exp(-Chat)``; larger
+    ones from the warm start ``beta0`` with exact rows.
+
+    Returns the iterate and a status: ``"converged"`` (with the plan, whose columns
+    (``normalise="col"``) or rows (``"row"``) are exact), ``"slow"`` (hand over to Newton),
+    ``"overflow"`` or ``"capped"``.
     """
-    K = torch.exp_(a.neg().unsqueeze(-1) * y)
-    v = torch.ones_like(a[..., :1].expand(*a.shape[:-1], y.shape[-1]))
+    Ch: torch.Tensor | None = None
+    alpha = torch.zeros_like(a)
+    beta = torch.zeros_like(a[..., :1].expand(*a.shape[:-1], y.shape[-1]))
+    if float(a.abs().amax()) * float(y.abs().amax()) <= KERNEL_MAX:
+        K = torch.exp_(a.neg().unsqueeze(-1) * y)
+    else:
+        Ch = a.unsqueeze(-1) * y
+        if beta0 is not None:
+            beta = beta0
+        alpha = -torch.logsumexp(beta.unsqueeze(-2) - Ch, -1)
+        K = torch.exp_((alpha.unsqueeze(-1) + beta.unsqueeze(-2)).sub_(Ch))
+    v = torch.ones_like(beta)
+    u = 1.0 / torch.bmm(K, v.unsqueeze(-1)).squeeze(-1)
     errs: list[float] = []
+
+    def potentials() -> tuple[torch.Tensor, torch.Tensor]:
+        return alpha + torch.log(u), beta + torch.log(v)
+
     for it in range(1, max_iter + 1):
-        u = 1.0 / torch.bmm(K, v.unsqueeze(-1)).squeeze(-1)
         Ktu = torch.bmm(u.unsqueeze(-2), K).squeeze(-2)
         err = float(((v * Ktu) - b).abs().amax())
         if not math.isfinite(err):
-            return Solution(torch.zeros_like(u), torch.zeros_like(v), None, it, err), "overflow"
+            return Solution(alpha, beta, None, it, err), "overflow"
         if err <= tol:
             if normalise == "col":
                 v = b / Ktu
             Q = K.mul_(u.unsqueeze(-1)).mul_(v.unsqueeze(-2))
-            return Solution(torch.log(u), torch.log(v), Q, it, err), "converged"
+            return Solution(*potentials(), Q, it, err), "converged"
         errs.append(err)
         v = b / Ktu
+        u = 1.0 / torch.bmm(K, v.unsqueeze(-1)).squeeze(-1)
         if _slow(errs, tol, y.shape[-1]):
-            return Solution(torch.log(u), torch.log(v), None, it, err), "slow"
-    return Solution(torch.log(u), torch.log(v), None, max_iter, errs[-1]), "capped"
-
-
-def _sinkhorn_log(
-    Ch: torch.Tensor, b: torch.Tensor, beta: torch.Tensor, tol: float, max_iter: int
-) -> tuple[Solution, str]:
-    """Log-domain Sinkhorn from ``beta``; same returns as :func:`_sinkhorn_kernel`."""
-    logb = torch.log(b)
-    errs: list[float] = []
-    alpha = torch.zeros_like(Ch[..., 0])
-    err = math.inf
-    for it in range(1, max_iter + 1):
-        alpha = -_lse(beta.unsqueeze(-2) - Ch, -1)
-        lc = _lse(alpha.unsqueeze(-1) - Ch, -2)
-        err = float((torch.exp(beta + lc) - b).abs().amax())
-        if err <= tol:
-            return Solution(alpha, beta, None, it, err), "converged"
-        errs.append(err)
-        beta = logb - lc
-        if _slow(errs, tol, Ch.shape[-1]):
-            return Solution(alpha, beta, None, it, err), "slow"
-    return Solution(alpha, beta, None, max_iter, err), "capped"
-
-
-def _lse(x: torch.Tensor, dim: int) -> torch.Tensor:
-    """``logsumexp`` along ``dim`` for finite ``x`` (consumes ``x``; faster than torch's)."""
-    mx = x.amax(dim, keepdim=True)
-    return x.sub_(mx).exp_().sum(dim).log_().add_(mx.squeeze(dim))
+            return Solution(*potentials(), None, it, err), "slow"
+        ulo, uhi = torch.aminmax(u)
+        vlo, vhi = torch.aminmax(v)
+        lo, hi = torch.stack([torch.minimum(ulo, vlo), torch.maximum(uhi, vhi)]).tolist()
+        if not (hi < math.exp(_ABSORB) and lo > math.exp(-_ABSORB)):
+            alpha, beta = potentials()
+            if Ch is None:
+                Ch = a.unsqueeze(-1) * y
+            K = torch.exp_((alpha.unsqueeze(-1) + beta.unsqueeze(-2)).sub_(Ch))
+            v = torch.ones_like(v)
+            u = 1.0 / torch.bmm(K, v.unsqueeze(-1)).squeeze(-1)
+    return Solution(*potentials(), None, max_iter, errs[-1]), "capped"
 
 
 def _slow(errs: list[float], tol: float, m: int) -> bool:
@@ -335,36 +385,38 @@ def solve(
     """Dual potentials (``(B, n)``, ``(B, m)``) of the problem with cost ``Chat = a y^T``.
 
     ``a`` ``(B, n)`` (``B >= 1``) and ``y`` ``(m,)`` are finite; ``b`` ``(m,)`` positive with sum
-    ``n``; ``beta0`` an optional warm start for ``beta`` (used by the log-domain and Newton
-    solvers). Sinkhorn runs in ``a``'s dtype (the caller picks float64 when float32 cannot reach
-    ``opts.tol``); Newton steps always run in float64. ``normalise`` only affects the plan the
-    kernel Sinkhorn returns directly.
+    ``n``; ``beta0`` an optional warm start for ``beta`` (ignored by Sinkhorn when the cost is
+    small enough to start from the plain kernel). Sinkhorn runs in ``a``'s dtype (the caller picks
+    float64 when float32 cannot reach ``opts.tol``); the entropic Newton fallback always runs in
+    float64, the p-norm solver in ``a``'s dtype (float64 by the caller's choice). ``normalise``
+    only affects the plan Sinkhorn returns directly (``Solution.Q``).
     """
-    tol, row_tol = opts.tol, _row_tol(opts.tol, torch.float64)
+    tol, row_tol = opts.tol, _row_tol(opts.tol, a.dtype)
     used = 0
     if kind == 0:
-        status = "overflow"
-        if float(a.abs().amax()) * float(y.abs().amax()) <= KERNEL_MAX:
-            sol, status = _sinkhorn_kernel(a, y, b, tol, opts.max_iter, normalise)
-            used = sol.iters
+        sol, status = _sinkhorn(a, y, b, beta0, tol, opts.max_iter, normalise)
         if status == "converged":
             return sol
-        Ch = a.unsqueeze(-1) * y
-        if status == "overflow" and used < opts.max_iter:
-            start = torch.zeros_like(Ch[..., 0, :]) if beta0 is None else beta0
-            sol, status = _sinkhorn_log(Ch, b, start, tol, opts.max_iter - used)
-            sol.iters += used
-            if status == "converged":
-                return sol
-        Ch, b = Ch.double(), b.double()
-        st = _evaluate(Ch, b, sol.beta.double(), 0, row_tol)
+        Ch, b = (a.unsqueeze(-1) * y).double(), b.double()
+        beta = sol.beta if status != "overflow" or beta0 is None else beta0
+        st = _evaluate(Ch, b, beta.double(), 0, _row_tol(tol, torch.float64))
         st, more = _newton(Ch, b, st, 0, tol, opts.max_iter - sol.iters)
         used = sol.iters + more
     else:
-        Ch, b = (a.unsqueeze(-1) * y).double(), b.double()
-        start = torch.zeros_like(Ch[..., 0, :]) if beta0 is None else beta0.double()
-        st = _evaluate(Ch, b, start, kind, row_tol)
-        st, used = _newton(Ch, b, st, kind, tol, opts.max_iter)
+        start = torch.zeros_like(a[..., :1].expand(*a.shape[:-1], y.shape[-1]))
+        guess = None
+        if beta0 is not None:
+            start = beta0
+            if y.shape[-1] >= BAND_MIN:
+                from ._ot_band import band_presolve  # imports this module
+
+                guess, start, used = band_presolve(
+                    a, y, b, kind, tol, row_tol, opts.max_iter, beta0
+                )
+        Ch = a.unsqueeze(-1) * y
+        st = _evaluate(Ch, b, start, kind, row_tol, guess)
+        st, more = _newton(Ch, b, st, kind, tol, opts.max_iter - used)
+        used += more
     err = float(st.err.amax())
     if not err <= tol:
         _warn(opts, err, used)

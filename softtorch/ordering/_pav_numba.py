@@ -12,7 +12,8 @@ and return :math:`o_i = h(s_i - v_i)`. PAV keeps a stack of blocks; on a block `
 value :math:`\gamma_B` solves :math:`\sum_B g(s_i - \gamma) = \sum_B c(w_i)` with
 :math:`g = (\psi^*)'`. The regulariser codes ``reg`` are
 
-* ``0`` quadratic (``c0``): :math:`g(y) = y`, :math:`\gamma = \bar s_B - \bar w_B`, :math:`o = s - v`;
+* ``0`` quadratic (``c0``): :math:`g(y) = y`, :math:`\gamma = \bar s_B - \bar w_B`,
+  :math:`o = s - v`;
 * ``1`` entropic (``smooth``): :math:`g = \exp`, :math:`c = \exp`,
   :math:`\gamma = \mathrm{lse}(s_B) - \mathrm{lse}(w_B)`, :math:`o = s - v` (log domain);
 * ``2`` p-norm, p = 3/2 (``c1``): :math:`g(y) = y^2` (all ``y >= 0`` when ``w >= 0``), so with
@@ -21,18 +22,23 @@ value :math:`\gamma_B` solves :math:`\sum_B g(s_i - \gamma) = \sum_B c(w_i)` wit
 * ``3`` p-norm, p = 4/3 (``c2``): :math:`g(y) = y^3`; with :math:`t = \gamma - \bar s_B` the block
   equation is the depressed cubic :math:`t^3 + P t + Q = 0`, :math:`P = 3 M_2/|B|`,
   :math:`Q = (W_B - M_3)/|B|`, whose single real root is taken in the cancellation-free Cardano
-  form :math:`t = -Q / (a^2 + P/3 + (P/(3a))^2)`, :math:`a = \sqrt[3]{|Q|/2 + \sqrt{Q^2/4 + P^3/27}}`;
+  form :math:`t = -Q / (a^2 + P/3 + (P/(3a))^2)`,
+  :math:`a = \sqrt[3]{|Q|/2 + \sqrt{Q^2/4 + P^3/27}}`;
   :math:`o = (s - v)^3`.
 
 Block statistics are merged with stable update rules (weighted means, ``logaddexp``, Chan/Pebay
 centred moments), all in float64 whatever the input dtype. Besides ``o`` the kernel writes the
 per-element backward coefficients ``pi`` and ``aux`` (see ``fast_soft_sort``) and the block id of
-every element (0, 1, ... within its row), so the backward pass never needs an n x n matrix.
+every element (0, 1, ... within its row), so the backward pass never needs an n x n matrix. A row
+with a NaN in ``s`` or ``w`` gets an all-NaN ``o``. Rows run on one thread below
+``PARALLEL_MIN_ELEMENTS`` and otherwise in parallel chunks (``prange``); scratch buffers are
+reused per calling thread (see ``SCRATCH_CACHE_BYTES``).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 
 import numba as nb
 import numpy as np
@@ -54,7 +60,7 @@ def _cubic_t(m: float, m2: float, m3: float, wsum: float) -> float:
     p = 3.0 * m2 / m
     q = (wsum - m3) / m
     d = math.sqrt(0.25 * q * q + p * p * p / 27.0)
-    a = (0.5 * abs(q) + d) ** (1.0 / 3.0)
+    a = np.cbrt(0.5 * abs(q) + d)
     if a == 0.0:
         return 0.0
     b = p / (3.0 * a)
@@ -62,26 +68,25 @@ def _cubic_t(m: float, m2: float, m3: float, wsum: float) -> float:
 
 
 @nb.njit(cache=True)
-def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1):  # noqa: ANN001, C901
-    """PAV on rows ``r0 <= r < r1`` (2-D indexing, one set of scratch buffers)."""
+def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start):  # noqa: ANN001, C901
+    """PAV on rows ``r0 <= r < r1``; ``scr`` (6, n) float64 and ``start`` (n,) int64 scratch."""
     n = o.shape[1]
     ks = 1 if s.shape[0] > 1 else 0  # row stride: 0 broadcasts a single row
     kw = 1 if w.shape[0] > 1 else 0
-    start = np.empty(n, np.int64)
-    cm = np.empty(n, np.float64)  # block sizes
-    ca = np.empty(n, np.float64)  # mean s (reg 0, 2, 3) or lse s (reg 1)
-    cb = np.empty(n, np.float64)  # mean w (0), lse w (1) or M2 (2, 3)
-    cc = np.empty(n, np.float64)  # M3 (3)
-    cd = np.empty(n, np.float64)  # sum w (2, 3)
-    gam = np.empty(n, np.float64)  # block values
+    cm = scr[0]  # block sizes
+    ca = scr[1]  # mean s (reg 0, 2, 3) or lse s (reg 1)
+    cb = scr[2]  # mean w (0), lse w (1) or M2 (2, 3)
+    cc = scr[3]  # M3 (3)
+    cd = scr[4]  # sum w (2, 3)
+    gam = scr[5]  # block values
     for r in range(r0, r1):
         rs = r * ks
         rw = r * kw
         nb_ = 0
         bad = False
         for i in range(n):
-            si = float(s[rs, i])
-            wi = float(w[rw, i])
+            si = np.float64(s[rs, i])
+            wi = np.float64(w[rw, i])
             if si != si or wi != wi:
                 bad = True
             start[nb_] = i
@@ -97,7 +102,7 @@ def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1):  # noqa: ANN001, C901
                 if reg == 2:
                     gam[nb_] = si - math.sqrt(max(wi, 0.0))
                 else:
-                    gam[nb_] = si + _cubic_t(1.0, 0.0, 0.0, wi)
+                    gam[nb_] = si - np.cbrt(wi)
             nb_ += 1
             while nb_ > 1 and gam[nb_ - 2] < gam[nb_ - 1]:
                 j = nb_ - 2
@@ -138,21 +143,21 @@ def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1):  # noqa: ANN001, C901
             mt = cm[b]
             if reg == 0:
                 for i in range(lo, hi):
-                    o[r, i] = (float(s[rs, i]) - ca[b]) + cb[b]
+                    o[r, i] = (np.float64(s[rs, i]) - ca[b]) + cb[b]
                     pi[r, i] = 1.0 / mt
                     aux[r, i] = 1.0
                     blk[r, i] = b
             elif reg == 1:
                 for i in range(lo, hi):
-                    o[r, i] = (float(s[rs, i]) - ca[b]) + cb[b]
-                    pi[r, i] = math.exp(float(s[rs, i]) - ca[b])
-                    aux[r, i] = math.exp(float(w[rw, i]) - cb[b])
+                    o[r, i] = (np.float64(s[rs, i]) - ca[b]) + cb[b]
+                    pi[r, i] = math.exp(np.float64(s[rs, i]) - ca[b])
+                    aux[r, i] = math.exp(np.float64(w[rw, i]) - cb[b])
                     blk[r, i] = b
             else:
                 t = gam[b] - ca[b]
                 tot = 0.0
                 for i in range(lo, hi):
-                    y = float(s[rs, i]) - ca[b] - t
+                    y = np.float64(s[rs, i]) - ca[b] - t
                     if reg == 2:
                         y = max(y, 0.0)
                         o[r, i] = y * y
@@ -175,24 +180,45 @@ def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1):  # noqa: ANN001, C901
 
 
 @nb.njit(parallel=True, cache=True)
-def pav_rows(s, w, reg, o, pi, aux, blk, chunks):  # noqa: ANN001
-    """Solve every row of ``o`` (R, n) in ``chunks`` parallel row ranges; ``s``/``w``: R or 1 rows."""
+def pav_rows(s, w, reg, o, pi, aux, blk, scr, start):  # noqa: ANN001
+    """Solve every row of ``o`` (R, n), ``len(scr)`` row ranges in parallel.
+
+    ``s`` and ``w`` have R rows or 1 (broadcast); ``scr`` (chunks, 6, n), ``start`` (chunks, n).
+    """
     r_tot = o.shape[0]
+    chunks = scr.shape[0]
     for c in nb.prange(chunks):
         r0 = (np.int64(c) * r_tot) // chunks
         r1 = ((np.int64(c) + 1) * r_tot) // chunks
-        _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1)
+        _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr[c], start[c])
 
 
 @nb.njit(cache=True)
-def pav_rows_serial(s, w, reg, o, pi, aux, blk):  # noqa: ANN001
+def pav_rows_serial(s, w, reg, o, pi, aux, blk, scr, start):  # noqa: ANN001
     """Same as :func:`pav_rows` on one thread (small problems: no thread start-up cost)."""
-    _solve_rows(s, w, reg, o, pi, aux, blk, 0, o.shape[0])
+    _solve_rows(s, w, reg, o, pi, aux, blk, 0, o.shape[0], scr[0], start[0])
 
 
 #: Below this many elements (or with a single row) the kernel runs on one thread: waking the
 #: thread pool costs more than the PAV itself, and much more on a loaded machine.
 PARALLEL_MIN_ELEMENTS = 1 << 16
+#: Scratch buffers up to this many bytes are kept per thread between calls: fresh large buffers
+#: cost a page fault per 4 KiB on first touch, which dominated the kernel's run time.
+SCRATCH_CACHE_BYTES = 64 << 20
+
+_local = threading.local()
+
+
+def _scratch(chunks: int, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Scratch (chunks, 6, n) float64 and (chunks, n) int64, reused per thread when small."""
+    need = chunks * n
+    if need * 56 > SCRATCH_CACHE_BYTES:
+        return np.empty((chunks, 6, n)), np.empty((chunks, n), np.int64)
+    buf = getattr(_local, "buf", None)
+    if buf is None or buf[1].size < need:
+        buf = (np.empty(6 * need), np.empty(need, np.int64))
+        _local.buf = buf
+    return buf[0][: 6 * need].reshape(chunks, 6, n), buf[1][:need].reshape(chunks, n)
 
 
 def run(
@@ -208,8 +234,9 @@ def run(
     blk = np.empty((r_tot, n), np.int64)
     if r_tot and n:
         if r_tot > 1 and r_tot * n >= PARALLEL_MIN_ELEMENTS:
-            chunks = min(r_tot, 4 * nb.get_num_threads())
-            pav_rows(s, w, reg, o, pi, aux, blk, chunks)
+            threads = nb.get_num_threads()
+            chunks = min(r_tot, threads if n >= 4096 else 4 * threads)
+            pav_rows(s, w, reg, o, pi, aux, blk, *_scratch(chunks, n))
         else:
-            pav_rows_serial(s, w, reg, o, pi, aux, blk)
+            pav_rows_serial(s, w, reg, o, pi, aux, blk, *_scratch(1, n))
     return o, pi, aux, blk

@@ -10,7 +10,8 @@ where :math:`\mathcal P(w)` is the permutahedron (convex hull of the permutation
 Lagrangian of the prefix-sum constraints gives :math:`\mu_{\sigma} = g(s - v)` with
 :math:`g = (\psi^*)'` and ``v`` the isotonic (non-increasing) minimiser of
 :math:`\sum_i \psi^*(s_i - v_i) + \langle v, w\rangle`, solved by pool-adjacent-violators: on a
-block ``B`` of equal ``v`` the value :math:`\gamma_B` solves :math:`\sum_B g(s_i - \gamma) = \sum_B w_i`.
+block ``B`` of equal ``v`` the value :math:`\gamma_B` solves
+:math:`\sum_B g(s_i - \gamma) = \sum_B w_i`.
 One sort (O(n log n)) plus O(n) PAV forward; the Jacobian is block-wise rank one, so the backward
 is a segment sum over blocks (no n x n matrix).
 
@@ -38,10 +39,12 @@ is a segment sum over blocks (no n x n matrix).
 \theta) = P_\Psi(\rho/\varepsilon, \theta)` (ascending: reversed); the descending soft rank is
 :math:`1 + (n-1)\,P_\Psi(-\theta/\varepsilon, \rho)` (the largest gets 1; ascending rank is
 ``n + 1 -`` descending). The projection lies in :math:`\mathcal P(\rho) \subset [0, 1]^n` (log of
-:math:`\mathcal P(e^\rho)` for ``smooth``), hence ranks in ``[1, n]``. For the quadratic case
-this equals Blondel's rank with anchors ``(n, ..., 1)`` at softness :math:`(n-1)\varepsilon`; the
-unit range makes the softness independent of ``n``. As :math:`\varepsilon \to 0` both tend to the
-hard sort / rank.
+:math:`\mathcal P(e^\rho)` for ``smooth``), hence ranks in ``[1, n]``. Compared with Blondel's
+anchors ``(n, ..., 1)`` (the projection is invariant to shifting ``z``): our sort at softness
+:math:`\varepsilon` is Blondel's at :math:`(n-1)\varepsilon` (every mode), and for ``c0`` our rank
+is Blondel's at :math:`\varepsilon/(n-1)`; the unit range makes the softness scale independent of
+``n``. As :math:`\varepsilon \to 0` both tend to the hard sort / rank. A row containing a NaN
+gives an all-NaN row.
 
 **Kernels.** On CPU tensors the batched numba kernel :mod:`._pav_numba` (rows in parallel,
 zero-copy ``.numpy()`` views, float64 internally, numba imported on first use); elsewhere, or with
@@ -49,13 +52,13 @@ zero-copy ``.numpy()`` views, float64 internally, numba imported on first use); 
 are ``torch.library`` custom ops (opaque to ``torch.compile``: no graph break) wrapped in one
 ``autograd.Function`` each with a closed-form backward from the saved block ids and per-element
 coefficients, a double backward (exact: the coefficients are recomputed differentiably from the
-block partition when ``create_graph=True``), and a ``vmap`` rule. float16 / bfloat16 inputs are
-computed in float32 and returned in their dtype.
+block partition when ``create_graph=True``), and a ``vmap`` rule (no forward-mode ``jvp``). In
+eager mode on plain tensors the kernels are called directly (custom-op dispatch costs more than a
+small problem). float16 / bfloat16 inputs are computed in float32 and returned in their dtype.
 """
 
 from __future__ import annotations
 
-import functools
 import importlib.util
 from typing import Any
 
@@ -76,15 +79,14 @@ BACKEND: str = "auto"
 
 
 def set_backend(backend: str) -> None:
-    """Set the default kernel: ``"auto"`` (numba on CPU, torch elsewhere), ``"numba"``, ``"torch"``."""
+    """Set the default kernel: ``"auto"`` (numba on CPU, torch elsewhere), ``"numba"`` or
+    ``"torch"``."""
     global BACKEND
     BACKEND = check_choice(backend, BACKENDS, "backend")
 
 
-@functools.lru_cache(maxsize=1)
-def numba_available() -> bool:
-    """Whether numba is installed (checked without importing it)."""
-    return importlib.util.find_spec("numba") is not None
+#: Whether numba is installed (checked without importing it).
+HAS_NUMBA: bool = importlib.util.find_spec("numba") is not None
 
 
 # ---------------------------------------------------------------- custom ops
@@ -274,14 +276,14 @@ def _backend(options: dict[str, Any] | None, device: torch.device) -> str:
         )
     backend = check_choice(opts.get("backend", BACKEND), BACKENDS, "backend")
     if backend == "auto":
-        return "numba" if device.type == "cpu" and numba_available() else "torch"
+        return "numba" if device.type == "cpu" and HAS_NUMBA else "torch"
     if backend == "numba":
         if device.type != "cpu":
             raise ValueError(
                 f"backend 'numba' runs on CPU tensors only (got device {device.type!r}); "
                 "use backend 'torch' or 'auto'"
             )
-        if not numba_available():
+        if not HAS_NUMBA:
             raise ValueError("backend 'numba' needs the numba package; use backend 'torch'")
     return backend
 
@@ -333,7 +335,11 @@ def soft_sort(
     descending: bool = False,
     options: dict[str, Any] | None = None,
 ) -> torch.Tensor:
-    """Soft sort of the last axis: :math:`P_\\Psi(\\rho/\\varepsilon, z)`, ``rho = linspace(1, 0, n)``."""
+    """Soft sort of the last axis: :math:`P_\\Psi(\\rho/\\varepsilon, z)`, :math:`\\rho` =
+    ``linspace(1, 0, n)``.
+
+    Ascending unless ``descending``; see the module docstring.
+    """
     z, eps, backend = _prepare(z, softness, mode, options)
     out_dtype = z.dtype if z.is_floating_point() else torch.get_default_dtype()
     zw = _work_dtype(z)
@@ -364,8 +370,9 @@ def soft_rank(
     out_dtype = z.dtype if z.is_floating_point() else torch.get_default_dtype()
     zw = _work_dtype(z)
     n = zw.shape[-1] if zw.dim() else 1
-    if zw.numel() == 0 or n == 1:
-        return torch.ones_like(zw, dtype=out_dtype)
+    if zw.numel() == 0 or n == 1:  # rank 1, NaN for NaN; kept on the graph (zero gradient)
+        one = 1.0 + 0.0 * zw.nan_to_num(0.0, 0.0, 0.0)
+        return torch.where(torch.isnan(zw), zw, one).to(out_dtype)
     if isinstance(eps, torch.Tensor):
         eps = eps.to(zw.dtype)
     flat = zw.reshape(-1, n)

@@ -48,7 +48,9 @@ def soft_abs_sums(z: torch.Tensor, softness: Softness, mode: str) -> torch.Tenso
     return chunked_rows(fn, n, (z, *extra), row_numel=_batch(z) * n, cat_dim=-1)
 
 
-def _coefficients(positions: torch.Tensor, n: int, descending: bool, like: torch.Tensor) -> torch.Tensor:
+def _coefficients(
+    positions: torch.Tensor, n: int, descending: bool, like: torch.Tensor
+) -> torch.Tensor:
     """``n - 1 - 2i`` for 0-based descending positions ``i`` (negated for ascending)."""
     c = (n - 1 - 2 * positions).to(like.dtype)
     return c if descending else -c
@@ -150,12 +152,22 @@ class NeuralSort(OrderingMethod):
         return self.permutation_rows(z, _arange(k, z), softness, mode, descending=True)
 
     def argmax(
-        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         return self.topk_permutation(z, 1, softness, mode)[..., 0, :]
 
     def argmin(
-        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         pos = _arange(1, z)
         return self.permutation_rows(z, pos, softness, mode, descending=False)[..., 0, :]

@@ -52,9 +52,8 @@ from .._checks import (
     check_softness,
 )
 from ._base import OrderingMethod, Softness, get_method
-from ._standardize import Stats
+from ._standardize import Stats, unstandardize
 from ._standardize import standardize as _standardize
-from ._standardize import unstandardize
 
 __all__ = [
     "argmax",
@@ -106,8 +105,7 @@ def _config(
         if method in _VALUE_ONLY or method == "smooth_sort":
             raise ValueError(
                 f"{op}() returns soft indices, but method {method!r} computes sorted values only "
-                "and has no soft indices; use one of: "
-                + ", ".join(repr(m) for m in INDEX_METHODS)
+                "and has no soft indices; use one of: " + ", ".join(repr(m) for m in INDEX_METHODS)
             )
         method_ = check_method(method, INDEX_METHODS)
     else:
@@ -152,7 +150,9 @@ def _prepare(x: object, dim: int | None, *, flatten: bool) -> _Data:
     return _Data(xl, dtype, d, xt.ndim)
 
 
-def _reduced(t: torch.Tensor, data: _Data, keepdim: bool, *, trailing: int, lead: int = 0) -> torch.Tensor:
+def _reduced(
+    t: torch.Tensor, data: _Data, keepdim: bool, *, trailing: int, lead: int = 0
+) -> torch.Tensor:
     """Lay out a reduced result ``lead + batch + trailing`` like torch (keepdim, 0-d input)."""
     if keepdim:
         if data.dim is None:
@@ -635,7 +635,13 @@ def _quantile(
             idx = _hard_quantile_index(data, lo, hi, w)
     else:
         values, idx = _order_stat(
-            data, cfg, lo, hi, w, want_values=want_values, want_index=want_index,
+            data,
+            cfg,
+            lo,
+            hi,
+            w,
+            want_values=want_values,
+            want_index=want_index,
             gated_grad=gated_grad,
         )
 
@@ -677,11 +683,24 @@ def quantile(
         tensor(-0.4501)
     """
     cfg = _config(
-        "quantile", mode, softness, method, standardize, ot_kwargs, need_index=bool(return_argquantile)
+        "quantile",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=bool(return_argquantile),
     )
     values, idx = _quantile(
-        x, q, dim, keepdim, cfg, interpolation, want_values=True,
-        want_index=bool(return_argquantile), gated_grad=gated_grad,
+        x,
+        q,
+        dim,
+        keepdim,
+        cfg,
+        interpolation,
+        want_values=True,
+        want_index=bool(return_argquantile),
+        gated_grad=gated_grad,
     )
     return (values, idx) if return_argquantile else values
 
@@ -703,7 +722,14 @@ def argquantile(
     ``[-0.2, -1.0, 0.3, 1.0]``)."""
     cfg = _config("argquantile", mode, softness, method, standardize, ot_kwargs, need_index=True)
     _, idx = _quantile(
-        x, q, dim, keepdim, cfg, interpolation, want_values=False, want_index=True,
+        x,
+        q,
+        dim,
+        keepdim,
+        cfg,
+        interpolation,
+        want_values=False,
+        want_index=True,
         gated_grad=True,
     )
     assert idx is not None
@@ -731,8 +757,14 @@ def _median(
         w = torch.zeros(1, dtype=data.x.dtype, device=data.x.device)
         impl_has_index = _impl(cfg).has_permutation
         values, idx = _order_stat(
-            data, cfg, mid, mid, w, want_values=want_values,
-            want_index=want_index and impl_has_index, gated_grad=gated_grad,
+            data,
+            cfg,
+            mid,
+            mid,
+            w,
+            want_values=want_values,
+            want_index=want_index and impl_has_index,
+            gated_grad=gated_grad,
         )
         values = None if values is None else values.squeeze(-1)
         idx = None if idx is None else idx.squeeze(-2)

@@ -6,8 +6,8 @@ The scores ``z_i`` (mass ``1/n`` each) are transported to anchors ``y_j`` with c
 Transport"; Blondel et al. 2018, "Smooth and Sparse Optimal Transport"; Xie et al. 2020,
 "Differentiable Top-k with Optimal Transport"):
 
-* ``smooth``: entropic OT, ``min <Plan, C> + eps sum Plan log Plan`` (log-domain / kernel
-  Sinkhorn with Newton acceleration);
+* ``smooth``: entropic OT, ``min <Plan, C> + eps sum Plan log Plan`` (stabilised kernel-domain
+  Sinkhorn, handing over to Newton steps when its linear rate is slow);
 * ``c0`` / ``c1`` / ``c2``: p-norm OT with ``p = 2, 3/2, 4/3``, regulariser
   ``eps sum_ij omega(n Plan_ij) / n`` with ``omega(t) = t^p / p`` - the regulariser of the
   ``c0`` / ``c1`` / ``c2`` simplex projections applied to the permutation-scaled plan
@@ -29,7 +29,8 @@ Anchors and outputs:
 * top-k: ``k + 1`` anchors: ``y_j = (n - 1 - j) / (n - 1)`` (the ``k`` largest grid positions, in
   descending order) with ``b_j = 1`` for ``j < k``, and one anchor for the other ``n - k`` inputs
   at the mean of the remaining grid positions, ``(n - k - 1) / (2 (n - 1))``, with
-  ``b_k = n - k``; rows ``j < k`` of ``Q^T`` are returned. ``k = n`` uses the sort problem.
+  ``b_k = n - k``; rows ``j < k`` of ``Q^T`` are returned. For ``k >= n - 1`` the rest anchor
+  is a grid point, so the sort problem is used.
 
 Outputs are renormalised by the plan's own marginals (columns for permutations, rows for ranks),
 so every row lies on the simplex exactly even before full convergence; at convergence this is
@@ -43,6 +44,11 @@ largest allowed marginal error of ``Q`` (a row of the soft permutation sums to 1
 renormalisation); defaults ``1e-4`` (float32 and lower precisions) / ``1e-9`` (float64), floored
 at the rounding level of ``C / eps``. Defaults for the caps: 1000 Sinkhorn (+ Newton)
 iterations, 200 Newton iterations. Hitting a cap emits :class:`OTConvergenceWarning`.
+
+Precision: float32 (and lower-precision, computed in float32) inputs are solved in float32 when
+``max |C / eps|`` is small enough for float32 to reach the tolerance, otherwise in float64; the
+p-norm solver and the entropic Newton fallback always run in float64. Outputs have the input
+dtype.
 
 Rows of ``z`` containing NaN or inf give NaN outputs (their gradients are zero); other rows are
 unaffected.
@@ -98,12 +104,13 @@ def parse_options(options: dict[str, Any] | None, mode: str, dtype: torch.dtype)
 
 
 def _hard_beta(zc: torch.Tensor, yc: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Anchor potentials of the unregularised problem (the ``eps -> 0`` limit), ``(B, m)``.
+    """Anchor potentials of the unregularised problem with cost ``-2 z y`` (``(B, m)``).
 
-    Sorted inputs fill the anchors in ascending order of ``y`` by capacity. For the cost
-    ``-2 z y`` an input prefers anchor ``j`` over ``j - 1`` iff ``2 z dy >= -(beta_j - beta_{j-1})``
+    Sorted inputs fill the anchors in ascending order of ``y`` by capacity. An input prefers
+    anchor ``j`` over ``j - 1`` iff ``-2 z dy - beta_j <= -beta_{j-1}`` (``dy = y_j - y_{j-1}``),
     so ``beta_j - beta_{j-1} = -(z_lo + z_hi) dy``, with ``z_lo, z_hi`` the sorted inputs on either
-    side of the capacity boundary, puts that boundary half-way between them. Used as warm start.
+    side of the capacity boundary, puts that boundary half-way between them. With ``z = -a / 2``
+    these are the potentials of ``Chat = a y^T`` in the ``softness -> 0`` limit: the warm start.
     """
     order = torch.argsort(yc)
     ys, caps = yc[order], b[order]
@@ -153,10 +160,10 @@ def ot_plan(
     y = anchors.to(device=z.device, dtype=work.dtype)
     yc = y - y.mean()
     bw = b.to(device=z.device, dtype=work.dtype)
-    eps = float(softness.detach()) if isinstance(softness, torch.Tensor) else softness
-    with torch.no_grad():
-        beta0 = _hard_beta(zc.detach(), yc, bw) / eps
-    Q = OTPlan.apply(zc * (-2.0 / softness), yc, bw, _KIND[mode], opts, beta0, normalise)
+    a = zc * (-2.0 / softness)  # Chat_ij = a_i * yc_j
+    with torch.no_grad():  # warm start from the same (rounded) costs, in float64
+        beta0 = _hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
+    Q = OTPlan.apply(a, yc, bw, _KIND[mode], opts, beta0, normalise)
     if bool(bad.any()):
         Q = torch.where(bad.unsqueeze(-1), torch.full_like(Q, math.nan), Q)
     return Q.reshape(*batch, n, m).to(z.dtype)

@@ -60,7 +60,9 @@ def _soft_rows(
     inputs = (anchors, z) + ((weights,) if has_w else ()) + extra
     batch = max(z.numel() // max(z.shape[-1], 1), 1)
     cat_dim: Any = -2 if not has_w else ((-2, -1) if keep_rows else -1)
-    return chunked_rows(fn, anchors.shape[-1], inputs, row_numel=batch * z.shape[-1], cat_dim=cat_dim)
+    return chunked_rows(
+        fn, anchors.shape[-1], inputs, row_numel=batch * z.shape[-1], cat_dim=cat_dim
+    )
 
 
 def _positions(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -110,12 +112,22 @@ class SoftSort(OrderingMethod):
         return _soft_rows(torch.topk(z, k, dim=-1).values, z, softness, mode)
 
     def argmax(
-        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         return _soft_rows(z.amax(dim=-1, keepdim=True), z, softness, mode)[..., 0, :]
 
     def argmin(
-        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         return _soft_rows(z.amin(dim=-1, keepdim=True), z, softness, mode)[..., 0, :]
 

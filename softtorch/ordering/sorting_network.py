@@ -9,12 +9,14 @@ that ``a`` is the smaller):
 
 .. math:: \min{}' = \alpha a + (1 - \alpha) b, \qquad \max{}' = \alpha b + (1 - \alpha) a.
 
-Sorted values need only the per-layer swap weights (``O(m log^2 m)`` memory). Each layer acts on
-positions by a symmetric doubly stochastic matrix :math:`L_t`, so the soft permutation is
-:math:`P = L_T \cdots L_1` and :math:`P^\top = L_1 \cdots L_T`: ranks
-(:math:`r = P^\top (1..n)`) and single rows (:math:`e_i^\top P = (P^\top e_i)^\top`) come from running
-the layers backwards over a few vectors, without forming ``P``; the full permutation runs them over
-the identity (``n x m`` per layer). Descending order is the ascending result reversed.
+Sorted values need only the per-layer swap weights (``O(m log^2 m)`` memory, no ``n x n``
+matrix). Each layer acts on positions by a symmetric doubly stochastic matrix :math:`L_t`, so the
+soft permutation is :math:`P = L_T \cdots L_1` and :math:`P^\top = L_1 \cdots L_T`: ranks
+(:math:`r = P^\top (1..n)`) and single rows (:math:`e_i^\top P = (P^\top e_i)^\top`) come from
+running the layers backwards over a few vectors without forming ``P``. The full permutation
+(``argsort``) runs them over all ``n`` unit vectors, in row blocks so that autograd memory stays
+bounded; its cost is ``O(n m log^2 m)`` time (seconds at ``n = 1000``; impractical at
+``n = 10^4``). Descending order is the ascending result reversed.
 """
 
 from __future__ import annotations
@@ -25,46 +27,40 @@ from typing import Any
 import torch
 
 from ..sigmoidal import sigmoidal
+from ..simplex import chunked_rows
 from ._base import OrderingMethod, Softness, register
 
-Layer = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+#: One layer: comparator distance ``j`` and, per block of ``2j`` positions, the sign ``+1``
+#: (minimum to the lower position) or ``-1`` (minimum to the upper position), shape ``(m / 2j, 1)``.
+Layer = tuple[int, torch.Tensor]
 
 
 @functools.lru_cache(maxsize=64)
-def _layers_cpu(m: int) -> tuple[Layer, ...]:
-    """Per layer: positions receiving the minimum, the maximum, and the inverse interleaving."""
+def _layers_cpu(m: int) -> tuple[tuple[int, tuple[float, ...]], ...]:
+    """Bitonic layers for ``m`` (a power of two): ``(j, signs)`` in application order."""
     layers = []
     k = 2
     while k <= m:
         j = k // 2
         while j > 0:
-            lo, hi = [], []
-            for i in range(m):
-                partner = i ^ j
-                if partner > i:
-                    if i & k == 0:
-                        lo.append(i)
-                        hi.append(partner)
-                    else:
-                        lo.append(partner)
-                        hi.append(i)
-            lo_t = torch.tensor(lo, dtype=torch.long)
-            hi_t = torch.tensor(hi, dtype=torch.long)
-            inv = torch.argsort(torch.cat((lo_t, hi_t)))
-            layers.append((lo_t, hi_t, inv))
+            signs = tuple(
+                1.0 if (block * 2 * j) & k == 0 else -1.0 for block in range(m // (2 * j))
+            )
+            layers.append((j, signs))
             j //= 2
         k *= 2
     return tuple(layers)
 
 
-_DEVICE_CACHE: dict[tuple[int, str], tuple[Layer, ...]] = {}
+_DEVICE_CACHE: dict[tuple[int, str, torch.dtype], tuple[Layer, ...]] = {}
 
 
-def _layers(m: int, device: torch.device) -> tuple[Layer, ...]:
-    key = (m, str(device))
+def _layers(m: int, like: torch.Tensor) -> tuple[Layer, ...]:
+    key = (m, str(like.device), like.dtype)
     if key not in _DEVICE_CACHE:
         _DEVICE_CACHE[key] = tuple(
-            tuple(t.to(device) for t in layer) for layer in _layers_cpu(m)  # type: ignore[misc]
+            (j, torch.tensor(signs, dtype=like.dtype, device=like.device).unsqueeze(-1))
+            for j, signs in _layers_cpu(m)
         )
     return _DEVICE_CACHE[key]
 
@@ -89,46 +85,77 @@ def _pad(z: torch.Tensor, m: int, softness: Softness) -> torch.Tensor:
 def network_forward(
     z: torch.Tensor, softness: Softness, mode: str
 ) -> tuple[torch.Tensor, list[torch.Tensor], int]:
-    """Ascending soft sorted (padded) scores ``(..., m)``, the per-layer weights, and ``m``."""
+    """Ascending soft sorted (padded) scores ``(..., m)``, the per-layer weights, and ``m``.
+
+    A layer with distance ``j`` pairs positions ``(i, i + j)`` inside blocks of ``2j``: with
+    ``a``, ``b`` the lower / upper entries and ``d = b - a``, ``alpha = sigma(sign * d)`` and
+    ``a' = b - alpha d``, ``b' = a + alpha d`` (the soft swap for either direction).
+    """
     m = _padded_size(z.shape[-1])
     v = _pad(z, m, softness)
+    batch = v.shape[:-1]
     alphas = []
-    for lo, hi, inv in _layers(m, z.device):
-        a = v.index_select(-1, lo)
-        b = v.index_select(-1, hi)
-        alpha = sigmoidal(b - a, softness, mode)
-        new_lo = alpha * a + (1.0 - alpha) * b
-        new_hi = alpha * b + (1.0 - alpha) * a
-        v = torch.cat((new_lo, new_hi), dim=-1).index_select(-1, inv)
+    for j, sign in _layers(m, v):
+        pairs = v.reshape(*batch, m // (2 * j), 2, j)
+        a, b = pairs[..., 0, :], pairs[..., 1, :]
+        d = b - a
+        alpha = sigmoidal(sign * d, softness, mode)
+        ad = alpha * d
+        v = torch.stack((b - ad, a + ad), dim=-2).reshape(*batch, m)
         alphas.append(alpha)
     return v, alphas, m
 
 
 def network_transpose(alphas: list[torch.Tensor], vecs: torch.Tensor, m: int) -> torch.Tensor:
-    """``P^T @ vecs`` for position-space vectors ``vecs`` of shape ``(..., m, c)``."""
+    """``P^T @ vecs`` for position-space vectors ``vecs`` of shape ``(..., m, c)``.
+
+    Every layer's matrix is symmetric, so ``P^T`` applies the same soft swaps in reverse order.
+    """
     out = vecs
-    for (lo, hi, inv), alpha in zip(reversed(_layers(m, vecs.device)), reversed(alphas)):
-        al = alpha.unsqueeze(-1)
-        a = out.index_select(-2, lo)
-        b = out.index_select(-2, hi)
-        new_lo = al * a + (1.0 - al) * b
-        new_hi = al * b + (1.0 - al) * a
-        out = torch.cat((new_lo, new_hi), dim=-2).index_select(-2, inv)
+    batch, c = vecs.shape[:-2], vecs.shape[-1]
+    for (j, _), alpha in zip(reversed(_layers(m, vecs)), reversed(alphas)):
+        pairs = out.reshape(*batch, m // (2 * j), 2, j, c)
+        a, b = pairs[..., 0, :, :], pairs[..., 1, :, :]
+        ad = alpha.unsqueeze(-1) * (b - a)
+        out = torch.stack((b - ad, a + ad), dim=-3).reshape(*batch, m, c)
     return out
+
+
+#: Elements per block of rows when many permutation rows are requested (see :func:`_rows`).
+ROWS_BUDGET: int = 1 << 24
 
 
 def _rows(
     z: torch.Tensor, positions: torch.Tensor, softness: Softness, mode: str, descending: bool
 ) -> torch.Tensor:
-    """Rows ``positions`` of the soft permutation: ``(..., len(positions), n)``."""
+    """Rows ``positions`` of the soft permutation: ``(..., len(positions), n)``.
+
+    Row ``i`` is ``(P^T e_i)^T``. The rows are computed in blocks (recomputed in backward, see
+    :func:`softtorch.simplex.chunked_rows`) so that autograd keeps at most about
+    ``ROWS_BUDGET`` elements of per-layer activations instead of ``layers x m x rows``.
+    """
     n = z.shape[-1]
     asc = (n - 1 - positions) if descending else positions
     _, alphas, m = network_forward(z, softness, mode)
-    eye = torch.zeros(m, asc.shape[0], device=z.device, dtype=z.dtype)
-    eye[asc, torch.arange(asc.shape[0], device=z.device)] = 1.0
-    vecs = eye.expand(*z.shape[:-1], m, asc.shape[0])
-    cols = network_transpose(alphas, vecs, m)  # (..., m, r): column j is P^T e_j
-    return cols.transpose(-1, -2)[..., :n]
+    batch = z.shape[:-1]
+
+    def fn(a: int, b: int, *weights: torch.Tensor) -> torch.Tensor:
+        r = b - a
+        eye = torch.zeros(m, r, device=z.device, dtype=z.dtype)
+        eye[asc[a:b], torch.arange(r, device=z.device)] = 1.0
+        cols = network_transpose(list(weights), eye.expand(*batch, m, r), m)  # P^T e_i
+        return cols.transpose(-1, -2)[..., :n]
+
+    per_row = max(z.numel() // max(n, 1), 1) * m * max(len(alphas), 1)
+    return chunked_rows(  # type: ignore[return-value]
+        fn,
+        asc.shape[0],
+        alphas,
+        row_numel=per_row,
+        cat_dim=-2,
+        budget=ROWS_BUDGET,
+        plain_budget=ROWS_BUDGET,
+    )
 
 
 @register
@@ -187,12 +214,22 @@ class SortingNetwork(OrderingMethod):
         return _rows(z, pos, softness, mode, True)
 
     def argmax(
-        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         return self.topk_permutation(z, 1, softness, mode)[..., 0, :]
 
     def argmin(
-        self, z: torch.Tensor, softness: Softness, mode: str, *, options: dict[str, Any] | None = None
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         pos = torch.zeros(1, dtype=torch.long, device=z.device)
         return _rows(z, pos, softness, mode, False)[..., 0, :]
