@@ -99,9 +99,13 @@ def as_float_pair(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
     device = ref.device
-    xo = x.to(dtype) if isinstance(x, torch.Tensor) else torch.as_tensor(x, dtype=dtype, device=device)
-    yo = y.to(dtype) if isinstance(y, torch.Tensor) else torch.as_tensor(y, dtype=dtype, device=device)
-    return xo, yo
+
+    def convert(v: object) -> torch.Tensor:
+        if isinstance(v, torch.Tensor):
+            return v.to(dtype)
+        return torch.as_tensor(v, dtype=dtype, device=device)
+
+    return convert(x), convert(y)
 
 
 def canonical_dim(dim: int, ndim: int) -> int:

@@ -4,7 +4,8 @@ With :math:`\sigma_s` the mode's sigmoidal, :math:`|\cdot|_s` the soft :func:`~s
 :math:`\epsilon` a tiny shift (default 1e-10) that fixes the value at equality in the limit
 softness -> 0:
 
-* ``greater(x, y)`` :math:`= \sigma_s(x - y - \epsilon)`, ``greater_equal`` :math:`= \sigma_s(x - y + \epsilon)`
+* ``greater(x, y)`` :math:`= \sigma_s(x - y - \epsilon)`,
+  ``greater_equal`` :math:`= \sigma_s(x - y + \epsilon)`
   (both about 1/2 at equality for ordinary softness; 0 resp. 1 in the limit);
 * ``less(x, y) = greater(y, x)``, ``less_equal(x, y) = greater_equal(y, x)``;
 * ``eq(x, y)`` :math:`= \min(1, 2\sigma_s(\epsilon - |x - y|_s))` (1 at equality, 0 far away);

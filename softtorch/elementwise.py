@@ -9,7 +9,6 @@ returned in their own dtype.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import TypeVar
 

@@ -4,7 +4,8 @@ r"""Fuzzy logic on SoftBools (probabilities in [0, 1]) and the soft ``where``.
   :math:`\sqrt{ab}` with ``use_geometric_mean``);
 * ``logical_or(a, b) = not(and(not a, not b))``;
   ``logical_xor(a, b) = or(and(a, not b), and(not a, b))``;
-* ``all(a, dim)`` = product along ``dim`` (or geometric mean :math:`\exp(\overline{\log(a + \epsilon)})`);
+* ``all(a, dim)`` = product along ``dim``
+  (or geometric mean :math:`\exp(\overline{\log(a + \epsilon)})`);
   ``any(a, dim) = 1 - all(1 - a, dim)``;
 * ``where(c, x, y) = c x + (1 - c) y``, computed so that a weight of exactly 0 never multiplies a
   non-finite value (``where(0, nan, y) == y``), while the gradient w.r.t. ``c`` is kept.

@@ -3,7 +3,9 @@ r"""Straight-through estimators: the hard function forward, a soft relaxation's 
 ``st(fn)(*args, mode=m, softness=s)`` evaluates ``fn`` twice, with ``mode="hard"`` and with the
 given mode, and returns the hard values exactly while gradients flow through the soft result:
 
-.. math:: y = f_\text{hard}(x), \qquad \frac{\partial y}{\partial x} := \frac{\partial f_m(x)}{\partial x}.
+.. math::
+    y = f_\text{hard}(x), \qquad
+    \frac{\partial y}{\partial x} := \frac{\partial f_m(x)}{\partial x}.
 
 ``grad_replace(fn)`` does the same with ``forward=True`` / ``forward=False`` calls. Outputs may be
 tensors, tuples or ``torch.return_types`` named tuples (``None`` entries stay ``None``).
@@ -87,7 +89,7 @@ def st(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def grad_replace(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``fn(..., forward: bool)``: the ``forward=True`` value with the ``forward=False`` gradient."""
+    """Wrap ``fn(..., forward)``: the ``forward=True`` value, the ``forward=False`` gradient."""
 
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:

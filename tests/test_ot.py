@@ -8,7 +8,7 @@ import warnings
 import pytest
 import torch
 
-from softtorch.ordering import _ot_linalg
+from softtorch.ordering import _ot_linalg, _ot_solver
 from softtorch.ordering._base import _REGISTRY
 from softtorch.ordering.ot import OPTION_KEYS, OT, OTConvergenceWarning, ot_plan
 
@@ -213,6 +213,17 @@ def test_gradient_large_n_uses_cg(mode: str) -> None:
     w = torch.randn(1, n, dtype=torch.float64, generator=g)
     ad, fd = _fd_directional(lambda z: (M.rank(z, 0.05, mode) * w).sum(), z)
     assert abs(ad - fd) <= 5e-2 * abs(fd) + 1e-6, (ad, fd)
+
+
+@pytest.mark.parametrize("mode", ["c0", "c2"])
+def test_banded_presolver_matches_dense(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    n = _ot_solver.BAND_MIN + 44
+    z = torch.rand(2, n, dtype=torch.float64, generator=torch.Generator().manual_seed(16))
+    banded = M.permutation(z, 0.02, mode)
+    monkeypatch.setattr(_ot_solver, "BAND_MIN", 10**9)
+    dense = M.permutation(z, 0.02, mode)
+    assert (banded - dense).abs().max() < 1e-8
+    assert int((banded == 0).sum()) > banded.numel() // 2  # short supports
 
 
 # ----------------------------------------------------------------------------- options, warnings

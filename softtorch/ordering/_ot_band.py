@@ -123,7 +123,7 @@ class _Problem:
             return self.scatter(st.J, D * u.unsqueeze(-1))
 
         g = (self.b - st.col).float()
-        d, _ = cg(apply_d, apply_dt, c, r, g, (lam * c.mean(-1)).float(), 1e-2, 200)
+        d, _ = cg(apply_d, apply_dt, c, r, g, (lam * c.mean(-1)).float(), 1e-4, 200)
         d = d.to(st.beta.dtype)
         empty = c <= 0
         if bool(empty.any()):

@@ -35,7 +35,8 @@ Anchors and outputs:
 Outputs are renormalised by the plan's own marginals (columns for permutations, rows for ranks),
 so every row lies on the simplex exactly even before full convergence; at convergence this is
 the identity and gradients are unaffected. Gradients come from implicit differentiation of the
-optimality conditions (:mod:`._ot_autograd`), not from unrolling the solver.
+optimality conditions (:mod:`._ot_autograd`), not from unrolling the solver; they are first
+order (no double backward).
 
 ``ot_kwargs`` (``options``): ``sinkhorn_tol`` / ``sinkhorn_max_iter`` control ``smooth``,
 ``lbfgs_tol`` / ``lbfgs_max_iter`` control the p-norm modes (the names follow the published
@@ -57,6 +58,7 @@ unaffected.
 from __future__ import annotations
 
 import math
+import numbers
 from typing import Any
 
 import torch
@@ -92,10 +94,10 @@ def parse_options(options: dict[str, Any] | None, mode: str, dtype: torch.dtype)
         )
     for key, value in options.items():
         if key.endswith("_tol"):
-            ok = not isinstance(value, bool) and isinstance(value, (int, float))
+            ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
             if not (ok and math.isfinite(value) and value > 0):
                 raise ValueError(f"ot_kwargs[{key!r}] must be a finite number > 0, got {value!r}")
-        elif isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        elif isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
             raise ValueError(f"ot_kwargs[{key!r}] must be an int >= 1, got {value!r}")
     what = "sinkhorn" if mode == "smooth" else "lbfgs"
     tol = float(options.get(f"{what}_tol", _default_tol(dtype)))
@@ -153,6 +155,9 @@ def ot_plan(
     if n == 1:  # a single input fills the single anchor; keep the graph (zero gradient, NaN kept)
         return (z * 0 + 1).unsqueeze(-1).expand(*batch, 1, m)
     if isinstance(softness, torch.Tensor):
+        value = float(softness.detach())  # check_softness skips tensors that require grad
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"softness must be a finite number > 0, got {value}")
         softness = softness.to(device=z.device, dtype=work.dtype)
     bad = ~torch.isfinite(flat).all(-1, keepdim=True)
     clean = torch.where(bad, torch.zeros_like(flat), flat)
