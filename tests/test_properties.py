@@ -143,7 +143,8 @@ def test_soft_error_shrinks_with_softness(x, mode) -> None:  # noqa: ANN001
     for softness in (10.0, 1.0, 0.1, 1e-2, 1e-3, 1e-4):
         for name, h in hard.items():
             err = float((UNARY[name][0](t, softness=softness, mode=mode) - h).abs())
-            assert err <= prev[name] + 1e-12, (name, softness, err, prev[name])
+            slack = 1e-12 * max(1.0, abs(x))  # rounding of x / s * s at large |x|
+            assert err <= prev[name] + slack, (name, softness, err, prev[name])
             prev[name] = err
     tiny = min(kink, 2.5) / 1000  # far inside the hard regime
     for name, h in hard.items():

@@ -31,6 +31,9 @@ Solvers (no Python loop over batch rows; every step works on the whole batch):
 Both start from ``beta0``, the potentials of the unregularised (hard) assignment computed by the
 caller, i.e. the ``softness -> 0`` limit; this makes small softness cheap (a near-hard plan is
 found in one or two steps), while large-softness problems converge in a few steps from anywhere.
+With ``m >= BAND_MIN`` anchors the p-norm solver first runs the banded pre-solver of
+:mod:`._ot_band` (the plans' supports are short intervals of anchors) and then checks / polishes
+its result on the full problem.
 
 Convergence is measured as the largest column-marginal error ``max_j |(Q^T 1)_j - b_j|`` (rows are
 exact by construction). Non-convergence emits :class:`OTConvergenceWarning`.
