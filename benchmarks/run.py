@@ -59,7 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--suite", choices=(*SUITES, "all"), default="all")
     p.add_argument("--quick", action="store_true", help="tiny shapes: a smoke run in seconds")
     p.add_argument("--csv", metavar="PATH", help="also write the results as CSV to PATH")
-    p.add_argument("--filter", metavar="SUBSTR", help="only cases whose name contains SUBSTR")
+    p.add_argument(
+        "--filter",
+        metavar="SUBSTR",
+        help="only cases whose 'name shape' contains SUBSTR ('|' separates alternatives)",
+    )
     p.add_argument("--repeat", type=int, default=None, help="timing repeats (default 5, quick 3)")
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads (default 2)")
     p.add_argument(
@@ -120,8 +124,11 @@ def load_cases(suite: str, quick: bool) -> list[Case]:
 def select(cases: list[Case], substr: str | None) -> list[Case]:
     if not substr:
         return cases
-    s = substr.lower()
-    return [c for c in cases if s in str(c["name"]).lower()]
+    alternatives = [a for a in substr.lower().split("|") if a]
+    return [
+        c for c in cases
+        if any(a in f"{c['name']} {c.get('shape', '')}".lower() for a in alternatives)
+    ]
 
 
 # ------------------------------------------------------------------------------------ child side
