@@ -151,16 +151,6 @@ class NeuralSort(OrderingMethod):
     ) -> torch.Tensor:
         return self.permutation_rows(z, _arange(k, z), softness, mode, descending=True)
 
-    def argmax(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        return self.topk_permutation(z, 1, softness, mode)[..., 0, :]
-
     def argmin(
         self,
         z: torch.Tensor,

@@ -213,16 +213,6 @@ class SortingNetwork(OrderingMethod):
         pos = torch.arange(k, device=z.device)
         return _rows(z, pos, softness, mode, True)
 
-    def argmax(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        return self.topk_permutation(z, 1, softness, mode)[..., 0, :]
-
     def argmin(
         self,
         z: torch.Tensor,
