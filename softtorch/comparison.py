@@ -23,7 +23,7 @@ import torch
 from ._checks import MODES, as_float_pair, check_mode, check_softness
 from .elementwise import _upcast_half
 from .elementwise import abs as soft_abs
-from .sigmoidal import Softness, sigmoidal
+from .sigmoidal import Softness, step
 
 SoftBool = torch.Tensor
 
@@ -39,7 +39,7 @@ def _pair(
 
 def _step(d: torch.Tensor, softness: Softness, mode: str) -> torch.Tensor:
     dc, dtype = _upcast_half(d)
-    return sigmoidal(dc, softness, mode).to(dtype)
+    return step(dc, softness, mode).to(dtype)
 
 
 def greater(
@@ -87,7 +87,7 @@ def _close(
     if isinstance(tol, torch.Tensor):
         tol = tol.to(dc.dtype)
     a = soft_abs(dc, softness, mode)
-    return (2.0 * sigmoidal(tol - a, softness, mode)).clamp(max=1.0).to(dtype)
+    return (2.0 * step(tol - a, softness, mode)).clamp(max=1.0).to(dtype)
 
 
 def eq(

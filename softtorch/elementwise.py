@@ -15,7 +15,7 @@ from typing import TypeVar
 import torch
 
 from ._checks import MODES, as_float, check_mode, check_softness
-from .sigmoidal import Softness, sigmoidal, softrelu
+from .sigmoidal import Softness, ramp, step
 
 _F = TypeVar("_F", bound=Callable[..., torch.Tensor])
 _HALF = (torch.float16, torch.bfloat16)
@@ -42,7 +42,7 @@ def heaviside(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -
     if mode == "hard":
         return torch.heaviside(x, torch.tensor(0.5, dtype=x.dtype, device=x.device))
     xc, dtype = _upcast_half(x)
-    return sigmoidal(xc, softness, mode).to(dtype)
+    return step(xc, softness, mode).to(dtype)
 
 
 def sign(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torch.Tensor:
@@ -51,7 +51,7 @@ def sign(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> tor
     if mode == "hard":
         return torch.sign(x)
     xc, dtype = _upcast_half(x)
-    return (2.0 * sigmoidal(xc, softness, mode) - 1.0).to(dtype)
+    return (2.0 * step(xc, softness, mode) - 1.0).to(dtype)
 
 
 def abs(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torch.Tensor:  # noqa: A001
@@ -60,7 +60,7 @@ def abs(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torc
     if mode == "hard":
         return torch.abs(x)
     xc, dtype = _upcast_half(x)
-    return (xc * (2.0 * sigmoidal(xc, softness, mode) - 1.0)).to(dtype)
+    return (xc * (2.0 * step(xc, softness, mode) - 1.0)).to(dtype)
 
 
 def relu(
@@ -72,7 +72,7 @@ def relu(
     if mode == "hard":
         return torch.relu(x)
     xc, dtype = _upcast_half(x)
-    return softrelu(xc, softness, mode, gated=gated).to(dtype)
+    return ramp(xc, softness, mode, gated=gated).to(dtype)
 
 
 def _bound(b: torch.Tensor | float | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -128,7 +128,7 @@ def clamp(
     lo, hi = _bound(a, xc), _bound(b, xc)
 
     def r(t: torch.Tensor) -> torch.Tensor:
-        return softrelu(t, softness, mode, gated=gated)
+        return ramp(t, softness, mode, gated=gated)
 
     if hi is None:
         assert lo is not None
@@ -163,5 +163,5 @@ def round(  # noqa: A001
     frac = xc - base  # in [0, 1): the staircase is evaluated relative to floor(x)
     out = base - neighbor_radius
     for j in range(-neighbor_radius, neighbor_radius):
-        out = out + sigmoidal(frac - (j + 0.5), softness, mode)
+        out = out + step(frac - (j + 0.5), softness, mode)
     return out.to(dtype)

@@ -69,8 +69,11 @@ def sigmoidal(
         tensor([0.2160, 0.5000, 0.7840])
     """
     mode = check_choice(mode, SIGMOIDAL_MODES, "mode")
-    softness = check_softness(softness)
-    x = as_float(x)
+    return step(as_float(x), check_softness(softness), mode)
+
+
+def step(x: torch.Tensor, softness: Softness, mode: str) -> torch.Tensor:
+    """:func:`sigmoidal` without argument checks, for callers that validated them once."""
     if mode == "smooth":
         return torch.sigmoid(x / softness)
     if mode in ("c0", "c1", "c2"):
@@ -92,10 +95,13 @@ def softrelu(
     (c-modes); ``smooth`` gives ``s * softplus(x / s)``.
     """
     mode = check_choice(mode, SIGMOIDAL_MODES, "mode")
-    softness = check_softness(softness)
-    x = as_float(x)
+    return ramp(as_float(x), check_softness(softness), mode, gated)
+
+
+def ramp(x: torch.Tensor, softness: Softness, mode: str, gated: bool = False) -> torch.Tensor:
+    """:func:`softrelu` without argument checks, for callers that validated them once."""
     if gated:
-        return x * sigmoidal(x, softness, mode)
+        return x * step(x, softness, mode)
     if mode == "smooth":
         return F.softplus(x / softness) * softness
     if mode in ("c0", "c1", "c2"):

@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from ..sigmoidal import sigmoidal
+from ..sigmoidal import step
 from ..simplex import chunked_rows, project_simplex
 from ._base import OrderingMethod, Softness, register
 
@@ -42,7 +42,7 @@ def soft_abs_sums(z: torch.Tensor, softness: Softness, mode: str) -> torch.Tenso
     def fn(a: int, b: int, zz: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
         s = rest[0] if has_s else softness
         d = zz[..., a:b].unsqueeze(-1) - zz.unsqueeze(-2)
-        return (d * (2.0 * sigmoidal(d, s, mode) - 1.0)).sum(-1)
+        return (d * (2.0 * step(d, s, mode) - 1.0)).sum(-1)
 
     n = z.shape[-1]
     return chunked_rows(fn, n, (z, *extra), row_numel=_batch(z) * n, cat_dim=-1)

@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-from ..sigmoidal import sigmoidal
+from ..sigmoidal import step
 from ..simplex import chunked_rows
 from ._base import OrderingMethod, Softness, register
 
@@ -99,7 +99,7 @@ def network_forward(
         pairs = v.reshape(*batch, m // (2 * j), 2, j)
         a, b = pairs[..., 0, :], pairs[..., 1, :]
         d = b - a
-        alpha = sigmoidal(sign * d, softness, mode)
+        alpha = step(sign * d, softness, mode)
         ad = alpha * d
         v = torch.stack((b - ad, a + ad), dim=-2).reshape(*batch, m)
         alphas.append(alpha)
