@@ -6,10 +6,14 @@ or tensor metadata only, never inside inner loops.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import torch
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 MODES: tuple[str, ...] = ("hard", "smooth", "c0", "c1", "c2")
 SIGMOIDAL_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "_c1_pnorm", "c2", "_c2_pnorm")
@@ -58,8 +62,18 @@ def check_softness(softness: float | torch.Tensor) -> float | torch.Tensor:
     return float(softness)
 
 
+def _is_compiling() -> bool:
+    try:
+        return torch.compiler.is_compiling()
+    except AttributeError:  # pragma: no cover - torch < 2.3
+        return bool(torch._dynamo.is_compiling())
+
+
 def _is_traced(t: torch.Tensor) -> bool:
-    """True for fake (traced) tensors and vmap-batched tensors, whose values cannot be read."""
+    """True while torch.compile traces, for fake tensors and for vmap-batched tensors: their
+    values cannot be read (reading them would be a graph break)."""
+    if _is_compiling():
+        return True
     try:
         from torch._subclasses.fake_tensor import is_fake
 
@@ -68,6 +82,25 @@ def _is_traced(t: torch.Tensor) -> bool:
         return bool(torch._C._functorch.is_batchedtensor(t))
     except Exception:  # pragma: no cover - very old torch
         return False
+
+
+def forward_ad_active() -> bool:
+    """True inside ``torch.func.jvp`` / ``jacfwd`` / ``hessian`` or a ``torch.autograd.forward_ad``
+    dual level; always False while compiling.
+
+    Custom ``autograd.Function`` s without a ``jvp`` (Dynamo cannot trace one) switch to an
+    equivalent composition of plain torch ops when this is True.
+    """
+    if torch.compiler.is_compiling():
+        return False
+    if torch.autograd.forward_ad._current_level >= 0:
+        return True
+    if torch._C._functorch.maybe_current_level() is None:  # no torch.func transform active
+        return False
+    from torch._C._functorch import TransformType
+    from torch._functorch.pyfunctorch import retrieve_all_functorch_interpreters
+
+    return any(i.key() == TransformType.Jvp for i in retrieve_all_functorch_interpreters())
 
 
 def as_float(x: torch.Tensor | float | int | bool, name: str = "x") -> torch.Tensor:
@@ -95,7 +128,7 @@ def as_float_pair(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
             as_float(v, name)  # type: ignore[arg-type]  # raises the TypeError
     ref = xt if xt is not None else yt
     assert ref is not None
-    dtype = torch.result_type(x, y)  # type: ignore[arg-type]
+    dtype = _result_type(x, y)
     if not dtype.is_floating_point:
         dtype = torch.get_default_dtype()
     device = ref.device
@@ -108,6 +141,19 @@ def as_float_pair(x: object, y: object) -> tuple[torch.Tensor, torch.Tensor]:
     return convert(x), convert(y)
 
 
+def _result_type(x: object, y: object) -> torch.dtype:
+    """``torch.result_type(x, y)``; while torch.compile traces (where ``result_type`` returns a
+    non-tensor and breaks the graph) the dtype of adding empty probes, which follows the same
+    promotion rules (0-d tensors and Python scalars promote only across categories)."""
+    if not _is_compiling():
+        return torch.result_type(x, y)  # type: ignore[arg-type]
+
+    def probe(v: object) -> object:
+        return v.new_empty(() if v.ndim == 0 else (0,)) if isinstance(v, torch.Tensor) else v
+
+    return torch.add(probe(x), probe(y)).dtype  # type: ignore[arg-type]
+
+
 def canonical_dim(dim: int, ndim: int) -> int:
     """Wrap a possibly negative ``dim``; IndexError like torch when out of range."""
     if isinstance(dim, bool) or not isinstance(dim, int):
@@ -118,3 +164,34 @@ def canonical_dim(dim: int, ndim: int) -> int:
             f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})"
         )
     return dim % n
+
+
+def _autocast_enabled(device_type: str) -> bool:
+    try:
+        return torch.is_autocast_enabled(device_type)
+    except TypeError:  # pragma: no cover - torch < 2.4 has no device_type argument
+        if device_type == "cpu":
+            return torch.is_autocast_cpu_enabled()
+        return device_type == "cuda" and torch.is_autocast_enabled()
+
+
+def autocast_off(fn: _F) -> _F:
+    """Run ``fn`` with autocast disabled on the device of its first argument.
+
+    For ops whose torch counterpart keeps its input dtype under ``torch.autocast`` (sort, max,
+    quantile, take_along_dim ...) but whose relaxation uses matmuls that autocast would run in
+    bfloat16 / float16: the soft result is computed in the input's precision (half-precision
+    inputs in float32) and returned in the input dtype, like torch's. Costs one check when no
+    autocast is active.
+    """
+
+    @functools.wraps(fn)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        x = args[0] if args else kwargs.get("x")
+        device_type = x.device.type if isinstance(x, torch.Tensor) else "cpu"
+        if not _autocast_enabled(device_type):
+            return fn(*args, **kwargs)
+        with torch.autocast(device_type, enabled=False):
+            return fn(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]

@@ -25,6 +25,11 @@ def _upcast_half(x: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
     return (x.float(), x.dtype) if x.dtype in _HALF else (x, x.dtype)
 
 
+def _is_wrapped(x: torch.Tensor) -> bool:
+    """True for tensors inside a torch.func transform (which may carry tangents or gradients)."""
+    return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
+
+
 def _prepare(x: object, softness: Softness, mode: str) -> tuple[torch.Tensor, Softness, str]:
     mode = check_mode(mode, MODES)
     softness = check_softness(softness)
@@ -40,7 +45,10 @@ def heaviside(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -
     """
     x, softness, mode = _prepare(x, softness, mode)
     if mode == "hard":
-        return torch.heaviside(x, torch.tensor(0.5, dtype=x.dtype, device=x.device))
+        # torch.heaviside has no derivative (backward and forward AD raise); like torch.sign, the
+        # hard step gets a zero one: 0 * sign(x) adds an exact +0 (NaN stays NaN)
+        hard = torch.heaviside(x.detach(), torch.tensor(0.5, dtype=x.dtype, device=x.device))
+        return hard + 0.0 * torch.sign(x) if x.requires_grad or _is_wrapped(x) else hard
     xc, dtype = _upcast_half(x)
     return step(xc, softness, mode).to(dtype)
 
@@ -85,9 +93,7 @@ def _bound(b: torch.Tensor | float | None, like: torch.Tensor) -> torch.Tensor |
     return torch.as_tensor(b, dtype=like.dtype, device=like.device)
 
 
-def _clamp_dtype(
-    x: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None
-) -> torch.dtype:
+def _clamp_dtype(x: torch.Tensor, a: torch.Tensor | None, b: torch.Tensor | None) -> torch.dtype:
     """Result dtype of ``torch.clamp``: 0-d bounds do not promote (as in torch)."""
 
     def probe(t: torch.Tensor | None) -> torch.Tensor | None:

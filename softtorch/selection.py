@@ -18,13 +18,16 @@ reproduces torch's integer-index result exactly, and e.g.
 * ``narrow(x, s, length, dim=0)``: ``torch.narrow(x, dim, start, length)`` with a soft ``start``
   of shape ``(..., n)`` (or ``(..., n - length + 1)``) over start positions; weight on starts past
   ``n - length`` (which torch would reject) is assigned to the last valid start.
+
+Like their torch counterparts, the results keep the input dtype under ``torch.autocast`` (the
+weighted sums run with autocast disabled, in the promoted dtype of ``x`` and the soft index).
 """
 
 from __future__ import annotations
 
 import torch
 
-from ._checks import as_float, canonical_dim
+from ._checks import as_float, autocast_off, canonical_dim
 
 SoftIndex = torch.Tensor
 
@@ -47,6 +50,7 @@ def _check_size(s: torch.Tensor, n: int, what: str) -> None:
         )
 
 
+@autocast_off
 def take_along_dim(x: torch.Tensor, soft_index: SoftIndex, dim: int | None = None) -> torch.Tensor:
     r"""Soft ``torch.take_along_dim``: ``out[.., i, ..] = sum_j s[.., i, .., j] x[.., j, ..]``.
 
@@ -76,6 +80,7 @@ def take_along_dim(x: torch.Tensor, soft_index: SoftIndex, dim: int | None = Non
     return (sm @ xm).squeeze(-1).movedim(-1, d)
 
 
+@autocast_off
 def take(x: torch.Tensor, soft_index: SoftIndex, dim: int | None = None) -> torch.Tensor:
     """Soft ``torch.take`` (``dim=None``) or ``numpy.take(x, i, axis=dim)``: see the module doc."""
     xt, s = _operands(x, soft_index)
@@ -99,6 +104,7 @@ def take(x: torch.Tensor, soft_index: SoftIndex, dim: int | None = None) -> torc
     return out.permute(order)
 
 
+@autocast_off
 def index_select(
     x: torch.Tensor, soft_index: SoftIndex, dim: int, keepdim: bool = True
 ) -> torch.Tensor:
@@ -118,6 +124,7 @@ def index_select(
     return out.squeeze(d) if single and not keepdim else out
 
 
+@autocast_off
 def narrow(x: torch.Tensor, soft_start: SoftIndex, length: int, dim: int = 0) -> torch.Tensor:
     """Soft ``torch.narrow(x, dim, start, length)`` with a soft ``start``; see the module doc."""
     xt, s = _operands(x, soft_start)

@@ -91,13 +91,27 @@ def _softmax(s: torch.Tensor) -> torch.Tensor:
     return e / e.sum(dim=-1, keepdim=True)
 
 
+def is_concrete(t: torch.Tensor) -> bool:
+    """Whether the values of ``t`` can be read in Python (``int(t)``, ``bool(t)``): eager mode,
+    not a ``torch.func`` (vmap / grad / jvp) wrapper and not a fake tensor. Code paths with
+    data-dependent shapes or control flow fall back to pure tensor ops otherwise."""
+    if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(t):
+        return False
+    from torch._subclasses.fake_tensor import is_fake
+
+    return not is_fake(t)
+
+
 def _support_mask(u: torch.Tensor, e: int) -> torch.Tensor:
     """Boolean support of the e-power projection of shifted scores ``u <= 0`` (no gradient)."""
     with torch.no_grad():
         n = u.shape[-1]
-        # only entries above -1 can be in the support: sort just the largest of them
-        cand = int((u > -1.0).sum(-1).amax()) if u.numel() else 1
-        cand = min(n, cand + 1)
+        if n > 32 and is_concrete(u):
+            # only entries above -1 can be in the support: sort just the largest of them
+            cand = int((u > -1.0).sum(-1).amax()) if u.numel() else 1
+            cand = min(n, cand + 1)
+        else:  # short rows, or traced / vmapped: a full sort (no data-dependent shape)
+            cand = n
         if cand < n // 2:
             srt = u.topk(cand, dim=-1).values
         else:
@@ -253,13 +267,16 @@ def chunked_rows(
     :data:`PLAIN_BUDGET`), ``fn`` runs once under ordinary autograd (higher-order gradients work);
     otherwise a custom autograd function evaluates blocks of ``budget`` elements (default
     :data:`CHUNK_BUDGET`), keeps only ``inputs`` (and the outputs) and recomputes each block in
-    backward (first-order gradients only). ``inputs`` must be all the tensors ``fn``
+    backward (first-order gradients only). Under ``torch.func`` transforms or tracing ``fn`` also
+    runs once (the transforms need an ordinary graph). ``inputs`` must be all the tensors ``fn``
     differentiates through.
     """
     budget = CHUNK_BUDGET if budget is None else budget
     plain_budget = PLAIN_BUDGET if plain_budget is None else plain_budget
     chunk = max(1, budget // max(row_numel, 1))
     if n_rows <= chunk or n_rows * row_numel <= plain_budget:
+        return fn(0, n_rows, *inputs)
+    if not all(is_concrete(t) for t in inputs):  # under torch.func transforms / tracing
         return fn(0, n_rows, *inputs)
     multi = isinstance(cat_dim, tuple)
     cat_dims = cat_dim if isinstance(cat_dim, tuple) else (cat_dim,)

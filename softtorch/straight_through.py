@@ -9,6 +9,11 @@ given mode, and returns the hard values exactly while gradients flow through the
 
 ``grad_replace(fn)`` does the same with ``forward=True`` / ``forward=False`` calls. Outputs may be
 tensors, tuples or ``torch.return_types`` named tuples (``None`` entries stay ``None``).
+
+All keyword arguments pass through, including the ordering ops' ``return_log_probs`` and
+``log_prob_eps``: e.g. ``argmax_st(x, return_log_probs=True)`` returns the hard log one-hot
+(``0`` at the argmax, ``-inf`` elsewhere) forward and the gradient of the soft log-probabilities
+backward.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import torch
 
 from . import comparison as _cmp
 from . import elementwise as _ew
+from ._checks import forward_ad_active
 from .ordering import ops as _ord
 
 
@@ -46,6 +52,13 @@ class _HardForwardSoftBackward(torch.autograd.Function):
 def combine(hard: Any, soft: Any) -> Any:
     """Hard values with the soft result's gradient, recursively over tuples / named tuples."""
     if isinstance(soft, torch.Tensor) and isinstance(hard, torch.Tensor):
+        if forward_ad_active():
+            # dual tensors do not require grad, and the Function has no jvp (Dynamo cannot
+            # trace one): the same hard-forward / soft-derivative as plain torch ops
+            delta = soft - soft.detach()
+            return hard.detach().to(soft.dtype) + torch.nan_to_num(
+                delta, nan=0.0, posinf=0.0, neginf=0.0
+            )
         if not soft.requires_grad:
             return hard
         # detach: the hard graph is never differentiated (and may hold ops such as heaviside

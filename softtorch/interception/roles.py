@@ -79,12 +79,26 @@ _INPLACE_DUNDERS = frozenset(
 )  # fmt: skip
 
 
+_WRITES_FIRST: dict[Any, bool] = {}
+
+
 def writes_first(func: Callable[..., Any]) -> bool:
-    """True for in-place ops (``x.add_``, ``x += ...``, ``x[i] = ...``) that change ``args[0]``."""
+    """True for in-place ops (``x.add_``, ``x += ...``, ``x[i] = ...``) that change ``args[0]``
+    (memoised per callable: it runs on every SoftTensor operation)."""
+    try:
+        return _WRITES_FIRST[func]
+    except (KeyError, TypeError):
+        pass
     name = getattr(func, "__name__", "")
     if name in _INPLACE_DUNDERS or name == "__setitem__":
-        return True
-    return name.endswith("_") and not name.endswith("__") and name not in _KEEPS_DATA
+        out = True
+    else:
+        out = name.endswith("_") and not name.endswith("__") and name not in _KEEPS_DATA
+    try:
+        _WRITES_FIRST[func] = out
+    except TypeError:  # unhashable callable
+        pass
+    return out
 
 
 def forget_role(t: Any) -> None:

@@ -19,6 +19,15 @@ Optional hooks with generic defaults (methods override them to save time or memo
 rows of the soft permutation; default: rows of ``permutation``), ``permute_values`` (``P @ x``;
 default: through ``permutation``) and ``permutation_with_values`` (``(P, P @ x)``; default: through
 ``permutation``).
+
+Log-space hooks (``return_log_probs=True``): ``log_permutation``, ``log_topk_permutation``,
+``log_argmax``, ``log_argmin`` and ``log_permutation_rows`` return the natural log of the matching
+probability hook. Their defaults mirror the probability defaults where a method keeps those
+(``log_argmax`` from ``log_topk_permutation``, ``log_argmin`` from ``log_argmax(1 - z)``,
+``log_topk_permutation`` and ``log_permutation_rows`` from ``log_permutation``) and otherwise take
+:func:`~softtorch.ordering._logspace.safe_log` of the method's probability hook (exact zeros become
+``-inf`` with a zero gradient, but so does an underflowed probability); methods override them where
+a stable log form exists (e.g. ``log_softmax`` of the scores).
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ import abc
 from typing import Any, ClassVar
 
 import torch
+
+from ._logspace import safe_log
 
 Softness = float | torch.Tensor
 
@@ -134,6 +145,114 @@ class OrderingMethod(abc.ABC):
         perm = self.permutation(z, softness, mode, descending=descending, options=options)
         return perm, (perm @ x.unsqueeze(-1)).squeeze(-1)
 
+    # ------------------------------------------------------------------------------------------
+    # fused fast paths on the raw input ``x`` (standardization included); None = not available
+    # ------------------------------------------------------------------------------------------
+
+    def fused_sorted_values(
+        self,
+        x: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        standardize: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Soft sorted values of ``x`` in its own units in one fused kernel, or None (the
+        caller then standardizes and calls :meth:`sorted_values`)."""
+        return None
+
+    def fused_rank(
+        self,
+        x: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        standardize: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Soft ranks of ``x`` in one fused kernel, or None (the caller then calls :meth:`rank`)."""
+        return None
+
+    # ------------------------------------------------------------------------------------------
+    # log-space hooks (``return_log_probs=True``); defaults: safe log of the probability hooks
+    # ------------------------------------------------------------------------------------------
+
+    def log_permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """``log`` of :meth:`permutation` (``-inf`` at exact zeros)."""
+        perm = self.permutation(z, softness, mode, descending=descending, options=options)
+        return safe_log(perm)
+
+    def log_topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """``log`` of :meth:`topk_permutation`."""
+        if _keeps(self, "topk_permutation"):
+            lp = self.log_permutation(z, softness, mode, descending=True, options=options)
+            return lp[..., :k, :]
+        return safe_log(self.topk_permutation(z, k, softness, mode, options=options))
+
+    def log_argmax(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """``log`` of :meth:`argmax`."""
+        if _keeps(self, "argmax"):
+            return self.log_topk_permutation(z, 1, softness, mode, options=options)[..., 0, :]
+        return safe_log(self.argmax(z, softness, mode, options=options))
+
+    def log_argmin(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """``log`` of :meth:`argmin`."""
+        if _keeps(self, "argmin"):
+            return self.log_argmax(1.0 - z, softness, mode, options=options)
+        return safe_log(self.argmin(z, softness, mode, options=options))
+
+    def log_permutation_rows(
+        self,
+        z: torch.Tensor,
+        positions: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """``log`` of :meth:`permutation_rows`."""
+        if _keeps(self, "permutation_rows"):
+            lp = self.log_permutation(z, softness, mode, descending=descending, options=options)
+            return lp.index_select(-2, positions)
+        rows = self.permutation_rows(
+            z, positions, softness, mode, descending=descending, options=options
+        )
+        return safe_log(rows)
+
     def sorted_values(
         self,
         z: torch.Tensor,
@@ -157,6 +276,11 @@ class OrderingMethod(abc.ABC):
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         """Soft ranks in ``[1, n]``, shape ``(..., n)``."""
+
+
+def _keeps(method: OrderingMethod, hook: str) -> bool:
+    """Whether ``method`` keeps the generic default of the probability hook ``hook``."""
+    return getattr(type(method), hook) is getattr(OrderingMethod, hook)
 
 
 _REGISTRY: dict[str, OrderingMethod] = {}

@@ -52,9 +52,15 @@ zero-copy ``.numpy()`` views, float64 internally, numba imported on first use); 
 are ``torch.library`` custom ops (opaque to ``torch.compile``: no graph break) wrapped in one
 ``autograd.Function`` each with a closed-form backward from the saved block ids and per-element
 coefficients, a double backward (exact: the coefficients are recomputed differentiably from the
-block partition when ``create_graph=True``), and a ``vmap`` rule (no forward-mode ``jvp``). In
-eager mode on plain tensors the kernels are called directly (custom-op dispatch costs more than a
-small problem). float16 / bfloat16 inputs are computed in float32 and returned in their dtype.
+block partition when ``create_graph=True``) and a ``vmap`` rule. Inside
+``torch.autograd.forward_ad`` levels a subclass adds a forward-mode ``jvp`` (the transpose of the
+block-wise VJP; kept off the plain path, which ``torch.compile`` must trace and which saves nothing
+for forward mode). Under ``torch.func`` transforms the kernel only supplies the block partition
+and the outputs come from :func:`._pav_torch.block_solution` in plain torch ops (exact for every
+composition of transforms, including nested ``jacfwd``, which ``torch.func`` gets wrong through a
+custom ``jvp``). In eager mode on plain tensors the kernels are called directly (custom-op
+dispatch costs more than a small problem). float16 / bfloat16 inputs are computed in float32 and
+returned in their dtype.
 """
 
 from __future__ import annotations
@@ -63,6 +69,7 @@ import importlib.util
 from typing import Any
 
 import torch
+import torch.autograd.forward_ad as _fwAD
 
 from .._checks import check_choice, check_mode, check_softness
 from . import _pav_torch
@@ -189,6 +196,40 @@ def _vjp(
     return gs, gw
 
 
+def _jvp(
+    ds: torch.Tensor | None,
+    dw: torch.Tensor | None,
+    pi: torch.Tensor,
+    aux: torch.Tensor,
+    blk: torch.Tensor,
+    reg: int,
+) -> torch.Tensor:
+    r"""Closed-form JVP (the transpose of :func:`_vjp`) on block ``B`` for tangents ``ds``, ``dw``:
+
+    quadratic: ``do = ds - mean_B ds + mean_B dw``;
+    entropic: ``do = ds - sum_B softmax_B(s) ds + sum_B softmax_B(w) dw``;
+    p-norm: ``do = g' ds - g' sum_B pi ds + pi sum_B dw``.
+    """
+    do = torch.zeros_like(pi)
+    if ds is not None:
+        ds = ds.expand(blk.shape)
+        if reg == 0:
+            do = ds - _segsum(ds, blk) * pi
+        elif reg == 1:
+            do = ds - _segsum(pi * ds, blk)
+        else:
+            do = aux * (ds - _segsum(pi * ds, blk))
+    if dw is not None:
+        dw = dw.expand(blk.shape)
+        if reg == 0:
+            do = do + _segsum(dw, blk) * pi
+        elif reg == 1:
+            do = do + _segsum(aux * dw, blk)
+        else:
+            do = do + pi * _segsum(dw, blk)
+    return do
+
+
 def _unbroadcast(g: torch.Tensor | None, rows: int) -> torch.Tensor | None:
     if g is not None and g.shape[0] != rows:
         return g.sum(0, keepdim=True)
@@ -263,6 +304,36 @@ class TorchPAV(_PAVFunction):
         return TorchPAV._vmap_impl(info, in_dims, s, w, reg)
 
 
+def _setup_context_fwd(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
+    _PAVFunction.setup_context(ctx, inputs, output)
+    s, w, _ = inputs
+    ctx.save_for_forward(s, w, *output[1:])
+
+
+def _pav_jvp(ctx: Any, ds: torch.Tensor | None, dw: torch.Tensor | None, _: Any) -> tuple[Any, ...]:
+    s, w, pi, aux, blk = ctx.saved_tensors
+    reg = ctx.reg
+    if reg != 0:  # coefficients as differentiable functions of (s, w)
+        _, pi, aux = _pav_torch.block_solution(s, w, blk, reg)
+    return _jvp(ds, dw, pi, aux, blk, reg), None, None, None
+
+
+class NumbaPAVFwd(NumbaPAV):
+    """:class:`NumbaPAV` with a forward-mode ``jvp``, used inside ``torch.autograd.forward_ad``
+    levels only (``torch.compile`` cannot trace an ``autograd.Function`` with a custom ``jvp``, and
+    the plain path saves nothing for forward mode)."""
+
+    setup_context = staticmethod(_setup_context_fwd)
+    jvp = staticmethod(_pav_jvp)
+
+
+class TorchPAVFwd(TorchPAV):
+    """:class:`TorchPAV` with a forward-mode ``jvp`` (see :class:`NumbaPAVFwd`)."""
+
+    setup_context = staticmethod(_setup_context_fwd)
+    jvp = staticmethod(_pav_jvp)
+
+
 # ---------------------------------------------------------------- projections
 
 
@@ -302,8 +373,32 @@ def project_sorted(
         shift = w[:, -1:].clamp(max=0.0)
         w = w - shift
     fn = NumbaPAV if backend == "numba" else TorchPAV
-    o = fn.apply(s, w, reg)[0]
+    if torch.compiler.is_compiling():
+        o = fn.apply(s, w, reg)[0]
+    elif _is_wrapped(s) or _is_wrapped(w):
+        o = _project_transformed(fn, s, w, reg)
+    elif getattr(_fwAD, "_current_level", 0) >= 0:  # inside a forward-mode AD level
+        o = (NumbaPAVFwd if backend == "numba" else TorchPAVFwd).apply(s, w, reg)[0]
+    else:
+        o = fn.apply(s, w, reg)[0]
     return o if shift is None else o + shift
+
+
+#: Whether a tensor is a ``torch.func`` (vmap / grad / jvp) wrapper.
+_is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
+
+
+def _project_transformed(
+    fn: type[_PAVFunction], s: torch.Tensor, w: torch.Tensor, reg: int
+) -> torch.Tensor:
+    """The projection under ``torch.func`` transforms: the block partition from the kernel (no
+    derivatives; batched by the ``vmap`` rule) and the outputs from
+    :func:`._pav_torch.block_solution` in plain torch ops, so that every composition of
+    transforms is exact (nested forward mode through a custom ``autograd.Function`` ``jvp`` is
+    not, in ``torch.func``)."""
+    ko, _, _, blk = fn.apply(s.detach(), w.detach(), reg)
+    o = _pav_torch.block_solution(s, w, blk, reg)[0]
+    return torch.where(torch.isnan(ko), ko, o)
 
 
 def _prepare(
@@ -416,3 +511,37 @@ class FastSoftSort(OrderingMethod):
     ) -> torch.Tensor:
         """Soft ranks in ``[1, n]``; see :func:`soft_rank`."""
         return soft_rank(z, softness, mode, descending=descending, options=options)
+
+    def fused_sorted_values(
+        self,
+        x: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        standardize: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Eager CPU fast path (:mod:`._fss_fused`): one numba kernel per direction."""
+        from . import _fss_fused
+
+        return _fss_fused.sorted_values(
+            x, softness, mode, descending=descending, standardize=standardize, options=options
+        )
+
+    def fused_rank(
+        self,
+        x: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        standardize: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Eager CPU fast path (:mod:`._fss_fused`) of :meth:`rank`."""
+        from . import _fss_fused
+
+        return _fss_fused.rank(
+            x, softness, mode, descending=descending, standardize=standardize, options=options
+        )

@@ -207,3 +207,89 @@ class NeuralSort(OrderingMethod):
         # NaN columns stay NaN
         ok = ~(den <= torch.finfo(z.dtype).tiny)
         return torch.where(ok, num / torch.where(ok, den, 1.0), (n + 1) / 2.0)
+
+    # log-space hooks (``return_log_probs=True``): ``log_project_simplex`` of the same row scores,
+    # i.e. ``log_softmax`` for ``smooth`` (no underflow), ``-inf`` at the zeros of sparse modes
+
+    def log_permutation_rows(
+        self,
+        z: torch.Tensor,
+        positions: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        b = soft_abs_sums(z, softness, mode)
+        return _log_rows(z, b, positions, softness, mode, descending)
+
+    def log_permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = _arange(z.shape[-1], z)
+        return self.log_permutation_rows(z, pos, softness, mode, descending=descending)
+
+    def log_topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        return self.log_permutation_rows(z, _arange(k, z), softness, mode, descending=True)
+
+    def log_argmax(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = _arange(1, z)
+        return self.log_permutation_rows(z, pos, softness, mode, descending=True)[..., 0, :]
+
+    def log_argmin(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = _arange(1, z)
+        return self.log_permutation_rows(z, pos, softness, mode, descending=False)[..., 0, :]
+
+
+def _log_rows(
+    z: torch.Tensor,
+    abs_sums: torch.Tensor,
+    positions: torch.Tensor,
+    softness: Softness,
+    mode: str,
+    descending: bool,
+) -> torch.Tensor:
+    """Log of rows ``positions`` of ``P`` (``(..., m, n)``), in row blocks (see :func:`_rows`)."""
+    from ._logspace import log_project_simplex
+
+    n = z.shape[-1]
+    coef = _coefficients(positions, n, descending, z)
+    extra, has_s = _split(softness)
+
+    def fn(a: int, b: int, zz: torch.Tensor, bb: torch.Tensor, *rest: torch.Tensor) -> Any:
+        s = rest[-1] if has_s else softness
+        scores = (coef[a:b].unsqueeze(-1) * zz.unsqueeze(-2) - bb.unsqueeze(-2)) * (1.0 / s)
+        return log_project_simplex(scores, mode)
+
+    return chunked_rows(
+        fn, positions.shape[0], (z, abs_sums, *extra), row_numel=_batch(z) * n, cat_dim=-2
+    )

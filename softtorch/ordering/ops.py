@@ -15,6 +15,23 @@ trailing axis of length ``n`` (the size of ``dim``) holding a distribution over 
 (``keepdim`` keeps a singleton at ``dim``). ``argsort`` of shape ``(..., n)`` along the last axis is
 ``(..., n, n)``, row ``i`` the distribution of the ``i``-th sorted element.
 
+**Log-probabilities.** Every op that returns a SoftIndex (``argmax``, ``argmin``, ``argsort``,
+``argmedian``, ``argquantile``, and the ``indices`` of ``sort``, ``topk``, ``max``, ``min``,
+``median`` and ``quantile(..., return_argquantile=True)``) takes keyword-only
+``return_log_probs=False`` and ``log_prob_eps=None``. ``return_log_probs=True`` returns
+:math:`\log p` instead of :math:`p` (values are unchanged): computed in log space where a stable
+form exists (``smooth`` softsort / neuralsort rows are ``log_softmax`` of their scores, so
+``[1000, 0, -1000]`` gives finite log-probabilities instead of underflowing), exactly ``-inf``
+where ``hard`` or a sparse mode (``c0``, and ``c1`` / ``c2`` outside the support) gives exact zeros;
+gradients flow through the finite entries (zero gradient at ``-inf``). ``ot`` and
+``sorting_network`` take the log of their (composed) probabilities, so entries that underflow
+there become ``-inf``. ``log_prob_eps`` (a float in ``(0, 1/n)``, ``n`` the number of candidate
+positions) clamps each distribution at ``eps`` and renormalises it,
+:math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)` (``logsumexp``-normalised in log space),
+so no entry is below :math:`\epsilon / (1 + n\epsilon)`; it applies to the returned SoftIndex
+with or without ``return_log_probs`` (``exp`` of the log result always equals the probability
+result). Both options have no effect when no SoftIndex is returned.
+
 **Values.** For ``softsort``, ``neuralsort`` and ``ot`` values are expectations under the soft index
 (``P @ x`` on the original ``x``; ``gated_grad=False`` detaches ``P`` so values get gradients only
 through ``x``). ``fast_soft_sort`` and ``sorting_network`` compute sorted values directly (in ``z``
@@ -28,11 +45,15 @@ them. ``sort`` returns ``indices=None`` for these two methods (as the published 
 like ``numpy.argsort(axis=None)``); for ``sort``, ``argsort`` and ``topk`` it means the last dim.
 
 Half-precision inputs are computed in float32 and returned in their dtype; integer inputs are
-promoted to the default float dtype. Empty reductions raise like torch.
+promoted to the default float dtype. Empty reductions raise like torch. Under ``torch.autocast``
+the ops run with autocast disabled (their matmuls would otherwise drop to bfloat16 / float16), so
+like torch's sort / max / quantile they return the input dtype, computed in float32 or better.
 """
 
 from __future__ import annotations
 
+import math
+import numbers
 import operator
 from dataclasses import dataclass
 from typing import Any
@@ -45,6 +66,7 @@ from .._checks import (
     METHODS,
     MODES,
     as_float,
+    autocast_off,
     canonical_dim,
     check_choice,
     check_method,
@@ -52,6 +74,7 @@ from .._checks import (
     check_softness,
 )
 from ._base import OrderingMethod, Softness, get_method
+from ._logspace import clamp_log_probs, clamp_probs, log_mix, safe_log
 from ._standardize import Stats, unstandardize
 from ._standardize import standardize as _standardize
 
@@ -87,6 +110,22 @@ class _Cfg:
     method: str
     standardize: bool
     options: dict[str, Any] | None
+    log: bool = False  # return_log_probs
+    eps: float | None = None  # log_prob_eps
+
+
+def _check_log_prob_eps(eps: object) -> float | None:
+    """``log_prob_eps``: None or a real number in ``(0, 1)`` (``< 1/n`` is checked per input)."""
+    if eps is None:
+        return None
+    if isinstance(eps, torch.Tensor) and eps.ndim == 0 and not eps.is_complex():
+        eps = eps.item()
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"log_prob_eps must be a float or None, got {type(eps).__name__}")
+    e = float(eps)
+    if not (math.isfinite(e) and 0.0 < e < 1.0):
+        raise ValueError(f"log_prob_eps must be a float in (0, 1/n), got {eps!r}")
+    return e
 
 
 def _config(
@@ -98,6 +137,8 @@ def _config(
     ot_kwargs: object,
     *,
     need_index: bool,
+    return_log_probs: object = False,
+    log_prob_eps: object = None,
 ) -> _Cfg:
     mode_ = check_mode(mode, MODES)
     softness_ = check_softness(softness)
@@ -113,7 +154,16 @@ def _config(
     if ot_kwargs is not None and not isinstance(ot_kwargs, dict):
         raise TypeError(f"ot_kwargs must be a dict or None, got {type(ot_kwargs).__name__}")
     options = ot_kwargs if method_ == "ot" else None
-    return _Cfg(mode_, softness_, method_, bool(standardize), options)  # type: ignore[arg-type]
+    eps = _check_log_prob_eps(log_prob_eps)
+    return _Cfg(
+        mode_,  # type: ignore[arg-type]
+        softness_,
+        method_,  # type: ignore[arg-type]
+        bool(standardize),
+        options,  # type: ignore[arg-type]
+        bool(return_log_probs),
+        eps,
+    )
 
 
 def _impl(cfg: _Cfg) -> OrderingMethod:
@@ -138,16 +188,23 @@ class _Data:
         return self.x.shape[-1]
 
 
-def _prepare(x: object, dim: int | None, *, flatten: bool) -> _Data:
+def _prepare(x: object, dim: int | None, *, flatten: bool, cfg: _Cfg | None = None) -> _Data:
     xt = as_float(x)  # type: ignore[arg-type]
     dtype = xt.dtype
     if dtype in _HALF:
         xt = xt.float()
     if dim is None and flatten:
-        return _Data(xt.reshape(-1), dtype, None, xt.ndim)
-    d = canonical_dim(-1 if dim is None else dim, xt.ndim)
-    xl = xt.reshape(1) if xt.ndim == 0 else xt.movedim(d, -1)
-    return _Data(xl, dtype, d, xt.ndim)
+        data = _Data(xt.reshape(-1), dtype, None, xt.ndim)
+    else:
+        d = canonical_dim(-1 if dim is None else dim, xt.ndim)
+        xl = xt.reshape(1) if xt.ndim == 0 else xt.movedim(d, -1)
+        data = _Data(xl, dtype, d, xt.ndim)
+    if cfg is not None and cfg.eps is not None and data.n > 0 and not cfg.eps < 1.0 / data.n:
+        raise ValueError(
+            f"log_prob_eps must be in (0, 1/n) = (0, {1.0 / data.n:.6g}) for n = {data.n} "
+            f"candidates along the reduced dimension, got {cfg.eps!r}"
+        )
+    return data
 
 
 def _reduced(
@@ -180,13 +237,57 @@ def _scores(data: _Data, cfg: _Cfg) -> tuple[torch.Tensor, Stats | None]:
     return data.x, None
 
 
+def _scores_values(
+    impl: OrderingMethod, data: _Data, cfg: _Cfg, *, descending: bool
+) -> tuple[torch.Tensor, Stats | None, torch.Tensor | None]:
+    """``(z, stats, sv)``: scores, standardization stats and the method's soft sorted values.
+
+    Tries the method's fused kernel on ``data.x`` first (values already in x units: ``stats`` is
+    None, and ``z`` is only computed when the method also has soft permutations).
+    """
+    fused = impl.fused_sorted_values(
+        data.x,
+        cfg.softness,
+        cfg.mode,
+        descending=descending,
+        standardize=cfg.standardize,
+        options=cfg.options,
+    )
+    if fused is not None:
+        z = _scores(data, cfg)[0] if impl.has_permutation else data.x
+        return z, None, fused
+    z, stats = _scores(data, cfg)
+    sv = impl.sorted_values(z, cfg.softness, cfg.mode, descending=descending, options=cfg.options)
+    return z, stats, sv
+
+
 def _to_x(v: torch.Tensor, stats: Stats | None) -> torch.Tensor:
     return v if stats is None else unstandardize(v, stats)
 
 
 def _one_hot(idx: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
     out = torch.zeros(*idx.shape, n, dtype=dtype, device=idx.device)
-    return out.scatter_(-1, idx.unsqueeze(-1), 1.0)
+    return out.scatter(-1, idx.unsqueeze(-1), 1.0)  # not in place: vmap-safe
+
+
+def _hard_index(idx: torch.Tensor, n: int, dtype: torch.dtype, cfg: _Cfg) -> torch.Tensor:
+    """One-hot SoftIndex of integer indices, or its log (``0`` / ``-inf``) with ``cfg.log``."""
+    if not cfg.log:
+        return _one_hot(idx, n, dtype)
+    out = torch.full((*idx.shape, n), -math.inf, dtype=dtype, device=idx.device)
+    return out.scatter_(-1, idx.unsqueeze(-1), 0.0)
+
+
+def _finish(idx: torch.Tensor, cfg: _Cfg) -> torch.Tensor:
+    """Apply ``log_prob_eps`` (clamp at eps and renormalise the trailing axis) if given."""
+    if cfg.eps is None or idx.shape[-1] == 0:
+        return idx
+    return clamp_log_probs(idx, cfg.eps) if cfg.log else clamp_probs(idx, cfg.eps)
+
+
+def _probs(idx: torch.Tensor, cfg: _Cfg) -> torch.Tensor:
+    """Probabilities of a SoftIndex (``exp`` of it with ``cfg.log``), for expected values."""
+    return idx.exp() if cfg.log else idx
 
 
 def _expect(p: torch.Tensor, x: torch.Tensor, gated_grad: bool) -> torch.Tensor:
@@ -233,32 +334,42 @@ def _check_q(q: object, data: _Data) -> tuple[torch.Tensor, bool]:
 # ----------------------------------------------------------------------------------------------
 
 
+def _plain(cfg: _Cfg) -> _Cfg:
+    """``cfg`` without the log-probability options (for results without a SoftIndex)."""
+    return _Cfg(cfg.mode, cfg.softness, cfg.method, cfg.standardize, cfg.options)
+
+
 def _soft_arg_extreme(
     impl: OrderingMethod, z: torch.Tensor, cfg: _Cfg, largest: bool
 ) -> torch.Tensor:
-    fn = impl.argmax if largest else impl.argmin
+    if cfg.log:
+        fn = impl.log_argmax if largest else impl.log_argmin
+    else:
+        fn = impl.argmax if largest else impl.argmin
     return fn(z, cfg.softness, cfg.mode, options=cfg.options)
 
 
 def _arg_extreme(x: object, dim: int | None, keepdim: bool, cfg: _Cfg, largest: bool) -> SoftIndex:
-    data = _prepare(x, dim, flatten=True)
+    data = _prepare(x, dim, flatten=True, cfg=cfg)
     n = data.n
     if cfg.mode == "hard" or n == 0:
         hard = torch.argmax if largest else torch.argmin
         idx = hard(data.x, dim=-1) if n else hard(as_float(x), dim=dim)  # type: ignore[arg-type]
-        out = _one_hot(idx, n, data.x.dtype)
+        out = _hard_index(idx, n, data.x.dtype, cfg)
     else:
         z, _ = _scores(data, cfg)
         out = _soft_arg_extreme(_impl(cfg), z, cfg, largest)
-    return _reduced(out, data, keepdim, trailing=1)
+    return _reduced(_finish(out, cfg), data, keepdim, trailing=1)
 
 
 def _extreme(
     x: object, dim: int | None, keepdim: bool, cfg: _Cfg, gated_grad: bool, largest: bool
 ) -> Any:
-    data = _prepare(x, dim, flatten=True)
+    data = _prepare(x, dim, flatten=True, cfg=cfg)
     n = data.n
     want_index = dim is not None
+    if not want_index:
+        cfg = _plain(cfg)
     kind = torch.return_types.max if largest else torch.return_types.min
     idx: torch.Tensor | None
     if n == 0:
@@ -268,14 +379,13 @@ def _extreme(
         hard = torch.max if largest else torch.min
         res = hard(data.x, dim=-1)
         values = res.values
-        idx = _one_hot(res.indices, n, data.x.dtype)
+        idx = _hard_index(res.indices, n, data.x.dtype, cfg)
     else:
         impl = _impl(cfg)
-        z, stats = _scores(data, cfg)
-        sv = impl.sorted_values(z, cfg.softness, cfg.mode, descending=False, options=cfg.options)
+        z, stats, sv = _scores_values(impl, data, cfg, descending=False)
         if sv is None:
             idx = _soft_arg_extreme(impl, z, cfg, largest)
-            values = _expect(idx.unsqueeze(-2), data.x, gated_grad).squeeze(-1)
+            values = _expect(_probs(idx, cfg).unsqueeze(-2), data.x, gated_grad).squeeze(-1)
         else:
             pick = slice(-1, None) if largest else slice(0, 1)
             values = _to_x(sv[..., pick], stats)[..., 0]
@@ -285,9 +395,11 @@ def _extreme(
     values = _reduced(values, data, keepdim, trailing=0)
     if not want_index:
         return values
-    return kind((values, None if idx is None else _reduced(idx, data, keepdim, trailing=1)))
+    out_i = None if idx is None else _reduced(_finish(idx, cfg), data, keepdim, trailing=1)
+    return kind((values, out_i))
 
 
+@autocast_off
 def argmax(
     x: torch.Tensor,
     dim: int | None = None,
@@ -297,19 +409,39 @@ def argmax(
     method: str = "softsort",
     standardize: bool = True,
     ot_kwargs: dict | None = None,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> SoftIndex:
     r"""Soft ``torch.argmax``: a distribution over the positions of ``dim`` (SoftIndex).
 
     Shape: torch's result shape plus a trailing axis of size ``n`` (``(n,)`` for a vector).
+    ``return_log_probs=True`` returns the log-probabilities instead (computed stably; ``-inf``
+    exactly at the zeros of ``hard`` / ``c0``), ``log_prob_eps`` clamps the probabilities at
+    ``eps`` in ``(0, 1/n)`` and renormalises; see *Log-probabilities* in
+    :mod:`softtorch.ordering.ops`.
 
     Example:
         >>> argmax(torch.tensor([-0.2, -1.0, 0.3, 1.0]))
         tensor([0.0215, 0.0022, 0.1176, 0.8586])
+        >>> argmax(torch.tensor([1000.0, 0.0, -1000.0]), standardize=False, return_log_probs=True)
+        tensor([     0., -10000., -20000.])
     """
-    cfg = _config("argmax", mode, softness, method, standardize, ot_kwargs, need_index=True)
+    cfg = _config(
+        "argmax",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=True,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
     return _arg_extreme(x, dim, keepdim, cfg, largest=True)
 
 
+@autocast_off
 def argmin(
     x: torch.Tensor,
     dim: int | None = None,
@@ -319,12 +451,27 @@ def argmin(
     method: str = "softsort",
     standardize: bool = True,
     ot_kwargs: dict | None = None,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> SoftIndex:
-    """Soft ``torch.argmin`` (SoftIndex); see :func:`argmax`."""
-    cfg = _config("argmin", mode, softness, method, standardize, ot_kwargs, need_index=True)
+    """Soft ``torch.argmin`` (SoftIndex); see :func:`argmax` (also for ``return_log_probs`` and
+    ``log_prob_eps``)."""
+    cfg = _config(
+        "argmin",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=True,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
     return _arg_extreme(x, dim, keepdim, cfg, largest=False)
 
 
+@autocast_off
 def max(  # noqa: A001
     x: torch.Tensor,
     dim: int | None = None,
@@ -335,17 +482,32 @@ def max(  # noqa: A001
     standardize: bool = True,
     ot_kwargs: dict | None = None,
     gated_grad: bool = True,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> Any:
     r"""Soft ``torch.max``: the expected value of ``x`` under :func:`argmax` (or, for
     ``fast_soft_sort`` / ``sorting_network``, the largest soft sorted value).
 
     Without ``dim``: a 0-d value. With ``dim``: ``torch.return_types.max(values, indices)`` with
-    SoftIndex ``indices`` (None for ``fast_soft_sort``).
+    SoftIndex ``indices`` (None for ``fast_soft_sort``), log-probabilities with
+    ``return_log_probs=True`` (values unchanged); ``log_prob_eps`` as in :func:`argmax`.
     """
-    cfg = _config("max", mode, softness, method, standardize, ot_kwargs, need_index=False)
+    cfg = _config(
+        "max",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=False,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
     return _extreme(x, dim, keepdim, cfg, gated_grad, largest=True)
 
 
+@autocast_off
 def min(  # noqa: A001
     x: torch.Tensor,
     dim: int | None = None,
@@ -356,9 +518,22 @@ def min(  # noqa: A001
     standardize: bool = True,
     ot_kwargs: dict | None = None,
     gated_grad: bool = True,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> Any:
     """Soft ``torch.min``; see :func:`max`."""
-    cfg = _config("min", mode, softness, method, standardize, ot_kwargs, need_index=False)
+    cfg = _config(
+        "min",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=False,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
     return _extreme(x, dim, keepdim, cfg, gated_grad, largest=False)
 
 
@@ -367,6 +542,7 @@ def min(  # noqa: A001
 # ----------------------------------------------------------------------------------------------
 
 
+@autocast_off
 def sort(
     x: torch.Tensor,
     dim: int | None = -1,
@@ -378,6 +554,9 @@ def sort(
     ot_kwargs: dict | None = None,
     gated_grad: bool = True,
     return_indices: bool = True,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> torch.return_types.sort:
     r"""Soft ``torch.sort``: ``torch.return_types.sort(values, indices)``.
 
@@ -385,28 +564,44 @@ def sort(
     ``x.shape + (n,)`` with the sorted axis at ``dim``), or the method's soft sorted values for
     ``fast_soft_sort`` / ``sorting_network`` (``indices`` None). ``return_indices=False`` gives
     ``indices=None`` and, for softsort / neuralsort, never builds an ``n x n`` matrix.
+    ``return_log_probs=True`` makes ``indices`` the log-probabilities (values unchanged up to
+    rounding); ``log_prob_eps`` as in :func:`argmax`.
 
     Example:
         >>> sort(torch.tensor([-0.2, -1.0, 0.3, 1.0])).values
         tensor([-0.8792, -0.1641,  0.2767,  0.8738])
     """
-    cfg = _config("sort", mode, softness, method, standardize, ot_kwargs, need_index=False)
-    data = _prepare(x, dim, flatten=False)
+    cfg = _config(
+        "sort",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=False,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
+    if not return_indices:
+        cfg = _plain(cfg)
+    data = _prepare(x, dim, flatten=False, cfg=cfg)
     n = data.n
     idx: torch.Tensor | None = None
     if cfg.mode == "hard" or n == 0:
         res = torch.sort(data.x, dim=-1, descending=bool(descending))
         values = res.values
         if return_indices:
-            idx = _one_hot(res.indices, n, data.x.dtype)
+            idx = _hard_index(res.indices, n, data.x.dtype, cfg)
     else:
         impl = _impl(cfg)
-        z, stats = _scores(data, cfg)
-        sv = impl.sorted_values(
-            z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
-        )
+        z, stats, sv = _scores_values(impl, data, cfg, descending=bool(descending))
         if sv is not None:
             values = _to_x(sv, stats)
+        elif return_indices and cfg.log:
+            idx = impl.log_permutation(
+                z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
+            )
+            values = _expect(idx.exp(), data.x, gated_grad)
         elif return_indices and gated_grad:
             idx, values = impl.permutation_with_values(
                 z, data.x, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
@@ -421,10 +616,11 @@ def sort(
             values = impl.permute_values(
                 zz, data.x, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
             )
-    out_idx = None if idx is None else _along(idx, data, index=True)
+    out_idx = None if idx is None else _along(_finish(idx, cfg), data, index=True)
     return torch.return_types.sort((_along(values, data, index=False), out_idx))
 
 
+@autocast_off
 def argsort(
     x: torch.Tensor,
     dim: int | None = -1,
@@ -434,26 +630,41 @@ def argsort(
     method: str = "neuralsort",
     standardize: bool = True,
     ot_kwargs: dict | None = None,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> SoftIndex:
     r"""Soft ``torch.argsort``: the soft permutation, SoftIndex of shape ``x.shape + (n,)``.
 
     Along the last axis, row ``i`` of the trailing ``(n, n)`` block is the distribution over
-    inputs of the ``i``-th sorted element (rows sum to 1).
+    inputs of the ``i``-th sorted element (rows sum to 1; with ``return_log_probs=True`` their
+    logs, each row's ``logsumexp`` 0). ``log_prob_eps`` as in :func:`argmax`.
     """
-    cfg = _config("argsort", mode, softness, method, standardize, ot_kwargs, need_index=True)
-    data = _prepare(x, dim, flatten=False)
+    cfg = _config(
+        "argsort",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=True,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
+    data = _prepare(x, dim, flatten=False, cfg=cfg)
     n = data.n
     if cfg.mode == "hard" or n == 0:
         order = torch.argsort(data.x, dim=-1, descending=bool(descending))
-        out = _one_hot(order, n, data.x.dtype)
+        out = _hard_index(order, n, data.x.dtype, cfg)
     else:
         z, _ = _scores(data, cfg)
-        out = _impl(cfg).permutation(
-            z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
-        )
-    return _along(out, data, index=True)
+        impl = _impl(cfg)
+        fn = impl.log_permutation if cfg.log else impl.permutation
+        out = fn(z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options)
+    return _along(_finish(out, cfg), data, index=True)
 
 
+@autocast_off
 def topk(
     x: torch.Tensor,
     k: int,
@@ -465,6 +676,9 @@ def topk(
     ot_kwargs: dict | None = None,
     gated_grad: bool = True,
     largest: bool = True,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> torch.return_types.topk:
     r"""Soft ``torch.topk`` (sorted): ``torch.return_types.topk(values, indices)``.
 
@@ -472,30 +686,39 @@ def topk(
     the descending soft permutation (the method's ``topk_permutation``); ``values = indices @ x``,
     or the method's soft sorted values for ``fast_soft_sort`` / ``sorting_network``
     (``indices`` None for ``fast_soft_sort``). ``largest=False`` gives the ``k`` smallest.
+    ``return_log_probs`` / ``log_prob_eps`` apply to ``indices`` as in :func:`argmax`.
     """
-    cfg = _config("topk", mode, softness, method, standardize, ot_kwargs, need_index=False)
-    data = _prepare(x, dim, flatten=False)
+    cfg = _config(
+        "topk",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=False,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
+    data = _prepare(x, dim, flatten=False, cfg=cfg)
     n = data.n
     kk = _check_k(k, n)
     idx: torch.Tensor | None = None
     if cfg.mode == "hard" or n == 0 or kk == 0:
         res = torch.topk(data.x, kk, dim=-1, largest=bool(largest))
-        values, idx = res.values, _one_hot(res.indices, n, data.x.dtype)
+        values, idx = res.values, _hard_index(res.indices, n, data.x.dtype, cfg)
     else:
         impl = _impl(cfg)
-        z, stats = _scores(data, cfg)
+        z, stats, sv = _scores_values(impl, data, cfg, descending=bool(largest))
         zk = z if largest else 1.0 - z
-        sv = impl.sorted_values(
-            z, cfg.softness, cfg.mode, descending=bool(largest), options=cfg.options
-        )
         if impl.has_permutation:
-            idx = impl.topk_permutation(zk, kk, cfg.softness, cfg.mode, options=cfg.options)
+            fn = impl.log_topk_permutation if cfg.log else impl.topk_permutation
+            idx = fn(zk, kk, cfg.softness, cfg.mode, options=cfg.options)
         if sv is not None:
             values = _to_x(sv[..., :kk], stats)
         else:
             assert idx is not None
-            values = _expect(idx, data.x, gated_grad)
-    out_idx = None if idx is None else _along(idx, data, index=True)
+            values = _expect(_probs(idx, cfg), data.x, gated_grad)
+    out_idx = None if idx is None else _along(_finish(idx, cfg), data, index=True)
     return torch.return_types.topk((_along(values, data, index=False), out_idx))
 
 
@@ -504,6 +727,7 @@ def _hard_rank(x: torch.Tensor, descending: bool) -> torch.Tensor:
     return (torch.argsort(order, dim=-1, stable=True) + 1).to(x.dtype)
 
 
+@autocast_off
 def rank(
     x: torch.Tensor,
     dim: int | None = None,
@@ -528,10 +752,20 @@ def rank(
     if cfg.mode == "hard" or data.n == 0:
         out = _hard_rank(data.x, bool(descending))
     else:
-        z, _ = _scores(data, cfg)
-        out = _impl(cfg).rank(
-            z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
+        impl = _impl(cfg)
+        out = impl.fused_rank(
+            data.x,
+            cfg.softness,
+            cfg.mode,
+            descending=bool(descending),
+            standardize=cfg.standardize,
+            options=cfg.options,
         )
+        if out is None:
+            z, _ = _scores(data, cfg)
+            out = impl.rank(
+                z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
+            )
     return _along(out, data, index=False)
 
 
@@ -573,19 +807,27 @@ def _order_stat(
     want_index: bool,
     gated_grad: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
-    """Soft ``(1 - w) sorted[lo] + w sorted[hi]`` (..., m) and its SoftIndex (..., m, n)."""
+    """Soft ``(1 - w) sorted[lo] + w sorted[hi]`` (..., m) and its SoftIndex (..., m, n)
+    (log-probabilities with ``cfg.log``)."""
     m = lo.shape[0]
     values: torch.Tensor | None = None
     idx: torch.Tensor | None = None
     impl = _impl(cfg)
-    z, stats = _scores(data, cfg)
-    sv = None
     if want_values:
-        sv = impl.sorted_values(z, cfg.softness, cfg.mode, descending=False, options=cfg.options)
+        z, stats, sv = _scores_values(impl, data, cfg, descending=False)
+    else:
+        (z, stats), sv = _scores(data, cfg), None
     if sv is not None:
         xs = _to_x(sv, stats)
         values = (1.0 - w) * xs.index_select(-1, lo) + w * xs.index_select(-1, hi)
-    if want_index or (want_values and sv is None):
+    if want_index and cfg.log:
+        rows = impl.log_permutation_rows(
+            z, torch.cat((lo, hi)), cfg.softness, cfg.mode, descending=False, options=cfg.options
+        )
+        idx = log_mix(rows[..., :m, :], rows[..., m:, :], w)
+        if values is None and want_values:
+            values = _expect(idx.exp(), data.x, gated_grad)
+    elif want_index or (want_values and sv is None):
         rows = impl.permutation_rows(
             z, torch.cat((lo, hi)), cfg.softness, cfg.mode, descending=False, options=cfg.options
         )
@@ -597,14 +839,15 @@ def _order_stat(
 
 
 def _hard_quantile_index(
-    data: _Data, lo: torch.Tensor, hi: torch.Tensor, w: torch.Tensor
+    data: _Data, lo: torch.Tensor, hi: torch.Tensor, w: torch.Tensor, cfg: _Cfg
 ) -> torch.Tensor:
     order = torch.sort(data.x, dim=-1, stable=True).indices
     n = data.n
     oh_lo = _one_hot(order.index_select(-1, lo), n, data.x.dtype)
     oh_hi = _one_hot(order.index_select(-1, hi), n, data.x.dtype)
     wc = w.unsqueeze(-1)
-    return (1.0 - wc) * oh_lo + wc * oh_hi
+    out = (1.0 - wc) * oh_lo + wc * oh_hi
+    return safe_log(out) if cfg.log else out
 
 
 def _quantile(
@@ -620,7 +863,9 @@ def _quantile(
     gated_grad: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     interp = check_choice(interpolation, INTERPOLATIONS, "interpolation")
-    data = _prepare(x, dim, flatten=True)
+    if not want_index:
+        cfg = _plain(cfg)
+    data = _prepare(x, dim, flatten=True, cfg=cfg)
     qt, scalar = _check_q(q, data)
     n = data.n
     values: torch.Tensor | None = None
@@ -632,7 +877,7 @@ def _quantile(
         if want_values:
             values = torch.quantile(data.x, qt, dim=-1, interpolation=interp).movedim(0, -1)
         if want_index:
-            idx = _hard_quantile_index(data, lo, hi, w)
+            idx = _hard_quantile_index(data, lo, hi, w, cfg)
     else:
         values, idx = _order_stat(
             data,
@@ -652,9 +897,10 @@ def _quantile(
         t = _reduced(t, data, keepdim, trailing=trailing, lead=1)
         return t.squeeze(0) if scalar else t
 
-    return layout(values, 0), layout(idx, 1)
+    return layout(values, 0), layout(None if idx is None else _finish(idx, cfg), 1)
 
 
+@autocast_off
 def quantile(
     x: torch.Tensor,
     q: torch.Tensor | float,
@@ -668,6 +914,9 @@ def quantile(
     ot_kwargs: dict | None = None,
     return_argquantile: bool = False,
     gated_grad: bool = True,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> Any:
     r"""Soft ``torch.quantile``: ``interpolation`` applied to the soft sorted rows.
 
@@ -676,7 +925,8 @@ def quantile(
     torch), the soft index is ``(1 - w) P[lo] + w P[hi]`` and the value its expectation (or the
     same combination of the soft sorted values for ``fast_soft_sort`` / ``sorting_network``).
     A 1-D ``q`` of length ``m`` prepends an axis of size ``m``. ``return_argquantile=True``
-    returns ``(values, soft_index)``.
+    returns ``(values, soft_index)``; ``return_log_probs`` / ``log_prob_eps`` apply to that soft
+    index as in :func:`argmax`.
 
     Example:
         >>> quantile(torch.tensor([-0.2, -1.0, 0.3, 1.0]), 0.2)
@@ -690,6 +940,8 @@ def quantile(
         standardize,
         ot_kwargs,
         need_index=bool(return_argquantile),
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
     )
     values, idx = _quantile(
         x,
@@ -705,6 +957,7 @@ def quantile(
     return (values, idx) if return_argquantile else values
 
 
+@autocast_off
 def argquantile(
     x: torch.Tensor,
     q: torch.Tensor | float,
@@ -716,11 +969,26 @@ def argquantile(
     interpolation: str = "linear",
     standardize: bool = True,
     ot_kwargs: dict | None = None,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> SoftIndex:
     r"""SoftIndex of :func:`quantile`; hard mode is the one- or two-hot index of
     ``torch.quantile``'s interpolation (``[0.6, 0.4, 0, 0]`` for ``q = 0.2`` on
-    ``[-0.2, -1.0, 0.3, 1.0]``)."""
-    cfg = _config("argquantile", mode, softness, method, standardize, ot_kwargs, need_index=True)
+    ``[-0.2, -1.0, 0.3, 1.0]``). ``return_log_probs=True`` gives
+    :math:`\log((1 - w) P_{lo} + w P_{hi})` computed from the log rows; ``log_prob_eps`` as in
+    :func:`argmax`."""
+    cfg = _config(
+        "argquantile",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=True,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
     _, idx = _quantile(
         x,
         q,
@@ -739,9 +1007,11 @@ def argquantile(
 def _median(
     x: object, dim: int | None, keepdim: bool, cfg: _Cfg, gated_grad: bool, *, want_values: bool
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, _Data]:
-    data = _prepare(x, dim, flatten=True)
-    n = data.n
     want_index = dim is not None or not want_values
+    if not want_index:
+        cfg = _plain(cfg)
+    data = _prepare(x, dim, flatten=True, cfg=cfg)
+    n = data.n
     values: torch.Tensor | None = None
     idx: torch.Tensor | None = None
     if cfg.mode == "hard" or n == 0:
@@ -751,7 +1021,7 @@ def _median(
             res = torch.median(data.x, dim=-1)
             values = res.values
             if want_index:
-                idx = _one_hot(res.indices, n, data.x.dtype)
+                idx = _hard_index(res.indices, n, data.x.dtype, cfg)
     else:
         mid = torch.tensor([(n - 1) // 2], device=data.x.device)
         w = torch.zeros(1, dtype=data.x.dtype, device=data.x.device)
@@ -769,10 +1039,11 @@ def _median(
         values = None if values is None else values.squeeze(-1)
         idx = None if idx is None else idx.squeeze(-2)
     out_v = None if values is None else _reduced(values, data, keepdim, trailing=0)
-    out_i = None if idx is None else _reduced(idx, data, keepdim, trailing=1)
+    out_i = None if idx is None else _reduced(_finish(idx, cfg), data, keepdim, trailing=1)
     return out_v, out_i, data
 
 
+@autocast_off
 def median(
     x: torch.Tensor,
     dim: int | None = None,
@@ -783,17 +1054,32 @@ def median(
     standardize: bool = True,
     ot_kwargs: dict | None = None,
     gated_grad: bool = True,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> Any:
     r"""Soft ``torch.median`` (the lower middle, row ``floor((n - 1) / 2)`` of the ascending soft
     sort). Without ``dim``: a 0-d value; with ``dim``: ``torch.return_types.median(values,
-    indices)`` with SoftIndex ``indices`` (None for ``fast_soft_sort``)."""
-    cfg = _config("median", mode, softness, method, standardize, ot_kwargs, need_index=False)
+    indices)`` with SoftIndex ``indices`` (None for ``fast_soft_sort``; log-probabilities with
+    ``return_log_probs=True``, ``log_prob_eps`` as in :func:`argmax`)."""
+    cfg = _config(
+        "median",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=False,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
     values, idx, _ = _median(x, dim, keepdim, cfg, gated_grad, want_values=True)
     if dim is None:
         return values
     return torch.return_types.median((values, idx))
 
 
+@autocast_off
 def argmedian(
     x: torch.Tensor,
     dim: int | None = None,
@@ -803,9 +1089,23 @@ def argmedian(
     method: str = "neuralsort",
     standardize: bool = True,
     ot_kwargs: dict | None = None,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
 ) -> SoftIndex:
-    """SoftIndex of :func:`median` (hard mode: one-hot of ``torch.median``'s index)."""
-    cfg = _config("argmedian", mode, softness, method, standardize, ot_kwargs, need_index=True)
+    """SoftIndex of :func:`median` (hard mode: one-hot of ``torch.median``'s index);
+    ``return_log_probs`` / ``log_prob_eps`` as in :func:`argmax`."""
+    cfg = _config(
+        "argmedian",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=True,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
     _, idx, _ = _median(x, dim, keepdim, cfg, True, want_values=False)
     assert idx is not None
     return idx

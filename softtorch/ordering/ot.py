@@ -35,8 +35,10 @@ Anchors and outputs:
 Outputs are renormalised by the plan's own marginals (columns for permutations, rows for ranks),
 so every row lies on the simplex exactly even before full convergence; at convergence this is
 the identity and gradients are unaffected. Gradients come from implicit differentiation of the
-optimality conditions (:mod:`._ot_autograd`), not from unrolling the solver; they are first
-order (no double backward).
+optimality conditions (:mod:`._ot_autograd`), not from unrolling the solver, including the
+softness (the plan depends on ``z`` and ``softness`` only through ``C / eps``). Double backward
+(``create_graph=True``), forward mode and ``torch.func`` transforms differentiate a dense
+Newton-step form of the same implicit function (exact to third order; :mod:`._ot_autograd`).
 
 ``ot_kwargs`` (``options``): ``sinkhorn_tol`` / ``sinkhorn_max_iter`` control ``smooth``,
 ``lbfgs_tol`` / ``lbfgs_max_iter`` control the p-norm modes (the names follow the published
@@ -64,8 +66,9 @@ from typing import Any
 import torch
 
 from .._checks import as_float, check_mode, check_softness
+from ..simplex import is_concrete
 from ._base import OrderingMethod, Softness, register
-from ._ot_autograd import OTPlan
+from ._ot_autograd import OTPlan, transform_plan
 from ._ot_solver import OTConvergenceWarning, SolverOptions
 
 __all__ = ["OT", "OTConvergenceWarning", "OPTION_KEYS"]
@@ -136,11 +139,13 @@ def ot_plan(
     mode: str,
     options: dict[str, Any] | None,
     normalise: str = "col",
+    log: bool = False,
 ) -> torch.Tensor:
     """Regularised plan ``Q`` (permutation units, ``(..., n, m)``) from ``z`` to the anchors.
 
     ``normalise`` picks which marginal is made exact by rescaling: ``"col"`` (anchors; used for
-    soft permutations) or ``"row"`` (inputs; used for ranks).
+    soft permutations) or ``"row"`` (inputs; used for ranks). ``log=True`` (``smooth`` only)
+    returns ``log Q`` computed from the dual slacks (:mod:`._ot_logplan`).
     """
     mode = check_mode(mode, tuple(_KIND))
     softness = check_softness(softness)
@@ -153,8 +158,8 @@ def ot_plan(
     if flat.shape[0] == 0 or n == 0:
         return z.new_zeros(*batch, n, m)
     if n == 1:  # a single input fills the single anchor; keep the graph (zero gradient, NaN kept)
-        return (z * 0 + 1).unsqueeze(-1).expand(*batch, 1, m)
-    if isinstance(softness, torch.Tensor):
+        return (z * 0 + (0 if log else 1)).unsqueeze(-1).expand(*batch, 1, m)
+    if isinstance(softness, torch.Tensor) and is_concrete(softness):
         value = float(softness.detach())  # check_softness skips tensors that require grad
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"softness must be a finite number > 0, got {value}")
@@ -168,7 +173,20 @@ def ot_plan(
     a = zc * (-2.0 / softness)  # Chat_ij = a_i * yc_j
     with torch.no_grad():  # warm start from the same (rounded) costs, in float64
         beta0 = _hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
-    Q = OTPlan.apply(a, yc, bw, _KIND[mode], opts, beta0, normalise)
+    if log and mode != "smooth":
+        raise ValueError("ot_plan(log=True) needs mode='smooth'")
+    if not is_concrete(a):  # torch.func transforms: differentiable Newton form (._ot_autograd)
+        Q = transform_plan(a, yc, bw, _KIND[mode], opts, beta0, normalise, log=log)
+        Q = torch.where(bad.unsqueeze(-1), torch.full_like(Q, math.nan), Q)
+        return Q.reshape(*batch, n, m).to(z.dtype)
+    if log:
+        from ._ot_logplan import OTLogPlan
+
+        if mode != "smooth":
+            raise ValueError("ot_plan(log=True) needs mode='smooth'")
+        Q = OTLogPlan.apply(a, yc, bw, opts, beta0, normalise)
+    else:
+        Q = OTPlan.apply(a, yc, bw, _KIND[mode], opts, beta0, normalise)[0]
     if bool(bad.any()):
         Q = torch.where(bad.unsqueeze(-1), torch.full_like(Q, math.nan), Q)
     return Q.reshape(*batch, n, m).to(z.dtype)
@@ -238,3 +256,46 @@ class OT(OrderingMethod):
         j = torch.arange(1, n + 1, dtype=Q.dtype, device=Q.device)
         ranks = Q @ j
         return (n + 1) - ranks if descending else ranks
+
+    # log-space hooks (``return_log_probs=True``): ``smooth`` uses the log-plan of the dual slacks
+    # (no underflow); the sparse modes keep the default (safe log of the plan, ``-inf`` at zeros)
+
+    def log_permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        if mode != "smooth":
+            return super().log_permutation(
+                z, softness, mode, descending=descending, options=options
+            )
+        n = z.shape[-1]
+        ones = torch.ones(n, dtype=torch.float64)
+        logq = ot_plan(z, _grid(n, z), ones, softness, mode, options, log=True)
+        P = logq.transpose(-1, -2)
+        return P.flip(-2) if descending else P
+
+    def log_topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        n = z.shape[-1]
+        if mode != "smooth" or k == 0 or not 0 <= k <= n:
+            return super().log_topk_permutation(z, k, softness, mode, options=options)
+        if k >= n - 1:
+            lp = self.log_permutation(z, softness, mode, descending=True, options=options)
+            return lp[..., :k, :]
+        top = (n - 1 - torch.arange(k, dtype=torch.float64)) / (n - 1)
+        rest = torch.tensor([(n - k - 1) / (2 * (n - 1))], dtype=torch.float64)
+        b = torch.cat([torch.ones(k, dtype=torch.float64), torch.tensor([float(n - k)])])
+        logq = ot_plan(z, torch.cat([top, rest]), b, softness, mode, options, log=True)
+        return logq[..., :k].transpose(-1, -2)

@@ -169,3 +169,80 @@ class SoftSort(OrderingMethod):
         zs = torch.sort(z, dim=-1, descending=descending).values
         idx = _positions(z.shape[-1], z).expand_as(z)
         return _soft_rows(z, zs, softness, mode, weights=idx, keep_rows=False)
+
+    # log-space hooks (``return_log_probs=True``): ``log_project_simplex`` of the same scores,
+    # i.e. ``log_softmax`` for ``smooth`` (no underflow), ``-inf`` at the zeros of sparse modes
+
+    def log_permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        zs = torch.sort(z, dim=-1, descending=descending).values
+        return _log_soft_rows(zs, z, softness, mode)
+
+    def log_permutation_rows(
+        self,
+        z: torch.Tensor,
+        positions: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        zs = torch.sort(z, dim=-1, descending=descending).values.index_select(-1, positions)
+        return _log_soft_rows(zs, z, softness, mode)
+
+    def log_topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        return _log_soft_rows(torch.topk(z, k, dim=-1).values, z, softness, mode)
+
+    def log_argmax(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        return _log_soft_rows(z.amax(dim=-1, keepdim=True), z, softness, mode)[..., 0, :]
+
+    def log_argmin(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        return _log_soft_rows(z.amin(dim=-1, keepdim=True), z, softness, mode)[..., 0, :]
+
+
+def _log_soft_rows(
+    anchors: torch.Tensor, z: torch.Tensor, softness: Softness, mode: str
+) -> torch.Tensor:
+    r"""Log-rows :math:`\log \Pi(-|a_i - z| / s)` (``(..., r, n)``), in row blocks."""
+    from ._logspace import log_project_simplex
+
+    extra, has_s = _split(softness)
+
+    def fn(a: int, b: int, anc: torch.Tensor, zz: torch.Tensor, *rest: torch.Tensor) -> Any:
+        s = rest[-1] if has_s else softness
+        return log_project_simplex(_distance_scores(anc[..., a:b], zz, s), mode)
+
+    batch = max(z.numel() // max(z.shape[-1], 1), 1)
+    return chunked_rows(
+        fn, anchors.shape[-1], (anchors, z, *extra), row_numel=batch * z.shape[-1], cat_dim=-2
+    )

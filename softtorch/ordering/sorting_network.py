@@ -240,3 +240,126 @@ class SortingNetwork(OrderingMethod):
             pos = n + 1 - pos
         vec = pos.unsqueeze(-1).expand(*z.shape[:-1], m, 1)
         return network_transpose(alphas, vec, m)[..., :n, 0]
+
+    # log-space hooks (``return_log_probs=True``): the same layers in the log-sum-exp semiring
+    # (see :func:`_log_rows`), so soft swaps that saturate in float do not underflow to -inf
+
+    def log_permutation_rows(
+        self,
+        z: torch.Tensor,
+        positions: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        return _log_rows(z, positions, softness, mode, descending)
+
+    def log_permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.arange(z.shape[-1], device=z.device)
+        return _log_rows(z, pos, softness, mode, descending)
+
+    def log_topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.arange(k, device=z.device)
+        return _log_rows(z, pos, softness, mode, True)
+
+    def log_argmin(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.zeros(1, dtype=torch.long, device=z.device)
+        return _log_rows(z, pos, softness, mode, False)[..., 0, :]
+
+
+def _log_weights(z: torch.Tensor, softness: Softness, mode: str) -> tuple[list[torch.Tensor], int]:
+    r"""Per layer :math:`\log \alpha` and :math:`\log(1 - \alpha)` (flat list) and ``m``.
+
+    Runs :func:`network_forward`'s soft swaps; ``smooth`` takes
+    :math:`\log \sigma(\pm x / s) = -\mathrm{softplus}(\mp x / s)` (finite when :math:`\alpha`
+    rounds to 0 or 1),
+    the piecewise modes the log of their (exactly 0 / 1 outside the band) steps.
+    """
+    from ._logspace import safe_log
+
+    m = _padded_size(z.shape[-1])
+    v = _pad(z, m, softness)
+    batch = v.shape[:-1]
+    logw: list[torch.Tensor] = []
+    for j, sign in _layers(m, v):
+        pairs = v.reshape(*batch, m // (2 * j), 2, j)
+        a, b = pairs[..., 0, :], pairs[..., 1, :]
+        d = b - a
+        x = sign * d
+        alpha = step(x, softness, mode)
+        if mode == "smooth":
+            xs = x / softness  # log sigma(+-xs) = -softplus(-+xs)
+            softplus = torch.nn.functional.softplus
+            logw += [-softplus(-xs), -softplus(xs)]
+        else:
+            logw += [safe_log(alpha), safe_log(step(-x, softness, mode))]
+        ad = alpha * d
+        v = torch.stack((b - ad, a + ad), dim=-2).reshape(*batch, m)
+    return logw, m
+
+
+def _log_rows(
+    z: torch.Tensor, positions: torch.Tensor, softness: Softness, mode: str, descending: bool
+) -> torch.Tensor:
+    r"""Log of rows ``positions`` of the soft permutation, ``(..., len(positions), n)``.
+
+    :func:`network_transpose` in the log-sum-exp semiring: a soft swap maps log-entries
+    ``(a, b)`` to ``(log(alpha e^a + (1 - alpha) e^b), log((1 - alpha) e^a + alpha e^b))``,
+    starting from ``log e_i`` (``0`` / ``-inf``); row blocks as in :func:`_rows`.
+    """
+    from ._logspace import log_add
+
+    n = z.shape[-1]
+    asc = (n - 1 - positions) if descending else positions
+    logw, m = _log_weights(z, softness, mode)
+    batch = z.shape[:-1]
+
+    def fn(a: int, b: int, *weights: torch.Tensor) -> torch.Tensor:
+        r = b - a
+        out = torch.full((m, r), float("-inf"), device=z.device, dtype=z.dtype)
+        out[asc[a:b], torch.arange(r, device=z.device)] = 0.0
+        out = out.expand(*batch, m, r)
+        pairs = list(zip(weights[0::2], weights[1::2]))
+        for (j, _), (la, lb) in zip(reversed(_layers(m, z)), reversed(pairs)):
+            blocks = out.reshape(*batch, m // (2 * j), 2, j, r)
+            lo, hi = blocks[..., 0, :, :], blocks[..., 1, :, :]
+            la, lb = la.unsqueeze(-1), lb.unsqueeze(-1)
+            new_lo, new_hi = log_add(lb + hi, la + lo), log_add(lb + lo, la + hi)
+            out = torch.stack((new_lo, new_hi), dim=-3).reshape(*batch, m, r)
+        return out.transpose(-1, -2)[..., :n]
+
+    per_row = max(z.numel() // max(n, 1), 1) * m * max(len(logw), 1)
+    return chunked_rows(  # type: ignore[return-value]
+        fn,
+        asc.shape[0],
+        logw,
+        row_numel=per_row,
+        cat_dim=-2,
+        budget=ROWS_BUDGET,
+        plain_budget=ROWS_BUDGET,
+    )

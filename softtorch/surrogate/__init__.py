@@ -58,7 +58,9 @@ Conventions and choices:
   float32 and cast back.
 * A tensor ``alpha`` is range-checked eagerly; the check is skipped while tracing under
   ``torch.compile`` and inside ``torch.func`` transforms (values are not available there).
-* No forward-mode AD (``jvp``, ``jacfwd``, ``torch.func.hessian``): see :mod:`._functions`.
+* Forward-mode AD (``jvp``, ``jacfwd``, ``torch.func.hessian``): the ``autograd.Function`` s have
+  no ``jvp`` (see :mod:`._functions`), so under forward-mode AD :func:`threshold` computes the same
+  spike as ``z + (h - h.detach())`` with plain torch ops: same values, same derivatives.
 """
 
 from ._api import (

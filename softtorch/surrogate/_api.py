@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .._checks import as_float, check_choice
+from .._checks import as_float, check_choice, forward_ad_active
 from . import _functions as F
 from . import _kernels as K
 from ._kernels import Alpha
@@ -24,7 +24,7 @@ class Surrogate:
         name: method name accepted by :func:`threshold`.
         function: the ``torch.autograd.Function`` implementing it (``.apply(x, alpha)``).
         default_alpha: ``alpha`` used when :func:`threshold` gets ``alpha=None``.
-        h: the smooth step :math:`h(x, \\alpha)` as plain differentiable torch code; the backward
+        h: the smooth step :math:`h(x, \alpha)` as plain differentiable torch code; the backward
             of ``function`` is exactly its derivative. For stochastic methods it is the spike
             probability; for ``heaviside`` it is the hard step itself.
         formula: ``h`` in words, for documentation and error messages.
@@ -144,7 +144,24 @@ def threshold(x: Tensor, method: str = "super", alpha: float | Tensor | None = N
             ) from err
         if shape != x.shape:
             x = x.expand(shape)
+    if forward_ad_active():  # the Functions have no jvp: plain ops instead
+        return _composite_spike(entry, x, a)
     return entry.function.apply(x, a)
+
+
+def _composite_spike(entry: Surrogate, x: Tensor, alpha: Alpha) -> Tensor:
+    r"""The spike as plain torch ops: :math:`z + (h - \mathrm{sg}(h))` with the hard (or sampled)
+    spike :math:`z`, so the value is ``z`` exactly and every derivative (forward or reverse, any
+    order) is that of :math:`h(x, \alpha)`: the same as ``entry.function``'s backward."""
+    xc = F._opmath(x)
+    a = F._opmath(alpha) if isinstance(alpha, Tensor) else alpha
+    h = entry.h(xc, a)
+    if entry.stochastic:
+        z = F._bernoulli_spike(h.detach(), xc.dtype)
+    else:
+        z = K.spike(xc.detach())
+    # h - h.detach() is exactly 0 where h is finite; +-inf inputs may give a NaN h (inf / inf)
+    return (z + torch.nan_to_num(h - h.detach(), nan=0.0, posinf=0.0, neginf=0.0)).to(x.dtype)
 
 
 def sign(x: Tensor, method: str = "super", alpha: float | Tensor | None = None) -> Tensor:

@@ -10,7 +10,9 @@ The functions are in the modern form (``forward`` without ``ctx`` plus ``setup_c
 trace into a single ``torch.compile`` graph. The backward is written with differentiable torch
 ops, so double backward (``jacrev(jacrev(...))``) differentiates the surrogate once more. There is
 no ``jvp`` (forward-mode AD, ``jacfwd``, ``torch.func.hessian``): Dynamo cannot trace
-``autograd.Function`` classes that define one, and graph-break-free ``torch.compile`` comes first.
+``autograd.Function`` classes that define one, and graph-break-free ``torch.compile`` comes first;
+under forward-mode AD :func:`softtorch.surrogate.threshold` uses an equivalent composition of
+plain torch ops instead of these classes.
 
 Call them through :func:`softtorch.surrogate.threshold`, which validates the inputs; ``.apply(x,
 alpha)`` directly expects a floating ``x`` and a valid ``alpha`` (a float, or a tensor that

@@ -1,0 +1,257 @@
+r"""Fused CPU fast path of ``fast_soft_sort`` for eager calls: sort values and ranks in one kernel.
+
+:func:`sorted_values` and :func:`rank` return ``None`` unless the call qualifies: eager mode
+(not compiling, no ``torch.func`` transform, no forward-mode AD), plain CPU float32/float64
+tensors, numba installed, ``backend`` "auto"/"numba", and a softness that is a float or a tensor
+without gradient. Otherwise the caller takes the composite path (standardize, :mod:`.fast_soft_sort`
+projection, inverse map), which gives identical values up to float rounding and supports every
+transform. The kernels (:mod:`._fss_fused_numba`) compute in float64 and take the permutation from
+numpy's ``argsort`` on a zero-copy view; the backward is closed-form (O(n) per row). A
+``create_graph=True`` backward re-runs the composite path to get a differentiable gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .._checks import check_softness
+from ._base import Softness
+from ._standardize import standardize as _standardize
+from ._standardize import unstandardize as _unstandardize
+
+_REGS: dict[str, int] = {"c0": 0, "smooth": 1, "c1": 2, "c2": 3}
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _kernels() -> Any:
+    from . import _fss_fused_numba
+
+    return _fss_fused_numba
+
+
+def _eligible(x: torch.Tensor, softness: Softness, options: dict[str, Any] | None) -> float | None:
+    """The softness as a float when the fused kernel applies to ``x``, else None."""
+    from . import fast_soft_sort as fss
+
+    if (
+        type(x) is not torch.Tensor
+        or x.device.type != "cpu"
+        or x.dtype not in _FLOATS
+        or not fss.HAS_NUMBA
+        or x.dim() != 2
+        or x.shape[-1] < 2
+        or x.shape[0] == 0
+        or torch.compiler.is_compiling()
+        or torch._C._functorch.peek_interpreter_stack() is not None
+        or torch.autograd.forward_ad._current_level >= 0
+    ):
+        return None
+    if options and options.get("backend", fss.BACKEND) not in ("auto", "numba"):
+        return None
+    if not options and fss.BACKEND not in ("auto", "numba"):
+        return None
+    if isinstance(softness, torch.Tensor):
+        if softness.requires_grad or type(softness) is not torch.Tensor:
+            return None
+        softness = check_softness(softness)
+        return float(softness)
+    return float(check_softness(softness))
+
+
+def _threads(rows: int, n: int) -> int:
+    """Chunks of rows: 0 means one thread (small problems: waking the pool costs more)."""
+    from . import _pav_numba
+
+    if rows > 1 and rows * n >= _pav_numba.PARALLEL_MIN_ELEMENTS:
+        import numba
+
+        t = numba.get_num_threads()
+        return min(rows, t if n >= 4096 else 4 * t)
+    return 0
+
+
+def _bounds(dtype: torch.dtype) -> tuple[float, float]:
+    info = torch.finfo(dtype)
+    return float(info.tiny), 1.0 - float(info.eps)
+
+
+def _composite_sort(
+    x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
+) -> torch.Tensor:
+    from .fast_soft_sort import soft_sort
+
+    if not standardize:
+        return soft_sort(x, eps, mode, descending=descending)
+    z, stats = _standardize(x)
+    return _unstandardize(soft_sort(z, eps, mode, descending=descending), stats)
+
+
+def _composite_rank(
+    x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
+) -> torch.Tensor:
+    from .fast_soft_sort import soft_rank
+
+    z = _standardize(x)[0] if standardize else x
+    return soft_rank(z, eps, mode, descending=descending)
+
+
+class FusedSort(torch.autograd.Function):
+    """Soft sorted values of the rows of ``x`` (R, n), standardization and inverse map fused."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
+    ) -> torch.Tensor:
+        k = _kernels()
+        from ._pav_numba import _scratch
+
+        xn = x.detach().contiguous().numpy()
+        rows, n = xn.shape
+        perm = np.argsort(xn, axis=-1, kind="quicksort")
+        s = (np.linspace(1.0, 0.0, n) / eps).reshape(1, n)
+        reg = _REGS[mode]
+        lo, hi = _bounds(x.dtype)
+        out = np.empty_like(xn)
+        w = np.empty((rows, n))
+        o = np.empty((rows, n))
+        pi = np.empty((rows, n))
+        aux = np.empty((rows, n))
+        blk = np.empty((rows, n), np.int64)
+        stats = np.empty((rows, 3))
+        chunks = _threads(rows, n)
+        args = (xn, perm, s, reg, standardize, descending, lo, hi, out, w, o, pi, aux, blk, stats)
+        if chunks:
+            k.sort_fwd_par(*args, *_scratch(chunks, n))
+        else:
+            k.sort_fwd_serial(*args, *_scratch(1, n))
+        ctx.save_for_backward(x)
+        ctx.arrays = (perm, o, pi, aux, blk, stats)
+        ctx.cfg = (eps, mode, descending, standardize, reg, lo, hi)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        eps, mode, descending, standardize, reg, lo, hi = ctx.cfg
+        if torch.is_grad_enabled():  # create_graph=True: differentiable composite gradient
+            with torch.enable_grad():
+                y = _composite_sort(x, eps, mode, descending, standardize)
+                (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
+            return gx, None, None, None, None
+        perm, o, pi, aux, blk, stats = ctx.arrays
+        k = _kernels()
+        xn = x.detach().contiguous().numpy()
+        rows, n = xn.shape
+        gyn = gy.detach().contiguous().numpy()
+        gx = np.empty_like(xn)
+        chunks = _threads(rows, n)
+        tmp = np.empty((max(chunks, 1), 3, n))
+        args = (gyn, xn, perm, reg, standardize, descending, lo, hi, o, pi, aux, blk, stats, gx)
+        if chunks:
+            k.sort_bwd_par(*args, tmp)
+        else:
+            k.sort_bwd_serial(*args, tmp)
+        return torch.from_numpy(gx), None, None, None, None
+
+
+class FusedRank(torch.autograd.Function):
+    """Soft ranks of the rows of ``x`` (R, n) in ``[1, n]``, standardization fused."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
+    ) -> torch.Tensor:
+        k = _kernels()
+        from ._pav_numba import _scratch
+
+        xn = x.detach().contiguous().numpy()
+        rows, n = xn.shape
+        perm = np.argsort(xn, axis=-1, kind="quicksort")
+        rho = np.linspace(1.0, 0.0, n).reshape(1, n)
+        reg = _REGS[mode]
+        out = np.empty_like(xn)
+        s = np.empty((rows, n))
+        o = np.empty((rows, n))
+        pi = np.empty((rows, n))
+        aux = np.empty((rows, n))
+        blk = np.empty((rows, n), np.int64)
+        stats = np.empty((rows, 2))
+        chunks = _threads(rows, n)
+        args = (xn, perm, rho, reg, standardize, descending, 1.0 / eps, out, s, o, pi, aux, blk)
+        if chunks:
+            k.rank_fwd_par(*args, stats, *_scratch(chunks, n))
+        else:
+            k.rank_fwd_serial(*args, stats, *_scratch(1, n))
+        ctx.save_for_backward(x)
+        ctx.arrays = (perm, pi, aux, blk, stats)
+        ctx.cfg = (eps, mode, descending, standardize, reg)
+        return torch.from_numpy(out)
+
+    @staticmethod
+    def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (x,) = ctx.saved_tensors
+        eps, mode, descending, standardize, reg = ctx.cfg
+        if torch.is_grad_enabled():
+            with torch.enable_grad():
+                y = _composite_rank(x, eps, mode, descending, standardize)
+                (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
+            return gx, None, None, None, None
+        perm, pi, aux, blk, stats = ctx.arrays
+        k = _kernels()
+        xn = x.detach().contiguous().numpy()
+        rows, n = xn.shape
+        gyn = gy.detach().contiguous().numpy()
+        gx = np.empty_like(xn)
+        chunks = _threads(rows, n)
+        tmp = np.empty((max(chunks, 1), 3, n))
+        args = (gyn, xn, perm, reg, standardize, descending, 1.0 / eps, pi, aux, blk, stats, gx)
+        if chunks:
+            k.rank_bwd_par(*args, tmp)
+        else:
+            k.rank_bwd_serial(*args, tmp)
+        return torch.from_numpy(gx), None, None, None, None
+
+
+def sorted_values(
+    x: torch.Tensor,
+    softness: Softness,
+    mode: str,
+    *,
+    descending: bool,
+    standardize: bool,
+    options: dict[str, Any] | None,
+) -> torch.Tensor | None:
+    """Soft sorted values of ``x`` along the last axis (x-space), or None if not eligible."""
+    if mode not in _REGS:
+        return None
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+    eps = _eligible(x2, softness, options)
+    if eps is None:
+        return None
+    out = FusedSort.apply(x2, eps, mode, bool(descending), bool(standardize))
+    return out.reshape(*lead, x.shape[-1])
+
+
+def rank(
+    x: torch.Tensor,
+    softness: Softness,
+    mode: str,
+    *,
+    descending: bool,
+    standardize: bool,
+    options: dict[str, Any] | None,
+) -> torch.Tensor | None:
+    """Soft ranks of ``x`` along the last axis, or None if not eligible."""
+    if mode not in _REGS:
+        return None
+    lead = x.shape[:-1]
+    x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+    eps = _eligible(x2, softness, options)
+    if eps is None:
+        return None
+    out = FusedRank.apply(x2, eps, mode, bool(descending), bool(standardize))
+    return out.reshape(*lead, x.shape[-1])
