@@ -232,8 +232,22 @@ def results_basename(info: dict[str, str], args: argparse.Namespace) -> str:
     return name
 
 
+def suite_summary(suite: str, cases: list[Case], results: list[Result]) -> list[str]:
+    """Extra lines of a suite (``bench_<suite>.summary(cases, results)`` if it defines one)."""
+    fn = getattr(importlib.import_module(f"bench_{suite}"), "summary", None)
+    if fn is None:
+        return []
+    try:
+        return list(fn(cases, results))
+    except Exception as e:  # a summary must never lose the table
+        return [f"- summary failed: {type(e).__name__}: {e}"]
+
+
 def markdown_report(
-    tables: list[tuple[str, list[Result]]], info: dict[str, str], args: argparse.Namespace
+    tables: list[tuple[str, list[Result]]],
+    info: dict[str, str],
+    args: argparse.Namespace,
+    summaries: dict[str, list[str]] | None = None,
 ) -> str:
     mem = "on (fresh child process per case)" if args.mem_on else "off"
     lines = [
@@ -250,6 +264,8 @@ def markdown_report(
     ]
     for suite, results in tables:
         lines += ["", f"## {suite}", "", format_table(results)]
+        if summaries and summaries.get(suite):
+            lines += [""] + summaries[suite]
     return "\n".join(lines) + "\n"
 
 
@@ -294,9 +310,14 @@ def main(argv: list[str] | None = None) -> int:
     end_load = machine_info(args.threads)["load"]
     info["load"] = f"{info['load']} (start) / {end_load} (end)"
     print(format_header(info))
+    summaries = {}
+    for (suite, cases), (_, results) in zip(plan, tables):
+        summaries[suite] = suite_summary(suite, cases, results)
     for suite, results in tables:
         print(f"\n## {suite}\n")
         print(format_table(results))
+        if summaries[suite]:
+            print("\n" + "\n".join(summaries[suite]))
     all_results = [r for _, rs in tables for r in rs]
     if args.csv:
         write_csv(all_results, args.csv, info)
@@ -304,7 +325,7 @@ def main(argv: list[str] | None = None) -> int:
         out = Path(args.results_dir)
         out.mkdir(parents=True, exist_ok=True)
         base = str(out / results_basename(info, args))
-        Path(base + ".md").write_text(markdown_report(tables, info, args))
+        Path(base + ".md").write_text(markdown_report(tables, info, args, summaries))
         write_csv(all_results, base + ".csv", info)
         print(f"\nwrote {base}.md and {base}.csv", file=sys.stderr)
     return 0

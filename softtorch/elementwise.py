@@ -14,7 +14,7 @@ from typing import TypeVar
 
 import torch
 
-from ._checks import MODES, as_float, check_mode, check_softness
+from ._checks import MODES, _is_compiling, as_float, check_mode, check_softness
 from .sigmoidal import Softness, ramp, step
 
 _F = TypeVar("_F", bound=Callable[..., torch.Tensor])
@@ -26,7 +26,11 @@ def _upcast_half(x: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
 
 
 def _is_wrapped(x: torch.Tensor) -> bool:
-    """True for tensors inside a torch.func transform (which may carry tangents or gradients)."""
+    """True for tensors inside a torch.func transform (which may carry tangents or gradients);
+    assumed while torch.compile traces (Dynamo cannot call the check; the caller's fallback only
+    adds ``0 * sign(x)``, which leaves the values unchanged)."""
+    if _is_compiling():
+        return True
     return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 

@@ -122,6 +122,13 @@ def relax(
     return out if out is DECLINE else into(target, out)
 
 
+def _carrier_plain(t: Any) -> Any:
+    """A SoftTensor without a role (no SoftBool / SoftIndex) as a plain alias."""
+    if t._hard is None and t._sidx is None:
+        return t.as_subclass(torch.Tensor)
+    return t
+
+
 def dispatch_plain(
     entry: Entry, cfg: SoftConfig, func: Callable[..., Any], args: tuple[Any, ...],
     kwargs: dict[str, Any],
@@ -151,7 +158,10 @@ def dispatch_soft(
         if eff is not None and eff.relaxing:
             entry = (eff.tables or tables(eff.ops, eff.exclude)).soft.get(func)
             if entry is not None and triggered(entry.trigger, args, kwargs, eff):
-                out = relax(entry, eff, carried, args, kwargs)
+                # carriers (no role) enter the handler as plain aliases: autograd then saves
+                # plain tensors, which is much cheaper than saving subclass instances
+                a, k = map_tensors(args, kwargs, _carrier_plain, start=int(entry.inplace))
+                out = relax(entry, eff, carried, a, k)
                 if out is not DECLINE:
                     return out
         role = ROLES.get(func)

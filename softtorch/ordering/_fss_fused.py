@@ -73,6 +73,31 @@ def _threads(rows: int, n: int) -> int:
     return 0
 
 
+_POOL: Any = None
+
+
+def _argsort_rows(xn: np.ndarray) -> np.ndarray:
+    """Ascending ``argsort`` of every row; large batches on several threads (numpy's sort
+    releases the GIL), one per numba thread."""
+    rows, n = xn.shape
+    chunks = min(rows, _threads(rows, n))
+    if chunks < 2 or n < 4096:
+        return np.argsort(xn, axis=-1, kind="quicksort")
+    global _POOL
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=chunks, thread_name_prefix="softtorch-argsort")
+    perm = np.empty((rows, n), np.int64)
+    bounds = [(k * rows // chunks, (k + 1) * rows // chunks) for k in range(chunks)]
+
+    def work(b: tuple[int, int]) -> None:
+        perm[b[0] : b[1]] = np.argsort(xn[b[0] : b[1]], axis=-1, kind="quicksort")
+
+    list(_POOL.map(work, bounds))
+    return perm
+
+
 def _bounds(dtype: torch.dtype) -> tuple[float, float]:
     info = torch.finfo(dtype)
     return float(info.tiny), 1.0 - float(info.eps)
@@ -110,7 +135,7 @@ class FusedSort(torch.autograd.Function):
 
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
-        perm = np.argsort(xn, axis=-1, kind="quicksort")
+        perm = _argsort_rows(xn)
         s = (np.linspace(1.0, 0.0, n) / eps).reshape(1, n)
         reg = _REGS[mode]
         lo, hi = _bounds(x.dtype)
@@ -120,15 +145,33 @@ class FusedSort(torch.autograd.Function):
         pi = np.empty((rows, n))
         aux = np.empty((rows, n))
         blk = np.empty((rows, n), np.int64)
+        ds = np.empty((rows, n)) if standardize else np.empty((1, 1))
         stats = np.empty((rows, 3))
         chunks = _threads(rows, n)
-        args = (xn, perm, s, reg, standardize, descending, lo, hi, out, w, o, pi, aux, blk, stats)
+        args = (
+            xn,
+            perm,
+            s,
+            reg,
+            standardize,
+            descending,
+            lo,
+            hi,
+            out,
+            w,
+            o,
+            pi,
+            aux,
+            blk,
+            ds,
+            stats,
+        )
         if chunks:
             k.sort_fwd_par(*args, *_scratch(chunks, n))
         else:
             k.sort_fwd_serial(*args, *_scratch(1, n))
         ctx.save_for_backward(x)
-        ctx.arrays = (perm, o, pi, aux, blk, stats)
+        ctx.arrays = (perm, o, pi, aux, blk, w, ds, stats)
         ctx.cfg = (eps, mode, descending, standardize, reg, lo, hi)
         return torch.from_numpy(out)
 
@@ -141,7 +184,7 @@ class FusedSort(torch.autograd.Function):
                 y = _composite_sort(x, eps, mode, descending, standardize)
                 (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
             return gx, None, None, None, None
-        perm, o, pi, aux, blk, stats = ctx.arrays
+        perm, o, pi, aux, blk, w, ds, stats = ctx.arrays
         k = _kernels()
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
@@ -149,7 +192,8 @@ class FusedSort(torch.autograd.Function):
         gx = np.empty_like(xn)
         chunks = _threads(rows, n)
         tmp = np.empty((max(chunks, 1), 3, n))
-        args = (gyn, xn, perm, reg, standardize, descending, lo, hi, o, pi, aux, blk, stats, gx)
+        args = (gyn, xn, perm, reg, standardize, descending, lo, hi, o, pi, aux, blk, w, ds, stats)
+        args = (*args, gx)
         if chunks:
             k.sort_bwd_par(*args, tmp)
         else:
@@ -169,7 +213,7 @@ class FusedRank(torch.autograd.Function):
 
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
-        perm = np.argsort(xn, axis=-1, kind="quicksort")
+        perm = _argsort_rows(xn)
         rho = np.linspace(1.0, 0.0, n).reshape(1, n)
         reg = _REGS[mode]
         out = np.empty_like(xn)

@@ -94,6 +94,7 @@ def _sort_fwd_rows(  # noqa: ANN201, C901, PLR0913
     pi,
     aux,
     blk,
+    ds,
     stats,
     r0,
     r1,
@@ -118,8 +119,13 @@ def _sort_fwd_rows(  # noqa: ANN201, C901, PLR0913
         for j in range(n):
             v = o[r, j] + c
             if standardize:
+                # kept for the backward: logit (in o), its scale (in ds), sigmoid' (in w)
                 vc = min(max(v, lo), hi)
-                v = math.log(vc / (1.0 - vc)) * std + mean if v == v else v
+                lg = math.log(vc / (1.0 - vc)) if v == v else v
+                o[r, j] = lg
+                ds[r, j] = std / (vc * (1.0 - vc)) if lo <= v <= hi else 0.0
+                w[r, j] = w[r, j] * (1.0 - w[r, j])
+                v = lg * std + mean
             if descending:
                 out[r, j] = v
             else:
@@ -142,6 +148,7 @@ def sort_fwd_par(
     pi,
     aux,
     blk,
+    ds,
     stats,  # noqa: ANN001, ANN201, PLR0913
     scr,
     start,
@@ -166,6 +173,7 @@ def sort_fwd_par(
             pi,
             aux,
             blk,
+            ds,
             stats,
             r0,
             r1,
@@ -190,6 +198,7 @@ def sort_fwd_serial(
     pi,
     aux,
     blk,  # noqa: ANN001, ANN201, PLR0913
+    ds,
     stats,
     scr,
     start,
@@ -209,6 +218,7 @@ def sort_fwd_serial(
         pi,
         aux,
         blk,
+        ds,
         stats,
         0,
         x.shape[0],
@@ -231,6 +241,8 @@ def _sort_bwd_rows(  # noqa: ANN201, C901, PLR0913
     pi,
     aux,
     blk,
+    w,
+    ds,
     stats,
     gx,
     r0,
@@ -249,12 +261,10 @@ def _sort_bwd_rows(  # noqa: ANN201, C901, PLR0913
         g_std = 0.0
         for j in range(n):
             g = np.float64(gy[r, j] if descending else gy[r, n - 1 - j])
-            if standardize:
-                v = o[r, j] + c
-                vc = min(max(v, lo), hi)
+            if standardize:  # o holds the logit, ds its derivative scale (see the forward)
                 g_mean += g
-                g_std += g * math.log(vc / (1.0 - vc))
-                g = g * std / (vc * (1.0 - vc)) if lo <= v <= hi else 0.0
+                g_std += g * o[r, j]
+                g = g * ds[r, j]
             go[j] = g
         for j in range(n):
             seg[j] = 0.0
@@ -280,8 +290,7 @@ def _sort_bwd_rows(  # noqa: ANN201, C901, PLR0913
         for j in range(n):
             i = perm[r, n - 1 - j]
             if standardize:
-                zi = _sigmoid((np.float64(x[r, i]) - mean) / std)
-                seg[i] = gz[j] * zi * (1.0 - zi)
+                seg[i] = gz[j] * w[r, j]  # w holds z (1 - z) at sorted position j
             else:
                 gx[r, i] = gz[j]
         if standardize:
@@ -302,6 +311,8 @@ def sort_bwd_par(
     pi,
     aux,
     blk,
+    w,
+    ds,
     stats,
     gx,  # noqa: ANN001, ANN201, PLR0913
     tmp,
@@ -324,6 +335,8 @@ def sort_bwd_par(
             pi,
             aux,
             blk,
+            w,
+            ds,
             stats,
             gx,
             r0,
@@ -346,6 +359,8 @@ def sort_bwd_serial(
     pi,
     aux,
     blk,
+    w,
+    ds,
     stats,  # noqa: ANN001, ANN201, PLR0913
     gx,
     tmp,
@@ -363,6 +378,8 @@ def sort_bwd_serial(
         pi,
         aux,
         blk,
+        w,
+        ds,
         stats,
         gx,
         0,

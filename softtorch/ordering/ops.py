@@ -308,13 +308,21 @@ def _check_k(k: object, n: int) -> int:
     return kk
 
 
+def _readable(t: torch.Tensor) -> bool:
+    """Whether ``t``'s values can be read in Python (not compiling, no torch.func wrapper)."""
+    from ..simplex import is_concrete
+
+    return is_concrete(t)
+
+
 def _check_q(q: object, data: _Data) -> tuple[torch.Tensor, bool]:
     """``q`` as a 1-D tensor in the compute dtype, and whether it was a scalar."""
     if isinstance(q, bool):
         raise TypeError("q must be a float or a tensor, got bool")
     if isinstance(q, (int, float)):
-        qt = torch.tensor([float(q)], dtype=data.x.dtype, device=data.x.device)
-        scalar = True
+        if not 0.0 <= float(q) <= 1.0:
+            raise ValueError(f"q values must be in [0, 1] (and not NaN), got {[float(q)]}")
+        return torch.tensor([float(q)], dtype=data.x.dtype, device=data.x.device), True
     elif isinstance(q, torch.Tensor):
         if q.is_complex():
             raise TypeError("q must be real, got a complex tensor")
@@ -324,7 +332,7 @@ def _check_q(q: object, data: _Data) -> tuple[torch.Tensor, bool]:
         qt = q.detach().reshape(-1).to(device=data.x.device, dtype=data.x.dtype)
     else:
         raise TypeError(f"q must be a float or a tensor, got {type(q).__name__}")
-    if qt.numel() and not bool(((qt >= 0) & (qt <= 1)).all()):
+    if qt.numel() and _readable(qt) and not bool(((qt >= 0) & (qt <= 1)).all()):
         raise ValueError(f"q values must be in [0, 1] (and not NaN), got {qt.tolist()}")
     return qt, scalar
 
