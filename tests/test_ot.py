@@ -8,7 +8,9 @@ import warnings
 import pytest
 import torch
 
-from softtorch.ordering import _ot_linalg, _ot_solver
+import softtorch as st
+from softtorch.ordering import _ot_linalg, _ot_ops, _ot_solver
+from softtorch.ordering import ot as ot_module
 from softtorch.ordering._base import _REGISTRY
 from softtorch.ordering.ot import OPTION_KEYS, OT, OTConvergenceWarning, ot_plan
 
@@ -387,3 +389,119 @@ def test_sweep_random_inputs(mode: str) -> None:
             assert torch.allclose(P.sum(-1), torch.ones(()), atol=1e-5)
             assert torch.allclose(P.sum(-2), torch.ones(()), atol=5e-3)
             assert bool(((r >= 1 - 1e-4) & (r <= n + 1e-4)).all())
+
+
+# ----------------------------------------------------------------------------- custom ops (compile)
+
+
+def _plan_outputs(z: torch.Tensor, softness: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    outs = [M.permutation(z, softness, mode), M.rank(z, softness, mode)]
+    outs.append(M.topk_permutation(z, 3, softness, mode))
+    if mode == "smooth":
+        outs += [M.log_permutation(z, softness, mode), M.log_topk_permutation(z, 3, softness, mode)]
+    return outs
+
+
+def _values_and_grads(
+    z: torch.Tensor, mode: str
+) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+    z = z.clone().requires_grad_()
+    softness = torch.tensor(0.15, dtype=torch.float64, requires_grad=True)
+    outs = _plan_outputs(z, softness, mode)
+    w = torch.linspace(0.5, 1.5, z.shape[-1], dtype=z.dtype)
+    loss = sum(
+        (torch.where(torch.isfinite(o), o, 0) * w * (i + 1)).sum() for i, o in enumerate(outs)
+    )
+    gz, gs = torch.autograd.grad(loss, (z, softness))
+    return [o.detach() for o in outs], gz, gs
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mode", MODES)
+def test_custom_op_path_matches_eager(
+    mode: str, dtype: torch.dtype, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The traced path (``._ot_ops``, run eagerly here) gives the eager values and gradients,
+    the softness gradient and NaN rows included."""
+    z = torch.rand(4, 12, dtype=dtype, generator=torch.Generator().manual_seed(21))
+    z[2, 5] = math.nan
+    eager = _values_and_grads(z, mode)
+    monkeypatch.setattr(ot_module, "_traced", lambda t: True)
+    traced = _values_and_grads(z, mode)
+    tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == torch.float64 else {}
+    for o, e in zip(traced[0], eager[0]):
+        assert o.dtype == e.dtype
+        torch.testing.assert_close(o, e, equal_nan=True, **tol)
+    torch.testing.assert_close(traced[1], eager[1], **tol)
+    torch.testing.assert_close(traced[2], eager[2], **tol)
+    assert float(traced[2]) != 0
+
+
+def test_custom_op_path_warns(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ot_module, "_traced", lambda t: True)
+    z = torch.rand(3, 30, generator=torch.Generator().manual_seed(9))
+    for mode, key in (("smooth", "sinkhorn_max_iter"), ("c0", "lbfgs_max_iter")):
+        with pytest.warns(OTConvergenceWarning, match="max_iter"):
+            M.permutation(z, 0.01, mode, options={key: 1})
+
+
+@pytest.mark.parametrize(("kind", "log"), [(0, False), (1, False), (3, False), (0, True)])
+def test_custom_ops_opcheck(kind: int, log: bool) -> None:
+    """Schema, fake (meta) implementation, autograd registration and AOT dispatch of the ops."""
+    a = torch.randn(2, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(4))
+    a.requires_grad_()
+    y = torch.linspace(-0.5, 0.5, 6, dtype=torch.float64)
+    b = torch.ones(6, dtype=torch.float64)
+    beta0 = ot_module._hard_beta(-0.5 * a.detach(), y, b)
+    what = "sinkhorn" if kind == 0 else "lbfgs"
+    args = (a, y, b, kind, 1e-9, 200, what, beta0, "row" if kind == 3 else "col", log)
+    torch.library.opcheck(_ot_ops._plan_op, args)
+    P, alpha, beta = _ot_ops._plan_op(*args)
+    G = torch.randn(P.shape, dtype=P.dtype, generator=torch.Generator().manual_seed(5))
+    saved = P.detach() if kind == 0 or log else None
+    vjp_args = (G, a.detach(), y, alpha, beta, saved, kind, log)
+    torch.library.opcheck(_ot_ops._vjp_op, vjp_args)
+
+
+def test_compile_fullgraph_learnable_softness() -> None:
+    """``torch.compile(fullgraph=True)``: no graph break, eager values and gradients (scores and
+    a learnable softness), and the convergence warning from the op at run time."""
+    x = torch.rand(3, 7, dtype=torch.float64, generator=torch.Generator().manual_seed(8))
+
+    def f(x: torch.Tensor, s: torch.Tensor, opts: dict | None) -> torch.Tensor:
+        v = st.sort(x, softness=s, method="ot", ot_kwargs=opts).values
+        r = st.rank(x, softness=s, mode="c1", method="ot", ot_kwargs=opts)
+        return (v * torch.arange(1.0, 8.0, dtype=x.dtype)).sum() + (r * r).sum()
+
+    compiled = torch.compile(f, fullgraph=True, backend="aot_eager")
+    for fn in (f, compiled):
+        xs = x.clone().requires_grad_()
+        s = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+        out = fn(xs, s, None)
+        grads = torch.autograd.grad(out, (xs, s))
+        if fn is f:
+            ref = (out.detach(), *grads)
+        else:
+            for got, want in zip((out, *grads), ref):
+                torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-10)
+    with pytest.warns(OTConvergenceWarning, match="max_iter"):
+        opts = {"sinkhorn_max_iter": 1, "lbfgs_max_iter": 1}
+        compiled(x * 30, torch.tensor(0.01, dtype=torch.float64), opts)
+
+
+def test_compile_of_functorch_transforms() -> None:
+    """``torch.compile`` of ``vmap`` / ``grad`` keeps the transform path (no custom op)."""
+    x = torch.rand(3, 6, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+
+    def f(r: torch.Tensor) -> torch.Tensor:
+        return st.sort(r, method="ot").values
+
+    def loss(r: torch.Tensor) -> torch.Tensor:
+        return (f(r) ** 2).sum()
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Dynamo's notes on the graph breaks inside transforms
+        got = torch.compile(torch.func.vmap(f), backend="aot_eager")(x)
+        grad = torch.compile(torch.func.grad(loss), backend="aot_eager")(x[0])
+    torch.testing.assert_close(got, torch.func.vmap(f)(x), rtol=1e-12, atol=1e-13)
+    torch.testing.assert_close(grad, torch.func.grad(loss)(x[0]), rtol=1e-12, atol=1e-13)

@@ -41,6 +41,9 @@ ops. It is used
   values in :class:`Potentials` (whose ``vmap`` rule folds the vmapped dimension into the batch of
   rows the solver already handles) and everything differentiable is plain torch.
 
+Under ``torch.compile`` the same forward solve and implicit backward (:func:`solve_plan`,
+:func:`plan_vjp`) run as the custom ops of :mod:`._ot_ops` instead of :class:`OTPlan`.
+
 The dense path costs ``O(B (n m^2 + m^3))`` per Newton step (the Schur complement), so it is meant
 for transforms and higher-order derivatives of moderate sizes; plain first-order backward passes
 keep the matrix-free solve above.
@@ -73,7 +76,7 @@ def work_dtype(dtype: torch.dtype, cmax: float, tol: float, kind: int) -> torch.
     return torch.float32
 
 
-def _solve_plan(
+def solve_plan(
     a: torch.Tensor,
     y: torch.Tensor,
     b: torch.Tensor,
@@ -113,6 +116,56 @@ def _slacks(
     return s.add_(beta.unsqueeze(-2))
 
 
+def curvature_of(
+    a: torch.Tensor,
+    y: torch.Tensor,
+    kind: int,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    Q: torch.Tensor | None,
+) -> torch.Tensor:
+    """``D = phi'(s)`` at the solution: the plan itself for ``kind = 0`` (``Q``), else from the
+    slacks recomputed in the potentials' dtype."""
+    if kind == 0 and Q is not None:
+        return Q
+    wd = alpha.dtype
+    return curvature(_slacks(a.detach().to(wd), y.to(wd), alpha, beta), kind)
+
+
+def implicit_vjp(D: torch.Tensor, GD: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    r"""``dL/da`` from the curvatures ``D`` and ``GD = G * D`` (module docstring): with
+    ``r = D 1``, ``h = (GD 1, GD^T 1)``, ``S w_b = h_b - D^T (h_a / r)``,
+    ``w_a = (h_a - D w_b) / r``, the gradient is ``w_a (D y) + D (w_b y) - (GD) y``."""
+    dtype = D.dtype
+    r = D.sum(-1).clamp_min(torch.finfo(dtype).tiny)
+    ha, hb = GD.sum(-1), GD.sum(-2)
+    rhs = hb - torch.bmm((ha / r).unsqueeze(-2), D).squeeze(-2)
+    rtol = 1e-10 if dtype == torch.float64 else 1e-5
+    wb = schur_solve(D, r, rhs, rtol=rtol, max_iter=1000)
+    cols = torch.stack([y.expand_as(wb), wb * y, wb], -1)  # (B, m, 3)
+    Dc = torch.bmm(D, cols)  # D y, D (wb y), D wb
+    wa = (ha - Dc[..., 2]) / r
+    return wa * Dc[..., 0] + Dc[..., 1] - torch.bmm(GD, y.expand_as(wb).unsqueeze(-1))[..., 0]
+
+
+def plan_vjp(
+    G: torch.Tensor,
+    a: torch.Tensor,
+    y: torch.Tensor,
+    kind: int,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    Q: torch.Tensor | None,
+    log: bool = False,
+) -> torch.Tensor:
+    """``dL/da`` for the upstream gradient ``G`` of the plan ``Q`` or, with ``log``, of
+    ``log Q`` (``G * D = G_log`` since ``D = Q``); ``Q`` is needed for ``kind = 0`` only."""
+    dtype = torch.float64 if G.dtype == torch.float64 else torch.float32
+    D = curvature_of(a, y, kind, alpha, beta, Q).to(dtype)
+    G = G.to(dtype)
+    return implicit_vjp(D, G if log else G * D, y.to(dtype)).to(a.dtype)
+
+
 class OTPlan(torch.autograd.Function):
     """``Q, alpha, beta = OTPlan.apply(a, y, b, kind, opts, beta0, normalise)``: the plan
     ``(B, n, m)`` (differentiable in ``a``) and the dual potentials (not differentiable).
@@ -129,7 +182,7 @@ class OTPlan(torch.autograd.Function):
         beta0: torch.Tensor | None,
         normalise: str,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return _solve_plan(a.detach(), y, b, kind, opts, beta0, normalise)
+        return solve_plan(a.detach(), y, b, kind, opts, beta0, normalise)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Any, ...]) -> None:
@@ -152,26 +205,8 @@ class OTPlan(torch.autograd.Function):
                 Qn = newton_plan(a, ctx.y, ctx.b, ctx.kind, alpha, beta, ctx.normalise)
                 (grad,) = torch.autograd.grad(Qn, a, G.to(Qn.dtype), create_graph=True)
             return (grad, *none)
-        dtype = torch.float64 if G.dtype == torch.float64 else torch.float32
-        if ctx.kind == 0:
-            D = rest[0].to(dtype)
-        else:
-            wd = alpha.dtype
-            D = curvature(_slacks(a.detach().to(wd), ctx.y.to(wd), alpha, beta), ctx.kind)
-            D = D.to(dtype)
-        G = G.to(dtype)
-        y = ctx.y.to(dtype)
-        r = D.sum(-1).clamp_min(torch.finfo(dtype).tiny)
-        GD = G * D
-        ha, hb = GD.sum(-1), GD.sum(-2)
-        rhs = hb - torch.bmm((ha / r).unsqueeze(-2), D).squeeze(-2)
-        rtol = 1e-10 if dtype == torch.float64 else 1e-5
-        wb = schur_solve(D, r, rhs, rtol=rtol, max_iter=1000)
-        cols = torch.stack([y.expand_as(wb), wb * y, wb], -1)  # (B, m, 3)
-        Dc = torch.bmm(D, cols)  # D y, D (wb y), D wb
-        wa = (ha - Dc[..., 2]) / r
-        grad = wa * Dc[..., 0] + Dc[..., 1] - torch.bmm(GD, y.expand_as(wb).unsqueeze(-1))[..., 0]
-        return (grad.to(a.dtype), *none)
+        Q = rest[0] if rest else None
+        return (plan_vjp(G, a, ctx.y, ctx.kind, alpha, beta, Q), *none)
 
     @staticmethod
     def jvp(ctx: Any, da: torch.Tensor | None, *_: Any) -> tuple[torch.Tensor | None, ...]:
@@ -196,7 +231,7 @@ class Potentials(torch.autograd.Function):
         beta0: torch.Tensor | None,
         normalise: str,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        _, alpha, beta = _solve_plan(a.detach(), y, b, kind, opts, beta0, normalise)
+        _, alpha, beta = solve_plan(a.detach(), y, b, kind, opts, beta0, normalise)
         return alpha, beta
 
     @staticmethod

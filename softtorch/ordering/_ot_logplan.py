@@ -22,9 +22,37 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._ot_autograd import work_dtype
-from ._ot_linalg import schur_solve
+from ._ot_autograd import implicit_vjp, work_dtype
 from ._ot_solver import SolverOptions, solve
+
+
+def solve_log_plan(
+    a: torch.Tensor,
+    y: torch.Tensor,
+    b: torch.Tensor,
+    opts: SolverOptions,
+    beta0: torch.Tensor | None,
+    normalise: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Run the entropic solver on plain (detached) tensors: ``(log Q, alpha, beta)``, all in the
+    work dtype of the potentials."""
+    cmax = float(a.abs().amax()) * float(y.abs().amax())
+    dtype = work_dtype(a.dtype, cmax, opts.tol, 0)
+    floor = 16 * torch.finfo(torch.float64).eps * cmax  # rounding level of the slacks
+    if floor > opts.tol:
+        opts = SolverOptions(tol=floor, max_iter=opts.max_iter, what=opts.what)
+    aw, yw, bw = a.to(dtype), y.to(dtype), b.to(dtype)
+    start = None if beta0 is None else beta0.to(dtype)
+    sol = solve(aw, yw, bw, 0, opts, start, normalise)
+    wd = sol.alpha.dtype
+    s = (aw.to(wd).neg().unsqueeze(-1) * yw.to(wd)).add_(sol.alpha.unsqueeze(-1))
+    s.add_(sol.beta.unsqueeze(-2))
+    if normalise == "col":
+        logq = s - torch.logsumexp(s, -2, keepdim=True) + bw.to(wd).log()
+    else:
+        logq = s - torch.logsumexp(s, -1, keepdim=True)
+    # beta may be the warm start itself (an input): return a fresh tensor
+    return logq, sol.alpha, sol.beta.clone()
 
 
 class OTLogPlan(torch.autograd.Function):
@@ -40,21 +68,7 @@ class OTLogPlan(torch.autograd.Function):
         beta0: torch.Tensor | None,
         normalise: str,
     ) -> torch.Tensor:
-        cmax = float(a.detach().abs().amax()) * float(y.abs().amax())
-        dtype = work_dtype(a.dtype, cmax, opts.tol, 0)
-        floor = 16 * torch.finfo(torch.float64).eps * cmax  # rounding level of the slacks
-        if floor > opts.tol:
-            opts = SolverOptions(tol=floor, max_iter=opts.max_iter, what=opts.what)
-        aw, yw, bw = a.detach().to(dtype), y.to(dtype), b.to(dtype)
-        start = None if beta0 is None else beta0.to(dtype)
-        sol = solve(aw, yw, bw, 0, opts, start, normalise)
-        wd = sol.alpha.dtype
-        s = (aw.to(wd).neg().unsqueeze(-1) * yw.to(wd)).add_(sol.alpha.unsqueeze(-1))
-        s.add_(sol.beta.unsqueeze(-2))
-        if normalise == "col":
-            logq = s - torch.logsumexp(s, -2, keepdim=True) + bw.to(wd).log()
-        else:
-            logq = s - torch.logsumexp(s, -1, keepdim=True)
+        logq, _, _ = solve_log_plan(a.detach(), y, b, opts, beta0, normalise)
         ctx.save_for_backward(logq.exp().to(a.dtype))
         ctx.y, ctx.in_dtype = y, a.dtype
         return logq.to(a.dtype)
@@ -64,16 +78,6 @@ class OTLogPlan(torch.autograd.Function):
     def backward(ctx: Any, G: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         (Q,) = ctx.saved_tensors
         dtype = torch.float64 if G.dtype == torch.float64 else torch.float32
-        D = Q.to(dtype)
-        GD = G.to(dtype)  # (G_log / Q) * D with D = Q
-        y = ctx.y.to(dtype)
-        r = D.sum(-1).clamp_min(torch.finfo(dtype).tiny)
-        ha, hb = GD.sum(-1), GD.sum(-2)
-        rhs = hb - torch.bmm((ha / r).unsqueeze(-2), D).squeeze(-2)
-        rtol = 1e-10 if dtype == torch.float64 else 1e-5
-        wb = schur_solve(D, r, rhs, rtol=rtol, max_iter=1000)
-        cols = torch.stack([y.expand_as(wb), wb * y, wb], -1)  # (B, m, 3)
-        Dc = torch.bmm(D, cols)  # D y, D (wb y), D wb
-        wa = (ha - Dc[..., 2]) / r
-        grad = wa * Dc[..., 0] + Dc[..., 1] - torch.bmm(GD, y.expand_as(wb).unsqueeze(-1))[..., 0]
+        # (G_log / Q) * D with D = Q
+        grad = implicit_vjp(Q.to(dtype), G.to(dtype), ctx.y.to(dtype))
         return grad.to(ctx.in_dtype), None, None, None, None, None

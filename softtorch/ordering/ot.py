@@ -39,6 +39,9 @@ optimality conditions (:mod:`._ot_autograd`), not from unrolling the solver, inc
 softness (the plan depends on ``z`` and ``softness`` only through ``C / eps``). Double backward
 (``create_graph=True``), forward mode and ``torch.func`` transforms differentiate a dense
 Newton-step form of the same implicit function (exact to third order; :mod:`._ot_autograd`).
+While tracing (``torch.compile``, fake tensors) the solver and the Schur solve of the backward
+pass run as ``torch.library`` custom ops (:mod:`._ot_ops`): the same values and gradients, and no
+graph breaks from the solvers' data-dependent stopping rules.
 
 ``ot_kwargs`` (``options``): ``sinkhorn_tol`` / ``sinkhorn_max_iter`` control ``smooth``,
 ``lbfgs_tol`` / ``lbfgs_max_iter`` control the p-norm modes (the names follow the published
@@ -64,11 +67,14 @@ import numbers
 from typing import Any
 
 import torch
+from torch._subclasses.fake_tensor import is_fake
 
 from .._checks import as_float, check_mode, check_softness
 from ..simplex import is_concrete
 from ._base import OrderingMethod, Softness, register
 from ._ot_autograd import OTPlan, transform_plan
+from ._ot_logplan import OTLogPlan
+from ._ot_ops import traced_plan
 from ._ot_solver import OTConvergenceWarning, SolverOptions
 
 __all__ = ["OT", "OTConvergenceWarning", "OPTION_KEYS"]
@@ -159,11 +165,14 @@ def ot_plan(
         return z.new_zeros(*batch, n, m)
     if n == 1:  # a single input fills the single anchor; keep the graph (zero gradient, NaN kept)
         return (z * 0 + (0 if log else 1)).unsqueeze(-1).expand(*batch, 1, m)
-    if isinstance(softness, torch.Tensor) and is_concrete(softness):
-        value = float(softness.detach())  # check_softness skips tensors that require grad
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"softness must be a finite number > 0, got {value}")
+    if isinstance(softness, torch.Tensor):
+        if is_concrete(softness):  # check_softness skips tensors that require grad
+            value = float(softness.detach())
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"softness must be a finite number > 0, got {value}")
         softness = softness.to(device=z.device, dtype=work.dtype)
+    if log and mode != "smooth":
+        raise ValueError("ot_plan(log=True) needs mode='smooth'")
     bad = ~torch.isfinite(flat).all(-1, keepdim=True)
     clean = torch.where(bad, torch.zeros_like(flat), flat)
     zc = clean - clean.mean(-1, keepdim=True)
@@ -173,23 +182,28 @@ def ot_plan(
     a = zc * (-2.0 / softness)  # Chat_ij = a_i * yc_j
     with torch.no_grad():  # warm start from the same (rounded) costs, in float64
         beta0 = _hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
-    if log and mode != "smooth":
-        raise ValueError("ot_plan(log=True) needs mode='smooth'")
-    if not is_concrete(a):  # torch.func transforms: differentiable Newton form (._ot_autograd)
-        Q = transform_plan(a, yc, bw, _KIND[mode], opts, beta0, normalise, log=log)
-        Q = torch.where(bad.unsqueeze(-1), torch.full_like(Q, math.nan), Q)
-        return Q.reshape(*batch, n, m).to(z.dtype)
-    if log:
-        from ._ot_logplan import OTLogPlan
-
-        if mode != "smooth":
-            raise ValueError("ot_plan(log=True) needs mode='smooth'")
-        Q = OTLogPlan.apply(a, yc, bw, opts, beta0, normalise)
+    kind = _KIND[mode]
+    if _traced(a):  # torch.compile / fake tensors: the solver as opaque custom ops (._ot_ops)
+        Q = traced_plan(a, yc, bw, kind, opts, beta0, normalise, log=log)
+    elif not is_concrete(a):  # torch.func transforms: differentiable Newton form (._ot_autograd)
+        Q = transform_plan(a, yc, bw, kind, opts, beta0, normalise, log=log)
     else:
-        Q = OTPlan.apply(a, yc, bw, _KIND[mode], opts, beta0, normalise)[0]
-    if bool(bad.any()):
-        Q = torch.where(bad.unsqueeze(-1), torch.full_like(Q, math.nan), Q)
+        if log:
+            Q = OTLogPlan.apply(a, yc, bw, opts, beta0, normalise)
+        else:
+            Q = OTPlan.apply(a, yc, bw, kind, opts, beta0, normalise)[0]
+        if not bool(bad.any()):
+            return Q.reshape(*batch, n, m).to(z.dtype)
+    Q = torch.where(bad.unsqueeze(-1), torch.full_like(Q, math.nan), Q)
     return Q.reshape(*batch, n, m).to(z.dtype)
+
+
+def _traced(t: torch.Tensor) -> bool:
+    """Whether ``t`` is being traced (Dynamo, or a fake tensor) outside ``torch.func`` transforms
+    (custom ops have no functorch rules; Dynamo folds the transform check to a constant)."""
+    if torch._C._are_functorch_transforms_active():
+        return False
+    return torch.compiler.is_compiling() or is_fake(t)
 
 
 def _grid(n: int, like: torch.Tensor) -> torch.Tensor:
