@@ -52,13 +52,14 @@ class _HardForwardSoftBackward(torch.autograd.Function):
 def combine(hard: Any, soft: Any) -> Any:
     """Hard values with the soft result's gradient, recursively over tuples / named tuples."""
     if isinstance(soft, torch.Tensor) and isinstance(hard, torch.Tensor):
-        if forward_ad_active():
-            # dual tensors do not require grad, and the Function has no jvp (Dynamo cannot
-            # trace one): the same hard-forward / soft-derivative as plain torch ops
-            delta = soft - soft.detach()
-            return hard.detach().to(soft.dtype) + torch.nan_to_num(
-                delta, nan=0.0, posinf=0.0, neginf=0.0
-            )
+        if forward_ad_active() or torch.compiler.is_compiling():
+            # the same hard-forward / soft-derivative as plain torch ops: dual tensors do not
+            # require grad and the Function has no jvp (Dynamo cannot trace one); under
+            # torch.compile Inductor drops the Function's clone as a no-op, so a hard result
+            # also returned elsewhere in the graph became one tensor with it, which AOTAutograd
+            # then marked non-differentiable. ``hard - (+0.0)`` keeps ``hard`` bit-exact.
+            zero = torch.nan_to_num(soft.detach() - soft, nan=0.0, posinf=0.0, neginf=0.0)
+            return hard.detach().to(soft.dtype) - zero
         if not soft.requires_grad:
             return hard
         # detach: the hard graph is never differentiated (and may hold ops such as heaviside

@@ -125,7 +125,7 @@ def relax(
 def _carrier_plain(t: Any) -> Any:
     """A SoftTensor without a role (no SoftBool / SoftIndex) as a plain alias."""
     if t._hard is None and t._sidx is None:
-        return t.as_subclass(torch.Tensor)
+        return plain(t)  # traceable by torch.compile (SoftTensor.as_subclass is not free)
     return t
 
 

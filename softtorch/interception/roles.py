@@ -101,6 +101,11 @@ def writes_first(func: Callable[..., Any]) -> bool:
     return out
 
 
+#: torch.compile evaluates it on the real callable (a pure function of it) instead of tracing
+#: ``str`` methods on a name Dynamo does not know (``torch._dynamo.assume_constant_result``).
+writes_first._dynamo_marked_constant = True  # type: ignore[attr-defined]
+
+
 def forget_role(t: Any) -> None:
     """After an in-place change the exact result / soft index no longer describe ``t``."""
     if isinstance(t, SoftTensor):

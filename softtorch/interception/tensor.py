@@ -28,6 +28,8 @@ from .._checks import as_float
 from .config import SoftConfig, make_config
 
 _Disable = torch._C.DisableTorchFunctionSubclass
+#: ``torch.Tensor.as_subclass`` itself (SoftTensor overrides the method for traced code).
+_as_subclass = Tensor.as_subclass
 
 #: The subclass dispatch entry, installed by :mod:`softtorch.interception.mode` (which imports
 #: this module, so it cannot be imported here).
@@ -74,12 +76,37 @@ class SoftTensor(torch.Tensor):
         index of a SoftIndex, the data of a carrier."""
         if self._hard is not None:
             return self._hard
-        return self.as_subclass(Tensor)
+        return plain(self)
+
+    def as_subclass(self, cls: type) -> Tensor:  # type: ignore[override]
+        """``Tensor.as_subclass``; under ``torch.compile`` ``as_subclass(torch.Tensor)`` is
+        traced as :func:`plain` (Dynamo cannot trace it for a ``__torch_function__`` subclass)."""
+        if cls is Tensor and torch.compiler.is_compiling():
+            return traced_plain(self)
+        return _as_subclass(self, cls)
+
+    def detach(self) -> Tensor:  # type: ignore[override]
+        """``Tensor.detach`` (through the dispatch as usual). Under a ``TorchDispatchMode`` the
+        plain data is detached and the settings and role are kept: some modes reject subclass
+        operands, such as the check AOTAutograd runs on the first call of a compiled function,
+        which detaches the SoftTensor inputs it saves for backward."""
+        if torch.compiler.is_compiling() or not torch._C._len_torch_dispatch_stack():
+            return Tensor.detach(self)
+        sidx = None if self._sidx is None else self._sidx.detach()
+        return make(Tensor.detach(plain(self)), self._cfg, self._hard, sidx)
+
+    @property
+    def _base(self) -> Tensor | None:  # type: ignore[override]
+        """The view base as a plain tensor. (Through ``__torch_function__`` it would become a
+        carrier, itself an ``as_subclass`` alias of the base and so a view again: Dynamo, which
+        follows ``_base`` while it wraps a SoftTensor input, recursed without end.)"""
+        with _Disable():
+            return Tensor._base.__get__(self)  # type: ignore[attr-defined]
 
     def __deepcopy__(self, memo: dict[int, Any]) -> SoftTensor:
         if id(self) in memo:
             return memo[id(self)]
-        data = copy.deepcopy(self.as_subclass(Tensor), memo)
+        data = copy.deepcopy(plain(self), memo)
         hard, sidx = copy.deepcopy(self._hard, memo), copy.deepcopy(self._sidx, memo)
         out = make(data, self._cfg, hard, sidx)
         memo[id(self)] = out
@@ -87,7 +114,7 @@ class SoftTensor(torch.Tensor):
 
     def __repr__(self, *, tensor_contents: Any = None) -> str:  # type: ignore[override]
         with _Disable():
-            body = Tensor.__repr__(self.as_subclass(Tensor))
+            body = Tensor.__repr__(plain(self))
         if self._hard is not None:
             kind = "SoftBool"
         elif self._sidx is not None:
@@ -107,13 +134,30 @@ def make(
     """``data`` as a SoftTensor with the given settings and role (plain if it has neither)."""
     if cfg is None and hard is None and sidx is None:
         return plain(data)
-    out = data.as_subclass(SoftTensor)  # as_subclass is never dispatched
+    out = _as_subclass(data, SoftTensor)  # as_subclass is never dispatched
     if cfg is not None:  # unset attributes fall back to the class defaults (None)
         out._cfg = cfg
     if hard is not None:
         out._hard = hard
     if sidx is not None:
         out._sidx = sidx
+    return out
+
+
+def traced_make(
+    data: Tensor,
+    cfg: SoftConfig | None,
+    hard: Tensor | None = None,
+    sidx: Tensor | None = None,
+) -> Tensor:
+    """:func:`make` as ``torch.compile`` traces it: every attribute is set on the new object
+    (Dynamo does not see the class defaults of a SoftTensor made while tracing)."""
+    if cfg is None and hard is None and sidx is None:
+        return plain(data)
+    out = plain(data).as_subclass(SoftTensor)
+    out._cfg = cfg
+    out._hard = hard
+    out._sidx = sidx
     return out
 
 
@@ -129,8 +173,28 @@ def clone_role(t: Tensor) -> Tensor:
 def plain(t: Any) -> Any:
     """A plain-tensor alias of ``t`` (same data and autograd history); non-SoftTensors unchanged."""
     if isinstance(t, SoftTensor):
-        return t.as_subclass(Tensor)
+        return _as_subclass(t, Tensor)
     return t
+
+
+def traced_plain(t: Any) -> Any:
+    """:func:`plain` as ``torch.compile`` traces it: Dynamo cannot trace ``as_subclass`` to
+    ``torch.Tensor``, but an ``alias`` with subclass dispatch disabled is the same plain alias."""
+    if isinstance(t, SoftTensor):
+        with _Disable():
+            return torch.ops.aten.alias(t)
+    return t
+
+
+def trace_as(fn: Callable[..., Any], traced: Callable[..., Any]) -> None:
+    """Make Dynamo trace ``traced`` wherever it meets ``fn`` (the ``_torchdynamo_inline`` hook
+    it also follows for ``torch.jit`` wrappers). Eager calls of ``fn`` are unchanged, so the
+    eager dispatch pays nothing for the traceable form."""
+    fn._torchdynamo_inline = traced  # type: ignore[attr-defined]
+
+
+trace_as(plain, traced_plain)
+trace_as(make, traced_make)
 
 
 def is_soft_bool(t: object) -> bool:

@@ -38,6 +38,7 @@ from typing import Any, ClassVar
 import torch
 
 from ._logspace import safe_log
+from ._take import index_select_rows
 
 Softness = float | torch.Tensor
 
@@ -115,7 +116,7 @@ class OrderingMethod(abc.ABC):
     ) -> torch.Tensor:
         """Rows ``positions`` (1-D int64) of the soft permutation, shape ``(..., m, n)``."""
         perm = self.permutation(z, softness, mode, descending=descending, options=options)
-        return perm.index_select(-2, positions)
+        return index_select_rows(perm, positions)
 
     def permute_values(
         self,
@@ -247,7 +248,7 @@ class OrderingMethod(abc.ABC):
         """``log`` of :meth:`permutation_rows`."""
         if _keeps(self, "permutation_rows"):
             lp = self.log_permutation(z, softness, mode, descending=descending, options=options)
-            return lp.index_select(-2, positions)
+            return index_select_rows(lp, positions)
         rows = self.permutation_rows(
             z, positions, softness, mode, descending=descending, options=options
         )

@@ -73,6 +73,7 @@ from .._checks import (
     check_mode,
     check_softness,
 )
+from . import _take
 from ._base import OrderingMethod, Softness, get_method
 from ._logspace import clamp_log_probs, clamp_probs, log_mix, safe_log
 from ._standardize import Stats, unstandardize
@@ -384,10 +385,8 @@ def _extreme(
         hard = torch.max if largest else torch.min
         return hard(as_float(x)) if dim is None else hard(as_float(x), dim, keepdim)  # type: ignore[arg-type]
     if cfg.mode == "hard":
-        hard = torch.max if largest else torch.min
-        res = hard(data.x, dim=-1)
-        values = res.values
-        idx = _hard_index(res.indices, n, data.x.dtype, cfg)
+        values, hard_idx = _take.extreme(data.x, largest)
+        idx = _hard_index(hard_idx, n, data.x.dtype, cfg)
     else:
         impl = _impl(cfg)
         z, stats, sv = _scores_values(impl, data, cfg, descending=False)
@@ -596,10 +595,9 @@ def sort(
     n = data.n
     idx: torch.Tensor | None = None
     if cfg.mode == "hard" or n == 0:
-        res = torch.sort(data.x, dim=-1, descending=bool(descending))
-        values = res.values
+        values, order = _take.sort(data.x, descending=bool(descending))
         if return_indices:
-            idx = _hard_index(res.indices, n, data.x.dtype, cfg)
+            idx = _hard_index(order, n, data.x.dtype, cfg)
     else:
         impl = _impl(cfg)
         z, stats, sv = _scores_values(impl, data, cfg, descending=bool(descending))
@@ -712,8 +710,8 @@ def topk(
     kk = _check_k(k, n)
     idx: torch.Tensor | None = None
     if cfg.mode == "hard" or n == 0 or kk == 0:
-        res = torch.topk(data.x, kk, dim=-1, largest=bool(largest))
-        values, idx = res.values, _hard_index(res.indices, n, data.x.dtype, cfg)
+        values, top = _take.topk(data.x, kk, largest=bool(largest))
+        idx = _hard_index(top, n, data.x.dtype, cfg)
     else:
         impl = _impl(cfg)
         z, stats, sv = _scores_values(impl, data, cfg, descending=bool(largest))
@@ -827,7 +825,7 @@ def _order_stat(
         (z, stats), sv = _scores(data, cfg), None
     if sv is not None:
         xs = _to_x(sv, stats)
-        values = (1.0 - w) * xs.index_select(-1, lo) + w * xs.index_select(-1, hi)
+        values = (1.0 - w) * _take.index_select_last(xs, lo) + w * _take.index_select_last(xs, hi)
     if want_index and cfg.log:
         rows = impl.log_permutation_rows(
             z, torch.cat((lo, hi)), cfg.softness, cfg.mode, descending=False, options=cfg.options
@@ -883,7 +881,7 @@ def _quantile(
     lo, hi, w = _quantile_positions(qt, n, interp)
     if cfg.mode == "hard":
         if want_values:
-            values = torch.quantile(data.x, qt, dim=-1, interpolation=interp).movedim(0, -1)
+            values = _take.quantile(data.x, qt, interp)
         if want_index:
             idx = _hard_quantile_index(data, lo, hi, w, cfg)
     else:
@@ -1026,10 +1024,9 @@ def _median(
         if n == 0 and dim is None and want_values:
             values = torch.median(data.x)
         else:
-            res = torch.median(data.x, dim=-1)
-            values = res.values
+            values, mid_idx = _take.median(data.x)
             if want_index:
-                idx = _hard_index(res.indices, n, data.x.dtype, cfg)
+                idx = _hard_index(mid_idx, n, data.x.dtype, cfg)
     else:
         mid = torch.tensor([(n - 1) // 2], device=data.x.device)
         w = torch.zeros(1, dtype=data.x.dtype, device=data.x.device)

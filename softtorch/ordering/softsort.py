@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..simplex import chunked_rows, project_simplex
+from . import _take
 from ._base import OrderingMethod, Softness, register
 
 
@@ -65,6 +66,11 @@ def _soft_rows(
     )
 
 
+def _sorted(z: torch.Tensor, descending: bool) -> torch.Tensor:
+    """The hard sorted scores (the anchors; they keep their gradient)."""
+    return _take.sort(z, descending=descending)[0]
+
+
 def _positions(n: int, like: torch.Tensor) -> torch.Tensor:
     return torch.arange(1, n + 1, device=like.device, dtype=like.dtype)
 
@@ -84,7 +90,7 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        zs = torch.sort(z, dim=-1, descending=descending).values
+        zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode)
 
     def permutation_rows(
@@ -97,7 +103,7 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        zs = torch.sort(z, dim=-1, descending=descending).values.index_select(-1, positions)
+        zs = _take.index_select_last(_sorted(z, descending), positions)
         return _soft_rows(zs, z, softness, mode)
 
     def topk_permutation(
@@ -109,7 +115,7 @@ class SoftSort(OrderingMethod):
         *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        return _soft_rows(torch.topk(z, k, dim=-1).values, z, softness, mode)
+        return _soft_rows(_take.topk(z, k)[0], z, softness, mode)
 
     def argmax(
         self,
@@ -141,7 +147,7 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        zs = torch.sort(z, dim=-1, descending=descending).values
+        zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=False)
 
     def permutation_with_values(
@@ -154,7 +160,7 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        zs = torch.sort(z, dim=-1, descending=descending).values
+        zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=True)
 
     def rank(
@@ -166,7 +172,7 @@ class SoftSort(OrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        zs = torch.sort(z, dim=-1, descending=descending).values
+        zs = _sorted(z, descending)
         idx = _positions(z.shape[-1], z).expand_as(z)
         return _soft_rows(z, zs, softness, mode, weights=idx, keep_rows=False)
 
@@ -182,7 +188,7 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        zs = torch.sort(z, dim=-1, descending=descending).values
+        zs = _sorted(z, descending)
         return _log_soft_rows(zs, z, softness, mode)
 
     def log_permutation_rows(
@@ -195,7 +201,7 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        zs = torch.sort(z, dim=-1, descending=descending).values.index_select(-1, positions)
+        zs = _take.index_select_last(_sorted(z, descending), positions)
         return _log_soft_rows(zs, z, softness, mode)
 
     def log_topk_permutation(
@@ -207,7 +213,7 @@ class SoftSort(OrderingMethod):
         *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        return _log_soft_rows(torch.topk(z, k, dim=-1).values, z, softness, mode)
+        return _log_soft_rows(_take.topk(z, k)[0], z, softness, mode)
 
     def log_argmax(
         self,
