@@ -189,6 +189,8 @@ def cases(quick: bool = False) -> list[dict[str, Any]]:
     for batch, n in fss_scaling:
         for op in ("sort", "rank"):
             out.append(_case(op, "fast_soft_sort", "smooth", batch, n))
+            if not quick:  # quadratic regularisation: the counterpart of torchsort's l2
+                out.append(_case(op, "fast_soft_sort", "c0", batch, n))
     if not quick:
         for batch, n in SORT_SCALING:
             for method in METHODS:
