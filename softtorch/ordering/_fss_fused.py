@@ -6,7 +6,8 @@ tensors, numba installed, ``backend`` "auto"/"numba", and a softness that is a f
 without gradient. Otherwise the caller takes the composite path (standardize, :mod:`.fast_soft_sort`
 projection, inverse map), which gives identical values up to float rounding and supports every
 transform. The kernels (:mod:`._fss_fused_numba`) compute in float64 and take the permutation from
-numpy's ``argsort`` on a zero-copy view; the backward is closed-form (O(n) per row). A
+a zero-copy view (radix sort of :mod:`._radix_numba` for rows of 1024 or more, numpy's ``argsort``
+below); the backward is closed-form (O(n) per row). A
 ``create_graph=True`` backward re-runs the composite path to get a differentiable gradient.
 """
 
@@ -73,29 +74,15 @@ def _threads(rows: int, n: int) -> int:
     return 0
 
 
-_POOL: Any = None
-
-
 def _argsort_rows(xn: np.ndarray) -> np.ndarray:
-    """Ascending ``argsort`` of every row; large batches on several threads (numpy's sort
-    releases the GIL), one per numba thread."""
+    """Ascending ``argsort`` of every row: the radix kernel of :mod:`._radix_numba` for long rows
+    (parallel over rows), numpy's ``argsort`` for short ones."""
+    from . import _radix_numba
+
     rows, n = xn.shape
-    chunks = min(rows, _threads(rows, n))
-    if chunks < 2 or n < 4096:
+    if n < _radix_numba.MIN_N:
         return np.argsort(xn, axis=-1, kind="quicksort")
-    global _POOL
-    if _POOL is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _POOL = ThreadPoolExecutor(max_workers=chunks, thread_name_prefix="softtorch-argsort")
-    perm = np.empty((rows, n), np.int64)
-    bounds = [(k * rows // chunks, (k + 1) * rows // chunks) for k in range(chunks)]
-
-    def work(b: tuple[int, int]) -> None:
-        perm[b[0] : b[1]] = np.argsort(xn[b[0] : b[1]], axis=-1, kind="quicksort")
-
-    list(_POOL.map(work, bounds))
-    return perm
+    return _radix_numba.argsort(xn, max(1, _threads(rows, n)))
 
 
 def _bounds(dtype: torch.dtype) -> tuple[float, float]:

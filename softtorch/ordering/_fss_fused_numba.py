@@ -1,8 +1,8 @@
 r"""Fused numba CPU kernels for ``fast_soft_sort`` sort values and ranks, standardization included.
 
 One kernel call per direction replaces the chain standardize -> sort -> PAV -> inverse map (and
-its backward) of about thirty small torch operations. The permutation comes from numpy's
-``argsort`` (vectorised, several times faster than ``torch.sort`` on CPU); everything else runs
+its backward) of about thirty small torch operations. The permutation comes from the radix
+argsort of :mod:`._radix_numba` (numpy's ``argsort`` for short rows); everything else runs
 row by row in float64: per-row statistics, the PAV of :mod:`._pav_numba` and the closed-form
 backward.
 
