@@ -217,7 +217,7 @@ class FusedRank(torch.autograd.Function):
         else:
             k.rank_fwd_serial(*args, stats, *_scratch(1, n))
         ctx.save_for_backward(x)
-        ctx.arrays = (perm, pi, aux, blk, stats)
+        ctx.arrays = (perm, pi, aux, blk, stats, s)
         ctx.cfg = (eps, mode, descending, standardize, reg)
         return torch.from_numpy(out)
 
@@ -230,7 +230,7 @@ class FusedRank(torch.autograd.Function):
                 y = _composite_rank(x, eps, mode, descending, standardize)
                 (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
             return gx, None, None, None, None
-        perm, pi, aux, blk, stats = ctx.arrays
+        perm, pi, aux, blk, stats, s = ctx.arrays
         k = _kernels()
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
@@ -238,7 +238,7 @@ class FusedRank(torch.autograd.Function):
         gx = np.empty_like(xn)
         chunks = _threads(rows, n)
         tmp = np.empty((max(chunks, 1), 3, n))
-        args = (gyn, xn, perm, reg, standardize, descending, 1.0 / eps, pi, aux, blk, stats, gx)
+        args = (gyn, xn, perm, reg, standardize, descending, 1.0 / eps, pi, aux, blk, stats, s, gx)
         if chunks:
             k.rank_bwd_par(*args, tmp)
         else:

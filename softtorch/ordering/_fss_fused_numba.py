@@ -115,7 +115,7 @@ def _sort_fwd_rows(  # noqa: ANN201, C901, PLR0913
             for j in range(n):
                 w[r, j] -= c
         stats[r, 2] = c
-        _solve_rows(s, w, reg, o, pi, aux, blk, r, r + 1, scr, start)
+        _solve_rows(s, w, reg, o, pi, aux, blk, r, r + 1, scr, start, 2)
         for j in range(n):
             v = o[r, j] + c
             if standardize:
@@ -421,7 +421,7 @@ def _rank_fwd_rows(  # noqa: ANN201, PLR0913
             xi = np.float64(x[r, perm[r, j]])
             zi = _sigmoid((xi - mean) / std) if standardize else xi
             s[r, j] = -zi * inv_eps
-        _solve_rows(s, rho, reg, o, pi, aux, blk, r, r + 1, scr, start)
+        _solve_rows(s, rho, reg, o, pi, aux, blk, r, r + 1, scr, start, 1)
         for j in range(n):
             rk = 1.0 + (n - 1) * o[r, j]
             out[r, perm[r, j]] = rk if descending else (n + 1) - rk
@@ -527,6 +527,7 @@ def _rank_bwd_rows(  # noqa: ANN201, PLR0913
     aux,
     blk,
     stats,
+    s,
     gx,
     r0,
     r1,
@@ -558,8 +559,8 @@ def _rank_bwd_rows(  # noqa: ANN201, PLR0913
         for j in range(n):
             i = perm[r, j]
             gz = -go[j] * inv_eps
-            if standardize:
-                zi = _sigmoid((np.float64(x[r, i]) - mean) / std)
+            if standardize:  # the forward's s holds -z / eps in sorted order
+                zi = -s[r, j] / inv_eps
                 gu[i] = gz * zi * (1.0 - zi)
             else:
                 gx[r, i] = gz
@@ -580,6 +581,7 @@ def rank_bwd_par(
     aux,
     blk,
     stats,
+    s,
     gx,  # noqa: ANN001, ANN201, PLR0913
     tmp,
 ):
@@ -600,6 +602,7 @@ def rank_bwd_par(
             aux,
             blk,
             stats,
+            s,
             gx,
             r0,
             r1,
@@ -620,6 +623,7 @@ def rank_bwd_serial(
     aux,
     blk,
     stats,
+    s,
     gx,  # noqa: ANN001, ANN201, PLR0913
     tmp,
 ):
@@ -635,6 +639,7 @@ def rank_bwd_serial(
         aux,
         blk,
         stats,
+        s,
         gx,
         0,
         x.shape[0],

@@ -68,8 +68,10 @@ def _cubic_t(m: float, m2: float, m3: float, wsum: float) -> float:
 
 
 @nb.njit(cache=True)
-def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start):  # noqa: ANN001, C901
-    """PAV on rows ``r0 <= r < r1``; ``scr`` (6, n) float64 and ``start`` (n,) int64 scratch."""
+def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start, need=3):  # noqa: ANN001, C901
+    """PAV on rows ``r0 <= r < r1``; ``scr`` (6, n) float64 and ``start`` (n,) int64 scratch.
+    ``need`` (entropic mode only): bit 1 writes ``pi``, bit 2 ``aux`` (an exp per element each;
+    the fused rank's backward needs only ``pi``, the fused sort's only ``aux``)."""
     n = o.shape[1]
     ks = 1 if s.shape[0] > 1 else 0  # row stride: 0 broadcasts a single row
     kw = 1 if w.shape[0] > 1 else 0
@@ -150,8 +152,10 @@ def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start):  # noqa: ANN001
             elif reg == 1:
                 for i in range(lo, hi):
                     o[r, i] = (np.float64(s[rs, i]) - ca[b]) + cb[b]
-                    pi[r, i] = math.exp(np.float64(s[rs, i]) - ca[b])
-                    aux[r, i] = math.exp(np.float64(w[rw, i]) - cb[b])
+                    if need & 1:
+                        pi[r, i] = math.exp(np.float64(s[rs, i]) - ca[b])
+                    if need & 2:
+                        aux[r, i] = math.exp(np.float64(w[rw, i]) - cb[b])
                     blk[r, i] = b
             else:
                 t = gam[b] - ca[b]
