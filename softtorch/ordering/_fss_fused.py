@@ -76,13 +76,20 @@ def _threads(rows: int, n: int) -> int:
 
 def _argsort_rows(xn: np.ndarray) -> np.ndarray:
     """Ascending ``argsort`` of every row: the radix kernel of :mod:`._radix_numba` for long rows
-    (parallel over rows), numpy's ``argsort`` for short ones."""
+    (on all numba threads once the problem is large), numpy's ``argsort`` for short ones."""
     from . import _radix_numba
 
     rows, n = xn.shape
     if n < _radix_numba.MIN_N:
         return np.argsort(xn, axis=-1, kind="quicksort")
-    return _radix_numba.argsort(xn, max(1, _threads(rows, n)))
+    from . import _pav_numba
+
+    threads = 1
+    if rows * n >= _pav_numba.PARALLEL_MIN_ELEMENTS:
+        import numba
+
+        threads = numba.get_num_threads()
+    return _radix_numba.argsort(xn, threads)
 
 
 def _bounds(dtype: torch.dtype) -> tuple[float, float]:

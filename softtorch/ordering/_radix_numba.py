@@ -5,8 +5,10 @@ numpy's comparison ``argsort``. Each float is mapped to an unsigned key that ord
 (the IEEE trick: flip all bits of a negative number, set the sign bit of a non-negative one);
 NaN maps to the largest key, so NaN sorts last, as in numpy and torch. The keys are then sorted
 with their indices in ``ceil(bits / 11)`` stable counting passes of 11 bits (3 for float32, 6 for
-float64); a pass whose digit is the same for the whole row is skipped. The sort is stable, so
-ties keep their input order. Rows run in parallel (``prange``), one scratch set per thread.
+float64); a pass whose digit is the same for the whole row is skipped. Rows of ``MSD_N`` or more
+take one counting pass on the 11 highest bits in which the row differs, then sort every bucket
+in cache. The sort is stable, so ties keep their input order. Rows run in parallel (``prange``),
+one scratch set per thread; with fewer rows than threads, a long row is split across all of them.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ MASK = RADIX - 1
 MIN_N = 1024
 #: Rows at least this long take the cache-aware MSD + in-bucket variant (:func:`_row_msd`).
 MSD_N = 1 << 19
+#: Fewer rows than threads, each at least this long: the rows are sorted one by one on all
+#: threads (:func:`argsort_row_par`).
+MSD_PAR_N = 1 << 15
 #: Buckets up to this size are insertion-sorted.
 SMALL = 32
 
@@ -230,11 +235,89 @@ def argsort_rows(bits, perm, chunks, passes, wide):  # noqa: ANN001, ANN201
                 _row(bits, r, perm, ka, kb, ia, ib, hist, passes, wide)
 
 
+@nb.njit(parallel=True, cache=True)
+def argsort_row_par(bits, perm, r, chunks, wide):  # noqa: ANN001, ANN201, C901
+    """:func:`_row_msd` for one long row ``r`` on ``chunks`` threads: keys and histograms of
+    the first pass per slice of the row, the stable scatter per slice (slice c's elements
+    after slice c - 1's in every bucket), then the buckets in parallel, balanced by size."""
+    n = bits.shape[1]
+    ka = np.empty(n, bits.dtype)
+    kb = np.empty(n, bits.dtype)
+    ia = np.empty(n, np.int32)
+    ib = np.empty(n, np.int32)
+    los = np.empty(chunks, bits.dtype)
+    his = np.empty(chunks, bits.dtype)
+    for c in nb.prange(chunks):
+        a = (np.int64(c) * n) // chunks
+        b = ((np.int64(c) + 1) * n) // chunks
+        lo = _key64(bits[r, a]) if wide else _key32(bits[r, a])
+        hi = lo
+        for i in range(a, b):
+            k = _key64(bits[r, i]) if wide else _key32(bits[r, i])
+            ka[i] = k
+            if k < lo:
+                lo = k
+            if k > hi:
+                hi = k
+        los[c] = lo
+        his[c] = hi
+    lo = los.min()
+    hi = his.max()
+    top = _bitlen(lo ^ hi)
+    if top == 0:
+        for i in range(n):
+            perm[r, i] = i
+        return
+    sh = np.uint64(max(top - BITS, 0))
+    cnt = np.zeros((chunks, RADIX), np.int64)
+    for c in nb.prange(chunks):
+        a = (np.int64(c) * n) // chunks
+        b = ((np.int64(c) + 1) * n) // chunks
+        for i in range(a, b):
+            cnt[c, np.int64((ka[i] >> sh) & np.uint64(MASK))] += 1
+    starts = np.empty(RADIX + 1, np.int64)
+    total = 0
+    for d in range(RADIX):  # offsets: bucket-major, slice-minor
+        starts[d] = total
+        for c in range(chunks):
+            v = cnt[c, d]
+            cnt[c, d] = total
+            total += v
+    starts[RADIX] = n
+    for c in nb.prange(chunks):
+        a = (np.int64(c) * n) // chunks
+        b = ((np.int64(c) + 1) * n) // chunks
+        off = cnt[c]
+        for i in range(a, b):
+            k = ka[i]
+            d = np.int64((k >> sh) & np.uint64(MASK))
+            pos = off[d]
+            off[d] = pos + 1
+            kb[pos] = k
+            ib[pos] = i
+    for c in nb.prange(chunks):  # bucket d belongs to the slice holding its first element
+        a = (np.int64(c) * n) // chunks
+        b = ((np.int64(c) + 1) * n) // chunks
+        h = np.empty(256, np.int64)
+        for d in range(RADIX):
+            s = starts[d]
+            e = starts[d + 1]
+            if e > s and a <= s < b:
+                _bucket(kb, ib, ka, ia, s, e, h)
+                for i in range(s, e):
+                    perm[r, i] = ib[i]
+
+
 def argsort(x: np.ndarray, chunks: int) -> np.ndarray:
     """Ascending argsort (int64) of the rows of the C-contiguous float32/float64 array ``x``."""
     wide = x.dtype == np.float64
     bits = x.view(np.uint64 if wide else np.uint32)
     passes = -(-(64 if wide else 32) // BITS)
     perm = np.empty(x.shape, np.int64)
-    argsort_rows(bits, perm, max(1, min(chunks, x.shape[0])), passes, wide)
+    rows, n = x.shape
+    if rows < chunks and n >= MSD_PAR_N:  # few long rows: every thread on each row
+        for r in range(rows):
+            argsort_row_par(bits, perm, r, chunks, wide)
+    else:
+        argsort_rows(bits, perm, max(1, min(chunks, rows)), passes, wide)
     return perm
