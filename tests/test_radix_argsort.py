@@ -35,7 +35,7 @@ def _check(x: np.ndarray, chunks: int = 2) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("shape", [(1, 1024), (3, 5000), (8, 70001)])
+@pytest.mark.parametrize("shape", [(1, 1024), (3, 5000), (8, 70001), (1, 40000), (2, 524288)])
 @pytest.mark.parametrize("chunks", [1, 2, 5])
 def test_random_rows(dtype: type, shape: tuple[int, int], chunks: int) -> None:
     rng = np.random.default_rng(0)
@@ -44,9 +44,12 @@ def test_random_rows(dtype: type, shape: tuple[int, int], chunks: int) -> None:
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_special_values_and_ties(dtype: type) -> None:
+@pytest.mark.parametrize("n", [3000, 40000, 600000])
+def test_special_values_and_ties(dtype: type, n: int) -> None:
+    """Row-wise LSD (n = 3000), the split-row kernel (one row at a time, n >= 2^15) and the
+    MSD + bucket kernel (n >= 2^19)."""
     rng = np.random.default_rng(1)
-    x = rng.standard_normal((6, 3000)).astype(dtype)
+    x = rng.standard_normal((6, n)).astype(dtype)
     x[0, [5, 70, 900]] = np.nan
     x[0, 6] = -np.nan
     x[1, :100], x[1, 100:300] = -0.0, 0.0
@@ -57,9 +60,12 @@ def test_special_values_and_ties(dtype: type) -> None:
     x[5, 1::2] = np.finfo(dtype).tiny
     x[5, 1] = -np.finfo(dtype).smallest_subnormal
     _check(x)
+    for r in range(6):  # fewer rows than threads
+        _check(x[r : r + 1], 2)
     perm = _radix().argsort(x, 2)
-    assert np.array_equal(perm[2], np.arange(3000))
+    assert np.array_equal(perm[2], np.arange(n))
     assert np.isnan(x[0, perm[0, -4:]]).all()
+    assert np.array_equal(_radix().argsort(x[2:3], 2)[0], np.arange(n))
 
 
 @settings(max_examples=60, deadline=None)

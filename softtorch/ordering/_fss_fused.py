@@ -33,6 +33,13 @@ def _kernels() -> Any:
     return _fss_fused_numba
 
 
+def _guard() -> Any:
+    """The lock context of :func:`._pav_numba.parallel_guard` (numba imported lazily)."""
+    from ._pav_numba import parallel_guard
+
+    return parallel_guard()
+
+
 def _eligible(x: torch.Tensor, softness: Softness, options: dict[str, Any] | None) -> float | None:
     """The softness as a float when the fused kernel applies to ``x``, else None."""
     from . import fast_soft_sort as fss
@@ -161,7 +168,8 @@ class FusedSort(torch.autograd.Function):
             stats,
         )
         if chunks:
-            k.sort_fwd_par(*args, *_scratch(chunks, n))
+            with _guard():
+                k.sort_fwd_par(*args, *_scratch(chunks, n))
         else:
             k.sort_fwd_serial(*args, *_scratch(1, n))
         ctx.save_for_backward(x)
@@ -189,7 +197,8 @@ class FusedSort(torch.autograd.Function):
         args = (gyn, xn, perm, reg, standardize, descending, lo, hi, o, pi, aux, blk, w, ds, stats)
         args = (*args, gx)
         if chunks:
-            k.sort_bwd_par(*args, tmp)
+            with _guard():
+                k.sort_bwd_par(*args, tmp)
         else:
             k.sort_bwd_serial(*args, tmp)
         return torch.from_numpy(gx), None, None, None, None
@@ -220,7 +229,8 @@ class FusedRank(torch.autograd.Function):
         chunks = _threads(rows, n)
         args = (xn, perm, rho, reg, standardize, descending, 1.0 / eps, out, s, o, pi, aux, blk)
         if chunks:
-            k.rank_fwd_par(*args, stats, *_scratch(chunks, n))
+            with _guard():
+                k.rank_fwd_par(*args, stats, *_scratch(chunks, n))
         else:
             k.rank_fwd_serial(*args, stats, *_scratch(1, n))
         ctx.save_for_backward(x)
@@ -247,7 +257,8 @@ class FusedRank(torch.autograd.Function):
         tmp = np.empty((max(chunks, 1), 3, n))
         args = (gyn, xn, perm, reg, standardize, descending, 1.0 / eps, pi, aux, blk, stats, s, gx)
         if chunks:
-            k.rank_bwd_par(*args, tmp)
+            with _guard():
+                k.rank_bwd_par(*args, tmp)
         else:
             k.rank_bwd_serial(*args, tmp)
         return torch.from_numpy(gx), None, None, None, None

@@ -37,6 +37,7 @@ reused per calling thread (see ``SCRATCH_CACHE_BYTES``).
 
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 
@@ -211,6 +212,22 @@ PARALLEL_MIN_ELEMENTS = 1 << 16
 SCRATCH_CACHE_BYTES = 64 << 20
 
 _local = threading.local()
+_PARALLEL_LOCK = threading.Lock()
+_LAYER_SAFE: bool | None = None
+
+
+def parallel_guard() -> contextlib.AbstractContextManager[object]:
+    """Context for one call of a ``parallel=True`` kernel: a process-wide lock unless numba's
+    threading layer is thread-safe (``tbb``, ``omp``). The ``workqueue`` layer (the one always
+    present, e.g. without an OpenMP runtime) aborts the process when two Python threads launch
+    parallel kernels at once."""
+    global _LAYER_SAFE
+    if _LAYER_SAFE is None:
+        try:
+            _LAYER_SAFE = nb.threading_layer() in ("tbb", "omp")
+        except ValueError:  # no parallel kernel has run yet: the layer is not chosen
+            return _PARALLEL_LOCK
+    return contextlib.nullcontext() if _LAYER_SAFE else _PARALLEL_LOCK
 
 
 def _scratch(chunks: int, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,7 +257,8 @@ def run(
         if r_tot > 1 and r_tot * n >= PARALLEL_MIN_ELEMENTS:
             threads = nb.get_num_threads()
             chunks = min(r_tot, threads if n >= 4096 else 4 * threads)
-            pav_rows(s, w, reg, o, pi, aux, blk, *_scratch(chunks, n))
+            with parallel_guard():
+                pav_rows(s, w, reg, o, pi, aux, blk, *_scratch(chunks, n))
         else:
             pav_rows_serial(s, w, reg, o, pi, aux, blk, *_scratch(1, n))
     return o, pi, aux, blk

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ._pav_numba import parallel_guard
+
 BITS = 11
 RADIX = 1 << BITS
 MASK = RADIX - 1
@@ -46,6 +48,34 @@ def _key64(u: np.uint64) -> np.uint64:
     if u & np.uint64(0x8000000000000000):
         return ~u
     return u | np.uint64(0x8000000000000000)
+
+
+@nb.njit(cache=True, inline="always")
+def _keys(bits, r, ka, a, b, wide):  # noqa: ANN001, ANN202
+    """``ka[a:b]`` = the keys of ``bits[r, a:b]``; returns their min and max."""
+    lo = _key64(bits[r, a]) if wide else _key32(bits[r, a])
+    hi = lo
+    for i in range(a, b):
+        k = _key64(bits[r, i]) if wide else _key32(bits[r, i])
+        ka[i] = k
+        if k < lo:
+            lo = k
+        if k > hi:
+            hi = k
+    return lo, hi
+
+
+@nb.njit(cache=True, inline="always")
+def _scatter(ka, kb, ib, a, b, sh, off):  # noqa: ANN001, ANN202
+    """Stable counting-sort scatter of ``ka[a:b]`` (indices ``a..b-1``) on the digit at ``sh``;
+    ``off[d]`` walks from the first free slot of bucket d."""
+    for i in range(a, b):
+        k = ka[i]
+        d = np.int64((k >> sh) & np.uint64(MASK))
+        pos = off[d]
+        off[d] = pos + 1
+        kb[pos] = k
+        ib[pos] = i
 
 
 @nb.njit(cache=True)
@@ -178,15 +208,7 @@ def _row_msd(bits, r, perm, ka, kb, ia, ib, bounds, h, wide):  # noqa: ANN001, A
     """Long rows: one stable counting pass on the 11 highest bits in which the row's keys
     differ (one pass over memory), then every bucket sorted in cache by :func:`_bucket`."""
     n = bits.shape[1]
-    lo = _key64(bits[r, 0]) if wide else _key32(bits[r, 0])
-    hi = lo
-    for i in range(n):
-        k = _key64(bits[r, i]) if wide else _key32(bits[r, i])
-        ka[i] = k
-        if k < lo:
-            lo = k
-        if k > hi:
-            hi = k
+    lo, hi = _keys(bits, r, ka, 0, n, wide)
     top = _bitlen(lo ^ hi)
     if top == 0:  # all keys equal: identity
         for i in range(n):
@@ -198,13 +220,7 @@ def _row_msd(bits, r, perm, ka, kb, ia, ib, bounds, h, wide):  # noqa: ANN001, A
         bounds[np.int64((ka[i] >> sh) & np.uint64(MASK)) + 1] += 1
     for d in range(RADIX):
         bounds[d + 1] += bounds[d]
-    for i in range(n):  # bounds[d] walks from the start of bucket d to the start of d + 1
-        k = ka[i]
-        d = np.int64((k >> sh) & np.uint64(MASK))
-        pos = bounds[d]
-        bounds[d] = pos + 1
-        kb[pos] = k
-        ib[pos] = i
+    _scatter(ka, kb, ib, 0, n, sh, bounds)  # bounds[d] ends as the start of bucket d + 1
     s = 0
     for d in range(RADIX):
         e = bounds[d]
@@ -250,17 +266,7 @@ def argsort_row_par(bits, perm, r, chunks, wide):  # noqa: ANN001, ANN201, C901
     for c in nb.prange(chunks):
         a = (np.int64(c) * n) // chunks
         b = ((np.int64(c) + 1) * n) // chunks
-        lo = _key64(bits[r, a]) if wide else _key32(bits[r, a])
-        hi = lo
-        for i in range(a, b):
-            k = _key64(bits[r, i]) if wide else _key32(bits[r, i])
-            ka[i] = k
-            if k < lo:
-                lo = k
-            if k > hi:
-                hi = k
-        los[c] = lo
-        his[c] = hi
+        los[c], his[c] = _keys(bits, r, ka, a, b, wide)
     lo = los.min()
     hi = his.max()
     top = _bitlen(lo ^ hi)
@@ -287,14 +293,7 @@ def argsort_row_par(bits, perm, r, chunks, wide):  # noqa: ANN001, ANN201, C901
     for c in nb.prange(chunks):
         a = (np.int64(c) * n) // chunks
         b = ((np.int64(c) + 1) * n) // chunks
-        off = cnt[c]
-        for i in range(a, b):
-            k = ka[i]
-            d = np.int64((k >> sh) & np.uint64(MASK))
-            pos = off[d]
-            off[d] = pos + 1
-            kb[pos] = k
-            ib[pos] = i
+        _scatter(ka, kb, ib, a, b, sh, cnt[c])
     for c in nb.prange(chunks):  # bucket d belongs to the slice holding its first element
         a = (np.int64(c) * n) // chunks
         b = ((np.int64(c) + 1) * n) // chunks
@@ -315,9 +314,10 @@ def argsort(x: np.ndarray, chunks: int) -> np.ndarray:
     passes = -(-(64 if wide else 32) // BITS)
     perm = np.empty(x.shape, np.int64)
     rows, n = x.shape
-    if rows < chunks and n >= MSD_PAR_N:  # few long rows: every thread on each row
-        for r in range(rows):
-            argsort_row_par(bits, perm, r, chunks, wide)
-    else:
-        argsort_rows(bits, perm, max(1, min(chunks, rows)), passes, wide)
+    with parallel_guard():
+        if rows < chunks and n >= MSD_PAR_N:  # few long rows: every thread on each row
+            for r in range(rows):
+                argsort_row_par(bits, perm, r, chunks, wide)
+        else:
+            argsort_rows(bits, perm, max(1, min(chunks, rows)), passes, wide)
     return perm
