@@ -84,7 +84,8 @@ def test_memory_and_csv(tmp_path: Path) -> None:
     assert res.peak_mb is not None and res.peak_mb >= 0
     path = tmp_path / "out.csv"
     h.write_csv([res], str(path))
-    rows = list(csv.DictReader(path.open()))
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
     assert rows[0]["case"] == "sigmoid_step" and rows[0]["status"] == "ok"
     assert set(h.CSV_COLUMNS) == set(rows[0])
 
