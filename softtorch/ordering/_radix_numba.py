@@ -66,16 +66,17 @@ def _keys(bits, r, ka, a, b, wide):  # noqa: ANN001, ANN202
 
 
 @nb.njit(cache=True, inline="always")
-def _scatter(ka, kb, ib, a, b, sh, off):  # noqa: ANN001, ANN202
-    """Stable counting-sort scatter of ``ka[a:b]`` (indices ``a..b-1``) on the digit at ``sh``;
-    ``off[d]`` walks from the first free slot of bucket d."""
+def _scatter(ka, ia, kb, ib, a, b, sh, off, first):  # noqa: ANN001, ANN202, PLR0913
+    """Stable counting-sort scatter of ``ka[a:b]`` with its indices ``ia`` (``a..b-1`` when
+    ``first``) into ``kb``, ``ib`` on the digit at ``sh``; ``off[d]`` walks from the first free
+    slot of bucket d."""
     for i in range(a, b):
         k = ka[i]
         d = np.int64((k >> sh) & np.uint64(MASK))
         pos = off[d]
         off[d] = pos + 1
         kb[pos] = k
-        ib[pos] = i
+        ib[pos] = i if first else ia[i]
 
 
 @nb.njit(cache=True)
@@ -106,24 +107,8 @@ def _row(bits, r, perm, ka, kb, ia, ib, hist, passes, wide):  # noqa: ANN001, AN
             c = h[d]
             h[d] = total
             total += c
-        sh = np.uint64(BITS * p)
-        if first:
-            for i in range(n):
-                k = src_k[i]
-                d = np.int64((k >> sh) & np.uint64(MASK))
-                pos = h[d]
-                h[d] = pos + 1
-                dst_k[pos] = k
-                dst_i[pos] = i
-            first = False
-        else:
-            for i in range(n):
-                k = src_k[i]
-                d = np.int64((k >> sh) & np.uint64(MASK))
-                pos = h[d]
-                h[d] = pos + 1
-                dst_k[pos] = k
-                dst_i[pos] = src_i[i]
+        _scatter(src_k, src_i, dst_k, dst_i, 0, n, np.uint64(BITS * p), h, first)
+        first = False
         src_k, dst_k = dst_k, src_k
         src_i, dst_i = dst_i, src_i
     if first:  # all keys equal: identity
@@ -220,7 +205,7 @@ def _row_msd(bits, r, perm, ka, kb, ia, ib, bounds, h, wide):  # noqa: ANN001, A
         bounds[np.int64((ka[i] >> sh) & np.uint64(MASK)) + 1] += 1
     for d in range(RADIX):
         bounds[d + 1] += bounds[d]
-    _scatter(ka, kb, ib, 0, n, sh, bounds)  # bounds[d] ends as the start of bucket d + 1
+    _scatter(ka, ia, kb, ib, 0, n, sh, bounds, True)  # bounds[d] ends as the start of bucket d + 1
     s = 0
     for d in range(RADIX):
         e = bounds[d]
@@ -293,7 +278,7 @@ def argsort_row_par(bits, perm, r, chunks, wide):  # noqa: ANN001, ANN201, C901
     for c in nb.prange(chunks):
         a = (np.int64(c) * n) // chunks
         b = ((np.int64(c) + 1) * n) // chunks
-        _scatter(ka, kb, ib, a, b, sh, cnt[c])
+        _scatter(ka, ia, kb, ib, a, b, sh, cnt[c], True)
     for c in nb.prange(chunks):  # bucket d belongs to the slice holding its first element
         a = (np.int64(c) * n) // chunks
         b = ((np.int64(c) + 1) * n) // chunks
