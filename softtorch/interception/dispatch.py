@@ -27,15 +27,18 @@ from typing import Any
 
 import torch
 
+from . import ops_integer
 from .config import SoftConfig
 from .context import DECLINE, Ctx, into
+from .discrete import operands, out_of_place, write_into
 from .registry import BY_TARGET, Entry, tables
-from .roles import ROLES, forget_role, passthrough
+from .roles import ROLES, forget_role, passthrough, writes_first
 from .tensor import (
     SoftTensor,
     carried_config,
     clone_role,
     hard_view,
+    has_role,
     is_soft_bool,
     is_soft_index,
     make,
@@ -125,7 +128,7 @@ def relax(
 
 def _carrier_plain(t: Any) -> Any:
     """A SoftTensor without a role (no SoftBool / SoftIndex) as a plain alias."""
-    if t._hard is None and t._sidx is None:
+    if not has_role(t):
         return plain(t)  # traceable by torch.compile (SoftTensor.as_subclass is not free)
     return t
 
@@ -144,6 +147,23 @@ def dispatch_plain(
         if out is not DECLINE:
             return out
     return func(*args, **kwargs)
+
+
+def _soft_inplace(
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+    cfg: SoftConfig | None,
+) -> Any:
+    """An in-place op with soft-integer operands: its out-of-place form, written into the
+    target (:func:`softtorch.interception.discrete.write_into`; SoftBool targets keep the logic
+    rules)."""
+    target = args[0] if args else None
+    outplace = out_of_place(func)
+    if outplace is None or not isinstance(target, torch.Tensor) or is_soft_bool(target):
+        return DECLINE
+    out = dispatch_soft(outplace, args, kwargs, cfg)
+    if not has_role(out):
+        return DECLINE
+    return write_into(target, out)
 
 
 def dispatch_soft(
@@ -166,6 +186,13 @@ def dispatch_soft(
                 # plain tensors, which is much cheaper than saving subclass instances
                 a, k = map_tensors(args, kwargs, _carrier_plain, start=int(entry.inplace))
                 out = relax(entry, eff, carried, a, k)
+                if out is not DECLINE:
+                    return out
+            if any(has_role(t) for t in operands(args, kwargs)):
+                if writes_first(func) and func is not torch.Tensor.__setitem__:
+                    out = _soft_inplace(func, args, kwargs, cfg)
+                else:
+                    out = ops_integer.call(func, args, kwargs, Ctx(eff, carried))
                 if out is not DECLINE:
                     return out
         role = ROLES.get(func)

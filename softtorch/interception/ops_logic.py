@@ -23,7 +23,7 @@ from .. import comparison as cmp
 from .. import logic as lg
 from .._checks import as_float_pair
 from .context import DECLINE, Ctx
-from .tensor import hard_view, is_soft_bool, is_soft_index, plain, prob
+from .tensor import hard_view, is_discrete, is_soft_bool, is_soft_index, plain, prob
 
 _Cmp = Callable[..., Tensor]
 
@@ -40,6 +40,8 @@ def _order(soft: _Cmp, exact: _Cmp, flip: bool) -> Callable[..., Any]:
     """gt / ge (``flip=False``) and lt / le (``flip=True``): spike iff the margin is positive."""
 
     def handler(c: Ctx, input: Any, other: Any) -> Any:
+        if is_discrete(input) or is_discrete(other):
+            return DECLINE  # soft integers: the probability of the event (ops_integer)
         return c.bool(
             lambda: soft(input, other, c.softness, c.mode),
             lambda: exact(hard_view(input), hard_view(other)),
@@ -91,12 +93,8 @@ def _equality(negate: bool) -> Callable[..., Any]:
             if p is None:
                 return DECLINE
             return c.bool(lambda: 1.0 - p if negate else p, hard)
-        if (is_soft_bool(input) or is_soft_bool(other)) and _boolish(input) and _boolish(other):
-            def xor() -> Tensor:
-                x = lg.logical_xor(prob(input), prob(other))
-                return x if negate else 1.0 - x
-
-            return c.bool(xor, lambda: exact(hard_view(input, "bool"), hard_view(other, "bool")))
+        if is_discrete(input) or is_discrete(other):
+            return DECLINE  # the probability mass at the other value (ops_integer)
         if not _floating(input, other):
             return DECLINE
         return c.bool(lambda: soft(input, other, c.softness, c.mode), hard)

@@ -4,8 +4,8 @@ For an index with soft form :math:`P` (shape ``index.shape + (n,)``) selecting a
 ``n``: :math:`\mathrm{out}[\ldots] = \sum_j P[\ldots, j]\, x[\ldots, j, \ldots]`, for ``gather``,
 ``take_along_dim``, ``index_select``, ``take`` and the indexing forms ``x[idx]``,
 ``x[..., idx]`` / ``x[:, idx]`` and ``x[rows, idx]`` (integer index tensors before the soft one,
-full slices after). ``F.one_hot(idx)`` returns :math:`P` itself (float). Other forms, and integer
-``x``, keep torch's exact (integer) indexing.
+full slices after). Integer or gradient-free ``x`` is handled by
+:mod:`softtorch.interception.ops_integer` (the exact values with their distribution).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import canonical_dim
@@ -145,17 +144,3 @@ def getitem(c: Ctx, input: Tensor, key: Any) -> Any:
         return DECLINE
     hard_key = tuple(hard_view(k, "bool") for k in items)
     return c.value(soft, lambda: plain(input)[hard_key if isinstance(key, tuple) else hard_key[0]])
-
-
-def one_hot(c: Ctx, tensor: Any, num_classes: int = -1) -> Any:
-    if not is_soft_index(tensor):
-        return DECLINE
-    p = tensor._sidx
-    n = p.shape[-1]
-    if num_classes not in (-1, n) and num_classes < n:
-        return DECLINE
-    width = n if num_classes == -1 else num_classes
-    return c.value(
-        lambda: F.pad(p, (0, width - n)) if width > n else p,
-        lambda: F.one_hot(hard_view(tensor), width).to(p.dtype),
-    )

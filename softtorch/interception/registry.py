@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from . import ops_elementwise as E
+from . import ops_integer as I
 from . import ops_logic as L
 from . import ops_order as O
 from . import ops_pool as P
@@ -30,7 +31,7 @@ from . import ops_select as S
 
 #: Groups in documentation order.
 GROUPS: tuple[str, ...] = (
-    "elementwise", "comparison", "logic", "ordering", "pooling", "selection",
+    "elementwise", "comparison", "logic", "ordering", "pooling", "selection", "integer",
 )  # fmt: skip
 
 #: When a call is relaxed: ``float`` -- a floating operand is on the gradient path (or soft
@@ -249,7 +250,33 @@ def _ops() -> tuple[Op, ...]:
         _op("getitem", "selection", S.getitem, "Tensor.__getitem__",
             "x[idx], x[..., idx], x[rows, idx]: P applied along the indexed dim",
             operators=[("x[idx]", operator.getitem)], trigger="role"),
-        _op("one_hot", "selection", S.one_hot, "F.one_hot", "P itself (float)", trigger="role"),
+    ]
+    SI_ = "SoftInt"
+    ops += [
+        # ------------------------------------------------------------------ soft integers
+        _op("bincount", "integer", I.bincount, "torch.bincount Tensor.bincount",
+            "soft counts sum_i p_i(v) (weights: sum_i w_i p_i(v))", SI_ + " / SoftFloat",
+            trigger="role"),
+        _op("scatter_add", "integer", I.scatter_add,
+            "torch.scatter_add Tensor.scatter_add Tensor.scatter_add_",
+            "x + sum over the index distribution of src (E[src] for soft src)",
+            SI_ + " / SoftFloat", trigger="role"),
+        _op("index_add", "integer", I.index_add,
+            "torch.index_add Tensor.index_add Tensor.index_add_",
+            "x + P^T (alpha src) along dim", SI_ + " / SoftFloat", trigger="role"),
+        _op("scatter_reduce", "integer", I.scatter_reduce,
+            "torch.scatter_reduce Tensor.scatter_reduce Tensor.scatter_reduce_",
+            "reduce='sum': as scatter_add", SI_ + " / SoftFloat", trigger="role"),
+        _op("scatter", "integer", I.scatter, "torch.scatter Tensor.scatter Tensor.scatter_",
+            "P^T src (normalised where the exact write covers a slice; x (1 - P^T 1) + P^T src "
+            "elsewhere)", SI_ + " / SoftFloat", trigger="role"),
+        _op("setitem", "integer", I.setitem, "Tensor.__setitem__",
+            "x[idx] = v with a SoftIndex idx: as scatter (rank[argsort] = arange is a soft rank)",
+            "in place", operators=[("x[idx] = v", operator.setitem)], trigger="role"),
+        _op("embedding", "integer", I.embedding, "F.embedding", "P W (nn.Embedding)",
+            trigger="role"),
+        _op("one_hot", "integer", I.one_hot, "F.one_hot",
+            "exact one-hot (int64) with P(X = c)", SI_, trigger="role"),
     ]
     return tuple(ops)
 

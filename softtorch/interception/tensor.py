@@ -1,6 +1,6 @@
-r"""``SoftTensor``: a tensor that carries relaxation settings, a soft boolean or a soft index.
+r"""``SoftTensor``: a tensor that carries relaxation settings, a soft boolean, index or integer.
 
-One subclass plays three roles, told apart by which attribute is set:
+One subclass plays five roles, told apart by which attribute is set:
 
 * *carrier* (``_cfg``): data made with :func:`soft`; torch ops on it are relaxed with its settings
   and their tensor results are carriers again.
@@ -10,6 +10,11 @@ One subclass plays three roles, told apart by which attribute is set:
   ``x[m]``, ``nonzero`` ...) sees the exact result.
 * *SoftIndex* (``_sidx``): torch's integer index result, with the soft index (a distribution over
   the ``n`` positions, shape ``index.shape + (n,)``) that selection ops use inside a soft context.
+* *SoftInt* (``_dist``): an integer tensor holding torch's exact values, with the distribution
+  they are relaxed to: support values ``(K, *shape)`` (integers) and probabilities ``(K, *shape)``
+  that sum to one over ``K`` (see :mod:`softtorch.interception.discrete`).
+* *SoftFloat* (``_exact``): a floating value computed from soft integers: the data are the soft
+  values (they carry the gradient), ``_exact`` holds torch's exact result.
 
 Settings travel with the data, roles only mark what a value means: a SoftBool made inside
 ``soft_mode`` carries no settings and acts as a plain mask outside it.
@@ -45,6 +50,8 @@ class SoftTensor(torch.Tensor):
     _cfg: SoftConfig | None = None
     _hard: Tensor | None = None
     _sidx: Tensor | None = None
+    _dist: tuple[Tensor, Tensor] | None = None
+    _exact: Tensor | None = None
 
     @classmethod
     def __torch_function__(
@@ -71,11 +78,20 @@ class SoftTensor(torch.Tensor):
         """True for the result of a relaxed comparison or logic op."""
         return self._hard is not None
 
+    @property
+    def distribution(self) -> tuple[Tensor, Tensor] | None:
+        """For a soft integer (SoftInt, SoftIndex, SoftBool): ``(values, probabilities)``, both
+        ``(K, *self.shape)``, the probabilities summing to one over the first axis; else None."""
+        return support(self)
+
     def hard(self) -> Tensor:
         """Torch's exact value as a plain tensor: the boolean result of a SoftBool, the integer
-        index of a SoftIndex, the data of a carrier."""
+        index of a SoftIndex, the integers of a SoftInt, the exact result of a SoftFloat, the
+        data of a carrier."""
         if self._hard is not None:
             return self._hard
+        if self._exact is not None:
+            return self._exact
         return plain(self)
 
     def as_subclass(self, cls: type) -> Tensor:  # type: ignore[override]
@@ -93,7 +109,8 @@ class SoftTensor(torch.Tensor):
         if torch.compiler.is_compiling() or not torch._C._len_torch_dispatch_stack():
             return Tensor.detach(self)
         sidx = None if self._sidx is None else self._sidx.detach()
-        return make(Tensor.detach(plain(self)), self._cfg, self._hard, sidx)
+        dist = None if self._dist is None else (self._dist[0], self._dist[1].detach())
+        return make(Tensor.detach(plain(self)), self._cfg, self._hard, sidx, dist, self._exact)
 
     @property
     def _base(self) -> Tensor | None:  # type: ignore[override]
@@ -108,7 +125,8 @@ class SoftTensor(torch.Tensor):
             return memo[id(self)]
         data = copy.deepcopy(plain(self), memo)
         hard, sidx = copy.deepcopy(self._hard, memo), copy.deepcopy(self._sidx, memo)
-        out = make(data, self._cfg, hard, sidx)
+        dist, exact = copy.deepcopy(self._dist, memo), copy.deepcopy(self._exact, memo)
+        out = make(data, self._cfg, hard, sidx, dist, exact)
         memo[id(self)] = out
         return out  # type: ignore[return-value]
 
@@ -119,6 +137,10 @@ class SoftTensor(torch.Tensor):
             kind = "SoftBool"
         elif self._sidx is not None:
             kind = "SoftIndex"
+        elif self._dist is not None:
+            kind = "SoftInt"
+        elif self._exact is not None:
+            kind = "SoftFloat"
         else:
             kind = "SoftTensor"
         extra = "" if self._cfg is None else f", {self._cfg!r}"
@@ -130,9 +152,11 @@ def make(
     cfg: SoftConfig | None,
     hard: Tensor | None = None,
     sidx: Tensor | None = None,
+    dist: tuple[Tensor, Tensor] | None = None,
+    exact: Tensor | None = None,
 ) -> Tensor:
     """``data`` as a SoftTensor with the given settings and role (plain if it has neither)."""
-    if cfg is None and hard is None and sidx is None:
+    if cfg is None and hard is None and sidx is None and dist is None and exact is None:
         return plain(data)
     out = _as_subclass(data, SoftTensor)  # as_subclass is never dispatched
     if cfg is not None:  # unset attributes fall back to the class defaults (None)
@@ -141,6 +165,10 @@ def make(
         out._hard = hard
     if sidx is not None:
         out._sidx = sidx
+    if dist is not None:
+        out._dist = dist
+    if exact is not None:
+        out._exact = exact
     return out
 
 
@@ -149,15 +177,19 @@ def traced_make(
     cfg: SoftConfig | None,
     hard: Tensor | None = None,
     sidx: Tensor | None = None,
+    dist: tuple[Tensor, Tensor] | None = None,
+    exact: Tensor | None = None,
 ) -> Tensor:
     """:func:`make` as ``torch.compile`` traces it: every attribute is set on the new object
     (Dynamo does not see the class defaults of a SoftTensor made while tracing)."""
-    if cfg is None and hard is None and sidx is None:
+    if cfg is None and hard is None and sidx is None and dist is None and exact is None:
         return plain(data)
     out = plain(data).as_subclass(SoftTensor)
     out._cfg = cfg
     out._hard = hard
     out._sidx = sidx
+    out._dist = dist
+    out._exact = exact
     return out
 
 
@@ -167,7 +199,7 @@ def clone_role(t: Tensor) -> Tensor:
         data = t.clone()
     if not isinstance(t, SoftTensor):
         return data
-    return make(data, t._cfg, t._hard, t._sidx)
+    return make(data, t._cfg, t._hard, t._sidx, t._dist, t._exact)
 
 
 def plain(t: Any) -> Any:
@@ -205,8 +237,47 @@ def is_soft_index(t: object) -> bool:
     return isinstance(t, SoftTensor) and t._sidx is not None
 
 
+def is_soft_int(t: object) -> bool:
+    return isinstance(t, SoftTensor) and t._dist is not None
+
+
+def is_soft_float(t: object) -> bool:
+    return isinstance(t, SoftTensor) and t._exact is not None
+
+
+def is_discrete(t: object) -> bool:
+    """A soft integer in the wide sense: SoftBool, SoftIndex or SoftInt."""
+    return isinstance(t, SoftTensor) and (
+        t._hard is not None or t._sidx is not None or t._dist is not None
+    )
+
+
 def has_role(t: object) -> bool:
-    return isinstance(t, SoftTensor) and (t._hard is not None or t._sidx is not None)
+    return isinstance(t, SoftTensor) and (
+        t._hard is not None or t._sidx is not None or t._dist is not None or t._exact is not None
+    )
+
+
+def support(t: Any) -> tuple[Tensor, Tensor] | None:
+    """The distribution of a soft integer as ``(values, probabilities)``, both ``(K, *t.shape)``
+    with the support axis first: a SoftInt's own, a SoftIndex's positions ``0 .. n - 1`` with its
+    soft index, a SoftBool's ``{0, 1}`` (in the dtype of its exact result) with ``(1 - p, p)``.
+    None for other tensors."""
+    if not isinstance(t, SoftTensor):
+        return None
+    if t._dist is not None:
+        return t._dist
+    if t._sidx is not None:
+        p = t._sidx
+        n = p.shape[-1]
+        vals = torch.arange(n, dtype=t.dtype, device=p.device).reshape(n, *[1] * (p.ndim - 1))
+        return vals.expand(n, *p.shape[:-1]), p.movedim(-1, 0)
+    if t._hard is not None:
+        p = plain(t)
+        h = t._hard
+        vals = torch.stack([torch.zeros_like(h), torch.ones_like(h)])
+        return vals, torch.stack([1.0 - p, p])
+    return None
 
 
 def hard_view(t: Any, kind: str = "value") -> Any:
@@ -217,7 +288,7 @@ def hard_view(t: Any, kind: str = "value") -> Any:
         return t
     h = t._hard
     if h is None:
-        return plain(t)
+        return plain(t) if t._exact is None else t._exact
     if kind == "bool":
         return h if h.dtype == torch.bool else h != 0
     if kind == "raw":

@@ -1,0 +1,393 @@
+r"""Soft integers in torch code: the dispatch of calls with SoftBool / SoftIndex / SoftInt /
+SoftFloat operands, and the consumers of soft integers.
+
+Each call gets torch's exact result (computed on the exact operands) and its relaxation
+(:mod:`softtorch.interception.discrete`):
+
+* casts, pointwise ops (tagged ``pointwise`` in torch's op registry), linear reductions and
+  shape ops follow the soft-integer algebra;
+* ``bincount`` (with ``weights``, ``minlength``), ``scatter_add`` / ``index_add`` /
+  ``scatter_reduce(..., "sum")`` of soft integers give soft counts :math:`\sum_i p_i(v)`;
+* ``scatter`` / ``index_put`` / ``x[idx] = v`` through a SoftIndex :math:`P` write
+  :math:`P^\top v` (``rank[argsort_idx] = arange(n)`` is the soft rank): where the exact write
+  covers every position the result is :math:`P^\top v / P^\top 1`, elsewhere
+  :math:`x (1 - P^\top 1) + P^\top v`;
+* ``gather`` / ``take_along_dim`` / ``take`` / ``index_select`` / ``x[idx]`` of integer or
+  gradient-free data through a SoftIndex return torch's exact values with the distribution over
+  the gathered values; ``F.embedding`` looked up by a SoftIndex is :math:`P W`;
+* ``F.one_hot`` of a soft integer is the exact one-hot (int64) with :math:`P(X = c)`.
+
+Everything else runs on the exact operands (never on soft values truncated to integers).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .._checks import canonical_dim
+from . import discrete as D
+from .context import DECLINE, Ctx
+from .roles import CASTS, CONVERSIONS, MASKED, STRUCTURAL
+from .tensor import SoftTensor, is_discrete, is_soft_index, make, plain, support
+
+T = torch.Tensor
+Handler = Callable[..., Any]
+
+
+def _dist_of(t: Any) -> D.Dist | None:
+    return support(t) if is_discrete(t) else None
+
+
+# ------------------------------------------------------------------------------- counting
+
+
+def bincount(c: Ctx, input: Any, weights: Any = None, minlength: int = 0) -> Any:
+    d = _dist_of(input)
+    if d is None:
+        return DECLINE
+    exact = torch.bincount(D.exact_of(input), D.exact_of(weights), minlength)
+    v, p = d
+    length = exact.shape[0]
+    w = p if weights is None else p * D._as_float(D.soft_of(weights))
+    inside = (v >= 0) & (v < length)
+    bins = torch.where(inside, v, torch.zeros_like(v)).long()
+    soft = torch.zeros(length, dtype=w.dtype, device=w.device)
+    soft = soft.scatter_add(0, bins.reshape(-1), torch.where(inside, w, 0.0).reshape(-1))
+    return D.result(exact, None, soft, c.carried)
+
+
+def _scatter_add_soft(self: Any, dim: int, index: Any, src: Any) -> Tensor:
+    """``self + scatter_add(dim, index, src)`` on soft values: through the distribution of a
+    soft ``index`` (positions), with the expectation of a soft ``src``."""
+    base = D._as_float(D.soft_of(self))
+    srcv = D.soft_of(src)
+    if isinstance(srcv, Tensor):
+        srcv = D._as_float(srcv).to(base.dtype)
+    d = _dist_of(index)
+    if d is None:
+        return base.scatter_add(dim, D.exact_of(index), _expand_src(srcv, index, base))
+    v, p = d
+    srcv = _expand_src(srcv, index, base)
+    out = base
+    for k in range(v.shape[0]):  # K scatters of the weighted source (K is bounded)
+        out = out.scatter_add(dim, v[k].long().clamp(0, base.shape[dim] - 1),
+                              (p[k] * srcv).to(base.dtype))  # fmt: skip
+    return out
+
+
+def _expand_src(src: Any, index: Any, like: Tensor) -> Tensor:
+    if isinstance(src, Tensor):
+        return src.to(like.dtype).expand(index.shape) if src.ndim == 0 else src.to(like.dtype)
+    return torch.full(index.shape, float(src), dtype=like.dtype, device=like.device)
+
+
+def scatter_add(c: Ctx, input: Any, dim: int, index: Any, src: Any) -> Any:
+    if not (is_discrete(index) or is_discrete(src)):
+        return DECLINE
+    exact = torch.scatter_add(D.exact_of(input), dim, D.exact_of(index), D.exact_of(src))
+    d = canonical_dim(dim, exact.ndim)
+    return D.result(exact, None, _scatter_add_soft(input, d, index, src), c)
+
+
+def index_add(c: Ctx, input: Any, dim: int, index: Any, source: Any, *, alpha: Any = 1) -> Any:
+    if not (is_discrete(index) or is_discrete(source)):
+        return DECLINE
+    exact = torch.index_add(D.exact_of(input), dim, D.exact_of(index), D.exact_of(source),
+                            alpha=alpha)  # fmt: skip
+    d = canonical_dim(dim, exact.ndim)
+    idx = index
+    shape = [1] * exact.ndim
+    shape[d] = index.shape[0]
+    target = list(exact.shape)
+    target[d] = index.shape[0]
+    if is_soft_index(index):
+        v, p = support(index)  # type: ignore[misc]
+        idx = make(D.exact_of(index).reshape(shape).expand(target), None,
+                   dist=(v.reshape(v.shape[0], *shape).expand(v.shape[0], *target),
+                         p.reshape(p.shape[0], *shape).expand(p.shape[0], *target)))  # fmt: skip
+    else:
+        idx = D.exact_of(index).reshape(shape).expand(target)
+    src = D.soft_of(source)
+    if isinstance(src, Tensor):
+        src = src * alpha
+    return D.result(exact, None, _scatter_add_soft(input, d, idx, src), c)
+
+
+def scatter_reduce(
+    c: Ctx, input: Any, dim: int, index: Any, src: Any, reduce: str, *, include_self: bool = True
+) -> Any:
+    if reduce != "sum" or not include_self:
+        return DECLINE
+    return scatter_add(c, input, dim, index, src)
+
+
+def scatter(
+    c: Ctx,
+    input: Any,
+    dim: int,
+    index: Any,
+    src: Any = None,
+    value: Any = None,
+    *,
+    reduce: str | None = None,
+) -> Any:
+    if src is None:
+        src = value
+    if reduce == "add":
+        return scatter_add(c, input, dim, index, src)
+    if reduce is not None or not is_discrete(index):
+        if is_discrete(src) and reduce is None and not is_discrete(index):
+            exact = torch.scatter(D.exact_of(input), dim, D.exact_of(index), D.exact_of(src))
+            soft = torch.scatter(D._as_float(D.soft_of(input)), dim, D.exact_of(index),
+                                 D._as_float(D.soft_of(src)))  # fmt: skip
+            return D.result(exact, None, soft, c.carried)
+        return DECLINE
+    exact = torch.scatter(D.exact_of(input), dim, D.exact_of(index), D.exact_of(src))
+    d = canonical_dim(dim, exact.ndim)
+    written = _scatter_add_soft(torch.zeros_like(D._as_float(D.soft_of(input))), d, index, src)
+    cover = _scatter_add_soft(torch.zeros_like(written), d, index, 1.0)
+    soft = _overwrite(D.soft_of(input), written, cover, exact, input, d)
+    return D.result(exact, None, soft, c.carried)
+
+
+def _overwrite(
+    base: Any, written: Tensor, cover: Tensor, exact: Tensor, input: Any, d: int
+) -> Tensor:
+    """Soft result of writing through a soft index: where the exact write reaches every
+    position of a slice the written mass is normalised, elsewhere the old value keeps the
+    uncovered weight (never multiplying a non-finite old value by zero)."""
+    base = D._as_float(base).to(written.dtype)
+    full = (cover > 0.5).all(d, keepdim=True)
+    normal = written / cover.clamp_min(torch.finfo(written.dtype).tiny)
+    keep = (1.0 - cover).clamp_min(0.0)
+    mixed = written + torch.where(keep == 0, torch.zeros_like(base), base * keep)
+    return torch.where(full, normal, mixed)
+
+
+def _key_parts(key: Any) -> tuple[list[Any], int] | None:
+    """A key with exactly one SoftIndex preceded by full slices / Ellipsis and followed by full
+    slices: its items and the SoftIndex's position."""
+    items = list(key) if isinstance(key, tuple) else [key]
+    where = [i for i, k in enumerate(items) if is_soft_index(k)]
+    if len(where) != 1:
+        return None
+    j = where[0]
+    full = all(isinstance(k, slice) and k == slice(None) for k in items[j + 1 :])
+    before = all((isinstance(k, slice) and k == slice(None)) or k is Ellipsis
+                 for k in items[:j])  # fmt: skip
+    return (items, j) if full and before else None
+
+
+def setitem(c: Ctx, input: Any, key: Any, value: Any) -> Any:
+    """``x[idx] = v`` with a SoftIndex ``idx`` (writes :math:`P^\\top v`), in place: integer
+    storage keeps torch's exact values and carries the soft ones."""
+    parts = _key_parts(key)
+    if parts is None or not isinstance(input, Tensor):
+        return DECLINE
+    items, j = parts
+    x = plain(input)
+    d = x.ndim - (len(items) - j) if items[0] is Ellipsis else j
+    idx = items[j]
+    if idx.ndim != 1 or not 0 <= d < x.ndim:
+        return DECLINE
+    hard_key = tuple(D.exact_of(k) for k in items)
+    exact = D.exact_of(input).clone()
+    exact[hard_key if isinstance(key, tuple) else hard_key[0]] = D.exact_of(value)
+    p = idx._sidx  # (m, n)
+    fdt = p.dtype if D.is_integral(x.dtype) else torch.promote_types(x.dtype, p.dtype)
+    vals = D.soft_of(value)
+    vals = vals if isinstance(vals, Tensor) else torch.tensor(float(vals))
+    vals = vals.to(fdt).expand(*x.shape[:d], idx.shape[0], *x.shape[d + 1 :])
+    written = (vals.movedim(d, -1) @ p.to(fdt)).movedim(-1, d)  # (..., n)
+    cover = p.sum(0).to(fdt).reshape(-1, *[1] * (x.ndim - d - 1))
+    soft = _overwrite(D.soft_of(input), written, cover.expand_as(written), exact, input, d)
+    return D.write_into(input, D.result(exact, None, soft, c.carried))
+
+
+# -------------------------------------------------------------------------- selection
+
+
+def _gathered(
+    func: Callable[..., Any],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    c: Ctx,
+    pos: int,
+    probs_at: Callable[[Tensor, Tensor], Tensor],
+) -> Any:
+    """A selection of integer / gradient-free data by the SoftIndex at ``args[pos]``: the
+    exact result, with the support evaluated at every position (``vmap``) and the index's
+    probabilities arranged like the output by ``probs_at(probs, exact)``."""
+    idx = args[pos]
+    ea, ek = D.map_args(args, kwargs, D.exact_of)
+    exact = func(*ea, **ek)
+    v, p = support(idx)  # type: ignore[misc]
+
+    def at(vk: Tensor) -> Tensor:
+        a = list(ea)
+        a[pos] = vk
+        return func(*a, **ek)
+
+    try:
+        vals = torch.vmap(at)(v)
+    except Exception:
+        return DECLINE
+    probs = probs_at(p, exact)
+    probs = probs.expand(p.shape[0], *exact.shape)
+    vals = vals.expand(p.shape[0], *exact.shape)
+    if D.is_integral(exact.dtype):
+        return D.result(exact, (vals.to(exact.dtype), probs), None, c.carried)
+    return D.result(exact, None, (probs * vals.to(probs.dtype)).sum(0), c)
+
+
+def _data_ok(x: Any) -> bool:
+    return (
+        isinstance(x, Tensor)
+        and not is_discrete(x)
+        and (D.is_integral(x.dtype) or not x.requires_grad)
+    )
+
+
+def gather(c: Ctx, input: Any, dim: int, index: Any, *, sparse_grad: bool = False) -> Any:
+    if not (is_soft_index(index) and _data_ok(input)):
+        return DECLINE
+    return _gathered(torch.gather, (input, dim, index), {}, c, 2, lambda p, e: p)
+
+
+def take_along_dim(c: Ctx, input: Any, indices: Any, dim: int | None = None) -> Any:
+    if not (is_soft_index(indices) and _data_ok(input)) or dim is None:
+        return DECLINE
+    return _gathered(torch.take_along_dim, (input, indices, dim), {}, c, 1, lambda p, e: p)
+
+
+def take(c: Ctx, input: Any, index: Any) -> Any:
+    if not (is_soft_index(index) and _data_ok(input)):
+        return DECLINE
+    return _gathered(torch.take, (input, index), {}, c, 1, lambda p, e: p)
+
+
+def index_select(c: Ctx, input: Any, dim: int, index: Any) -> Any:
+    if not (is_soft_index(index) and _data_ok(input)) or index.ndim != 1:
+        return DECLINE
+    d = canonical_dim(dim, input.ndim)
+
+    def arrange(p: Tensor, e: Tensor) -> Tensor:
+        return p.reshape(p.shape[0], *[1] * d, p.shape[1], *[1] * (e.ndim - d - 1))
+
+    return _gathered(torch.index_select, (input, dim, index), {}, c, 2, arrange)
+
+
+def getitem(c: Ctx, input: Any, key: Any) -> Any:
+    if not _data_ok(input):
+        return DECLINE
+    parts = _key_parts(key)
+    if parts is None:
+        return DECLINE
+    items, j = parts
+    d = input.ndim - (len(items) - j) if items[0] is Ellipsis else j
+    if not 0 <= d < input.ndim:
+        return DECLINE
+    rest = input.ndim - d - 1
+
+    def arrange(p: Tensor, e: Tensor) -> Tensor:
+        return p.reshape(p.shape[0], *[1] * d, *p.shape[1:], *[1] * rest)
+
+    def get(x: Tensor, *ks: Any) -> Any:
+        k = tuple(ks)
+        return x[k if isinstance(key, tuple) else k[0]]
+
+    return _gathered(get, (input, *items), {}, c, 1 + j, arrange)
+
+
+def embedding(c: Ctx, input: Any, weight: Tensor, *args: Any, **kwargs: Any) -> Any:
+    """``F.embedding`` by a SoftIndex: :math:`P W` (exact lookup forward with the extra options
+    ignored by the soft side)."""
+    if not is_soft_index(input) or is_discrete(weight):
+        return DECLINE
+    p = input._sidx
+    if p.shape[-1] != weight.shape[0]:
+        return DECLINE
+    exact = F.embedding(D.exact_of(input), plain(weight), *args, **kwargs)
+    return c.value(lambda: p.to(weight.dtype) @ plain(weight), lambda: exact)
+
+
+def one_hot(c: Ctx, tensor: Any, num_classes: int = -1) -> Any:
+    d = _dist_of(tensor)
+    if d is None:
+        return DECLINE
+    exact = F.one_hot(D.exact_of(tensor), num_classes)
+    v, p = d
+    width = exact.shape[-1]
+    inside = (v >= 0) & (v < width)
+    q = torch.zeros((*v.shape[1:], width), dtype=p.dtype, device=p.device)
+    q = q.scatter_add(-1, torch.where(inside, v, 0).long().movedim(0, -1),
+                      torch.where(inside, p, 0.0).movedim(0, -1))  # fmt: skip
+    return D.result(exact, (torch.stack([torch.zeros_like(exact), torch.ones_like(exact)]),
+                            torch.stack([1.0 - q, q])), None, c.carried)  # fmt: skip
+
+
+#: Selections of integer / gradient-free data by a SoftIndex (the registry's selection
+#: handlers relax floating data with a gradient path and leave these calls here).
+SELECTIONS: dict[Any, Handler] = {
+    torch.gather: gather, T.gather: gather,
+    torch.take_along_dim: take_along_dim, T.take_along_dim: take_along_dim,
+    torch.take: take, T.take: take,
+    torch.index_select: index_select, T.index_select: index_select,
+    T.__getitem__: getitem,
+}  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- dispatch
+
+_STRUCTURAL = frozenset(STRUCTURAL)
+_CASTS = frozenset(CASTS)
+_EXACT = frozenset(CONVERSIONS) | frozenset(MASKED) - {T.__setitem__}
+
+
+def _only_roles(items: list[Any]) -> bool:
+    """Only SoftBools / SoftIndices (no SoftInt, no SoftFloat) among the soft operands."""
+    return not any(
+        isinstance(a, SoftTensor) and (a._dist is not None or a._exact is not None) for a in items
+    )
+
+
+def call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], c: Ctx) -> Any:
+    """The soft-integer path of one call (``DECLINE`` to leave it to the other role rules)."""
+    handler = SELECTIONS.get(func)
+    if handler is not None:
+        out = handler(c, *args, **kwargs)
+        if out is not DECLINE:
+            return out
+    if func in _EXACT:
+        return DECLINE
+    items = D.operands(args, kwargs)
+    cfg = c.carried
+    if func in _CASTS:
+        x = args[0] if args else None
+        if not isinstance(x, SoftTensor) or (x._hard is not None and x._dist is None):
+            return DECLINE  # SoftBool casts keep their own rules
+        return D.cast(func, args, kwargs, cfg)
+    if D.is_inplace(func):
+        return DECLINE
+    name = D.aten_name(func)
+    if name in D.LINEAR_REDUCTIONS:
+        if all(not isinstance(a, SoftTensor) or a._hard is None or a._hard.dtype == torch.bool
+               for a in items):  # fmt: skip
+            out = D.linear(func, args, kwargs, cfg)
+            if out is not None:
+                return out
+        return DECLINE
+    if func in _STRUCTURAL:
+        if _only_roles(items):
+            return DECLINE
+        out = D.structural(func, args, kwargs, cfg)
+        return DECLINE if out is None else out
+    if D.is_pointwise(func):
+        out = D.pointwise(func, args, kwargs, cfg)
+        return DECLINE if out is None else out
+    return DECLINE
