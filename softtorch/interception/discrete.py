@@ -414,6 +414,13 @@ class _Slot:
 def _package_structural(exact: Any, vals: Any, probs: Any, cfg: Any) -> Any:
     if isinstance(exact, Tensor):
         v = vals.to(exact.dtype) if is_integral(exact.dtype) else vals
+        # positions the op filled itself (diag, tril ...) have no probability: a point mass
+        empty = probs.sum(0) < 0.5
+        if bool(empty.any()):
+            first = torch.zeros_like(probs[:1]).index_fill(0, torch.zeros(1, dtype=torch.long,
+                                                                          device=probs.device), 1)
+            probs = torch.where(empty, first.expand_as(probs), probs)
+            v = torch.where(empty, exact.to(v.dtype).unsqueeze(0).expand_as(v), v)
         return result(exact, (v, probs), None, cfg)
     return type(exact)(_package_structural(e, v, p, cfg) for e, v, p in zip(exact, vals, probs))
 

@@ -30,7 +30,7 @@ import torch
 from . import ops_integer
 from .config import SoftConfig
 from .context import DECLINE, Ctx, into
-from .discrete import operands, out_of_place, write_into
+from .discrete import exact_of, map_args, operands, out_of_place, write_into
 from .registry import BY_TARGET, Entry, tables
 from .roles import ROLES, forget_role, passthrough, writes_first
 from .tensor import (
@@ -149,6 +149,27 @@ def dispatch_plain(
     return func(*args, **kwargs)
 
 
+def _with_exact(
+    out: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+    carried: SoftConfig | None,
+) -> Any:
+    """A relaxed floating value computed from soft integers keeps torch's exact result beside it
+    (a SoftFloat), so exact uses of it (``item``, integer casts) see what torch computes."""
+    if (
+        not isinstance(out, torch.Tensor) or has_role(out) or not out.is_floating_point()
+        or writes_first(func) or not any(has_role(t) for t in operands(args, kwargs))
+    ):
+        return out
+    try:
+        ea, ek = map_args(args, kwargs, exact_of)
+        exact = func(*ea, **ek)
+    except Exception:
+        return out
+    if not isinstance(exact, torch.Tensor) or exact.shape != out.shape:
+        return out
+    return make(plain(out), carried, exact=exact.to(out.dtype))
+
+
 def _soft_inplace(
     func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
     cfg: SoftConfig | None,
@@ -187,7 +208,7 @@ def dispatch_soft(
                 a, k = map_tensors(args, kwargs, _carrier_plain, start=int(entry.inplace))
                 out = relax(entry, eff, carried, a, k)
                 if out is not DECLINE:
-                    return out
+                    return _with_exact(out, func, args, kwargs, carried)
             if any(has_role(t) for t in operands(args, kwargs)):
                 if writes_first(func) and func is not torch.Tensor.__setitem__:
                     out = _soft_inplace(func, args, kwargs, cfg)

@@ -213,43 +213,47 @@ def setitem(c: Ctx, input: Any, key: Any, value: Any) -> Any:
 
 
 def _gathered(
-    func: Callable[..., Any],
-    args: tuple[Any, ...],
-    kwargs: dict[str, Any],
-    c: Ctx,
-    pos: int,
-    probs_at: Callable[[Tensor, Tensor], Tensor],
+    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any], c: Ctx,
+    pos: int, probs_at: Callable[[Tensor, Tensor], Tensor],
 ) -> Any:
-    """A selection of integer / gradient-free data by the SoftIndex at ``args[pos]``: the
-    exact result, with the support evaluated at every position (``vmap``) and the index's
-    probabilities arranged like the output by ``probs_at(probs, exact)``."""
+    """A selection of integer / gradient-free data ``args[0]`` by the SoftIndex at
+    ``args[pos]``: the exact result, with the support evaluated at every position (``vmap``) and
+    the index's probabilities arranged like the output by ``probs_at(probs, exact)``. Soft
+    integer data make a mixture: :math:`P(out = v) = \\sum_j P_j\\, P(X_j = v)`."""
     idx = args[pos]
     ea, ek = D.map_args(args, kwargs, D.exact_of)
     exact = func(*ea, **ek)
     v, p = support(idx)  # type: ignore[misc]
+    data = support(args[0]) if is_discrete(args[0]) else None
+    layers = [(ea[0], None)] if data is None else list(zip(data[0], data[1]))
 
-    def at(vk: Tensor) -> Tensor:
-        a = list(ea)
-        a[pos] = vk
-        return func(*a, **ek)
+    def at(x: Tensor) -> Callable[[Tensor], Tensor]:
+        def one(vk: Tensor) -> Tensor:
+            a = list(ea)
+            a[0], a[pos] = x, vk
+            return func(*a, **ek)
+
+        return one
 
     try:
-        vals = torch.vmap(at)(v)
+        vals, probs = [], []
+        for x, px in layers:  # the data's own support (one layer for exact data)
+            vals.append(torch.vmap(at(x))(v).expand(v.shape[0], *exact.shape))
+            pk = probs_at(p, exact).expand(p.shape[0], *exact.shape)
+            if px is not None:
+                pk = pk * torch.vmap(at(px))(v).expand(v.shape[0], *exact.shape)
+            probs.append(pk)
     except Exception:
         return DECLINE
-    probs = probs_at(p, exact)
-    probs = probs.expand(p.shape[0], *exact.shape)
-    vals = vals.expand(p.shape[0], *exact.shape)
+    vs, ps = torch.cat(vals), torch.cat(probs)
     if D.is_integral(exact.dtype):
-        return D.result(exact, (vals.to(exact.dtype), probs), None, c.carried)
-    return D.result(exact, None, (probs * vals.to(probs.dtype)).sum(0), c)
+        return D.result(exact, (vs.to(exact.dtype), ps), None, c.carried)
+    return D.result(exact, None, (ps * vs.to(ps.dtype)).sum(0), c.carried)
 
 
 def _data_ok(x: Any) -> bool:
-    return (
-        isinstance(x, Tensor)
-        and not is_discrete(x)
-        and (D.is_integral(x.dtype) or not x.requires_grad)
+    return isinstance(x, Tensor) and (
+        is_discrete(x) or D.is_integral(x.dtype) or not x.requires_grad
     )
 
 
@@ -344,7 +348,16 @@ SELECTIONS: dict[Any, Handler] = {
 
 # ----------------------------------------------------------------------------- dispatch
 
-_STRUCTURAL = frozenset(STRUCTURAL)
+#: Shape, copy and rearranging ops of soft integers (batched over the support axis).
+_STRUCTURAL = frozenset(STRUCTURAL) | frozenset({
+    torch.diag, T.diag, torch.diagonal, T.diagonal, torch.tril, T.tril, torch.triu, T.triu,
+    torch.gather, T.gather, torch.take_along_dim, T.take_along_dim, torch.index_select,
+    T.index_select, torch.take, T.take, torch.tile, T.tile, torch.repeat_interleave,
+    T.repeat_interleave, torch.rot90, T.rot90, torch.swapaxes, T.swapaxes, torch.swapdims,
+    T.swapdims, torch.moveaxis, T.moveaxis, torch.diag_embed, T.diag_embed, torch.hstack,
+    torch.vstack, torch.dstack, torch.column_stack, torch.atleast_1d, torch.atleast_2d,
+    T.masked_fill, torch.masked_fill, T.view_as, T.unfold, T.contiguous, T.clone,
+})  # fmt: skip
 _CASTS = frozenset(CASTS)
 _EXACT = frozenset(CONVERSIONS) | frozenset(MASKED) - {T.__setitem__}
 
