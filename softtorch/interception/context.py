@@ -52,10 +52,17 @@ class Ctx:
             out["method"] = method
         return out
 
-    def value(self, soft: Callable[[], Tensor], hard: Callable[[], Tensor]) -> Tensor:
+    def value(
+        self, soft: Callable[[], Tensor], hard: Callable[[], Tensor], finite: bool = False
+    ) -> Tensor:
+        """Soft value; ``finite``: where torch's exact value is not finite (an infinite
+        maximum, say) the exact value is used."""
         out = soft()
-        if self.st:
-            out = combine(hard(), out)
+        if self.st or finite:
+            exact = hard()
+            out = _keep_nonfinite(out, exact) if finite else out
+            if self.st:
+                out = combine(exact, out)
         return wrap(out, self.carried)
 
     def bool(
@@ -93,13 +100,41 @@ class Ctx:
         self,
         soft: Callable[[], tuple[Tensor, Tensor | None]],
         hard: Callable[[], Any],
+        finite: bool = False,
     ) -> Any:
-        """``type(torch_result)(values, indices)`` with soft values and a SoftIndex."""
+        """``type(torch_result)(values, indices)`` with soft values and a SoftIndex (``finite``:
+        as in :meth:`value`)."""
         exact = hard()
         values, sidx = soft()
+        if finite:
+            values = _keep_nonfinite(values, exact[0])
         if self.st:
             values = combine(exact[0], values)
         return type(exact)((wrap(values, self.carried), self.soft_index(exact[1], sidx)))
+
+
+def _keep_nonfinite(soft: Tensor, exact: Tensor) -> Tensor:
+    """torch's exact value where it is not finite, the soft value elsewhere."""
+    return torch.where(torch.isfinite(exact), soft, exact.to(soft.dtype))
+
+
+def finite_input(x: Tensor, dim: int | None) -> Tensor:
+    """``x`` with ``+inf`` / ``-inf`` replaced by the largest / smallest finite value of its
+    slice along ``dim`` (all of ``x`` for None), for the soft side of an order statistic: an
+    infinite entry then takes part as the extreme finite value instead of turning ``0 * inf``
+    into NaN; where torch's exact result is infinite the handler keeps it (``finite=True``)."""
+    if not x.is_floating_point() or x.ndim == 0:
+        return x
+    inf = torch.isinf(x)
+    if not torch.compiler.is_compiling() and not bool(inf.any()):
+        return x
+    kw: dict[str, Any] = {} if dim is None else {"dim": dim, "keepdim": True}
+    big = torch.finfo(x.dtype).max
+    lo = torch.where(inf, big, x).amin(**kw).detach()
+    hi = torch.where(inf, -big, x).amax(**kw).detach()
+    lo = torch.where(lo == big, torch.zeros_like(lo), lo)
+    hi = torch.where(hi == -big, torch.zeros_like(hi), hi)
+    return torch.where(x == float("-inf"), lo, torch.where(x == float("inf"), hi, x))
 
 
 def into(target: Tensor, out: Tensor) -> Tensor:

@@ -31,12 +31,13 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from .tensor import SoftTensor, is_discrete, make, plain, support
 
 #: Support points per element before equal values are merged.
-MAX_SUPPORT: int = 64
+MAX_SUPPORT: int = 256
 #: Values stored for one distribution (support size times number of elements).
 MAX_ELEMENTS: int = 1 << 24
 
@@ -316,11 +317,57 @@ def linear(
         return None
     if not isinstance(exact, Tensor):
         return None
+    if aten_name(func) in ("sum", "nansum") and is_integral(exact.dtype) and is_discrete(args[0]):
+        dist = _sum_distribution(args, kwargs, exact)
+        if dist is not None:
+            return result(exact, dist, None, cfg)
     sk = dict(kwargs)
     sk.pop("dtype", None)
     sa, sk = map_args(args, sk, lambda a: _as_float(soft_of(a)))
     soft = func(*sa, **sk)
     return result(exact, None, soft, cfg)
+
+
+def _sum_distribution(args: tuple[Any, ...], kwargs: dict[str, Any], exact: Tensor) -> Dist | None:
+    r"""The distribution of a sum of independent soft integers (``sum(x, dim, keepdim)``): the
+    convolution of their distributions, :math:`q_{1} * q_{2} * \cdots * q_{n}`, kept while its
+    support has at most :data:`MAX_SUPPORT` values (a Poisson-binomial for SoftBools); None
+    beyond (the caller keeps the mean)."""
+    x = args[0]
+    dim = args[1] if len(args) > 1 else kwargs.get("dim")
+    keepdim = bool(args[2] if len(args) > 2 else kwargs.get("keepdim", False))
+    v, p = support(x)  # type: ignore[misc]
+    nd = v.ndim - 1
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):
+        dims = list(range(nd))
+    else:
+        dims = sorted({d % max(nd, 1) for d in (dim if isinstance(dim, (tuple, list)) else (dim,))})
+    n = math.prod(x.shape[d] for d in dims) if nd else 1
+    if v.numel() == 0 or n == 0:
+        return None
+    lo, hi = int(v.min()), int(v.max())
+    w = hi - lo + 1
+    width = n * (w - 1) + 1
+    if width > MAX_SUPPORT or n * w > 4 * MAX_SUPPORT:
+        return None
+    keep = [d for d in range(nd) if d not in dims]
+    dense = torch.zeros((w, *v.shape[1:]), dtype=p.dtype, device=p.device)
+    dense = dense.scatter_add(0, v.long() - lo, p.expand_as(v))
+    q = dense.permute(*[k + 1 for k in keep], *[d + 1 for d in dims], 0)
+    q = q.reshape(*[x.shape[k] for k in keep], n, w)
+    r = q[..., 0, :]
+    for i in range(1, n):  # one convolution per summand, vectorised over the kept dims
+        qi = q[..., i, :]
+        size = r.shape[-1]
+        r = sum(F.pad(qi[..., j : j + 1] * r, (j, w - 1 - j)) for j in range(w))
+        assert r.shape[-1] == size + w - 1
+    probs = r.movedim(-1, 0)
+    if keepdim:
+        for d in dims:
+            probs = probs.unsqueeze(d + 1)
+    vals = torch.arange(n * lo, n * lo + width, device=p.device, dtype=exact.dtype)
+    vals = vals.reshape(width, *[1] * (probs.ndim - 1)).expand_as(probs)
+    return vals, probs
 
 
 def _as_float(a: Any) -> Any:

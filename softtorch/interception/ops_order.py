@@ -21,7 +21,7 @@ from .._checks import canonical_dim
 from ..ordering import ops
 from ..ordering._standardize import standardize
 from ..simplex import project_simplex
-from .context import DECLINE, Ctx
+from .context import DECLINE, Ctx, finite_input
 from .ops_logic import _flat
 
 
@@ -36,8 +36,9 @@ def sort(
     if _has_out(kw):
         return DECLINE
     return c.pair(
-        lambda: tuple(ops.sort(input, dim, descending, **c.kw())),
+        lambda: tuple(ops.sort(finite_input(input, dim), dim, descending, **c.kw())),
         lambda: torch.sort(input, dim=dim, descending=descending, stable=bool(stable)),
+        finite=True,
     )
 
 
@@ -45,15 +46,16 @@ def argsort(
     c: Ctx, input: Tensor, dim: int = -1, descending: bool = False, stable: bool = False
 ) -> Any:
     return c.index(
-        lambda: ops.argsort(input, dim, descending, **c.kw(index=True)),
+        lambda: ops.argsort(finite_input(input, dim), dim, descending, **c.kw(index=True)),
         lambda: torch.argsort(input, dim=dim, descending=descending, stable=stable),
     )
 
 
 def msort(c: Ctx, input: Tensor) -> Any:
     return c.value(
-        lambda: ops.sort(input, 0, **c.kw(), return_indices=False).values,
+        lambda: ops.sort(finite_input(input, 0), 0, **c.kw(), return_indices=False).values,
         lambda: torch.msort(input),
+        finite=True,
     )
 
 
@@ -64,8 +66,9 @@ def topk(
     if _has_out(kw):
         return DECLINE
     return c.pair(
-        lambda: tuple(ops.topk(input, k, dim, **c.kw(), largest=largest)),
+        lambda: tuple(ops.topk(finite_input(input, dim), k, dim, **c.kw(), largest=largest)),
         lambda: torch.topk(input, k, dim, largest=largest, sorted=True),
+        finite=True,
     )
 
 
@@ -75,7 +78,7 @@ def kthvalue(c: Ctx, input: Tensor, k: int, dim: int = -1, keepdim: bool = False
 
     def soft() -> tuple[Tensor, Tensor | None]:
         d = canonical_dim(dim, input.ndim)
-        res = ops.sort(input, d, **c.kw())
+        res = ops.sort(finite_input(input, d), d, **c.kw())
         values = res.values.select(d, k - 1)
         idx = None if res.indices is None else res.indices.select(d, k - 1)
         if keepdim:
@@ -83,7 +86,7 @@ def kthvalue(c: Ctx, input: Tensor, k: int, dim: int = -1, keepdim: bool = False
             idx = None if idx is None else idx.unsqueeze(d)
         return values, idx
 
-    return c.pair(soft, lambda: torch.kthvalue(input, k, dim, keepdim))
+    return c.pair(soft, lambda: torch.kthvalue(input, k, dim, keepdim), finite=True)
 
 
 def _extreme(largest: bool) -> Any:
@@ -100,10 +103,13 @@ def _extreme(largest: bool) -> Any:
         if _has_out(kw):
             return DECLINE
         if dim is None:
-            return c.value(lambda: soft_fn(input, **c.kw()), lambda: exact(input))
+            return c.value(
+                lambda: soft_fn(finite_input(input, None), **c.kw()), lambda: exact(input), True
+            )
         return c.pair(
-            lambda: tuple(soft_fn(input, dim, keepdim, **c.kw())),
+            lambda: tuple(soft_fn(finite_input(input, dim), dim, keepdim, **c.kw())),
             lambda: exact(input, dim, keepdim),
+            finite=True,
         )
 
     return handler
@@ -124,13 +130,13 @@ def _amax(largest: bool) -> Any:
 
         def soft() -> Tensor:
             if not dims or input.ndim == 0:
-                out = soft_fn(input, **c.kw())
+                out = soft_fn(finite_input(input, None), **c.kw())
                 return out.reshape([1] * input.ndim) if keepdim else out
             flat, keep = _flat(input, dims)
-            out = soft_fn(flat, -1, **c.kw()).values
+            out = soft_fn(finite_input(flat, -1), -1, **c.kw()).values
             return out.reshape(keep) if keepdim else out
 
-        return c.value(soft, lambda: exact(input, dim, keepdim))
+        return c.value(soft, lambda: exact(input, dim, keepdim), finite=True)
 
     return handler
 
@@ -145,7 +151,7 @@ def _arg(largest: bool) -> Any:
 
     def handler(c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
         return c.index(
-            lambda: soft_fn(input, dim, keepdim, **c.kw(index=True)),
+            lambda: soft_fn(finite_input(input, dim), dim, keepdim, **c.kw(index=True)),
             lambda: exact(input, dim, keepdim),
         )
 
@@ -160,10 +166,15 @@ def median(c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False,
     if _has_out(kw):
         return DECLINE
     if dim is None:
-        return c.value(lambda: ops.median(input, **c.kw()), lambda: torch.median(input))
+        return c.value(
+            lambda: ops.median(finite_input(input, None), **c.kw()),
+            lambda: torch.median(input),
+            finite=True,
+        )
     return c.pair(
-        lambda: tuple(ops.median(input, dim, keepdim, **c.kw())),
+        lambda: tuple(ops.median(finite_input(input, dim), dim, keepdim, **c.kw())),
         lambda: torch.median(input, dim, keepdim),
+        finite=True,
     )
 
 
@@ -177,7 +188,8 @@ def nanmedian(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
-    clean = torch.nan_to_num(input, nan=0.0)
+    clean = finite_input(torch.nan_to_num(input, nan=0.0, posinf=float("inf"),
+                                         neginf=float("-inf")), dim)
     has_nan = _nan_rows(input, dim, keepdim)
     if dim is None:
         return c.value(
@@ -205,8 +217,10 @@ def quantile(
     if _has_out(kw):
         return DECLINE
     return c.value(
-        lambda: ops.quantile(input, q, dim, keepdim, interpolation=interpolation, **c.kw()),
+        lambda: ops.quantile(finite_input(input, dim), q, dim, keepdim, interpolation=interpolation,
+                             **c.kw()),
         lambda: torch.quantile(input, q, dim, keepdim, interpolation=interpolation),
+        finite=True,
     )
 
 
@@ -221,7 +235,8 @@ def nanquantile(
         return torch.nanquantile(input, q, dim, keepdim, interpolation=interpolation)
 
     def soft() -> Tensor:
-        clean = torch.nan_to_num(input, nan=0.0)
+        clean = finite_input(torch.nan_to_num(input, nan=0.0, posinf=float("inf"),
+                                             neginf=float("-inf")), dim)
         res = ops.quantile(clean, q, dim, keepdim, interpolation=interpolation, **c.kw())
         return torch.where(_nan_rows(input, dim, keepdim), exact(), res)
 
@@ -237,7 +252,7 @@ def _cumulative(largest: bool) -> Any:
 
         def soft() -> tuple[Tensor, Tensor]:
             d = canonical_dim(dim, input.ndim)
-            x = input.movedim(d, -1)
+            x = finite_input(input.movedim(d, -1), -1)
             xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
             n = xc.shape[-1]
             z, _ = standardize(xc)
@@ -248,7 +263,7 @@ def _cumulative(largest: bool) -> Any:
             values = (p @ xc.unsqueeze(-1)).squeeze(-1)
             return values.to(input.dtype).movedim(-1, d), p.to(input.dtype).movedim(-2, d)
 
-        return c.pair(soft, lambda: exact_fn(input, dim))
+        return c.pair(soft, lambda: exact_fn(input, dim), finite=True)
 
     return handler
 
