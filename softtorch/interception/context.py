@@ -58,12 +58,15 @@ class Ctx:
         """Soft value; ``finite``: where torch's exact value is not finite (an infinite
         maximum, say) the exact value is used."""
         out = soft()
-        if self.st or finite:
-            exact = hard()
-            out = _keep_nonfinite(out, exact) if finite else out
-            if self.st:
-                out = combine(exact, out)
-        return wrap(out, self.carried)
+        if not (self.st or finite):
+            return wrap(out, self.carried)
+        exact = hard()
+        if finite:
+            out = _keep_nonfinite(out, exact)
+        if self.st:
+            out = combine(exact, out)
+        return make(out, self.carried, exact=exact.to(out.dtype)) if finite else wrap(
+            out, self.carried)  # fmt: skip
 
     def bool(
         self,
@@ -110,7 +113,9 @@ class Ctx:
             values = _keep_nonfinite(values, exact[0])
         if self.st:
             values = combine(exact[0], values)
-        return type(exact)((wrap(values, self.carried), self.soft_index(exact[1], sidx)))
+        shown = make(values, self.carried, exact=exact[0].to(values.dtype)) if finite else wrap(
+            values, self.carried)  # fmt: skip
+        return type(exact)((shown, self.soft_index(exact[1], sidx)))
 
 
 def _keep_nonfinite(soft: Tensor, exact: Tensor) -> Tensor:

@@ -153,21 +153,38 @@ def _with_exact(
     out: Any, func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
     carried: SoftConfig | None,
 ) -> Any:
-    """A relaxed floating value computed from soft integers keeps torch's exact result beside it
-    (a SoftFloat), so exact uses of it (``item``, integer casts) see what torch computes."""
-    if (
-        not isinstance(out, torch.Tensor) or has_role(out) or not out.is_floating_point()
-        or writes_first(func) or not any(has_role(t) for t in operands(args, kwargs))
-    ):
+    """The exact shadow through a relaxation: when an operand carries torch's exact values
+    apart from its soft ones (SoftFloat, soft integers), the relaxed result is paired with
+    torch's result on the exact operands (floating values become SoftFloats, SoftIndex /
+    SoftBool results take the exact integers / booleans), so exact uses downstream (``item``,
+    indices, integer casts) see what plain torch computes."""
+    if writes_first(func) or not any(has_role(t) for t in operands(args, kwargs)):
         return out
     try:
         ea, ek = map_args(args, kwargs, exact_of)
         exact = func(*ea, **ek)
     except Exception:
         return out
-    if not isinstance(exact, torch.Tensor) or exact.shape != out.shape:
+    return _pair_exact(out, exact, carried)
+
+
+def _pair_exact(out: Any, exact: Any, carried: SoftConfig | None) -> Any:
+    if isinstance(out, torch.Tensor):
+        if not isinstance(exact, torch.Tensor) or exact.shape != out.shape:
+            return out
+        if is_soft_index(out):
+            return make(exact, out._cfg or carried, sidx=out._sidx)
+        if is_soft_bool(out):
+            return make(plain(out), out._cfg or carried, hard=exact)
+        if out.is_floating_point() and not has_role(out):
+            return make(plain(out), carried, exact=exact.to(out.dtype))
         return out
-    return make(plain(out), carried, exact=exact.to(out.dtype))
+    if isinstance(out, (tuple, list)) and isinstance(exact, (tuple, list)):
+        items = [_pair_exact(o, e, carried) for o, e in zip(out, exact)]
+        if hasattr(out, "_fields"):
+            return type(out)(*items)
+        return type(out)(items)
+    return out
 
 
 def _soft_inplace(

@@ -356,7 +356,8 @@ _STRUCTURAL = frozenset(STRUCTURAL) | frozenset({
     T.repeat_interleave, torch.rot90, T.rot90, torch.swapaxes, T.swapaxes, torch.swapdims,
     T.swapdims, torch.moveaxis, T.moveaxis, torch.diag_embed, T.diag_embed, torch.hstack,
     torch.vstack, torch.dstack, torch.column_stack, torch.atleast_1d, torch.atleast_2d,
-    T.masked_fill, torch.masked_fill, T.view_as, T.unfold, T.contiguous, T.clone,
+    T.masked_fill, torch.masked_fill, T.view_as, T.unfold, T.contiguous, T.clone, F.pad,
+    torch.constant_pad_nd, F.unfold, F.fold, torch.flatten, T.flatten, torch.squeeze,
 })  # fmt: skip
 _CASTS = frozenset(CASTS)
 _EXACT = frozenset(CONVERSIONS) | frozenset(MASKED) - {T.__setitem__}
