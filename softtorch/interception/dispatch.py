@@ -176,7 +176,8 @@ def _pair_exact(out: Any, exact: Any, carried: SoftConfig | None) -> Any:
             return make(exact, out._cfg or carried, sidx=out._sidx)
         if is_soft_bool(out):
             return make(plain(out), out._cfg or carried, hard=exact)
-        if out.is_floating_point() and not has_role(out):
+        if out.is_floating_point() and (out._exact is not None if isinstance(
+                out, SoftTensor) else True) and not is_soft_bool(out):  # fmt: skip
             return make(plain(out), carried, exact=exact.to(out.dtype))
         return out
     if isinstance(out, (tuple, list)) and isinstance(exact, (tuple, list)):

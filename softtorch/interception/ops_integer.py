@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import canonical_dim
+from ..ordering import ops
 from . import discrete as D
 from .context import DECLINE, Ctx
 from .roles import CASTS, CONVERSIONS, MASKED, STRUCTURAL
@@ -333,6 +334,32 @@ def one_hot(c: Ctx, tensor: Any, num_classes: int = -1) -> Any:
                       torch.where(inside, p, 0.0).movedim(0, -1))  # fmt: skip
     return D.result(exact, (torch.stack([torch.zeros_like(exact), torch.ones_like(exact)]),
                             torch.stack([1.0 - q, q])), None, c.carried)  # fmt: skip
+
+
+def unique(
+    c: Ctx, input: Tensor, sorted: bool = True, return_inverse: bool = False,
+    return_counts: bool = False, dim: int | None = None,
+) -> Any:
+    """``torch.unique`` of floating data with a gradient path, all values distinct: the
+    values are the soft sort, the inverse (the rank of each element) is a SoftIndex whose row
+    ``i`` is column ``i`` of the soft permutation, normalised. With ties the result is exact."""
+    if dim is not None or not sorted or input.ndim == 0:
+        return DECLINE
+    exact = torch.unique(plain(input), sorted, return_inverse, return_counts, dim)
+    uniq = exact[0] if isinstance(exact, tuple) else exact
+    if uniq.numel() != input.numel():
+        return DECLINE
+    flat = plain(input).reshape(-1)
+    res = ops.sort(flat, -1, **c.kw())
+    parts: list[Any] = [c.value(lambda: res.values, lambda: uniq, finite=True)]
+    if return_inverse:
+        perm = ops.argsort(flat, -1, **c.kw(index=True))  # (n, n): rank r -> element j
+        col = perm / perm.sum(0, keepdim=True).clamp_min(torch.finfo(perm.dtype).tiny)
+        sidx = col.transpose(0, 1).reshape(*input.shape, flat.shape[0])
+        parts.append(c.soft_index(exact[1], sidx))
+    if return_counts:
+        parts.append(exact[-1])
+    return parts[0] if len(parts) == 1 else tuple(parts)
 
 
 #: Selections of integer / gradient-free data by a SoftIndex (the registry's selection

@@ -275,6 +275,9 @@ def _ops() -> tuple[Op, ...]:
             "in place", operators=[("x[idx] = v", operator.setitem)], trigger="role"),
         _op("embedding", "integer", I.embedding, "F.embedding", "P W (nn.Embedding)",
             trigger="role"),
+        _op("unique", "integer", I.unique, "torch.unique Tensor.unique",
+            "distinct values: soft sort; inverse: soft rank (column of the soft permutation)",
+            "(values, SoftIndex, counts)"),
         _op("one_hot", "integer", I.one_hot, "F.one_hot",
             "exact one-hot (int64) with P(X = c)", SI_, trigger="role"),
     ]
