@@ -52,7 +52,7 @@ def is_integral(dtype: torch.dtype) -> bool:
 def mean(dist: Dist, dtype: torch.dtype | None = None) -> Tensor:
     r"""The expectation :math:`\sum_k p_k v_k` (in the probabilities' floating dtype)."""
     v, p = dist
-    return (p * v.to(dtype or p.dtype)).sum(0)
+    return expect(p, v) if dtype is None else expect(p.to(dtype), v)
 
 
 def tent(m: Tensor, dtype: torch.dtype) -> Dist:
@@ -72,20 +72,25 @@ def point(exact: Tensor, like: Tensor) -> Dist:
 
 
 def compress(dist: Dist) -> Dist:
-    """Keep a distribution within :data:`MAX_SUPPORT` / :data:`MAX_ELEMENTS` (see the module
-    docstring): merge equal support values, else replace it by its :func:`tent`."""
+    """Keep a distribution small: support points with equal values are merged (a dense
+    distribution over each element's range ``min .. max`` when that is shorter than the
+    support), and beyond :data:`MAX_SUPPORT` / :data:`MAX_ELEMENTS` the distribution is
+    replaced by its :func:`tent`."""
     v, p = dist
     k = v.shape[0]
+    if k <= 4:
+        return dist
     numel = max(v[0].numel(), 1)
+    vl = v.long()
+    lo = vl.amin(0)
+    span = int((vl.amax(0) - lo).max()) + 1 if v.numel() else 1
+    if span < k and span * numel <= MAX_ELEMENTS:
+        dense = torch.zeros((span, *v.shape[1:]), dtype=p.dtype, device=p.device)
+        dense = dense.scatter_add(0, vl - lo, p.expand_as(v))
+        steps = torch.arange(span, device=v.device).reshape(span, *[1] * (v.ndim - 1))
+        return (lo + steps).to(v.dtype), dense
     if k <= MAX_SUPPORT and k * numel <= MAX_ELEMENTS:
         return dist
-    uniq, inverse = torch.unique(v, return_inverse=True)
-    u = uniq.numel()
-    if u <= MAX_SUPPORT and u * numel <= MAX_ELEMENTS:
-        merged = torch.zeros((u, *v.shape[1:]), dtype=p.dtype, device=p.device)
-        merged = merged.scatter_add(0, inverse, p.expand_as(v))
-        vals = uniq.reshape(u, *[1] * (v.ndim - 1)).expand(u, *v.shape[1:])
-        return vals, merged
     return tent(mean(dist), v.dtype)
 
 
@@ -262,7 +267,7 @@ def pointwise(
             found.append(a)
     if not found:  # SoftFloat operands: the op on the soft values beside the exact result
         sa, sk = map_args(args, kwargs, soft_of)
-        return None if is_inplace(func) else result(exact, None, func(*sa, **sk), cfg)
+        return None if is_inplace(func) else result(exact, None, safe_apply(func, sa, sk), cfg)
     if not is_integral(exact.dtype) and all(t._hard is not None for t in found):
         return None
     dists = [support(t) for t in found]
@@ -293,8 +298,33 @@ def pointwise(
     vals = vals.expand(probs.shape[0], *vals.shape[1:])
     if is_integral(exact.dtype):
         return result(exact, (vals.to(exact.dtype), probs), None, cfg)
-    soft = (probs * vals.to(probs.dtype)).sum(0)
-    return result(exact, None, soft, cfg)
+    return result(exact, None, expect(probs, vals), cfg)
+
+
+def expect(probs: Tensor, vals: Tensor) -> Tensor:
+    r""":math:`\sum_k p_k v_k` where a zero probability never meets an infinite value as NaN."""
+    v = vals.to(probs.dtype)
+    return torch.where(probs == 0, torch.zeros_like(probs), probs * v).sum(0)
+
+
+def safe_apply(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``func`` on soft operands; where the result is not finite (``0 / 0`` on a soft count that
+    is exactly zero, say) the operands enter through ``where(bad, v.detach(), v)``, so the
+    non-finite local derivative never reaches the gradient (``0 * inf`` stays out of it)."""
+    out = func(*args, **kwargs)
+    if not isinstance(out, Tensor) or not out.is_floating_point() or not out.requires_grad:
+        return out
+    bad = ~torch.isfinite(out)
+    if torch.compiler.is_compiling() or not bool(bad.any()):
+        return out
+
+    def guard(a: Any) -> Any:
+        if isinstance(a, Tensor) and a.requires_grad:
+            return torch.where(bad, a.detach(), a)
+        return a
+
+    ga, gk = map_args(args, kwargs, guard)
+    return func(*ga, **gk)
 
 
 # --------------------------------------------------------------------------- reductions
@@ -324,8 +354,7 @@ def linear(
     sk = dict(kwargs)
     sk.pop("dtype", None)
     sa, sk = map_args(args, sk, lambda a: _as_float(soft_of(a)))
-    soft = func(*sa, **sk)
-    return result(exact, None, soft, cfg)
+    return result(exact, None, safe_apply(func, sa, sk), cfg)
 
 
 def _sum_distribution(args: tuple[Any, ...], kwargs: dict[str, Any], exact: Tensor) -> Dist | None:

@@ -178,7 +178,8 @@ def _pair_exact(out: Any, exact: Any, carried: SoftConfig | None) -> Any:
             return make(plain(out), out._cfg or carried, hard=exact)
         if out.is_floating_point() and (out._exact is not None if isinstance(
                 out, SoftTensor) else True) and not is_soft_bool(out):  # fmt: skip
-            return make(plain(out), carried, exact=exact.to(out.dtype))
+            soft = plain(out) if not exact.is_floating_point() else plain(out).to(exact.dtype)
+            return make(soft, carried, exact=exact.to(soft.dtype))
         return out
     if isinstance(out, (tuple, list)) and isinstance(exact, (tuple, list)):
         items = [_pair_exact(o, e, carried) for o, e in zip(out, exact)]

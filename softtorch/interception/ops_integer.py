@@ -152,22 +152,23 @@ def scatter(
     d = canonical_dim(dim, exact.ndim)
     written = _scatter_add_soft(torch.zeros_like(D._as_float(D.soft_of(input))), d, index, src)
     cover = _scatter_add_soft(torch.zeros_like(written), d, index, 1.0)
-    soft = _overwrite(D.soft_of(input), written, cover, exact, input, d)
+    hit = torch.zeros(exact.shape, dtype=torch.bool, device=exact.device)
+    hit = hit.scatter(d, D.exact_of(index), True)
+    soft = _overwrite(D.soft_of(input), written, cover, hit)
     return D.result(exact, None, soft, c.carried)
 
 
-def _overwrite(
-    base: Any, written: Tensor, cover: Tensor, exact: Tensor, input: Any, d: int
-) -> Tensor:
-    """Soft result of writing through a soft index: where the exact write reaches every
-    position of a slice the written mass is normalised, elsewhere the old value keeps the
-    uncovered weight (never multiplying a non-finite old value by zero)."""
+def _overwrite(base: Any, written: Tensor, cover: Tensor, hit: Tensor) -> Tensor:
+    """Soft result of writing through a soft index. Positions the exact write reaches (``hit``)
+    hold the written mass normalised, :math:`P^\\top v / P^\\top 1`: their old content
+    (possibly uninitialised memory) never enters. Elsewhere the old value keeps the uncovered
+    weight, :math:`x (1 - P^\\top 1) + P^\\top v` (a zero weight never meets a non-finite old
+    value)."""
     base = D._as_float(base).to(written.dtype)
-    full = (cover > 0.5).all(d, keepdim=True)
     normal = written / cover.clamp_min(torch.finfo(written.dtype).tiny)
     keep = (1.0 - cover).clamp_min(0.0)
-    mixed = written + torch.where(keep == 0, torch.zeros_like(base), base * keep)
-    return torch.where(full, normal, mixed)
+    safe = torch.where(hit | (keep == 0), torch.zeros_like(base), base)
+    return torch.where(hit, normal, written + safe * keep)
 
 
 def _key_parts(key: Any) -> tuple[list[Any], int] | None:
@@ -206,7 +207,9 @@ def setitem(c: Ctx, input: Any, key: Any, value: Any) -> Any:
     vals = vals.to(fdt).expand(*x.shape[:d], idx.shape[0], *x.shape[d + 1 :])
     written = (vals.movedim(d, -1) @ p.to(fdt)).movedim(-1, d)  # (..., n)
     cover = p.sum(0).to(fdt).reshape(-1, *[1] * (x.ndim - d - 1))
-    soft = _overwrite(D.soft_of(input), written, cover.expand_as(written), exact, input, d)
+    hit = torch.zeros(exact.shape, dtype=torch.bool, device=exact.device)
+    hit[hard_key if isinstance(key, tuple) else hard_key[0]] = True
+    soft = _overwrite(D.soft_of(input), written, cover.expand_as(written), hit)
     return D.write_into(input, D.result(exact, None, soft, c.carried))
 
 

@@ -167,8 +167,8 @@ def make(
         out._sidx = sidx
     if dist is not None:
         out._dist = dist
-    if exact is not None:
-        out._exact = exact
+    if exact is not None:  # observation only: the gradient flows through the soft values
+        out._exact = exact.detach()
     return out
 
 
