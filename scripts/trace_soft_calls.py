@@ -33,11 +33,29 @@ _DT = {torch.float64: "f64", torch.float32: "f32", torch.int64: "i64", torch.boo
 
 
 #: Metadata queries, left out of the trace.
-_QUIET = frozenset({"getset_descriptor.__get__", "Tensor.dim", "Tensor.size", "Tensor.ndimension",
-                    "Tensor.is_floating_point", "Tensor.numel", "Tensor.__len__"})
+_QUIET = frozenset(
+    {
+        "getset_descriptor.__get__",
+        "Tensor.dim",
+        "Tensor.size",
+        "Tensor.ndimension",
+        "Tensor.is_floating_point",
+        "Tensor.numel",
+        "Tensor.__len__",
+    }
+)
 #: Calls whose exact result is a Python-branch condition (not a loss of the soft path).
-_BRANCH = frozenset({"_VariableFunctionsClass.all", "_VariableFunctionsClass.any", "Tensor.all",
-                     "Tensor.any", "Tensor.__bool__", "Tensor.item", "Tensor.tolist"})
+_BRANCH = frozenset(
+    {
+        "_VariableFunctionsClass.all",
+        "_VariableFunctionsClass.any",
+        "Tensor.all",
+        "Tensor.any",
+        "Tensor.__bool__",
+        "Tensor.item",
+        "Tensor.tolist",
+    }
+)
 
 
 def _name(func: Any) -> str:
@@ -76,7 +94,8 @@ class Tracer(TorchFunctionMode):
             return s + ("{" + marks + "}" if marks else "")
         if isinstance(a, (list, tuple)):
             inner = ",".join(self._desc(b) for b in a[:4]) + (",..." if len(a) > 4 else "")
-            return ("[" if isinstance(a, list) else "(") + inner + ("]" if isinstance(a, list) else ")")
+            lb, rb = ("[", "]") if isinstance(a, list) else ("(", ")")
+            return lb + inner + rb
         if isinstance(a, slice):
             return f"{a.start}:{a.stop}:{a.step}".replace("None", "")
         r = repr(a)
@@ -135,7 +154,8 @@ def _grad(out: torch.Tensor, x: torch.Tensor) -> str:
     (g,) = torch.autograd.grad(y.sum(), x, allow_unused=True)
     if g is None:
         return "none (unused)"
-    return f"finite={bool(torch.isfinite(g).all())} nonzero={bool((g != 0).any())} |g|={g.norm():.3g}"
+    fin, nz = bool(torch.isfinite(g).all()), bool((g != 0).any())
+    return f"finite={fin} nonzero={nz} |g|={g.norm():.3g}"
 
 
 def survey(case: Case) -> tuple[str, Counter[str]]:

@@ -27,7 +27,7 @@ from torch.overrides import TorchFunctionMode
 
 import softtorch
 
-from .tm_cases import CASES, NOT_RELAXABLE, N, Case, make_inputs
+from .tm_cases import CASES, NOT_RELAXABLE, TMF, Case, K, N, make_inputs
 
 pytest.importorskip("torchmetrics")
 import torchmetrics.functional.classification as TMC  # noqa: E402
@@ -53,7 +53,7 @@ def _as_float(out: Tensor) -> Tensor:
 
 
 def _weights(shape: torch.Size, dtype: torch.dtype) -> Tensor:
-    """Fixed positive weights, so a constant total (tp + fp + tn + fn = N) does not hide gradients."""
+    """Fixed positive weights: a constant total (tp + fp + tn + fn = N) must not hide gradients."""
     g = torch.Generator().manual_seed(123)
     return torch.rand(shape, generator=g, dtype=torch.float64).add(0.5).to(dtype)
 
@@ -222,8 +222,9 @@ BINARY_FORMULAS = {
     "binary_fbeta_score": lambda tp, fp, tn, fn: 5 * tp / (5 * tp + 4 * fn + fp),  # beta = 2
     "binary_jaccard_index": lambda tp, fp, tn, fn: tp / (tp + fp + fn),
     "binary_hamming_distance": lambda tp, fp, tn, fn: (fp + fn) / (tp + fp + tn + fn),
-    "binary_matthews_corrcoef": lambda tp, fp, tn, fn: (tp * tn - fp * fn)
-    / ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)).sqrt(),
+    "binary_matthews_corrcoef": lambda tp, fp, tn, fn: (
+        (tp * tn - fp * fn) / ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)).sqrt()
+    ),
     "binary_stat_scores": lambda tp, fp, tn, fn: torch.stack([tp, fp, tn, fn, tp + fn]),
     "binary_confusion_matrix": lambda tp, fp, tn, fn: torch.stack([tn, fp, fn, tp]).view(2, 2),
 }
@@ -268,8 +269,6 @@ def test_retrieval_precision_is_the_expected_relevant_count() -> None:
     """precision@k = E[#relevant among the top k] / k, with torchmetrics' own filter (documents
     with score <= 0 count as irrelevant): sum over top-k slots j and documents d of
     P(slot j holds d) * P(score_d > 0) * target_d."""
-    from .tm_cases import K, TMF
-
     x, t = make_inputs("retrieval")
     with softtorch.soft_mode("smooth", softness=SOFTNESS):
         prec = TMF.retrieval_precision(x, t, top_k=K)

@@ -153,9 +153,7 @@ def _cases() -> list[Case]:
         b = getattr(TMC, f"binary_{fam}")
         mc = getattr(TMC, f"multiclass_{fam}")
         ml = getattr(TMC, f"multilabel_{fam}", None)  # torchmetrics has no multilabel kappa
-        cases.append(
-            Case(f"binary_{fam}", "binary", lambda x, t, f=b, e=extra: f(sig(x), t, **e))
-        )
+        cases.append(Case(f"binary_{fam}", "binary", lambda x, t, f=b, e=extra: f(sig(x), t, **e)))
         cases.append(
             Case(f"multiclass_{fam}", "multiclass",
                  lambda x, t, f=mc, e=extra: f(x, t, num_classes=C, **e))
