@@ -19,10 +19,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 try:
-    import torchmetrics.functional as TMF
     import torchmetrics.functional.classification as TMC
+    import torchmetrics.functional.regression as TMG
+    import torchmetrics.functional.retrieval as TMF
 except ModuleNotFoundError:  # pragma: no cover - the test extra pins torchmetrics
-    TMF = TMC = None
+    TMF = TMC = TMG = None
 
 C = 4  # classes
 L = 3  # labels
@@ -86,10 +87,23 @@ CROSS = torch.tensor([[0, 1, 0], [1, 1, 1], [0, 1, 0]])
 # --------------------------------------------------------------------------------- inputs
 
 
+#: Default size per input kind: samples, documents of the query, or the image side.
+SIZES = {"retrieval": R, "graded": R, "image": 8}
+
+
 def make_inputs(
-    kind: str, seed: int = 0, n: int = N, dtype: torch.dtype = torch.float64
+    kind: str, seed: int = 0, n: int | None = None, dtype: torch.dtype = torch.float64
 ) -> tuple[Tensor, Tensor]:
-    """The leaf ``x`` (requires grad) and the target of a case kind, from a fixed seed."""
+    """The leaf ``x`` (requires grad) and the target of a case kind, from a fixed seed.
+
+    Args:
+        kind: the case kind (see :class:`Case`).
+        seed: generator seed.
+        n: samples (classification, rank), documents (retrieval) or image side; None: the
+            default of the kind (:data:`SIZES`, else :data:`N`).
+        dtype: floating dtype of the leaf.
+    """
+    n = n if n is not None else SIZES.get(kind, N)
     g = torch.Generator().manual_seed(seed)
     if kind == "binary":
         x = torch.randn(n, generator=g, dtype=dtype)
@@ -106,16 +120,16 @@ def make_inputs(
         t = (torch.rand(n, L, generator=g) < 0.4).long()
         x = torch.randn(n, L, generator=g, dtype=dtype) + 0.8 * t
     elif kind == "retrieval":
-        t = (torch.rand(R, generator=g) < 0.3).long()
-        x = torch.randn(R, generator=g, dtype=dtype) + t
+        t = (torch.rand(n, generator=g) < 0.3).long()
+        x = torch.randn(n, generator=g, dtype=dtype) + t
     elif kind == "graded":
-        t = torch.randint(0, 4, (R,), generator=g)
-        x = torch.randn(R, generator=g, dtype=dtype) + 0.5 * t
+        t = torch.randint(0, 4, (n,), generator=g)
+        x = torch.randn(n, generator=g, dtype=dtype) + 0.5 * t
     elif kind == "rank":
         x = torch.randn(n, generator=g, dtype=dtype)
         t = x + torch.randn(n, generator=g, dtype=dtype)
     elif kind == "image":
-        x = torch.rand(2, 1, 8, 8, generator=g, dtype=dtype)
+        x = torch.rand(2, 1, n, n, generator=g, dtype=dtype)
         t = CROSS
     else:
         raise ValueError(f"unknown kind {kind!r}")
@@ -196,8 +210,8 @@ def _cases() -> list[Case]:
              lambda x, t: TMF.retrieval_r_precision(x, t)),
         Case("retrieval_normalized_dcg", "graded",
              lambda x, t: TMF.retrieval_normalized_dcg(x, t, top_k=K)),
-        Case("spearman_corrcoef", "rank", lambda x, t: TMF.spearman_corrcoef(x, t)),
-        Case("kendall_rank_corrcoef", "rank", lambda x, t: TMF.kendall_rank_corrcoef(x, t)),
+        Case("spearman_corrcoef", "rank", lambda x, t: TMG.spearman_corrcoef(x, t)),
+        Case("kendall_rank_corrcoef", "rank", lambda x, t: TMG.kendall_rank_corrcoef(x, t)),
         Case("dilation", "image", dilation),
         Case("erosion", "image", erosion),
         Case("opening", "image", opening),
