@@ -234,7 +234,7 @@ NOT_RELAXABLE: list[tuple[Case, str]] = (
          "the precision-recall curve is computed under torch.no_grad()"),
         (Case("retrieval_average_precision", "retrieval",
               lambda x, t: TMF.retrieval_average_precision(x, t)),
-         "positions of the relevant documents come from nonzero() (variable length)"),
+         "positions of the relevant documents by boolean-mask indexing (variable length)"),
         (Case("retrieval_reciprocal_rank", "retrieval",
               lambda x, t: TMF.retrieval_reciprocal_rank(x, t)),
          "the first relevant position comes from nonzero() (variable length)"),
