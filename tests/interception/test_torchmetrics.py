@@ -201,6 +201,35 @@ def test_every_observed_integer_equals_plain(case: Case) -> None:
                 assert g.dtype == r.dtype, f"call {i} ({name}): dtype {g.dtype}, plain {r.dtype}"
 
 
+# ------------------------------------------------------- deterministic-algorithms path
+
+BINCOUNT_CASES = [
+    c
+    for c in CASES
+    if c.name
+    in {"binary_confusion_matrix", "multiclass_confusion_matrix", "multilabel_confusion_matrix",
+        "binary_matthews_corrcoef", "multiclass_accuracy"}
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", BINCOUNT_CASES, ids=[c.name for c in BINCOUNT_CASES])
+def test_deterministic_bincount_path_agrees(case: Case) -> None:
+    """With ``torch.use_deterministic_algorithms(True)`` torchmetrics' ``_bincount`` counts by
+    ``torch.eq(x[:, None], arange(minlength)).sum(0)`` instead of ``torch.bincount``: the soft
+    counts (``==`` as probability mass) must be the same."""
+    x, t = make_inputs(case.kind)
+    _, y = soft_eval(case, x, t, SOFTNESS)
+    prev = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        _, y_det = soft_eval(case, x, t, SOFTNESS)
+    finally:
+        torch.use_deterministic_algorithms(prev)
+    assert y_det.dtype == y.dtype
+    torch.testing.assert_close(_plain(y_det).detach(), _plain(y).detach(), atol=1e-6, rtol=0)
+    assert y_det.requires_grad
+
+
 # ------------------------------------------------------------------ independent formulas
 
 
