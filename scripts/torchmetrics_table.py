@@ -158,8 +158,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--check", action="store_true", help="exit 1 if the page's table is stale")
     p.add_argument("--print", action="store_true", help="print the table, do not write")
     args = p.parse_args(argv)
-    warnings.simplefilter("ignore")
-    body = table()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        body = table()
     if args.print:
         print(body)
         return 0
