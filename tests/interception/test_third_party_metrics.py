@@ -260,12 +260,13 @@ def test_soft_integer_results_keep_the_exact_values() -> None:
     n = C
     ref_cm = torch.bincount(t * n + x.argmax(-1), minlength=n * n)
     edges = torch.tensor([-0.5, 0.0, 0.5], dtype=torch.float64)
-    ref_b = torch.bucketize(x[:, 0], edges)
+    col = x[:, 0].contiguous()
+    ref_b = torch.bucketize(col, edges)
     idx = x.topk(2, dim=1).indices
     ref_hit = torch.zeros_like(x, dtype=torch.long).scatter(1, idx, torch.ones_like(idx))
     with softtorch.soft_mode("smooth", softness=SOFTNESS):
         cm = torch.bincount(t * n + x.argmax(-1), minlength=n * n)
-        b = torch.bucketize(x[:, 0], edges)  # a producer of soft integers from floats
+        b = torch.bucketize(col, edges)  # a producer of soft integers from floats
         si = x.topk(2, dim=1).indices
         hit = torch.zeros_like(x, dtype=torch.long).scatter(1, si, torch.ones_like(si))
         soft_cm = cm.float()
