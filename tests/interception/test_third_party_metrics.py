@@ -241,6 +241,22 @@ def test_rank_scatter_is_the_soft_rank() -> None:
     torch.testing.assert_close(_plain(got).detach(), want, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("fill", [0, 10**12, -7])
+def test_scatter_through_a_permutation_ignores_the_old_content(fill: int) -> None:
+    """``r[argsort_idx] = v`` overwrites every position exactly, so the soft result must not
+    depend on what ``r`` held before (``torch.empty_like`` storage is uninitialised memory)."""
+    x, _ = _paired(0)
+    with softtorch.soft_mode("smooth", softness=SOFTNESS):
+        idx = x.argsort()
+        r = torch.full_like(idx, fill)
+        r[idx] = torch.arange(x.numel())
+        got = r.to(x.dtype)
+        ref = torch.zeros_like(idx)
+        ref[idx] = torch.arange(x.numel())
+        want = ref.to(x.dtype)
+    torch.testing.assert_close(_plain(got).detach(), _plain(want).detach(), atol=1e-9, rtol=0)
+
+
 def test_embedding_of_a_soft_index_is_the_expected_row() -> None:
     """``emb(idx)`` with a SoftIndex is ``P @ weight``; the exact view is torch's lookup."""
     x, _ = _classes(0)
