@@ -90,7 +90,7 @@ def test_memory_and_csv(tmp_path: Path) -> None:
     assert set(h.CSV_COLUMNS) == set(rows[0])
 
 
-@pytest.mark.parametrize("suite", ["elementwise", "ordering"])
+@pytest.mark.parametrize("suite", ["elementwise", "ordering", "metrics"])
 def test_suites_follow_the_case_contract(suite: str) -> None:
     import run
 
