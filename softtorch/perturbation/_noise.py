@@ -9,12 +9,12 @@ through the *score* :math:`\psi(z) = \nabla\nu(z) = -\nabla\log p(z)`:
     \nabla_x \, \mathbb{E}[f(x + sZ)] = \frac{1}{s}\, \mathbb{E}[f(x + sZ)\, \psi(Z)],
     \qquad \mathbb{E}[\psi(Z)] = 0.
 
-==========  ====================================  ======================  ==================
-noise       sampler (:math:`U \sim \mathcal{U}(0,1)`)  :math:`\psi(z)`         :math:`\mathbb{E}[Z]`
-==========  ====================================  ======================  ==================
-gaussian    :math:`\Phi^{-1}(U)` (``torch.randn``)    :math:`z`               0
-gumbel      :math:`-\log(-\log U)`                :math:`1 - e^{-z}`      :math:`\gamma \approx 0.5772`
-==========  ====================================  ======================  ==================
+* ``gaussian``: :math:`Z = \Phi^{-1}(U)` (``torch.randn``), :math:`\psi(z) = z`,
+  :math:`\mathbb{E}[Z] = 0`;
+* ``gumbel``: :math:`Z = -\log(-\log U)`, :math:`\psi(z) = 1 - e^{-z}`,
+  :math:`\mathbb{E}[Z] = \gamma \approx 0.5772` (Euler's constant);
+
+with :math:`U \sim \mathcal{U}(0, 1)`. Both scores have mean 0 and variance 1 per coordinate.
 
 Antithetic partners use the inverse-CDF trick: the partner of :math:`Z = F^{-1}(U)` is
 :math:`Z' = F^{-1}(1 - U)`, which has the same law as ``Z``. For the (symmetric) Gaussian this is
@@ -38,7 +38,9 @@ def noise_mean(noise: str) -> float:
 
 
 def _uniform(
-    shape: tuple[int, ...], generator: torch.Generator | None, device: torch.device,
+    shape: tuple[int, ...],
+    generator: torch.Generator | None,
+    device: torch.device,
     dtype: torch.dtype,
 ) -> torch.Tensor:
     """Uniforms in the open interval (0, 1) (no ``log(0)`` downstream)."""
@@ -101,4 +103,3 @@ def score(z: torch.Tensor, noise: str) -> torch.Tensor:
     if noise == "gaussian":
         return z
     return -torch.expm1(-z)
-

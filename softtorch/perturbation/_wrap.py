@@ -74,9 +74,7 @@ def _as_outputs(out: Any) -> tuple[tuple[torch.Tensor, ...], bool]:
     )
 
 
-def _stack_samples(
-    outs: list[Any], samples: int
-) -> tuple[list[torch.Tensor], bool]:
+def _stack_samples(outs: list[Any], samples: int) -> tuple[list[torch.Tensor], bool]:
     """Per-sample results of the loop, stacked to ``(samples, *shape)`` per output."""
     first, is_tuple = _as_outputs(outs[0])
     per: list[list[torch.Tensor]] = [[o] for o in first]
@@ -204,8 +202,9 @@ def _call(
         points = [b.unsqueeze(0) + softness * z for b, z in zip(base, zs)]
         inputs_finite = all(bool(torch.isfinite(x).all()) for x in xs) if check_finite else True
     watched = points + [
-        a for i, a in enumerate((*args, *kwargs.values())) if isinstance(a, torch.Tensor)
-        and i not in sel
+        a
+        for i, a in enumerate((*args, *kwargs.values()))
+        if isinstance(a, torch.Tensor) and i not in sel
     ]
     before = _versions(watched)
     with torch.enable_grad() if reparam else torch.no_grad():
