@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from .._checks import check_choice, check_softness
+from ._estimators import BASELINES, baseline_name
 from ._noise import NOISES
 
 
@@ -31,6 +32,13 @@ def check_float_softness(softness: object) -> float:
 
 def check_noise(noise: object) -> str:
     return check_choice(noise, NOISES, "noise")
+
+
+def check_baseline(baseline: object) -> str:
+    """``True`` / ``False`` or one of ``"none"``, ``"mean"``, ``"linear"``; returns the name."""
+    if isinstance(baseline, bool):
+        return baseline_name(baseline)
+    return check_choice(baseline, BASELINES, "baseline")
 
 
 def check_generator(generator: object) -> None:

@@ -27,7 +27,13 @@ import torch
 from .._checks import check_choice
 from . import _noise
 from ._estimators import ScoreFunction, Spec
-from ._validate import check_float_softness, check_generator, check_noise, check_samples
+from ._validate import (
+    check_baseline,
+    check_float_softness,
+    check_generator,
+    check_noise,
+    check_samples,
+)
 from ._validate import plain as _plain
 
 ESTIMATORS: tuple[str, ...] = ("score", "reparam")
@@ -179,7 +185,7 @@ def _call(
     batched: bool,
     vmap: bool,
     antithetic: bool,
-    baseline: bool,
+    baseline: str,
     estimator: str,
     argnums: int | Sequence[int] | None,
     check_finite: bool,
@@ -217,9 +223,8 @@ def _call(
         if reparam:
             vals = tuple(f.mean(0) for f in fs)
         else:
-            psis = [_noise.score(z, noise) for z in zs]
-            spec = Spec(len(xs), softness, antithetic, baseline)
-            vals = ScoreFunction.apply(spec, *xs, *psis, *fs)
+            spec = Spec(len(xs), softness, noise, antithetic, baseline)
+            vals = ScoreFunction.apply(spec, *xs, *zs, *fs)
     return vals if is_tuple else vals[0]
 
 
@@ -233,7 +238,7 @@ def perturbed(
     batched: bool = False,
     vmap: bool = False,
     antithetic: bool = True,
-    baseline: bool = True,
+    baseline: bool | str = True,
     estimator: str = "score",
     argnums: int | Sequence[int] | None = None,
     check_finite: bool = True,
@@ -284,9 +289,13 @@ def perturbed(
         vmap: evaluate with :func:`torch.func.vmap` over the sample axis (``fn`` must be
             vmap-compatible: no data-dependent Python control flow).
         antithetic: draw the samples in antithetic pairs (``Z``, ``-Z`` for the Gaussian).
-        baseline: subtract the leave-one-out mean of the other samples (or pairs) from each
-            sample's output in the gradient (a control variate; unbiased). Redundant, but
-            harmless, with Gaussian pairs.
+        baseline: ``True`` / ``"mean"``: subtract the leave-one-out mean of the other
+            samples (or pairs) from each sample's output in the gradient (unbiased; redundant,
+            but harmless, with Gaussian pairs). ``"linear"``: also subtract the leave-one-out
+            linear control variate :math:`(\psi(Z) Z^\top - I)\hat c` (unbiased; removes the
+            locally linear part of ``fn``, a large gain when ``samples`` is large compared with
+            the number of perturbed coordinates, a loss with very few samples). ``False``:
+            none.
         estimator: ``"score"`` (default; any ``fn``) or ``"reparam"`` (``fn`` must be
             differentiable by autograd and continuous; its jumps are ignored, i.e. biased).
         argnums: positions of the arguments to perturb (default: all floating tensors).
@@ -318,7 +327,7 @@ def perturbed(
     options = dict(
         softness=softness, samples=samples, noise=noise, generator=generator,
         batched=bool(batched), vmap=bool(vmap), antithetic=bool(antithetic),
-        baseline=bool(baseline), estimator=estimator, argnums=argnums,
+        baseline=check_baseline(baseline), estimator=estimator, argnums=argnums,
         check_finite=bool(check_finite),
     )  # fmt: skip
 

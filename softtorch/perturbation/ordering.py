@@ -33,60 +33,66 @@ from typing import Any
 import torch
 
 from . import _noise
-from ._estimators import score_vjp
-from ._validate import check_float_softness, check_generator, check_noise, check_samples, plain
+from ._estimators import score_vjps
+from ._validate import (
+    check_baseline,
+    check_float_softness,
+    check_generator,
+    check_noise,
+    check_samples,
+    plain,
+)
 
 
 class _Rows(torch.autograd.Function):
-    """``apply(x, psi, order, n, softness, pairs, baseline)``: mean over samples of the one-hot
-    rows ``order`` (``(N, *batch, r)`` positions in ``[0, n)``) -> ``(*batch, r, n)``; backward:
-    the row-wise score-function VJP (``psi``: ``(N, *batch, n)`` scores)."""
+    """``apply(x, z, order, n, opts)``: mean over samples of the one-hot rows ``order``
+    (``(N, *batch, r)`` positions in ``[0, n)``) -> ``(*batch, r, n)``; backward: the row-wise
+    score-function VJP (``z``: the ``(N, *batch, n)`` noise; ``opts``: ``(noise, softness,
+    pairs, baseline)``)."""
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, psi: torch.Tensor, order: torch.Tensor, n: int,
-        softness: float, pairs: bool, baseline: bool,
-    ) -> torch.Tensor:  # fmt: skip
+        ctx: Any, x: torch.Tensor, z: torch.Tensor, order: torch.Tensor, n: int, opts: tuple
+    ) -> torch.Tensor:
         samples = order.shape[0]
         idx = order.movedim(0, -1)  # (*batch, r, N)
         out = torch.zeros(*idx.shape[:-1], n, dtype=x.dtype, device=x.device)
         out.scatter_add_(-1, idx, torch.ones(idx.shape, dtype=x.dtype, device=x.device))
-        ctx.save_for_backward(psi, order)
-        ctx.opts = (softness, pairs, baseline)
+        ctx.save_for_backward(z, order)
+        ctx.opts = opts
         return out / samples
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        psi, order = ctx.saved_tensors
+        z, order = ctx.saved_tensors
         grad = None
         if ctx.needs_input_grad[0]:
             expanded = g.unsqueeze(0).expand(order.shape[0], *g.shape)
             a = expanded.gather(-1, order.unsqueeze(-1)).squeeze(-1).sum(-1)  # (N, *batch)
-            grad = score_vjp(a, psi, *ctx.opts)
-        return grad, None, None, None, None, None, None
+            (grad,) = score_vjps(a, [z], *ctx.opts)
+        return grad, None, None, None, None
 
 
 class _Vectors(torch.autograd.Function):
-    """``apply(x, psi, v, softness, pairs, baseline)``: mean over samples of per-sample vectors
-    ``v`` (``(N, *batch, n)``); backward: the row-wise score-function VJP."""
+    """``apply(x, z, v, opts)``: mean over samples of per-sample vectors ``v``
+    (``(N, *batch, n)``); backward: the row-wise score-function VJP (as :class:`_Rows`)."""
 
     @staticmethod
     def forward(
-        ctx: Any, x: torch.Tensor, psi: torch.Tensor, v: torch.Tensor, softness: float,
-        pairs: bool, baseline: bool,
-    ) -> torch.Tensor:  # fmt: skip
-        ctx.save_for_backward(psi, v)
-        ctx.opts = (softness, pairs, baseline)
+        ctx: Any, x: torch.Tensor, z: torch.Tensor, v: torch.Tensor, opts: tuple
+    ) -> torch.Tensor:
+        ctx.save_for_backward(z, v)
+        ctx.opts = opts
         return v.mean(0).to(x.dtype)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        psi, v = ctx.saved_tensors
+        z, v = ctx.saved_tensors
         grad = None
         if ctx.needs_input_grad[0]:
             a = (v * g.unsqueeze(0)).sum(-1)
-            grad = score_vjp(a, psi, *ctx.opts)
-        return grad, None, None, None, None, None
+            (grad,) = score_vjps(a, [z], *ctx.opts)
+        return grad, None, None, None
 
 
 class _Setup:
@@ -94,7 +100,7 @@ class _Setup:
 
     def __init__(
         self, x: object, dim: int | None, softness: object, samples: object, noise: object,
-        generator: object, antithetic: bool, baseline: bool,
+        generator: object, antithetic: bool, baseline: bool | str,
     ) -> None:  # fmt: skip
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a tensor, got {type(x).__name__}")
@@ -104,7 +110,7 @@ class _Setup:
         self.samples = check_samples(samples, bool(antithetic))
         self.noise = check_noise(noise)
         check_generator(generator)
-        self.pairs, self.baseline = bool(antithetic), bool(baseline)
+        self.opts = (self.noise, self.softness, bool(antithetic), check_baseline(baseline))
         self.flat = dim is None
         if self.flat:
             x, self.dim = x.reshape(-1), 0
@@ -120,20 +126,17 @@ class _Setup:
         self.x = x.movedim(self.dim, -1)
         self.n = self.x.shape[-1]
         z = _noise.draw(
-            self.noise, self.samples, self.x.shape, antithetic=self.pairs,
+            self.noise, self.samples, self.x.shape, antithetic=bool(antithetic),
             generator=generator, device=self.x.device, dtype=self.x.dtype,
         )  # type: ignore[arg-type]  # fmt: skip
         self.z = z
-        self.psi = _noise.score(z, self.noise)
         self.y = self.x.detach().unsqueeze(0) + self.softness * z  # perturbed scores
 
     def rows(self, order: torch.Tensor) -> torch.Tensor:
-        return _Rows.apply(
-            self.x, self.psi, order, self.n, self.softness, self.pairs, self.baseline
-        )
+        return _Rows.apply(self.x, self.z, order, self.n, self.opts)
 
     def vectors(self, v: torch.Tensor) -> torch.Tensor:
-        return _Vectors.apply(self.x, self.psi, v, self.softness, self.pairs, self.baseline)
+        return _Vectors.apply(self.x, self.z, v, self.opts)
 
     def place(self, t: torch.Tensor, index: bool) -> torch.Tensor:
         """Move the op axis of a result back to ``dim`` (index results keep a trailing n)."""
@@ -157,7 +160,7 @@ def perturbed_argmax(
     generator: torch.Generator | None = None,
     *,
     antithetic: bool = True,
-    baseline: bool = True,
+    baseline: bool | str = True,
 ) -> torch.Tensor:
     r"""Perturbed argmax: :math:`\mathbb{E}[\operatorname{onehot}(\arg\max(x + sZ))]`, a
     SoftIndex of shape ``x.shape`` without ``dim`` plus a trailing ``n`` axis (rows sum to 1).
@@ -175,7 +178,8 @@ def perturbed_argmax(
         noise: ``"gaussian"`` or ``"gumbel"``.
         generator: optional :class:`torch.Generator` (reproducible values and gradients).
         antithetic: antithetic noise pairs.
-        baseline: leave-one-out baseline in the gradient.
+        baseline: leave-one-out baseline in the gradient (``"linear"``: plus the linear
+            control variate, see :func:`softtorch.perturbed`).
     """
     with plain():
         st = _Setup(x, dim, softness, samples, noise, generator, antithetic, baseline)
@@ -192,7 +196,7 @@ def perturbed_max(
     generator: torch.Generator | None = None,
     *,
     antithetic: bool = True,
-    baseline: bool = True,
+    baseline: bool | str = True,
 ) -> torch.return_types.max:
     r"""Perturbed maximum ``(values, indices)``: values
     :math:`F_s(x) = \mathbb{E}[\max_i (x_i + sZ_i)] - s\,\mathbb{E}[Z]` (convex, smooth, within
@@ -231,7 +235,7 @@ def perturbed_topk(
     *,
     largest: bool = True,
     antithetic: bool = True,
-    baseline: bool = True,
+    baseline: bool | str = True,
 ) -> torch.return_types.topk:
     r"""Perturbed top-k ``(values, indices)``: ``indices[..., j, :]`` (SoftIndex ``(..., k, n)``
     with the ``k`` axis at ``dim``) is the probability of each element being the ``j``-th
@@ -248,7 +252,8 @@ def perturbed_topk(
         generator: optional :class:`torch.Generator`.
         largest: the ``k`` largest (else smallest) of the perturbed scores.
         antithetic: antithetic noise pairs.
-        baseline: leave-one-out baseline in the gradient.
+        baseline: leave-one-out baseline in the gradient (``"linear"``: plus the linear
+            control variate, see :func:`softtorch.perturbed`).
     """
     with plain():
         st = _Setup(x, dim, softness, samples, noise, generator, antithetic, baseline)
@@ -270,7 +275,7 @@ def perturbed_topk_mask(
     *,
     largest: bool = True,
     antithetic: bool = True,
-    baseline: bool = True,
+    baseline: bool | str = True,
 ) -> torch.Tensor:
     r"""Soft top-k indicator :math:`\mathbb{E}[\mathbb{1}\{i \in \operatorname{topk}(x + sZ)\}]`
     (shape of ``x``, sums to ``k`` along ``dim``): the perturbed optimiser over ``k``-subsets.
@@ -285,7 +290,8 @@ def perturbed_topk_mask(
         generator: optional :class:`torch.Generator`.
         largest: the ``k`` largest (else smallest).
         antithetic: antithetic noise pairs.
-        baseline: leave-one-out baseline in the gradient.
+        baseline: leave-one-out baseline in the gradient (``"linear"``: plus the linear
+            control variate, see :func:`softtorch.perturbed`).
     """
     with plain():
         st = _Setup(x, dim, softness, samples, noise, generator, antithetic, baseline)
@@ -305,7 +311,7 @@ def perturbed_sort(
     generator: torch.Generator | None = None,
     *,
     antithetic: bool = True,
-    baseline: bool = True,
+    baseline: bool | str = True,
 ) -> torch.return_types.sort:
     r"""Perturbed sort ``(values, indices)``: ``indices`` is the expected permutation matrix
     :math:`P = \mathbb{E}[\operatorname{perm}(\operatorname{argsort}(x + sZ))]` (SoftIndex
@@ -324,7 +330,8 @@ def perturbed_sort(
         noise: ``"gaussian"`` or ``"gumbel"``.
         generator: optional :class:`torch.Generator`.
         antithetic: antithetic noise pairs.
-        baseline: leave-one-out baseline in the gradient.
+        baseline: leave-one-out baseline in the gradient (``"linear"``: plus the linear
+            control variate, see :func:`softtorch.perturbed`).
     """
     with plain():
         st = _Setup(x, dim, softness, samples, noise, generator, antithetic, baseline)
@@ -344,7 +351,7 @@ def perturbed_rank(
     generator: torch.Generator | None = None,
     *,
     antithetic: bool = True,
-    baseline: bool = True,
+    baseline: bool | str = True,
 ) -> torch.Tensor:
     r"""Perturbed ranks in ``[1, n]``: :math:`\mathbb{E}[\operatorname{rank}(x + sZ)]`, the
     perturbed argmax over the permutahedron (its vertices are the rank vectors). With
@@ -362,7 +369,8 @@ def perturbed_rank(
         noise: ``"gaussian"`` or ``"gumbel"``.
         generator: optional :class:`torch.Generator`.
         antithetic: antithetic noise pairs.
-        baseline: leave-one-out baseline in the gradient.
+        baseline: leave-one-out baseline in the gradient (``"linear"``: plus the linear
+            control variate, see :func:`softtorch.perturbed`).
     """
     with plain():
         st = _Setup(x, dim, softness, samples, noise, generator, antithetic, baseline)

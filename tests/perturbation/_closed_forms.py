@@ -45,8 +45,10 @@ GAUSSIAN = {
     ),
     "abs": (
         torch.abs,
-        lambda x, s: s * math.sqrt(2 / math.pi) * torch.exp(-(x**2) / (2 * s * s))
-        + x * (1 - 2 * Phi(-x / s)),
+        lambda x, s: (
+            s * math.sqrt(2 / math.pi) * torch.exp(-(x**2) / (2 * s * s))
+            + x * (1 - 2 * Phi(-x / s))
+        ),
         lambda x, s: 2 * Phi(x / s) - 1,
     ),
     "staircase": (

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from softtorch.perturbation._estimators import centered, score_vjp
+from softtorch.perturbation._estimators import centered, score_vjps
 from softtorch.perturbation._noise import EULER_GAMMA, draw, noise_mean, score
 
 
@@ -27,8 +27,8 @@ def test_leave_one_out_baseline_pairs_and_batch() -> None:
 def test_baseline_cancels_in_gaussian_pairs() -> None:
     z = draw("gaussian", 8, (5,), antithetic=True, generator=torch.Generator().manual_seed(0))
     a = torch.randn(8)
-    with_b = score_vjp(a, score(z, "gaussian"), 0.3, pairs=True, baseline=True)
-    without = score_vjp(a, score(z, "gaussian"), 0.3, pairs=True, baseline=False)
+    (with_b,) = score_vjps(a, [z], "gaussian", 0.3, pairs=True, baseline="mean")
+    (without,) = score_vjps(a, [z], "gaussian", 0.3, pairs=True, baseline="none")
     torch.testing.assert_close(with_b, without)
     direct = sum(a[i] * z[i] for i in range(8)) / (8 * 0.3)
     torch.testing.assert_close(without, direct)
@@ -44,3 +44,27 @@ def test_antithetic_partners_and_moments() -> None:
     assert abs(float(u.mean()) - EULER_GAMMA) < 0.01 and noise_mean("gumbel") == EULER_GAMMA
     assert abs(float(score(u, "gumbel").mean())) < 0.01  # E[psi] = 0
     assert abs(float(score(u, "gumbel").var()) - 1.0) < 0.02
+
+
+def test_linear_control_variate_formula() -> None:
+    """Direct loop: contribution_i - (psi_i <Z_i, c_-k> - c_-k), c_-k the other units' mean."""
+    g = torch.Generator().manual_seed(1)
+    z = [
+        torch.randn(5, 3, generator=g, dtype=torch.float64),
+        torch.randn(5, generator=g, dtype=torch.float64),
+    ]
+    a = torch.randn(5, generator=g, dtype=torch.float64)
+    s = 0.7
+    w = centered(a, pairs=False, baseline=True)
+    parts = [[w[i] * zj[i] / s for i in range(5)] for zj in z]
+    expected = []
+    for j in range(2):
+        acc = 0
+        for i in range(5):
+            c = [sum(p[m] for m in range(5) if m != i) / 4 for p in parts]
+            inner = sum((z[q][i] * c[q]).sum() for q in range(2))
+            acc = acc + parts[j][i] - (z[j][i] * inner - c[j])
+        expected.append(acc / 5)
+    got = score_vjps(a, z, "gaussian", s, pairs=False, baseline="linear")
+    for gj, ej in zip(got, expected):
+        torch.testing.assert_close(gj, ej)
