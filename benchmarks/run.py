@@ -48,7 +48,7 @@ from _harness import (  # noqa: E402
     write_csv,
 )
 
-SUITES: tuple[str, ...] = ("elementwise", "ordering", "surrogate", "soft_mode")
+SUITES: tuple[str, ...] = ("elementwise", "ordering", "surrogate", "soft_mode", "perturbed")
 CHILD_FLAG = "--_child"
 #: glibc mmap threshold (bytes) in the memory child: fixed, so large frees are unmapped at once.
 MMAP_THRESHOLD = 65536
