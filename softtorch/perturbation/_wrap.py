@@ -196,6 +196,9 @@ def _call(
         if x.is_complex():
             raise TypeError("perturbed does not support complex inputs")
     reparam = estimator == "reparam"
+    # the value and version checks read data (graph breaks): skipped while torch.compile traces
+    tracing = torch.compiler.is_compiling()
+    check_finite = check_finite and not tracing
     with _plain():
         zs = [
             _noise.draw(
@@ -207,11 +210,16 @@ def _call(
         base = [x if reparam else x.detach() for x in xs]
         points = [b.unsqueeze(0) + softness * z for b, z in zip(base, zs)]
         inputs_finite = all(bool(torch.isfinite(x).all()) for x in xs) if check_finite else True
-    watched = points + [
-        a
-        for i, a in enumerate((*args, *kwargs.values()))
-        if isinstance(a, torch.Tensor) and i not in sel
-    ]
+    watched = (
+        []
+        if tracing
+        else points
+        + [
+            a
+            for i, a in enumerate((*args, *kwargs.values()))
+            if isinstance(a, torch.Tensor) and i not in sel
+        ]
+    )
     before = _versions(watched)
     with torch.enable_grad() if reparam else torch.no_grad():
         fs, is_tuple = _evaluate(fn, args, kwargs, sel, points, samples, batched, vmap)
@@ -300,7 +308,9 @@ def perturbed(
             differentiable by autograd and continuous; its jumps are ignored, i.e. biased).
         argnums: positions of the arguments to perturb (default: all floating tensors).
         check_finite: raise when ``fn`` returns nan/inf at some perturbed point while the
-            inputs are finite (says how many samples); False lets them propagate.
+            inputs are finite (says how many samples); False lets them propagate. This check
+            and the in-place-mutation check read data, so they are skipped while
+            ``torch.compile`` traces (a batched torch ``fn`` then compiles without breaks).
 
     Returns:
         The smoothed function (or a decorator when ``fn`` is None).
