@@ -108,6 +108,14 @@ def _check_batched(outs: tuple[torch.Tensor, ...], samples: int) -> None:
             )
 
 
+def _watched(
+    args: tuple[Any, ...], kwargs: dict[str, Any], sel: list[int], points: list[torch.Tensor]
+) -> list[torch.Tensor]:
+    """Tensors ``fn`` must not modify: the perturbed points and every pass-through tensor."""
+    passed = [a for i, a in enumerate(args) if i not in sel] + list(kwargs.values())
+    return points + [a for a in passed if isinstance(a, torch.Tensor)]
+
+
 def _versions(tensors: list[torch.Tensor]) -> list[int]:
     return [t._version for t in tensors]
 
@@ -210,16 +218,7 @@ def _call(
         base = [x if reparam else x.detach() for x in xs]
         points = [b.unsqueeze(0) + softness * z for b, z in zip(base, zs)]
         inputs_finite = all(bool(torch.isfinite(x).all()) for x in xs) if check_finite else True
-    watched = (
-        []
-        if tracing
-        else points
-        + [
-            a
-            for i, a in enumerate((*args, *kwargs.values()))
-            if isinstance(a, torch.Tensor) and i not in sel
-        ]
-    )
+    watched = [] if tracing else _watched(args, kwargs, sel, points)
     before = _versions(watched)
     with torch.enable_grad() if reparam else torch.no_grad():
         fs, is_tuple = _evaluate(fn, args, kwargs, sel, points, samples, batched, vmap)
