@@ -1,6 +1,6 @@
 """Benchmark runner: soft ops vs hard torch ops (see benchmarks/README.md).
 
-    python benchmarks/run.py [--suite elementwise|ordering|surrogate|soft_mode|metrics|all]
+    python benchmarks/run.py [--suite elementwise|ordering|surrogate|soft_mode|metrics|perturbed|all]
                              [--quick] [--csv PATH] [--filter SUBSTR] [--repeat N] [--threads N]
                              [--mem auto|on|off]
 
@@ -49,7 +49,9 @@ from _harness import (  # noqa: E402
     write_csv,
 )
 
-SUITES: tuple[str, ...] = ("elementwise", "ordering", "surrogate", "soft_mode", "metrics")
+SUITES: tuple[str, ...] = (
+    "elementwise", "ordering", "surrogate", "soft_mode", "metrics", "perturbed",
+)
 CHILD_FLAG = "--_child"
 #: glibc mmap threshold (bytes) in the memory child: fixed, so large frees are unmapped at once.
 MMAP_THRESHOLD = 65536

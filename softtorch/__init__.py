@@ -35,6 +35,7 @@ from .ordering.ops import (
     sort,
     topk,
 )
+from .perturbation import perturbed
 from .selection import index_select, narrow, take, take_along_dim
 from .sigmoidal import sigmoidal, softrelu
 from .straight_through import (

@@ -301,6 +301,17 @@ def _interception() -> list[Case]:
     return cases
 
 
+def _perturbation() -> list[Case]:
+    def fn(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Batched evaluation of a torch function, global RNG: traceable without breaks."""
+        step = st.perturbed(
+            lambda t: (t > 0).to(t.dtype) + F.relu(t), softness=0.2, samples=8, batched=True
+        )
+        return (step(x),)
+
+    return [Case("perturbed", "-", "perturbation", fn)]
+
+
 def tensor_softness_case() -> Case:
     """relu, greater and sort with a 0-d tensor softness (range-checked only in eager mode)."""
     sft = torch.tensor(0.2, dtype=torch.float64)
@@ -327,6 +338,7 @@ def all_cases() -> list[Case]:
         + _ordering("_st")
         + _surrogate()
         + _interception()
+        + _perturbation()
     )
 
 
