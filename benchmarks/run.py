@@ -1,6 +1,7 @@
 """Benchmark runner: soft ops vs hard torch ops (see benchmarks/README.md).
 
-    python benchmarks/run.py [--suite elementwise|ordering|surrogate|soft_mode|metrics|perturbed|all]
+    python benchmarks/run.py [--suite SUITE|all] (SUITE: elementwise, ordering, surrogate,
+                             soft_mode, metrics, perturbed)
                              [--quick] [--csv PATH] [--filter SUBSTR] [--repeat N] [--threads N]
                              [--mem auto|on|off]
 
