@@ -120,6 +120,7 @@ class Ctx:
 
 def _keep_nonfinite(soft: Tensor, exact: Tensor) -> Tensor:
     """torch's exact value where it is not finite, the soft value elsewhere."""
+    exact = exact.detach()
     return torch.where(torch.isfinite(exact), soft, exact.to(soft.dtype))
 
 

@@ -522,6 +522,8 @@ def cast(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     exact = func(*ea, **ek)
     if not isinstance(exact, Tensor):
         return exact
+    if x._hard is not None and not (is_integral(exact.dtype) and exact.dtype != torch.bool):
+        return None  # SoftBool to float / bool: the SoftBool rules (it stays a SoftBool)
     d = support(x)
     if d is not None:
         v, p = d
@@ -579,6 +581,8 @@ def write_into(target: Tensor, out: Any) -> Tensor:
             dist, exact = None, exact_of(out).to(target.dtype)
     if not isinstance(target, SoftTensor):
         target.__class__ = SoftTensor
+    if isinstance(out, SoftTensor) and out._cfg is not None:
+        target._cfg = out._cfg
     target._hard = None
     target._sidx = None
     target._dist = None if dist is None else compress(dist)

@@ -198,9 +198,11 @@ def _soft_inplace(
     rules)."""
     target = args[0] if args else None
     outplace = out_of_place(func)
-    if outplace is None or not isinstance(target, torch.Tensor) or is_soft_bool(target):
+    if outplace is None or not isinstance(target, torch.Tensor):
         return DECLINE
     out = dispatch_soft(outplace, args, kwargs, cfg)
+    if is_soft_bool(target):  # logic into a SoftBool's float storage
+        return into(target, out) if is_soft_bool(out) else DECLINE
     if not has_role(out):
         return DECLINE
     return write_into(target, out)

@@ -348,7 +348,7 @@ def unique(
     ``i`` is column ``i`` of the soft permutation, normalised. With ties the result is exact."""
     if dim is not None or not sorted or input.ndim == 0:
         return DECLINE
-    exact = torch.unique(plain(input), sorted, return_inverse, return_counts, dim)
+    exact = torch.unique(plain(input).detach(), sorted, return_inverse, return_counts, dim)
     uniq = exact[0] if isinstance(exact, tuple) else exact
     if uniq.numel() != input.numel():
         return DECLINE
@@ -413,9 +413,10 @@ def call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
     cfg = c.carried
     if func in _CASTS:
         x = args[0] if args else None
-        if not isinstance(x, SoftTensor) or (x._hard is not None and x._dist is None):
-            return DECLINE  # SoftBool casts keep their own rules
-        return D.cast(func, args, kwargs, cfg)
+        if not isinstance(x, SoftTensor):
+            return DECLINE
+        out = D.cast(func, args, kwargs, cfg)
+        return DECLINE if out is None else out
     if D.is_inplace(func):
         return DECLINE
     name = D.aten_name(func)

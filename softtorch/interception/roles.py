@@ -25,6 +25,7 @@ from .tensor import (
     SoftTensor,
     hard_view,
     is_soft_bool,
+    is_soft_float,
     is_soft_index,
     make,
     map_tensors,
@@ -113,7 +114,14 @@ def forget_role(t: Any) -> None:
         t._sidx = None
 
 
+#: Conversions that show a floating value as numbers: a SoftFloat shows its soft values (the
+#: truth value and integer conversions of a SoftFloat, and everything of a SoftBool, are exact).
+_NUMBERS = frozenset({T.item, T.tolist, T.numpy, T.__array__, T.__float__})
+
+
 def _exact(func: Callable[..., Any], args: tuple[Any, ...], kw: dict[str, Any], cfg: Cfg) -> Any:
+    if func in _NUMBERS and args and is_soft_float(args[0]):
+        return func(plain(args[0]), *args[1:], **kw)
     a, k = map_tensors(args, kw, lambda t: hard_view(t, "raw"))
     return wrap(func(*a, **k), cfg)
 
