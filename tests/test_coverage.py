@@ -113,6 +113,10 @@ EXAMPLES: dict[str, list[Build]] = {
     "setitem": [lambda x: a(torch.zeros(4), x[0].argsort(), torch.arange(4.0))],
     "embedding": [lambda x: a(x.argmax(1), torch.linspace(-1, 1, 8).reshape(4, 2))],
     "unique": [lambda x: a(x.flatten(), True, True)],
+    "floor_divide": [lambda x: a(x * 3, 0.7)],
+    "bucketize": [lambda x: a(x, torch.tensor([-0.5, 0.0, 0.5]))],
+    "searchsorted": [lambda x: a(torch.tensor([-0.5, 0.0, 0.5]), x)],
+    "histc": [lambda x: a(x, bins=4, min=-1.0, max=1.0)],
 }  # fmt: skip
 
 #: Spellings whose argument order differs from the op's handler.

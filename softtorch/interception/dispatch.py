@@ -92,7 +92,8 @@ def triggered(trigger: str, args: tuple[Any, ...], kwargs: dict[str, Any], cfg: 
     SoftTensor); with gradients disabled (``torch.no_grad``, inference, optimizer steps) no
     gradient path exists and only soft data counts. ``scope="all"``: every floating operand.
     """
-    if trigger == "role":
+    if trigger == "role" or (trigger == "float|role" and any(
+            has_role(t) for t in operands(args, kwargs))):  # fmt: skip
         return True
     level = 0 if cfg.scope == "all" else (1 if torch.is_grad_enabled() else 2)
     index = trigger == "float|index"

@@ -91,6 +91,19 @@ def floor(c: Ctx, input: Tensor) -> Any:
     return c.value(lambda: ew.round(input - 0.5, c.softness, c.mode), lambda: torch.floor(input))
 
 
+def floor_divide(c: Ctx, input: Tensor, other: Any) -> Any:
+    """``x // y`` of floating data: the soft floor of the true quotient."""
+    return c.value(
+        lambda: ew.round(torch.div(input, other) - 0.5, c.softness, c.mode),
+        lambda: torch.floor_divide(input, other),
+    )
+
+
+def rfloordiv(self: Any, other: Any) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """Argument adapter: ``y.__rfloordiv__(x)`` is ``x // y``."""
+    return (other, self), {}
+
+
 def ceil(c: Ctx, input: Tensor) -> Any:
     return c.value(lambda: ew.round(input + 0.5, c.softness, c.mode), lambda: torch.ceil(input))
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .. import comparison as cmp
 from .._checks import canonical_dim
 from ..ordering import ops
 from . import discrete as D
@@ -50,8 +51,10 @@ def _dist_of(t: Any) -> D.Dist | None:
 def bincount(c: Ctx, input: Any, weights: Any = None, minlength: int = 0) -> Any:
     d = _dist_of(input)
     if d is None:
-        return DECLINE
-    exact = torch.bincount(D.exact_of(input), D.exact_of(weights), minlength)
+        if not _floating(weights):
+            return DECLINE
+        d = D.point(D.exact_of(input), D.soft_of(weights))  # exact ids, soft weights
+    exact = torch.bincount(D.exact_of(input), _detached(D.exact_of(weights)), minlength)
     v, p = d
     length = exact.shape[0]
     w = p if weights is None else p * D._as_float(D.soft_of(weights))
@@ -60,6 +63,10 @@ def bincount(c: Ctx, input: Any, weights: Any = None, minlength: int = 0) -> Any
     soft = torch.zeros(length, dtype=w.dtype, device=w.device)
     soft = soft.scatter_add(0, bins.reshape(-1), torch.where(inside, w, 0.0).reshape(-1))
     return D.result(exact, None, soft, c.carried)
+
+
+def _detached(t: Any) -> Any:
+    return t.detach() if isinstance(t, Tensor) else t
 
 
 def _scatter_add_soft(self: Any, dim: int, index: Any, src: Any) -> Tensor:
@@ -160,15 +167,13 @@ def scatter(
 
 def _overwrite(base: Any, written: Tensor, cover: Tensor, hit: Tensor) -> Tensor:
     """Soft result of writing through a soft index. Positions the exact write reaches (``hit``)
-    hold the written mass normalised, :math:`P^\\top v / P^\\top 1`: their old content
-    (possibly uninitialised memory) never enters. Elsewhere the old value keeps the uncovered
-    weight, :math:`x (1 - P^\\top 1) + P^\\top v` (a zero weight never meets a non-finite old
-    value)."""
+    hold the written mass :math:`P^\\top v`: their old content (possibly uninitialised memory)
+    never enters. Elsewhere the old value keeps the uncovered weight,
+    :math:`x (1 - P^\\top 1) + P^\\top v` (a zero weight never meets a non-finite old value)."""
     base = D._as_float(base).to(written.dtype)
-    normal = written / cover.clamp_min(torch.finfo(written.dtype).tiny)
     keep = (1.0 - cover).clamp_min(0.0)
     safe = torch.where(hit | (keep == 0), torch.zeros_like(base), base)
-    return torch.where(hit, normal, written + safe * keep)
+    return torch.where(hit, written, written + safe * keep)
 
 
 def _key_parts(key: Any) -> tuple[list[Any], int] | None:
@@ -363,6 +368,74 @@ def unique(
     if return_counts:
         parts.append(exact[-1])
     return parts[0] if len(parts) == 1 else tuple(parts)
+
+
+def _bucket_distribution(c: Ctx, x: Tensor, boundaries: Tensor, right: bool) -> D.Dist:
+    r"""Bucket ids of ``x`` among sorted ``boundaries`` (``m`` values) as a distribution over
+    ``0 .. m``: with :math:`S_i = P(x > b_{i-1})` (``right``: :math:`x \ge b_{i-1}`), the soft
+    steps of the mode, :math:`p_0 = 1 - S_1`, :math:`p_i = S_i - S_{i+1}`, :math:`p_m = S_m`."""
+    xs = D._as_float(D.soft_of(x))
+    b = D.exact_of(boundaries).to(xs.dtype)
+    step = cmp.greater_equal if right else cmp.greater
+    s = step(xs.unsqueeze(0), b.reshape(-1, *[1] * xs.ndim), c.softness, c.mode).to(xs.dtype)
+    one = torch.ones_like(xs).unsqueeze(0)
+    upper = torch.cat([one, s])
+    lower = torch.cat([s, torch.zeros_like(one)])
+    probs = (upper - lower).clamp_min(0.0)
+    m = b.numel()
+    vals = torch.arange(m + 1, device=xs.device).reshape(m + 1, *[1] * xs.ndim).expand(
+        m + 1, *xs.shape)  # fmt: skip
+    return vals, probs
+
+
+def bucketize(
+    c: Ctx, input: Any, boundaries: Any, *, out_int32: bool = False, right: bool = False,
+    out: Any = None,
+) -> Any:
+    """``torch.bucketize`` of floating data: torch's bucket ids with the distribution of
+    :func:`_bucket_distribution`."""
+    if out is not None or not _floating(input) or D.exact_of(boundaries).ndim != 1:
+        return DECLINE
+    exact = torch.bucketize(D.exact_of(input).detach(), D.exact_of(boundaries),
+                            out_int32=out_int32, right=right)  # fmt: skip
+    v, p = _bucket_distribution(c, input, boundaries, right)
+    return D.result(exact, (v.to(exact.dtype), p), None, c.carried)
+
+
+def searchsorted(
+    c: Ctx, sorted_sequence: Any, input: Any, *, out_int32: bool = False, right: bool = False,
+    side: str | None = None, sorter: Any = None, out: Any = None,
+) -> Any:
+    """``torch.searchsorted`` of floating values in a 1-D sequence: as :func:`bucketize`."""
+    if sorter is not None or not isinstance(input, Tensor):
+        return DECLINE
+    right = right or side == "right"
+    return bucketize(c, input, sorted_sequence, out_int32=out_int32, right=right, out=out)
+
+
+def histc(
+    c: Ctx, input: Any, bins: int = 100, min: float = 0.0, max: float = 0.0, *, out: Any = None
+) -> Any:
+    r"""``torch.histc`` of floating data: soft counts :math:`\sum_i P(e_j \le x_i) -
+    P(e_{j+1} \le x_i)` over the bin edges (the last edge inclusive, like torch)."""
+    if out is not None or not _floating(input):
+        return DECLINE
+    xe = D.exact_of(input).detach()
+    exact = torch.histc(xe, bins, min, max)
+    lo, hi = (float(xe.min()), float(xe.max())) if min == 0 and max == 0 else (min, max)
+    if xe.numel() == 0 or lo == hi:
+        return DECLINE
+    xs = D.soft_of(input).reshape(-1)
+    edges = torch.linspace(lo, hi, bins + 1, dtype=xs.dtype, device=xs.device)
+    ge = cmp.greater_equal(xs.unsqueeze(0), edges[:-1].unsqueeze(1), c.softness, c.mode)
+    gt = cmp.greater(xs, edges[-1:], c.softness, c.mode).unsqueeze(0)
+    s = torch.cat([ge, gt]).to(xs.dtype)
+    soft = (s[:-1] - s[1:]).clamp_min(0.0).sum(-1)
+    return D.result(exact, None, soft, c.carried)
+
+
+def _floating(x: Any) -> bool:
+    return isinstance(x, Tensor) and x.is_floating_point()
 
 
 #: Selections of integer / gradient-free data by a SoftIndex (the registry's selection

@@ -36,8 +36,9 @@ GROUPS: tuple[str, ...] = (
 
 #: When a call is relaxed: ``float`` -- a floating operand is on the gradient path (or soft
 #: data); ``role`` -- the handler needs a SoftBool / SoftIndex operand and decides itself;
-#: ``float|index`` -- either a floating operand on the path or a SoftIndex operand.
-TRIGGERS: tuple[str, ...] = ("float", "role", "float|index")
+#: ``float|index`` -- either a floating operand on the path or a SoftIndex operand;
+#: ``float|role`` -- a floating operand on the path, or any soft operand (the handler decides).
+TRIGGERS: tuple[str, ...] = ("float", "role", "float|index", "float|role")
 
 _NAMESPACES: dict[str, Any] = {"torch": torch, "Tensor": torch.Tensor, "F": F}
 _INPLACE_DUNDERS = frozenset({"__iand__", "__ior__", "__ixor__"})
@@ -137,6 +138,10 @@ def _ops() -> tuple[Op, ...]:
             "Tensor.round_", "staircase of soft steps (arXiv 2504.19026); decimals= scales"),
         _op("floor", "elementwise", E.floor, "torch.floor torch.floor_ Tensor.floor "
             "Tensor.floor_", "round_s(x - 1/2)"),
+        _op("floor_divide", "elementwise", E.floor_divide, _methods("floor_divide")
+            + " Tensor.__floordiv__ Tensor.__rfloordiv__ Tensor.__ifloordiv__",
+            "floor_s(x / y)", operators=[("x // y", operator.floordiv)],
+            adapt={"Tensor.__rfloordiv__": E.rfloordiv}),
         _op("ceil", "elementwise", E.ceil, "torch.ceil torch.ceil_ Tensor.ceil Tensor.ceil_",
             "round_s(x + 1/2)"),
         _op("trunc", "elementwise", E.trunc, "torch.trunc torch.trunc_ Tensor.trunc "
@@ -256,7 +261,7 @@ def _ops() -> tuple[Op, ...]:
         # ------------------------------------------------------------------ soft integers
         _op("bincount", "integer", I.bincount, "torch.bincount Tensor.bincount",
             "soft counts sum_i p_i(v) (weights: sum_i w_i p_i(v))", SI_ + " / SoftFloat",
-            trigger="role"),
+            trigger="float|role"),
         _op("scatter_add", "integer", I.scatter_add,
             "torch.scatter_add Tensor.scatter_add Tensor.scatter_add_",
             "x + sum over the index distribution of src (E[src] for soft src)",
@@ -275,6 +280,12 @@ def _ops() -> tuple[Op, ...]:
             "in place", operators=[("x[idx] = v", operator.setitem)], trigger="role"),
         _op("embedding", "integer", I.embedding, "F.embedding", "P W (nn.Embedding)",
             trigger="role"),
+        _op("bucketize", "integer", I.bucketize, "torch.bucketize",
+            "bucket ids: p_i = S_i - S_(i+1), S_i = sigma_s(x - b_(i-1))", SI_),
+        _op("searchsorted", "integer", I.searchsorted, "torch.searchsorted",
+            "as bucketize (1-D sorted sequence)", SI_),
+        _op("histc", "integer", I.histc, "torch.histc Tensor.histc",
+            "soft counts sum_i sigma_s(x_i - e_j) - sigma_s(x_i - e_(j+1))", "SoftFloat"),
         _op("unique", "integer", I.unique, "torch.unique Tensor.unique",
             "distinct values: soft sort; inverse: soft rank (column of the soft permutation)",
             "(values, SoftIndex, counts)"),
