@@ -439,7 +439,7 @@ def structural(
                 v = torch.cat([v, v[:1].expand(k - v.shape[0], *v.shape[1:])])
                 p = torch.cat([p, p.new_zeros((k - p.shape[0], *p.shape[1:]))])
         elif listed and isinstance(a, Tensor):
-            e = exact_of(a)
+            e = soft_of(a) if a.is_floating_point() else exact_of(a)
             v = e.unsqueeze(0).expand(k, *e.shape)
             p = torch.zeros((k, *e.shape), dtype=pdt, device=e.device)
             p[0] = 1.0
