@@ -260,7 +260,10 @@ def test_soft_tensor_input_fullgraph() -> None:
     for e, c in zip(eager, compiled):
         assert isinstance(c, st.SoftTensor) and c.config == e.config
         assert c.is_soft_bool == e.is_soft_bool and c.hard().dtype == e.hard().dtype
-        torch.testing.assert_close(c.hard(), e.hard(), rtol=1e-9, atol=1e-10)
+        # floating results: the soft values (a compiled graph carries no exact shadow)
+        shown = (lambda t: t.hard()) if not e.is_floating_point() or e.is_soft_bool else (
+            lambda t: t.as_subclass(torch.Tensor))  # fmt: skip
+        torch.testing.assert_close(shown(c), shown(e), rtol=1e-9, atol=1e-10)
         if e.soft_index is not None:
             torch.testing.assert_close(c.soft_index, e.soft_index, rtol=1e-9, atol=1e-10)
     grads = [

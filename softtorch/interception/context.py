@@ -58,6 +58,7 @@ class Ctx:
         """Soft value; ``finite``: where torch's exact value is not finite (an infinite
         maximum, say) the exact value is used."""
         out = soft()
+        finite = finite and not torch.compiler.is_compiling()
         if not (self.st or finite):
             return wrap(out, self.carried)
         exact = hard()
@@ -65,7 +66,7 @@ class Ctx:
             out = _keep_nonfinite(out, exact)
         if self.st:
             out = combine(exact, out)
-        return make(out, self.carried, exact=exact.to(out.dtype)) if finite else wrap(
+        return make(out, self.carried, exact=exact.to(out.dtype)) if _shadow(finite) else wrap(
             out, self.carried)  # fmt: skip
 
     def bool(
@@ -109,13 +110,21 @@ class Ctx:
         as in :meth:`value`)."""
         exact = hard()
         values, sidx = soft()
+        finite = finite and not torch.compiler.is_compiling()
         if finite:
             values = _keep_nonfinite(values, exact[0])
         if self.st:
             values = combine(exact[0], values)
-        shown = make(values, self.carried, exact=exact[0].to(values.dtype)) if finite else wrap(
-            values, self.carried)  # fmt: skip
+        shown = make(values, self.carried, exact=exact[0].to(values.dtype)) if _shadow(
+            finite) else wrap(values, self.carried)  # fmt: skip
         return type(exact)((shown, self.soft_index(exact[1], sidx)))
+
+
+def _shadow(finite: bool) -> bool:
+    """Order statistics keep torch's exact values beside the soft ones (a SoftFloat) in eager
+    mode; a compiled graph returns the soft values (its outputs carry no extra tensors, and the
+    non-finite guard of :func:`finite_input` is not traced)."""
+    return finite
 
 
 def _keep_nonfinite(soft: Tensor, exact: Tensor) -> Tensor:
@@ -131,8 +140,10 @@ def finite_input(x: Tensor, dim: int | None) -> Tensor:
     into NaN; where torch's exact result is infinite the handler keeps it (``finite=True``)."""
     if not x.is_floating_point() or x.ndim == 0:
         return x
+    if torch.compiler.is_compiling():  # traced graphs keep the input as it is
+        return x
     inf = torch.isinf(x)
-    if not torch.compiler.is_compiling() and not bool(inf.any()):
+    if not bool(inf.any()):
         return x
     kw: dict[str, Any] = {} if dim is None else {"dim": dim, "keepdim": True}
     big = torch.finfo(x.dtype).max

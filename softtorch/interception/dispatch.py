@@ -159,7 +159,8 @@ def _with_exact(
     torch's result on the exact operands (floating values become SoftFloats, SoftIndex /
     SoftBool results take the exact integers / booleans), so exact uses downstream (``item``,
     indices, integer casts) see what plain torch computes."""
-    if writes_first(func) or not any(has_role(t) for t in operands(args, kwargs)):
+    if torch.compiler.is_compiling() or writes_first(func) or not any(
+            has_role(t) for t in operands(args, kwargs)):  # fmt: skip
         return out
     try:
         ea, ek = map_args(args, kwargs, exact_of)
