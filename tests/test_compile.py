@@ -138,7 +138,7 @@ def test_graph_breaks_all(case: api.Case) -> None:
 @pytest.mark.parametrize("backend", ["torch", "numba"])
 def test_fast_soft_sort_backends_trace_fullgraph(backend: str) -> None:
     """Both PAV kernels are ``torch.library`` custom ops: opaque to Dynamo, no graph break."""
-    from softtorch.ordering import fast_soft_sort as fss
+    from softtorch.ordering.methods.permutahedron import fast_soft_sort as fss
 
     old = fss.BACKEND
     fss.set_backend(backend)

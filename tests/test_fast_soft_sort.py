@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from softtorch.ordering import _pav_torch
-from softtorch.ordering import fast_soft_sort as fss
 from softtorch.ordering._base import get_method
+from softtorch.ordering.methods.permutahedron import _pav_torch
+from softtorch.ordering.methods.permutahedron import fast_soft_sort as fss
+from softtorch.ordering.methods.permutahedron.method import FastSoftSort
 
 BACKENDS = ("numba", "torch")
 MODES = fss.MODES
@@ -111,7 +112,7 @@ def test_readme_number(backend: str) -> None:
 
 def test_numba_is_imported_lazily() -> None:
     code = (
-        "import sys, torch, softtorch.ordering.fast_soft_sort as f;"
+        "import sys, torch, softtorch.ordering.methods.permutahedron.fast_soft_sort as f;"
         "assert 'numba' not in sys.modules;"
         "f.soft_sort(torch.rand(2, 3), 0.1, 'smooth', options={'backend': 'torch'});"
         "assert 'numba' not in sys.modules;"
@@ -124,7 +125,7 @@ def test_numba_is_imported_lazily() -> None:
 
 def test_registry() -> None:
     method = get_method("fast_soft_sort")
-    assert isinstance(method, fss.FastSoftSort)
+    assert isinstance(method, FastSoftSort)
     assert method.name == "fast_soft_sort" and method.has_permutation is False
     with pytest.raises(ValueError, match="soft indices"):
         method.permutation(torch.rand(3), 0.1, "smooth")

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 import softtorch as st
-from softtorch.ordering import _fss_fused as F
-from softtorch.ordering import fast_soft_sort as fss
+from softtorch.ordering.methods.permutahedron import _fused as F
+from softtorch.ordering.methods.permutahedron import fast_soft_sort as fss
 
 pytestmark = pytest.mark.skipif(not fss.HAS_NUMBA, reason="numba not installed")
 

@@ -2,8 +2,8 @@
 
 The ``workqueue`` threading layer (numba's fallback when no OpenMP/TBB runtime is present) aborts
 the process on concurrent launches, so softtorch serialises its parallel kernels under that layer
-(:func:`softtorch.ordering._pav_numba.parallel_guard`). The check runs in a child process that
-forces the layer."""
+(:func:`softtorch.ordering.methods.permutahedron._pav_numba.parallel_guard`). The check runs
+in a child process that forces the layer."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-from softtorch.ordering import fast_soft_sort as fss
+from softtorch.ordering.methods.permutahedron import fast_soft_sort as fss
 
 pytestmark = pytest.mark.skipif(not fss.HAS_NUMBA, reason="numba not installed")
 

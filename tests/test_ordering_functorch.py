@@ -19,7 +19,7 @@ import torch.autograd.forward_ad as fwAD
 from torch.func import hessian, jacfwd, jacrev, jvp, vmap
 
 import softtorch as st
-import softtorch.ordering.fast_soft_sort as fss
+import softtorch.ordering.methods.permutahedron.fast_soft_sort as fss
 from softtorch import simplex
 from softtorch.simplex import project_simplex
 

@@ -7,7 +7,6 @@ with central finite differences along random directions within 5e-2 relative.
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Callable
 
@@ -17,9 +16,7 @@ from torch.autograd import gradcheck
 
 import softtorch as st
 
-OPTIONAL = [
-    m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")
-]
+OPTIONAL = ["fast_soft_sort", "ot"]
 METHODS = ["softsort", "neuralsort", "sorting_network", *OPTIONAL]
 MODES = ["smooth", "c0", "c1", "c2"]
 Q = torch.tensor([0.3, 0.75], dtype=torch.float64)

@@ -3,7 +3,6 @@ NaN propagation, and a clear error for every kind of bad argument."""
 
 from __future__ import annotations
 
-import importlib.util
 import warnings
 from collections.abc import Callable
 
@@ -12,9 +11,7 @@ import torch
 
 import softtorch as st
 
-OPTIONAL = [
-    m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")
-]
+OPTIONAL = ["fast_soft_sort", "ot"]
 OWN = ["softsort", "neuralsort", "sorting_network"]
 METHODS = [*OWN, *OPTIONAL]
 MODES = ["smooth", "c0", "c1", "c2"]

@@ -3,7 +3,6 @@ between the ops, the methods and the memory-saving evaluation paths."""
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Callable
 
 import pytest
@@ -13,9 +12,7 @@ import softtorch as st
 import softtorch.simplex as sx
 from softtorch.ordering import get_method
 
-OPTIONAL = [
-    m for m in ("fast_soft_sort", "ot") if importlib.util.find_spec(f"softtorch.ordering.{m}")
-]
+OPTIONAL = ["fast_soft_sort", "ot"]
 METHODS = ["softsort", "neuralsort", "sorting_network", *OPTIONAL]
 INDEX_METHODS = [m for m in METHODS if m != "fast_soft_sort"]
 OWN = ["softsort", "neuralsort", "sorting_network"]
@@ -384,7 +381,7 @@ def test_chunked_evaluation_matches(
 
 @pytest.mark.parametrize("mode", ["smooth", "c1"])
 def test_sorting_network_chunked_rows_match(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    import softtorch.ordering.sorting_network as sn
+    import softtorch.ordering.methods.sorting_network as sn
 
     torch.manual_seed(10)
     x0 = torch.randn(2, 11, dtype=torch.float64)

@@ -9,10 +9,12 @@ import pytest
 import torch
 
 import softtorch as st
-from softtorch.ordering import _ot_linalg, _ot_ops, _ot_solver
-from softtorch.ordering import ot as ot_module
 from softtorch.ordering._base import _REGISTRY
-from softtorch.ordering.ot import OPTION_KEYS, OT, OTConvergenceWarning, ot_plan
+from softtorch.ordering.methods.ot import OPTION_KEYS, OT, OTConvergenceWarning, ot_plan
+from softtorch.ordering.methods.ot import _linalg as _ot_linalg
+from softtorch.ordering.methods.ot import _ops as _ot_ops
+from softtorch.ordering.methods.ot import _solver as _ot_solver
+from softtorch.ordering.methods.ot import method as ot_module
 
 MODES = ("smooth", "c0", "c1", "c2")
 M = OT()

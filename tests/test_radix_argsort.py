@@ -8,13 +8,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
 
-from softtorch.ordering import fast_soft_sort as fss
+from softtorch.ordering.methods.permutahedron import fast_soft_sort as fss
 
 pytestmark = pytest.mark.skipif(not fss.HAS_NUMBA, reason="numba not installed")
 
 
 def _radix() -> object:
-    from softtorch.ordering import _radix_numba
+    from softtorch.ordering.methods.permutahedron import _radix_numba
 
     return _radix_numba
 

@@ -9,7 +9,7 @@ after rescaling the columns (``normalise="col"``) to their targets ``b``,
 (rows: :math:`s_{ij} - \operatorname{logsumexp}_k s_{ik}`), finite wherever the slacks are, even
 when ``exp(s)`` underflows.
 
-Backward: the implicit differentiation of :class:`._ot_autograd.OTPlan` needs the upstream
+Backward: the implicit differentiation of :class:`._autograd.OTPlan` needs the upstream
 gradient only through ``G * D`` with ``D = phi'(s) = Q`` (entropic). For ``log Q`` the upstream
 gradient w.r.t. ``Q`` is ``G_log / Q``, so ``G * D = G_log`` exactly: the same formulas run with
 ``GD = G_log`` and never divide by a (possibly underflowed) plan entry.
@@ -22,8 +22,8 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._ot_autograd import implicit_vjp, work_dtype
-from ._ot_solver import SolverOptions, solve
+from ._autograd import implicit_vjp, work_dtype
+from ._solver import SolverOptions, solve
 
 
 def solve_log_plan(

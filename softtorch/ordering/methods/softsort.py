@@ -20,9 +20,10 @@ from typing import Any
 
 import torch
 
-from ..simplex import chunked_rows, project_simplex
-from . import _take
-from ._base import OrderingMethod, Softness, register
+from ...simplex import chunked_rows, project_simplex
+from .. import _take
+from .._base import OrderingMethod, Softness, register
+from .._logspace import log_project_simplex
 
 
 def _distance_scores(rows: torch.Tensor, cols: torch.Tensor, softness: Softness) -> torch.Tensor:
@@ -240,8 +241,6 @@ def _log_soft_rows(
     anchors: torch.Tensor, z: torch.Tensor, softness: Softness, mode: str
 ) -> torch.Tensor:
     r"""Log-rows :math:`\log \Pi(-|a_i - z| / s)` (``(..., r, n)``), in row blocks."""
-    from ._logspace import log_project_simplex
-
     extra, has_s = _split(softness)
 
     def fn(a: int, b: int, anc: torch.Tensor, zz: torch.Tensor, *rest: torch.Tensor) -> Any:

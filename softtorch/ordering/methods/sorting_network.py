@@ -26,9 +26,10 @@ from typing import Any
 
 import torch
 
-from ..sigmoidal import step
-from ..simplex import chunked_rows
-from ._base import OrderingMethod, Softness, register
+from ...sigmoidal import step
+from ...simplex import chunked_rows
+from .._base import OrderingMethod, Softness, register
+from .._logspace import log_add, safe_log
 
 #: One layer: comparator distance ``j`` and, per block of ``2j`` positions, the sign ``+1``
 #: (minimum to the lower position) or ``-1`` (minimum to the upper position), shape ``(m / 2j, 1)``.
@@ -300,8 +301,6 @@ def _log_weights(z: torch.Tensor, softness: Softness, mode: str) -> tuple[list[t
     rounds to 0 or 1),
     the piecewise modes the log of their (exactly 0 / 1 outside the band) steps.
     """
-    from ._logspace import safe_log
-
     m = _padded_size(z.shape[-1])
     v = _pad(z, m, softness)
     batch = v.shape[:-1]
@@ -332,8 +331,6 @@ def _log_rows(
     ``(a, b)`` to ``(log(alpha e^a + (1 - alpha) e^b), log((1 - alpha) e^a + alpha e^b))``,
     starting from ``log e_i`` (``0`` / ``-inf``); row blocks as in :func:`_rows`.
     """
-    from ._logspace import log_add
-
     n = z.shape[-1]
     asc = (n - 1 - positions) if descending else positions
     logw, m = _log_weights(z, softness, mode)

@@ -13,7 +13,7 @@ Transport"; Blondel et al. 2018, "Smooth and Sparse Optimal Transport"; Xie et a
   ``c0`` / ``c1`` / ``c2`` simplex projections applied to the permutation-scaled plan
   ``Q = n Plan`` (so each row of a column-unconstrained problem is exactly that projection);
   ``c0`` gives sparse plans with exact zeros. Solved through the smooth semi-dual with a batched
-  semi-smooth Newton method (see :mod:`._ot_solver`).
+  semi-smooth Newton method (see :mod:`._solver`).
 
 In permutation units both are ``min <Q, C / eps> + sum_ij omega(Q_ij)`` with ``Q 1 = 1`` and
 ``Q^T 1 = b`` (``omega(t) = t log t`` for ``smooth``), so the plan only depends on ``C / eps``.
@@ -35,12 +35,12 @@ Anchors and outputs:
 Outputs are renormalised by the plan's own marginals (columns for permutations, rows for ranks),
 so every row lies on the simplex exactly even before full convergence; at convergence this is
 the identity and gradients are unaffected. Gradients come from implicit differentiation of the
-optimality conditions (:mod:`._ot_autograd`), not from unrolling the solver, including the
+optimality conditions (:mod:`._autograd`), not from unrolling the solver, including the
 softness (the plan depends on ``z`` and ``softness`` only through ``C / eps``). Double backward
 (``create_graph=True``), forward mode and ``torch.func`` transforms differentiate a dense
-Newton-step form of the same implicit function (exact to third order; :mod:`._ot_autograd`).
+Newton-step form of the same implicit function (exact to third order; :mod:`._autograd`).
 While tracing (``torch.compile``, fake tensors) the solver and the Schur solve of the backward
-pass run as ``torch.library`` custom ops (:mod:`._ot_ops`): the same values and gradients, and no
+pass run as ``torch.library`` custom ops (:mod:`._ops`): the same values and gradients, and no
 graph breaks from the solvers' data-dependent stopping rules.
 
 ``ot_kwargs`` (``options``): ``sinkhorn_tol`` / ``sinkhorn_max_iter`` control ``smooth``,
@@ -69,13 +69,13 @@ from typing import Any
 import torch
 from torch._subclasses.fake_tensor import is_fake
 
-from .._checks import as_float, check_mode, check_softness
-from ..simplex import is_concrete
-from ._base import OrderingMethod, Softness, register
-from ._ot_autograd import OTPlan, transform_plan
-from ._ot_logplan import OTLogPlan
-from ._ot_ops import traced_plan
-from ._ot_solver import OTConvergenceWarning, SolverOptions
+from ...._checks import as_float, check_mode, check_softness
+from ....simplex import is_concrete
+from ..._base import OrderingMethod, Softness, register
+from ._autograd import OTPlan, transform_plan
+from ._logplan import OTLogPlan
+from ._ops import traced_plan
+from ._solver import OTConvergenceWarning, SolverOptions
 
 __all__ = ["OT", "OTConvergenceWarning", "OPTION_KEYS"]
 
@@ -151,7 +151,7 @@ def ot_plan(
 
     ``normalise`` picks which marginal is made exact by rescaling: ``"col"`` (anchors; used for
     soft permutations) or ``"row"`` (inputs; used for ranks). ``log=True`` (``smooth`` only)
-    returns ``log Q`` computed from the dual slacks (:mod:`._ot_logplan`).
+    returns ``log Q`` computed from the dual slacks (:mod:`._logplan`).
     """
     mode = check_mode(mode, tuple(_KIND))
     softness = check_softness(softness)
@@ -183,9 +183,9 @@ def ot_plan(
     with torch.no_grad():  # warm start from the same (rounded) costs, in float64
         beta0 = _hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
     kind = _KIND[mode]
-    if _traced(a):  # torch.compile / fake tensors: the solver as opaque custom ops (._ot_ops)
+    if _traced(a):  # torch.compile / fake tensors: the solver as opaque custom ops (._ops)
         Q = traced_plan(a, yc, bw, kind, opts, beta0, normalise, log=log)
-    elif not is_concrete(a):  # torch.func transforms: differentiable Newton form (._ot_autograd)
+    elif not is_concrete(a):  # torch.func transforms: differentiable Newton form (._autograd)
         Q = transform_plan(a, yc, bw, kind, opts, beta0, normalise, log=log)
     else:
         if log:

@@ -22,9 +22,10 @@ from typing import Any
 
 import torch
 
-from ..sigmoidal import step
-from ..simplex import chunked_rows, project_simplex
-from ._base import OrderingMethod, Softness, register
+from ...sigmoidal import step
+from ...simplex import chunked_rows, project_simplex
+from .._base import OrderingMethod, Softness, register
+from .._logspace import log_project_simplex
 
 
 def _split(softness: Softness) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -279,8 +280,6 @@ def _log_rows(
     descending: bool,
 ) -> torch.Tensor:
     """Log of rows ``positions`` of ``P`` (``(..., m, n)``), in row blocks (see :func:`_rows`)."""
-    from ._logspace import log_project_simplex
-
     n = z.shape[-1]
     coef = _coefficients(positions, n, descending, z)
     extra, has_s = _split(softness)

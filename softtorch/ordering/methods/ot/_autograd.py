@@ -3,7 +3,7 @@ r"""The regularised OT plan as an autograd function with an implicit backward pa
 The scaled cost is rank one, ``Chat_ij = a_i y_j`` (``a = -2 (z - mean z) / softness``, ``y`` the
 centred anchors), so the function takes ``a`` ``(B, n)`` and never builds a cost gradient.
 
-Forward: solve the dual (:func:`._ot_solver.solve`), form ``Q = phi(alpha + beta - Chat)`` and
+Forward: solve the dual (:func:`._solver.solve`), form ``Q = phi(alpha + beta - Chat)`` and
 rescale it so that its columns (``normalise="col"``) or rows (``"row"``) sum exactly to their
 targets. At convergence the rescaling is the identity, and the backward pass treats it as such.
 
@@ -13,7 +13,7 @@ marginal conditions ``Q 1 = 1``, ``Q^T 1 = b`` hold, and ``dQ = D (dalpha + dbet
 ``H (dalpha, dbeta) = (rowsum(D dChat), colsum(D dChat))`` with the symmetric
 ``H = [[diag(D 1), D], [D^T, diag(D^T 1)]]``. For an upstream gradient ``G = dL/dQ`` let
 ``h = ((G D) 1, (G D)^T 1)`` and solve ``H (w_a, w_b) = h`` (via the Schur complement of
-:mod:`._ot_linalg`: ``S w_b = h_b - D^T (h_a / D 1)``, ``w_a = (h_a - D w_b) / D 1``); then
+:mod:`._linalg`: ``S w_b = h_b - D^T (h_a / D 1)``, ``w_a = (h_a - D w_b) / D 1``); then
 
 .. math::
     \frac{\partial L}{\partial \hat C_{ij}} = D_{ij} (w_{a,i} + w_{b,j} - G_{ij}), \qquad
@@ -42,7 +42,7 @@ ops. It is used
   rows the solver already handles) and everything differentiable is plain torch.
 
 Under ``torch.compile`` the same forward solve and implicit backward (:func:`solve_plan`,
-:func:`plan_vjp`) run as the custom ops of :mod:`._ot_ops` instead of :class:`OTPlan`.
+:func:`plan_vjp`) run as the custom ops of :mod:`._ops` instead of :class:`OTPlan`.
 
 The dense path costs ``O(B (n m^2 + m^3))`` per Newton step (the Schur complement), so it is meant
 for transforms and higher-order derivatives of moderate sizes; plain first-order backward passes
@@ -55,8 +55,9 @@ from typing import Any
 
 import torch
 
-from ._ot_linalg import schur_solve
-from ._ot_solver import SolverOptions, curvature, plan, solve
+from ._dual import curvature, plan
+from ._linalg import schur_solve
+from ._solver import SolverOptions, solve
 
 #: float32 inputs are solved in float32 while ``max |Chat| * F32_NOISE <= tol`` (the rounding of
 #: the slacks ``alpha + beta - Chat`` then stays well below the tolerance), in float64 otherwise.
@@ -308,7 +309,7 @@ def _kkt_step(
     D: torch.Tensor, fa: torch.Tensor, fb: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Dense differentiable solve of ``H (da, db) = (fa, fb)`` (``H`` as in the module docstring)
-    through the regularised Schur complement (see :mod:`._ot_linalg`)."""
+    through the regularised Schur complement (see :mod:`._linalg`)."""
     r = D.sum(-1).clamp_min(torch.finfo(D.dtype).tiny)
     c = D.sum(-2)
     m = c.shape[-1]

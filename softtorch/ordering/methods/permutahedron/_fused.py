@@ -5,7 +5,7 @@ r"""Fused CPU fast path of ``fast_soft_sort`` for eager calls: sort values and r
 tensors, numba installed, ``backend`` "auto"/"numba", and a softness that is a float or a tensor
 without gradient. Otherwise the caller takes the composite path (standardize, :mod:`.fast_soft_sort`
 projection, inverse map), which gives identical values up to float rounding and supports every
-transform. The kernels (:mod:`._fss_fused_numba`) compute in float64 and take the permutation from
+transform. The kernels (:mod:`._fused_numba`) compute in float64 and take the permutation from
 a zero-copy view (radix sort of :mod:`._radix_numba` for rows of 1024 or more, numpy's ``argsort``
 below); the backward is closed-form (O(n) per row). A
 ``create_graph=True`` backward re-runs the composite path to get a differentiable gradient.
@@ -18,19 +18,19 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._checks import check_softness
-from ._base import Softness
-from ._standardize import standardize as _standardize
-from ._standardize import unstandardize as _unstandardize
+from ...._checks import check_softness
+from ..._base import Softness
+from ..._standardize import standardize as _standardize
+from ..._standardize import unstandardize as _unstandardize
+from . import fast_soft_sort as fss
 
-_REGS: dict[str, int] = {"c0": 0, "smooth": 1, "c1": 2, "c2": 3}
 _FLOATS = (torch.float32, torch.float64)
 
 
 def _kernels() -> Any:
-    from . import _fss_fused_numba
+    from . import _fused_numba
 
-    return _fss_fused_numba
+    return _fused_numba
 
 
 def _guard() -> Any:
@@ -42,8 +42,6 @@ def _guard() -> Any:
 
 def _eligible(x: torch.Tensor, softness: Softness, options: dict[str, Any] | None) -> float | None:
     """The softness as a float when the fused kernel applies to ``x``, else None."""
-    from . import fast_soft_sort as fss
-
     if (
         type(x) is not torch.Tensor
         or x.device.type != "cpu"
@@ -107,21 +105,17 @@ def _bounds(dtype: torch.dtype) -> tuple[float, float]:
 def _composite_sort(
     x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
 ) -> torch.Tensor:
-    from .fast_soft_sort import soft_sort
-
     if not standardize:
-        return soft_sort(x, eps, mode, descending=descending)
+        return fss.soft_sort(x, eps, mode, descending=descending)
     z, stats = _standardize(x)
-    return _unstandardize(soft_sort(z, eps, mode, descending=descending), stats)
+    return _unstandardize(fss.soft_sort(z, eps, mode, descending=descending), stats)
 
 
 def _composite_rank(
     x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
 ) -> torch.Tensor:
-    from .fast_soft_sort import soft_rank
-
     z = _standardize(x)[0] if standardize else x
-    return soft_rank(z, eps, mode, descending=descending)
+    return fss.soft_rank(z, eps, mode, descending=descending)
 
 
 class FusedSort(torch.autograd.Function):
@@ -138,7 +132,7 @@ class FusedSort(torch.autograd.Function):
         rows, n = xn.shape
         perm = _argsort_rows(xn)
         s = (np.linspace(1.0, 0.0, n) / eps).reshape(1, n)
-        reg = _REGS[mode]
+        reg = fss.REGS[mode]
         lo, hi = _bounds(x.dtype)
         out = np.empty_like(xn)
         w = np.empty((rows, n))
@@ -218,7 +212,7 @@ class FusedRank(torch.autograd.Function):
         rows, n = xn.shape
         perm = _argsort_rows(xn)
         rho = np.linspace(1.0, 0.0, n).reshape(1, n)
-        reg = _REGS[mode]
+        reg = fss.REGS[mode]
         out = np.empty_like(xn)
         s = np.empty((rows, n))
         o = np.empty((rows, n))
@@ -274,7 +268,7 @@ def sorted_values(
     options: dict[str, Any] | None,
 ) -> torch.Tensor | None:
     """Soft sorted values of ``x`` along the last axis (x-space), or None if not eligible."""
-    if mode not in _REGS:
+    if mode not in fss.REGS:
         return None
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
@@ -295,7 +289,7 @@ def rank(
     options: dict[str, Any] | None,
 ) -> torch.Tensor | None:
     """Soft ranks of ``x`` along the last axis, or None if not eligible."""
-    if mode not in _REGS:
+    if mode not in fss.REGS:
         return None
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x

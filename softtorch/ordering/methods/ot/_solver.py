@@ -25,14 +25,14 @@ Solvers (no Python loop over batch rows; every step works on the whole batch):
   ``exp``, a monotone 1-D Newton iteration for the powers), and the concave semi-dual
   ``J(beta) = sum_i alpha_i(beta) + <b, beta> - sum_ij omega*(s_ij)`` is maximised with damped
   Newton steps ``(S + mu I) d = b - Q^T 1`` (``S`` = minus its generalised Hessian, see
-  :mod:`._ot_linalg`; ``mu`` a Levenberg-Marquardt damping) and Armijo backtracking: a
+  :mod:`._linalg`; ``mu`` a Levenberg-Marquardt damping) and Armijo backtracking: a
   semi-smooth Newton method for ``k = 1``, whose semi-dual is only piecewise quadratic.
 
 Both start from ``beta0``, the potentials of the unregularised (hard) assignment computed by the
 caller, i.e. the ``softness -> 0`` limit; this makes small softness cheap (a near-hard plan is
 found in one or two steps), while large-softness problems converge in a few steps from anywhere.
 With ``m >= BAND_MIN`` anchors the p-norm solver first runs the banded pre-solver of
-:mod:`._ot_band` (the plans' supports are short intervals of anchors) and then checks / polishes
+:mod:`._band` (the plans' supports are short intervals of anchors) and then checks / polishes
 its result on the full problem.
 
 Convergence is measured as the largest column-marginal error ``max_j |(Q^T 1)_j - b_j|`` (rows are
@@ -47,18 +47,17 @@ from dataclasses import dataclass
 
 import torch
 
-from ._ot_linalg import DENSE_MAX, schur_solve
+from ._band import band_presolve
+from ._dual import _ARMIJO, _LAM0, _LAM_MAX, _LAM_MIN, _LS_MAX, curvature, plan, row_potentials
+from ._linalg import DENSE_MAX, schur_solve
 
 #: Largest ``|Chat|`` for which Sinkhorn starts from the plain kernel ``exp(-Chat)`` (finite and
 #: far from underflow in float32); larger costs start from the warm-start potentials.
 KERNEL_MAX = 30.0
 #: Scalings beyond ``exp(+-_ABSORB)`` are absorbed into the Sinkhorn potentials.
 _ABSORB = 15.0
-#: The p-norm solver first runs the banded pre-solver of :mod:`._ot_band` from this many anchors.
+#: The p-norm solver first runs the banded pre-solver of :mod:`._band` from this many anchors.
 BAND_MIN = 256
-_ROW_MAX_ITER = 60
-_LS_MAX = 40
-_ARMIJO = 1e-4
 
 
 class OTConvergenceWarning(RuntimeWarning):
@@ -72,63 +71,6 @@ class SolverOptions:
     tol: float
     max_iter: int
     what: str  # "sinkhorn" or "lbfgs": names the ot_kwargs keys in warnings
-
-
-def plan(s: torch.Tensor, kind: int) -> torch.Tensor:
-    """``phi(s)``: the plan entries for dual slacks ``s``."""
-    if kind == 0:
-        return torch.exp(s)
-    sp = s.clamp_min(0.0)
-    if kind == 1:
-        return sp
-    return sp * sp if kind == 2 else sp.square().mul_(sp)
-
-
-def curvature(s: torch.Tensor, kind: int) -> torch.Tensor:
-    """``phi'(s)``: derivative of the plan entries w.r.t. the slacks (generalised for k = 1)."""
-    if kind == 0:
-        return torch.exp(s)
-    if kind == 1:
-        return torch.sign(s).clamp_min_(0.0)
-    sp = s.clamp_min(0.0)
-    return sp.mul_(2.0) if kind == 2 else sp.square_().mul_(3.0)
-
-
-def row_potentials(
-    X: torch.Tensor, kind: int, tol: float, guess: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``alpha`` with ``sum_j phi(alpha_i + X_ij) = 1`` for every row.
-
-    ``exp``: ``alpha = -logsumexp(X)``. Powers: ``F(alpha) = sum_j max(alpha + X_ij, 0)^k`` is
-    convex and increasing, so from any point with ``F' > 0`` one Newton step lands at or above
-    the root and the iterates then decrease monotonically to it (for ``k = 1`` after finitely
-    many steps, one per change of the active set). Starts from ``guess`` where it has an active
-    entry and from ``1 - max_j X_ij`` (a point above the root) elsewhere.
-    """
-    if kind == 0:
-        return -torch.logsumexp(X, -1)
-    start = 1.0 - X.amax(-1)
-    alpha = start
-    if guess is not None:
-        alpha = torch.where(guess + X.amax(-1) > 0, guess, start)
-    buf = torch.empty_like(X)  # reused across iterations (fresh large allocations are slow)
-    for _ in range(_ROW_MAX_ITER):
-        sp = torch.add(X, alpha.unsqueeze(-1), out=buf).clamp_min_(0.0)
-        if kind == 1:
-            F = sp.sum(-1)
-            dF = sp.sign_().sum(-1)
-        elif kind == 2:
-            dF = 2.0 * sp.sum(-1)
-            F = sp.square_().sum(-1)
-        else:
-            s2 = sp.square()
-            dF = 3.0 * s2.sum(-1)
-            F = s2.mul_(sp).sum(-1)
-        res = F - 1.0
-        if bool((res.abs() <= tol).all()):
-            break
-        alpha = torch.where(dF > 0, alpha - res / torch.where(dF > 0, dF, 1.0), start)
-    return alpha
 
 
 @dataclass
@@ -164,7 +106,6 @@ class _State:
 
 
 _FIELDS = ("beta", "alpha", "s", "col", "J", "err", "lam")
-_LAM0, _LAM_MIN, _LAM_MAX = 1e-4, 1e-12, 1e8
 
 
 def _evaluate(
@@ -411,8 +352,6 @@ def solve(
         if beta0 is not None:
             start = beta0
             if y.shape[-1] >= BAND_MIN:
-                from ._ot_band import band_presolve  # imports this module
-
                 guess, start, used = band_presolve(
                     a, y, b, kind, tol, row_tol, opts.max_iter, beta0
                 )

@@ -1,6 +1,6 @@
 r"""Torch-native batched pool-adjacent-violators (PAV) for permutahedron projections.
 
-Same problem, regulariser codes and block formulas as :mod:`softtorch.ordering._pav_numba`
+Same problem, regulariser codes and block formulas as :mod:`._pav_numba`
 (``reg`` 0 quadratic, 1 entropic, 2 p-norm 3/2, 3 p-norm 4/3). Runs on any device, vectorised
 over all rows at once: the blocks of all rows live in one flat list (rows never merge), and every
 block carries mergeable statistics ``(count, ...)``: means (quadratic), log-sum-exps (entropic) or
@@ -305,7 +305,7 @@ def pav_blocks(s: torch.Tensor, w: torch.Tensor, reg: int) -> torch.Tensor:
 # ---------------------------------------------------------------- outputs from a partition
 
 
-def _segsum(x: torch.Tensor, blk: torch.Tensor) -> torch.Tensor:
+def segsum(x: torch.Tensor, blk: torch.Tensor) -> torch.Tensor:
     """Per-block sums of ``x`` (R, n) broadcast back to the elements."""
     return torch.zeros_like(x).scatter_add(1, blk, x).gather(1, blk)
 
@@ -325,7 +325,7 @@ def block_solution(
     s = s.expand(shape)
     w = w.expand(shape)
     ones = torch.ones_like(s)
-    m = _segsum(ones, blk)
+    m = segsum(ones, blk)
     if reg == 1:
         ls = _seg_lse(s, blk)
         lw = _seg_lse(w, blk)
@@ -334,24 +334,24 @@ def block_solution(
     # centre on the block's largest s (an element: exact for ties) before averaging, so that the
     # centred scores keep full precision when |s| >> the block's spread (small softness)
     xs = s - _seg_max(s, blk)
-    d = xs - _segsum(xs, blk) / m
+    d = xs - segsum(xs, blk) / m
     if reg == 0:
-        mw = _segsum(w, blk) / m
+        mw = segsum(w, blk) / m
         return d + mw, 1.0 / m, ones
-    m2 = _segsum(d * d, blk)
-    ws = _segsum(w, blk)
+    m2 = segsum(d * d, blk)
+    ws = segsum(w, blk)
     if reg == 2:
         t = -_safe_sqrt((ws - m2) / m)
         y = torch.clamp(d - t, min=0.0)
         gp = 2.0 * y
         o = y * y
     else:
-        m3 = _segsum(d * d * d, blk)
+        m3 = segsum(d * d * d, blk)
         t = _cubic_t(3.0 * m2 / m, (ws - m3) / m)
         y = d - t
         gp = 3.0 * y * y
         o = y * y * y
-    tot = _segsum(gp, blk)
+    tot = segsum(gp, blk)
     pos = tot > 0
     pi = torch.where(pos, gp / torch.where(pos, tot, ones), 1.0 / m)
     return o, pi, gp
@@ -367,4 +367,4 @@ def _seg_max(x: torch.Tensor, blk: torch.Tensor) -> torch.Tensor:
 def _seg_lse(x: torch.Tensor, blk: torch.Tensor) -> torch.Tensor:
     """Per-block log-sum-exp broadcast to elements (max shift detached: exact gradients)."""
     mx = _seg_max(x, blk)
-    return mx + torch.log(_segsum(torch.exp(x - mx), blk))
+    return mx + torch.log(segsum(torch.exp(x - mx), blk))

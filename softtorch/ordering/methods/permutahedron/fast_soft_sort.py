@@ -71,13 +71,15 @@ from typing import Any
 import torch
 import torch.autograd.forward_ad as _fwAD
 
-from .._checks import check_choice, check_mode, check_softness
+from ...._checks import MODES as _ALL_MODES
+from ...._checks import check_choice, check_mode, check_softness
+from ..._base import Softness
 from . import _pav_torch
-from ._base import OrderingMethod, Softness, register
+from ._pav_torch import segsum
 
 #: Modes of this method and their regulariser codes (see the module docstring).
 REGS: dict[str, int] = {"c0": 0, "smooth": 1, "c1": 2, "c2": 3}
-MODES: tuple[str, ...] = ("smooth", "c0", "c1", "c2")
+MODES: tuple[str, ...] = tuple(m for m in _ALL_MODES if m != "hard")
 BACKENDS: tuple[str, ...] = ("auto", "numba", "torch")
 OPTION_KEYS: tuple[str, ...] = ("backend",)
 
@@ -159,10 +161,6 @@ _pav_torch_op.register_fake(_fake)
 # ---------------------------------------------------------------- autograd
 
 
-def _segsum(x: torch.Tensor, blk: torch.Tensor) -> torch.Tensor:
-    return torch.zeros_like(x).scatter_add(1, blk, x).gather(1, blk)
-
-
 def _vjp(
     go: torch.Tensor,
     pi: torch.Tensor,
@@ -180,19 +178,19 @@ def _vjp(
     """
     gs = gw = None
     if reg == 0:
-        mean = _segsum(go, blk) * pi
+        mean = segsum(go, blk) * pi
         gs = go - mean if need_s else None
         gw = mean if need_w else None
     elif reg == 1:
-        tot = _segsum(go, blk)
+        tot = segsum(go, blk)
         gs = go - pi * tot if need_s else None
         gw = aux * tot if need_w else None
     else:
         if need_s:
             hu = aux * go
-            gs = hu - pi * _segsum(hu, blk)
+            gs = hu - pi * segsum(hu, blk)
         if need_w:
-            gw = _segsum(pi * go, blk)
+            gw = segsum(pi * go, blk)
     return gs, gw
 
 
@@ -214,19 +212,19 @@ def _jvp(
     if ds is not None:
         ds = ds.expand(blk.shape)
         if reg == 0:
-            do = ds - _segsum(ds, blk) * pi
+            do = ds - segsum(ds, blk) * pi
         elif reg == 1:
-            do = ds - _segsum(pi * ds, blk)
+            do = ds - segsum(pi * ds, blk)
         else:
-            do = aux * (ds - _segsum(pi * ds, blk))
+            do = aux * (ds - segsum(pi * ds, blk))
     if dw is not None:
         dw = dw.expand(blk.shape)
         if reg == 0:
-            do = do + _segsum(dw, blk) * pi
+            do = do + segsum(dw, blk) * pi
         elif reg == 1:
-            do = do + _segsum(aux * dw, blk)
+            do = do + segsum(aux * dw, blk)
         else:
-            do = do + pi * _segsum(dw, blk)
+            do = do + pi * segsum(dw, blk)
     return do
 
 
@@ -479,69 +477,3 @@ def soft_rank(
     if not descending:
         rank = (n + 1) - rank
     return rank.reshape(zw.shape).to(out_dtype)
-
-
-@register
-class FastSoftSort(OrderingMethod):
-    """Permutahedron projection (values only: no soft permutation matrix exists)."""
-
-    name = "fast_soft_sort"
-    has_permutation = False
-
-    def sorted_values(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = False,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        """Soft sorted scores ``(..., n)``; see :func:`soft_sort`."""
-        return soft_sort(z, softness, mode, descending=descending, options=options)
-
-    def rank(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = True,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        """Soft ranks in ``[1, n]``; see :func:`soft_rank`."""
-        return soft_rank(z, softness, mode, descending=descending, options=options)
-
-    def fused_sorted_values(
-        self,
-        x: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = False,
-        standardize: bool = True,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor | None:
-        """Eager CPU fast path (:mod:`._fss_fused`): one numba kernel per direction."""
-        from . import _fss_fused
-
-        return _fss_fused.sorted_values(
-            x, softness, mode, descending=descending, standardize=standardize, options=options
-        )
-
-    def fused_rank(
-        self,
-        x: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = True,
-        standardize: bool = True,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor | None:
-        """Eager CPU fast path (:mod:`._fss_fused`) of :meth:`rank`."""
-        from . import _fss_fused
-
-        return _fss_fused.rank(
-            x, softness, mode, descending=descending, standardize=standardize, options=options
-        )

@@ -2,29 +2,29 @@ r"""``torch.library`` custom ops behind ``method="ot"`` while tracing (``torch.c
 
 The OT solvers iterate with data-dependent stopping rules (``float(err) <= tol`` once per
 iteration; the problem scale ``max |Chat|`` is read once to pick the working precision), and the
-Schur solve of the implicit backward pass (:mod:`._ot_linalg`) has data-dependent CG / Cholesky
+Schur solve of the implicit backward pass (:mod:`._linalg`) has data-dependent CG / Cholesky
 fallbacks. Dynamo would break the graph at every such read. While tracing, both passes run as
 custom ops, opaque to Dynamo / AOTAutograd / Inductor and called eagerly on the real tensors at
 run time:
 
 * ``softtorch::ot_plan(a, y, b, kind, tol, max_iter, what, beta0, normalise, log)
   -> (P, alpha, beta)``: the forward solve for the rank-one cost ``Chat = a y^T``. ``P`` is the
-  rescaled plan ``Q`` (``log=False``, :func:`._ot_autograd.solve_plan`) or the entropic
-  log-plan ``log Q`` (``log=True``, :func:`._ot_logplan.solve_log_plan`), ``(B, n, m)`` in
+  rescaled plan ``Q`` (``log=False``, :func:`._autograd.solve_plan`) or the entropic
+  log-plan ``log Q`` (``log=True``, :func:`._logplan.solve_log_plan`), ``(B, n, m)`` in
   ``a``'s dtype; the dual potentials ``alpha`` ``(B, n)`` and ``beta`` ``(B, m)`` are float64
   and not differentiable.
 * ``softtorch::ot_plan_vjp(G, a, y, alpha, beta, P, kind, log) -> dL/da``: its derivative
   (registered with ``register_autograd``), the implicit backward pass of
-  :class:`._ot_autograd.OTPlan` / :class:`._ot_logplan.OTLogPlan`
-  (:func:`._ot_autograd.plan_vjp`): with ``D = phi'(s)`` (``D = Q`` for the entropic plan) and
+  :class:`._autograd.OTPlan` / :class:`._logplan.OTLogPlan`
+  (:func:`._autograd.plan_vjp`): with ``D = phi'(s)`` (``D = Q`` for the entropic plan) and
   ``GD = G * D`` (``GD = G`` for ``log Q``), ``w = H^{-1} (GD 1, GD^T 1)`` by one Schur solve and
   ``dL/da = w_a (D y) + D (w_b y) - (GD) y``.
 
 The fake (meta) implementations give the output shapes and dtypes, so the rest (scores, cost,
 warm start, outputs) is traced and compiled as usual, gradients w.r.t. a tensor ``softness``
 included (they flow through ``a = -2 (z - mean z) / softness``). ``OTConvergenceWarning`` is
-emitted by the forward op at run time. Eager calls use :class:`._ot_autograd.OTPlan` directly
-(no dispatcher overhead) and ``torch.func`` transforms keep :func:`._ot_autograd.transform_plan`
+emitted by the forward op at run time. Eager calls use :class:`._autograd.OTPlan` directly
+(no dispatcher overhead) and ``torch.func`` transforms keep :func:`._autograd.transform_plan`
 (custom ops have no functorch rules).
 """
 
@@ -34,9 +34,9 @@ from typing import Any
 
 import torch
 
-from ._ot_autograd import plan_vjp, solve_plan
-from ._ot_logplan import solve_log_plan
-from ._ot_solver import SolverOptions
+from ._autograd import plan_vjp, solve_plan
+from ._logplan import solve_log_plan
+from ._solver import SolverOptions
 
 __all__ = ["traced_plan"]
 
@@ -142,7 +142,7 @@ def traced_plan(
     normalise: str,
     log: bool = False,
 ) -> torch.Tensor:
-    """The plan (or entropic log-plan) of :class:`._ot_autograd.OTPlan` through the custom ops:
+    """The plan (or entropic log-plan) of :class:`._autograd.OTPlan` through the custom ops:
     the same values and first derivatives, traceable by ``torch.compile`` without graph breaks."""
     args = (kind, opts.tol, opts.max_iter, opts.what, beta0, normalise, log)
     return _plan_op(a, y, b, *args)[0]

@@ -3,13 +3,13 @@ r"""Banded pre-solver for the p-norm OT problems with many anchors.
 The cost ``Chat_ij = a_i y_j`` is submodular, and the optimal p-norm plans of these 1-D problems
 are supported, row by row, on short intervals of consecutive anchors (in ascending ``y``): about
 ``(n^2 softness)^(1/3)`` wide for standardized scores, e.g. 40-130 of 300 anchors at softness
-0.1. The pre-solver runs the semi-dual Newton method of :mod:`._ot_solver` on per-row windows of
+0.1. The pre-solver runs the semi-dual Newton method of :mod:`._solver` on per-row windows of
 ``W`` consecutive anchors, so a pass costs ``O(B n W)`` instead of ``O(B n m)``: window slacks
 are gathered from ``beta`` and ``y``, column sums and ``D^T u`` are scatter-adds, and the Newton
-systems are solved by the matrix-free CG of :mod:`._ot_linalg`. A window follows its row's active
+systems are solved by the matrix-free CG of :mod:`._linalg`. A window follows its row's active
 interval and all windows widen when an active set reaches a window edge.
 
-The result is only a warm start: :func:`._ot_solver.solve` evaluates it on the full problem
+The result is only a warm start: :func:`._solver.solve` evaluates it on the full problem
 and continues with dense Newton steps if it is not yet within tolerance, so the banded
 assumption never affects the answer, only the speed.
 """
@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ._ot_linalg import cg
-from ._ot_solver import _ARMIJO, _LAM0, _LAM_MAX, _LAM_MIN, _LS_MAX, curvature, plan, row_potentials
+from ._dual import _ARMIJO, _LAM0, _LAM_MAX, _LAM_MIN, _LS_MAX, curvature, plan, row_potentials
+from ._linalg import cg
 
 _W0 = 64
 _MAX_FILL = 0.5

@@ -1,6 +1,6 @@
 r"""Batched pool-adjacent-violators (PAV) CPU kernel for permutahedron projections (numba).
 
-This module imports numba at import time; :mod:`softtorch.ordering.fast_soft_sort` imports it
+This module imports numba at import time; :mod:`.fast_soft_sort` imports it
 lazily, the first time the CPU kernel runs, so ``import softtorch`` never pays for numba.
 
 Problem (one row; Blondel et al. 2020, Prop. 3 generalised to separable regularisers): given
