@@ -109,11 +109,34 @@ def argmax(
 ) -> SoftIndex:
     r"""Soft ``torch.argmax``: a distribution over the positions of ``dim`` (SoftIndex).
 
-    Shape: torch's result shape plus a trailing axis of size ``n`` (``(n,)`` for a vector).
-    ``return_log_probs=True`` returns the log-probabilities instead (computed stably; ``-inf``
-    exactly at the zeros of ``hard`` / ``c0``), ``log_prob_eps`` clamps the probabilities at
-    ``eps`` in ``(0, 1/n)`` and renormalises; see *Log-probabilities* in
-    :mod:`softtorch.ordering.ops`.
+    The method's soft one-hot of the largest entry: for ``softsort`` with the ``smooth`` mode
+    :math:`p = \mathrm{softmax}(-|\max_j z_j - z| / s)`; in general the first row of the
+    descending soft permutation (:func:`sort`). The shape is torch's result shape plus a trailing
+    axis of size ``n`` (``(n,)`` for a vector); see *Log-probabilities* in
+    :mod:`softtorch.ordering.ops` for ``return_log_probs`` / ``log_prob_eps``.
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
+        keepdim: Keep the reduced dimension with size 1, like torch.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
+            with soft indices).
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        SoftIndex of shape ``torch.argmax(x, dim, keepdim).shape + (n,)``.
 
     Example:
         >>> argmax(torch.tensor([-0.2, -1.0, 0.3, 1.0]))
@@ -149,8 +172,34 @@ def argmin(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
 ) -> SoftIndex:
-    """Soft ``torch.argmin`` (SoftIndex); see :func:`argmax` (also for ``return_log_probs`` and
-    ``log_prob_eps``)."""
+    r"""Soft ``torch.argmin``: a distribution over the positions of ``dim`` (SoftIndex).
+
+    The method's soft one-hot of the smallest entry, :func:`argmax` of the reversed order (the
+    default hook is ``argmax(1 - z)`` on the standardized scores).
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
+        keepdim: Keep the reduced dimension with size 1, like torch.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
+            with soft indices).
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        SoftIndex of shape ``torch.argmin(x, dim, keepdim).shape + (n,)``.
+    """
     cfg = config(
         "argmin",
         mode,
@@ -180,12 +229,34 @@ def max(  # noqa: A001
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
 ) -> Any:
-    r"""Soft ``torch.max``: the expected value of ``x`` under :func:`argmax` (or, for
+    r"""Soft ``torch.max``: :math:`\sum_j p_j x_j` for ``p = argmax(x)`` (or, for
     ``fast_soft_sort`` / ``sorting_network``, the largest soft sorted value).
 
-    Without ``dim``: a 0-d value. With ``dim``: ``torch.return_types.max(values, indices)`` with
-    SoftIndex ``indices`` (None for ``fast_soft_sort``), log-probabilities with
-    ``return_log_probs=True`` (values unchanged); ``log_prob_eps`` as in :func:`argmax`.
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
+        keepdim: Keep the reduced dimension with size 1, like torch.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
+            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
+            gradient only through ``x``.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        Without ``dim``: a 0-d value. With ``dim``: ``torch.return_types.max(values, indices)``
+        with SoftIndex ``indices`` (``None`` for ``fast_soft_sort``).
     """
     cfg = config(
         "max",
@@ -216,7 +287,35 @@ def min(  # noqa: A001
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
 ) -> Any:
-    """Soft ``torch.min``; see :func:`max`."""
+    r"""Soft ``torch.min``: :math:`\sum_j p_j x_j` for ``p = argmin(x)`` (or, for
+    ``fast_soft_sort`` / ``sorting_network``, the smallest soft sorted value).
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
+        keepdim: Keep the reduced dimension with size 1, like torch.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
+            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
+            gradient only through ``x``.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        Without ``dim``: a 0-d value. With ``dim``: ``torch.return_types.min(values, indices)``
+        with SoftIndex ``indices`` (``None`` for ``fast_soft_sort``).
+    """
     cfg = config(
         "min",
         mode,

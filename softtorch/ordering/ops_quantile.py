@@ -209,13 +209,41 @@ def quantile(
 ) -> Any:
     r"""Soft ``torch.quantile``: ``interpolation`` applied to the soft sorted rows.
 
-    With sorted position ``q (n - 1)`` between rows ``lo`` and ``hi`` (``linear``: weights
-    ``1 - w``, ``w``; ``lower`` / ``higher`` / ``nearest`` (half to even) / ``midpoint`` as in
-    torch), the soft index is ``(1 - w) P[lo] + w P[hi]`` and the value its expectation (or the
+    The sorted position ``q (n - 1)`` lies between rows ``lo`` and ``hi`` of the ascending soft
+    permutation ``P``; with torch's interpolation weight ``w`` (``linear``: the fractional part)
+    the soft index is :math:`(1 - w) P_{lo} + w P_{hi}` and the value its expectation (or the
     same combination of the soft sorted values for ``fast_soft_sort`` / ``sorting_network``).
-    A 1-D ``q`` of length ``m`` prepends an axis of size ``m``. ``return_argquantile=True``
-    returns ``(values, soft_index)``; ``return_log_probs`` / ``log_prob_eps`` apply to that soft
-    index as in :func:`argmax`.
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        q: Quantile level(s) in [0, 1]: a float, a 0-d tensor, or a 1-D tensor of length ``m``,
+            which prepends a dimension of size ``m``.
+        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
+        keepdim: Keep the reduced dimension with size 1, like torch.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
+            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
+        interpolation: As in ``torch.quantile``: ``"linear"``, ``"lower"``, ``"higher"``,
+            ``"nearest"`` (half to even) or ``"midpoint"``.
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        return_argquantile: Also return the SoftIndex: ``(values, soft_index)``.
+        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
+            gradient only through ``x``.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        The quantile values (shape of ``torch.quantile``), or ``(values, soft_index)`` with
+        ``return_argquantile=True``.
 
     Example:
         >>> quantile(torch.tensor([-0.2, -1.0, 0.3, 1.0]), 0.2)
@@ -262,11 +290,40 @@ def argquantile(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
 ) -> SoftIndex:
-    r"""SoftIndex of :func:`quantile`; hard mode is the one- or two-hot index of
-    ``torch.quantile``'s interpolation (``[0.6, 0.4, 0, 0]`` for ``q = 0.2`` on
-    ``[-0.2, -1.0, 0.3, 1.0]``). ``return_log_probs=True`` gives
-    :math:`\log((1 - w) P_{lo} + w P_{hi})` computed from the log rows; ``log_prob_eps`` as in
-    :func:`argmax`."""
+    r"""SoftIndex of :func:`quantile`: :math:`(1 - w) P_{lo} + w P_{hi}`.
+
+    Hard mode is the one- or two-hot index of ``torch.quantile``'s interpolation
+    (``[0.6, 0.4, 0, 0]`` for ``q = 0.2`` on ``[-0.2, -1.0, 0.3, 1.0]``). With
+    ``return_log_probs=True`` it is :math:`\log((1 - w) P_{lo} + w P_{hi})` computed from the log
+    rows.
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        q: Quantile level(s) in [0, 1]: a float, a 0-d tensor, or a 1-D tensor of length ``m``,
+            which prepends a dimension of size ``m``.
+        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
+        keepdim: Keep the reduced dimension with size 1, like torch.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
+            with soft indices).
+        interpolation: As in ``torch.quantile``: ``"linear"``, ``"lower"``, ``"higher"``,
+            ``"nearest"`` (half to even) or ``"midpoint"``.
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        SoftIndex of shape ``torch.quantile(x, q, dim, keepdim).shape + (n,)``.
+    """
     cfg = config(
         "argquantile",
         mode,
@@ -346,10 +403,36 @@ def median(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
 ) -> Any:
-    r"""Soft ``torch.median`` (the lower middle, row ``floor((n - 1) / 2)`` of the ascending soft
-    sort). Without ``dim``: a 0-d value; with ``dim``: ``torch.return_types.median(values,
-    indices)`` with SoftIndex ``indices`` (None for ``fast_soft_sort``; log-probabilities with
-    ``return_log_probs=True``, ``log_prob_eps`` as in :func:`argmax`)."""
+    r"""Soft ``torch.median``: the lower middle, row :math:`\lfloor (n - 1) / 2 \rfloor` of the
+    ascending soft permutation ``P``; the value is :math:`P_{mid} \cdot x` (or the middle soft
+    sorted value for ``fast_soft_sort`` / ``sorting_network``).
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
+        keepdim: Keep the reduced dimension with size 1, like torch.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
+            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
+            gradient only through ``x``.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        Without ``dim``: a 0-d value; with ``dim``: ``torch.return_types.median(values, indices)``
+        with SoftIndex ``indices`` (``None`` for ``fast_soft_sort``).
+    """
     cfg = config(
         "median",
         mode,
@@ -381,8 +464,32 @@ def argmedian(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
 ) -> SoftIndex:
-    """SoftIndex of :func:`median` (hard mode: one-hot of ``torch.median``'s index);
-    ``return_log_probs`` / ``log_prob_eps`` as in :func:`argmax`."""
+    r"""SoftIndex of :func:`median`: row :math:`\lfloor (n - 1) / 2 \rfloor` of the ascending
+    soft permutation (hard mode: the one-hot of ``torch.median``'s index).
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
+        keepdim: Keep the reduced dimension with size 1, like torch.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
+            with soft indices).
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        SoftIndex of shape ``torch.median(x, dim, keepdim).values.shape + (n,)``.
+    """
     cfg = config(
         "argmedian",
         mode,

@@ -48,12 +48,37 @@ def sort(
 ) -> torch.return_types.sort:
     r"""Soft ``torch.sort``: ``torch.return_types.sort(values, indices)``.
 
-    ``values = P @ x`` for the soft permutation ``P`` (``indices``, SoftIndex of shape
-    ``x.shape + (n,)`` with the sorted axis at ``dim``), or the method's soft sorted values for
-    ``fast_soft_sort`` / ``sorting_network`` (``indices`` None). ``return_indices=False`` gives
-    ``indices=None`` and, for softsort / neuralsort, never builds an ``n x n`` matrix.
-    ``return_log_probs=True`` makes ``indices`` the log-probabilities (values unchanged up to
-    rounding); ``log_prob_eps`` as in :func:`argmax`.
+    With the method's soft permutation ``P`` (row ``i``: the distribution over inputs of the
+    ``i``-th sorted element, rows summing to 1), ``values = P @ x`` and ``indices = P`` (SoftIndex
+    of shape ``x.shape + (n,)`` with the sorted axis at ``dim``). ``fast_soft_sort`` and
+    ``sorting_network`` compute the sorted values directly (``indices`` None).
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to sort along; ``None`` means the last dimension.
+        descending: Sort in descending order.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
+            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
+            gradient only through ``x``.
+        return_indices: ``False`` returns ``indices=None`` and, for softsort / neuralsort, never
+            builds an ``n x n`` matrix.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        ``torch.return_types.sort(values, indices)``.
 
     Example:
         >>> sort(torch.tensor([-0.2, -1.0, 0.3, 1.0])).values
@@ -121,11 +146,34 @@ def argsort(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
 ) -> SoftIndex:
-    r"""Soft ``torch.argsort``: the soft permutation, SoftIndex of shape ``x.shape + (n,)``.
+    r"""Soft ``torch.argsort``: the soft permutation ``P``, SoftIndex of shape ``x.shape + (n,)``.
 
     Along the last axis, row ``i`` of the trailing ``(n, n)`` block is the distribution over
     inputs of the ``i``-th sorted element (rows sum to 1; with ``return_log_probs=True`` their
-    logs, each row's ``logsumexp`` 0). ``log_prob_eps`` as in :func:`argmax`.
+    logs, each row's ``logsumexp`` 0). Hard mode is the one-hot permutation matrix.
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to sort along; ``None`` means the last dimension.
+        descending: Sort in descending order.
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
+            with soft indices).
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
+            stably; ``-inf`` at exact zeros).
+        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
+            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
+
+    Returns:
+        SoftIndex of shape ``x.shape + (n,)`` with the sorted axis at ``dim``.
     """
     cfg = config(
         "argsort",
@@ -169,8 +217,29 @@ def rank(
 ) -> torch.Tensor:
     r"""Soft ranks in ``[1, n]`` along ``dim`` (flattened input when None).
 
-    With ``descending=True`` (default) the largest entry gets rank 1; hard mode (ties broken by
-    a stable sort) gives ``argsort(argsort(x, stable=True), stable=True) + 1``.
+    :math:`r_k = \sum_i i\, Q_{ik}` for a soft assignment ``Q`` of inputs to sorted positions
+    (each method's own form). With ``descending=True`` (default) the largest entry gets rank 1;
+    hard mode (ties broken by a stable sort) is ``argsort(argsort(x, stable=True), stable=True)
+    + 1``.
+
+    Args:
+        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
+            are computed in float32 and returned in their dtype.
+        dim: Dimension to rank along; ``None`` flattens ``x`` first (flat ranks).
+        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
+            require grad). The result tends to torch's as ``softness -> 0``.
+        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
+            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
+        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
+            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
+        descending: ``True`` (default): the largest input gets rank 1; ``False``: the smallest.
+        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
+            ``x``, so that ``softness`` does not depend on the scale of ``x``.
+        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
+            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
+
+    Returns:
+        Soft ranks, same shape as ``x`` (flat when ``dim`` is None).
 
     Example:
         >>> rank(torch.tensor([-0.2, -1.0, 0.3, 1.0]), descending=False)
