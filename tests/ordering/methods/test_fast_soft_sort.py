@@ -119,7 +119,7 @@ def test_numba_is_imported_lazily() -> None:
         "f.soft_sort(torch.rand(2, 3), 0.1, 'smooth');"
         "assert 'numba' in sys.modules"
     )
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[3]
     subprocess.run([sys.executable, "-c", code], check=True, timeout=300, cwd=root)
 
 

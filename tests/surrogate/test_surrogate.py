@@ -376,7 +376,7 @@ def test_compile_inductor() -> None:
 
 
 def test_benchmark_cases_contract() -> None:
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_surrogate.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_surrogate.py"
     spec = importlib.util.spec_from_file_location("bench_surrogate", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
@@ -401,7 +401,7 @@ def test_benchmark_cases_contract() -> None:
 def test_spiking_example_smoke() -> None:
     pytest.importorskip("sklearn")
     pytest.importorskip("tqdm")
-    path = Path(__file__).resolve().parents[1] / "examples" / "spiking_network.py"
+    path = Path(__file__).resolve().parents[2] / "examples" / "spiking_network.py"
     spec = importlib.util.spec_from_file_location("spiking_network", path)
     assert spec is not None and spec.loader is not None
     mod = importlib.util.module_from_spec(spec)

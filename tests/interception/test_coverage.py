@@ -237,7 +237,7 @@ def test_registry_selection_by_name_and_group() -> None:
 
 
 def test_docs_coverage_table_is_current() -> None:
-    path = pathlib.Path(__file__).resolve().parents[1] / "docs" / "coverage.md"
+    path = pathlib.Path(__file__).resolve().parents[2] / "docs" / "coverage.md"
     fix = "python -m softtorch.interception docs/coverage.md"
     assert path.read_text(encoding="utf-8") == registry.coverage_markdown(), f"run {fix}"
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXPECTED = (ROOT / "tests" / "data" / "readme_quick_example.txt").read_text()
 NUMBER = re.compile(r"-?\d+\.?\d*(?:e[-+]?\d+)?|True|False|Not implemented")
 

@@ -10,18 +10,14 @@ a few more for graph breaks; ``-m slow`` runs the full matrix.
 from __future__ import annotations
 
 import logging
-import sys
 import warnings
-from pathlib import Path
 
+import _graph_breaks as graph_breaks
 import _public_api as api
 import pytest
 import torch
 import torch._dynamo as dynamo
 import torch._inductor.config as inductor_config
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
-import graph_breaks  # noqa: E402
 
 CASES = {c.id: c for c in api.all_cases()}
 
