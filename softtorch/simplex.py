@@ -94,8 +94,10 @@ def is_concrete(t: torch.Tensor) -> bool:
     """Whether the values of ``t`` can be read in Python (``int(t)``, ``bool(t)``): eager mode,
     not a ``torch.func`` (vmap / grad / jvp) wrapper and not a fake tensor. Code paths with
     data-dependent shapes or control flow fall back to pure tensor ops otherwise."""
+    # torch internal, checked on torch 2.13.0
     if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(t):
         return False
+    # torch internal, checked on torch 2.13.0
     from torch._subclasses.fake_tensor import is_fake
 
     return not is_fake(t)

@@ -67,7 +67,7 @@ import numbers
 from typing import Any
 
 import torch
-from torch._subclasses.fake_tensor import is_fake
+from torch._subclasses.fake_tensor import is_fake  # torch internal, checked on 2.13.0
 
 from ...._checks import as_float, check_mode, check_softness
 from ....simplex import is_concrete
@@ -201,6 +201,7 @@ def ot_plan(
 def _traced(t: torch.Tensor) -> bool:
     """Whether ``t`` is being traced (Dynamo, or a fake tensor) outside ``torch.func`` transforms
     (custom ops have no functorch rules; Dynamo folds the transform check to a constant)."""
+    # torch internal, checked on torch 2.13.0
     if torch._C._are_functorch_transforms_active():
         return False
     return torch.compiler.is_compiling() or is_fake(t)

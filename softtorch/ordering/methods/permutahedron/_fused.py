@@ -51,6 +51,7 @@ def _eligible(x: torch.Tensor, softness: Softness, options: dict[str, Any] | Non
         or x.shape[-1] < 2
         or x.shape[0] == 0
         or torch.compiler.is_compiling()
+        # torch internal, checked on torch 2.13.0 (peek_interpreter_stack, _current_level)
         or torch._C._functorch.peek_interpreter_stack() is not None
         or torch.autograd.forward_ad._current_level >= 0
     ):

@@ -375,6 +375,7 @@ def project_sorted(
         o = fn.apply(s, w, reg)[0]
     elif _is_wrapped(s) or _is_wrapped(w):
         o = _project_transformed(fn, s, w, reg)
+    # torch internal, checked on torch 2.13.0
     elif getattr(_fwAD, "_current_level", 0) >= 0:  # inside a forward-mode AD level
         o = (NumbaPAVFwd if backend == "numba" else TorchPAVFwd).apply(s, w, reg)[0]
     else:
@@ -383,6 +384,7 @@ def project_sorted(
 
 
 #: Whether a tensor is a ``torch.func`` (vmap / grad / jvp) wrapper.
+# torch internal, checked on torch 2.13.0
 _is_wrapped = torch._C._functorch.is_functorch_wrapped_tensor
 
 
