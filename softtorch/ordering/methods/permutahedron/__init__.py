@@ -5,8 +5,10 @@
   and the backend switch :func:`set_backend`.
 * :mod:`._pav_numba` / :mod:`._pav_torch`: the pool-adjacent-violators kernels (numba on CPU,
   torch-native on any device), same problem and block formulas.
-* :mod:`._fused` / :mod:`._fused_numba`: the eager CPU fast path (standardization, argsort, PAV
-  and the inverse map in one numba kernel per row, closed-form backward).
+* :mod:`._fused`: the eager CPU fast path (standardization, argsort, PAV and the inverse map
+  in one numba kernel per row, closed-form backward); its kernels are
+  :mod:`._fused_numba_sort` and :mod:`._fused_numba_rank` on the row helpers of
+  :mod:`._fused_numba`.
 * :mod:`._radix_numba`: the stable radix argsort used by the fused path for long rows.
 * :mod:`.method`: the :class:`FastSoftSort` ordering method (registered on import).
 

@@ -5,9 +5,9 @@ r"""Fused CPU fast path of ``fast_soft_sort`` for eager calls: sort values and r
 tensors, numba installed, ``backend`` "auto"/"numba", and a softness that is a float or a tensor
 without gradient. Otherwise the caller takes the composite path (standardize, :mod:`.fast_soft_sort`
 projection, inverse map), which gives identical values up to float rounding and supports every
-transform. The kernels (:mod:`._fused_numba`) compute in float64 and take the permutation from
-a zero-copy view (radix sort of :mod:`._radix_numba` for rows of 1024 or more, numpy's ``argsort``
-below); the backward is closed-form (O(n) per row). A
+transform. The kernels (:mod:`._fused_numba_sort`, :mod:`._fused_numba_rank`) compute in float64
+and take the permutation from a zero-copy view (radix sort of :mod:`._radix_numba` for rows of
+1024 or more, numpy's ``argsort`` below); the backward is closed-form (O(n) per row). A
 ``create_graph=True`` backward re-runs the composite path to get a differentiable gradient.
 """
 
@@ -28,9 +28,17 @@ _FLOATS = (torch.float32, torch.float64)
 
 
 def _kernels() -> Any:
-    from . import _fused_numba
+    """The sort kernels (numba imported on first use)."""
+    from . import _fused_numba_sort
 
-    return _fused_numba
+    return _fused_numba_sort
+
+
+def _rank_kernels() -> Any:
+    """The rank kernels (numba imported on first use)."""
+    from . import _fused_numba_rank
+
+    return _fused_numba_rank
 
 
 def _guard() -> Any:
@@ -206,7 +214,7 @@ class FusedRank(torch.autograd.Function):
     def forward(  # type: ignore[override]
         ctx: Any, x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
     ) -> torch.Tensor:
-        k = _kernels()
+        k = _rank_kernels()
         from ._pav_numba import _scratch
 
         xn = x.detach().contiguous().numpy()
@@ -243,7 +251,7 @@ class FusedRank(torch.autograd.Function):
                 (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
             return gx, None, None, None, None
         perm, pi, aux, blk, stats, s = ctx.arrays
-        k = _kernels()
+        k = _rank_kernels()
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
         gyn = gy.detach().contiguous().numpy()
