@@ -31,6 +31,7 @@ from ._common import (
     scores_values,
     to_x,
 )
+from ._docs import document
 
 __all__ = ["argmax", "argmin", "max", "min"]
 
@@ -93,6 +94,7 @@ def _extreme(
     return kind((values, out_i))
 
 
+@document
 @autocast_off
 def argmax(
     x: torch.Tensor,
@@ -114,26 +116,6 @@ def argmax(
     descending soft permutation (:func:`sort`). The shape is torch's result shape plus a trailing
     axis of size ``n`` (``(n,)`` for a vector); see *Log-probabilities* in
     :mod:`softtorch.ordering.ops` for ``return_log_probs`` / ``log_prob_eps``.
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
-        keepdim: Keep the reduced dimension with size 1, like torch.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
-            with soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         SoftIndex of shape ``torch.argmax(x, dim, keepdim).shape + (n,)``.
@@ -158,6 +140,7 @@ def argmax(
     return _arg_extreme(x, dim, keepdim, cfg, largest=True)
 
 
+@document
 @autocast_off
 def argmin(
     x: torch.Tensor,
@@ -177,26 +160,6 @@ def argmin(
     The method's soft one-hot of the smallest entry, :func:`argmax` of the reversed order (the
     default hook is ``argmax(1 - z)`` on the standardized scores).
 
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
-        keepdim: Keep the reduced dimension with size 1, like torch.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
-            with soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
-
     Returns:
         SoftIndex of shape ``torch.argmin(x, dim, keepdim).shape + (n,)``.
     """
@@ -214,6 +177,7 @@ def argmin(
     return _arg_extreme(x, dim, keepdim, cfg, largest=False)
 
 
+@document
 @autocast_off
 def max(  # noqa: A001
     x: torch.Tensor,
@@ -231,28 +195,6 @@ def max(  # noqa: A001
 ) -> Any:
     r"""Soft ``torch.max``: :math:`\sum_j p_j x_j` for ``p = argmax(x)`` (or, for
     ``fast_soft_sort`` / ``sorting_network``, the largest soft sorted value).
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
-        keepdim: Keep the reduced dimension with size 1, like torch.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
-            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
-            gradient only through ``x``.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         Without ``dim``: a 0-d value. With ``dim``: ``torch.return_types.max(values, indices)``
@@ -272,6 +214,7 @@ def max(  # noqa: A001
     return _extreme(x, dim, keepdim, cfg, gated_grad, largest=True)
 
 
+@document
 @autocast_off
 def min(  # noqa: A001
     x: torch.Tensor,
@@ -289,28 +232,6 @@ def min(  # noqa: A001
 ) -> Any:
     r"""Soft ``torch.min``: :math:`\sum_j p_j x_j` for ``p = argmin(x)`` (or, for
     ``fast_soft_sort`` / ``sorting_network``, the smallest soft sorted value).
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
-        keepdim: Keep the reduced dimension with size 1, like torch.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
-            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
-            gradient only through ``x``.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         Without ``dim``: a 0-d value. With ``dim``: ``torch.return_types.min(values, indices)``

@@ -34,6 +34,7 @@ from ._common import (
     scores_values,
     to_x,
 )
+from ._docs import document
 from ._logspace import log_mix, safe_log
 
 __all__ = ["argmedian", "argquantile", "median", "quantile"]
@@ -189,6 +190,7 @@ def _quantile(
     return layout(values, 0), layout(None if idx is None else finish(idx, cfg), 1)
 
 
+@document
 @autocast_off
 def quantile(
     x: torch.Tensor,
@@ -213,33 +215,6 @@ def quantile(
     permutation ``P``; with torch's interpolation weight ``w`` (``linear``: the fractional part)
     the soft index is :math:`(1 - w) P_{lo} + w P_{hi}` and the value its expectation (or the
     same combination of the soft sorted values for ``fast_soft_sort`` / ``sorting_network``).
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        q: Quantile level(s) in [0, 1]: a float, a 0-d tensor, or a 1-D tensor of length ``m``,
-            which prepends a dimension of size ``m``.
-        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
-        keepdim: Keep the reduced dimension with size 1, like torch.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
-            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
-        interpolation: As in ``torch.quantile``: ``"linear"``, ``"lower"``, ``"higher"``,
-            ``"nearest"`` (half to even) or ``"midpoint"``.
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        return_argquantile: Also return the SoftIndex: ``(values, soft_index)``.
-        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
-            gradient only through ``x``.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         The quantile values (shape of ``torch.quantile``), or ``(values, soft_index)`` with
@@ -274,6 +249,7 @@ def quantile(
     return (values, idx) if return_argquantile else values
 
 
+@document
 @autocast_off
 def argquantile(
     x: torch.Tensor,
@@ -296,30 +272,6 @@ def argquantile(
     (``[0.6, 0.4, 0, 0]`` for ``q = 0.2`` on ``[-0.2, -1.0, 0.3, 1.0]``). With
     ``return_log_probs=True`` it is :math:`\log((1 - w) P_{lo} + w P_{hi})` computed from the log
     rows.
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        q: Quantile level(s) in [0, 1]: a float, a 0-d tensor, or a 1-D tensor of length ``m``,
-            which prepends a dimension of size ``m``.
-        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
-        keepdim: Keep the reduced dimension with size 1, like torch.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
-            with soft indices).
-        interpolation: As in ``torch.quantile``: ``"linear"``, ``"lower"``, ``"higher"``,
-            ``"nearest"`` (half to even) or ``"midpoint"``.
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         SoftIndex of shape ``torch.quantile(x, q, dim, keepdim).shape + (n,)``.
@@ -388,6 +340,7 @@ def _median(
     return out_v, out_i, data
 
 
+@document
 @autocast_off
 def median(
     x: torch.Tensor,
@@ -406,28 +359,6 @@ def median(
     r"""Soft ``torch.median``: the lower middle, row :math:`\lfloor (n - 1) / 2 \rfloor` of the
     ascending soft permutation ``P``; the value is :math:`P_{mid} \cdot x` (or the middle soft
     sorted value for ``fast_soft_sort`` / ``sorting_network``).
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
-        keepdim: Keep the reduced dimension with size 1, like torch.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
-            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
-            gradient only through ``x``.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         Without ``dim``: a 0-d value; with ``dim``: ``torch.return_types.median(values, indices)``
@@ -450,6 +381,7 @@ def median(
     return torch.return_types.median((values, idx))
 
 
+@document
 @autocast_off
 def argmedian(
     x: torch.Tensor,
@@ -466,26 +398,6 @@ def argmedian(
 ) -> SoftIndex:
     r"""SoftIndex of :func:`median`: row :math:`\lfloor (n - 1) / 2 \rfloor` of the ascending
     soft permutation (hard mode: the one-hot of ``torch.median``'s index).
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to reduce; ``None`` flattens ``x`` first, like torch.
-        keepdim: Keep the reduced dimension with size 1, like torch.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
-            with soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         SoftIndex of shape ``torch.median(x, dim, keepdim).values.shape + (n,)``.

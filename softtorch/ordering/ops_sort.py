@@ -26,10 +26,12 @@ from ._common import (
     scores_values,
     to_x,
 )
+from ._docs import document
 
 __all__ = ["argsort", "rank", "sort"]
 
 
+@document
 @autocast_off
 def sort(
     x: torch.Tensor,
@@ -52,30 +54,6 @@ def sort(
     ``i``-th sorted element, rows summing to 1), ``values = P @ x`` and ``indices = P`` (SoftIndex
     of shape ``x.shape + (n,)`` with the sorted axis at ``dim``). ``fast_soft_sort`` and
     ``sorting_network`` compute the sorted values directly (``indices`` None).
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to sort along; ``None`` means the last dimension.
-        descending: Sort in descending order.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
-            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
-            gradient only through ``x``.
-        return_indices: ``False`` returns ``indices=None`` and, for softsort / neuralsort, never
-            builds an ``n x n`` matrix.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         ``torch.return_types.sort(values, indices)``.
@@ -132,6 +110,7 @@ def sort(
     return torch.return_types.sort((along(values, data, index=False), out_idx))
 
 
+@document
 @autocast_off
 def argsort(
     x: torch.Tensor,
@@ -151,26 +130,6 @@ def argsort(
     Along the last axis, row ``i`` of the trailing ``(n, n)`` block is the distribution over
     inputs of the ``i``-th sorted element (rows sum to 1; with ``return_log_probs=True`` their
     logs, each row's ``logsumexp`` 0). Hard mode is the one-hot permutation matrix.
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to sort along; ``None`` means the last dimension.
-        descending: Sort in descending order.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` (the methods
-            with soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         SoftIndex of shape ``x.shape + (n,)`` with the sorted axis at ``dim``.
@@ -204,6 +163,7 @@ def _hard_rank(x: torch.Tensor, descending: bool) -> torch.Tensor:
     return (torch.argsort(order, dim=-1, stable=True) + 1).to(x.dtype)
 
 
+@document
 @autocast_off
 def rank(
     x: torch.Tensor,
@@ -221,22 +181,6 @@ def rank(
     (each method's own form). With ``descending=True`` (default) the largest entry gets rank 1;
     hard mode (ties broken by a stable sort) is ``argsort(argsort(x, stable=True), stable=True)
     + 1``.
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        dim: Dimension to rank along; ``None`` flattens ``x`` first (flat ranks).
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
-            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
-        descending: ``True`` (default): the largest input gets rank 1; ``False``: the smallest.
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
 
     Returns:
         Soft ranks, same shape as ``x`` (flat when ``dim`` is None).

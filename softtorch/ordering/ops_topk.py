@@ -25,6 +25,7 @@ from ._common import (
     scores_values,
     to_x,
 )
+from ._docs import document
 
 __all__ = ["topk"]
 
@@ -43,6 +44,7 @@ def _check_k(k: object, n: int) -> int:
 
 
 
+@document
 @autocast_off
 def topk(
     x: torch.Tensor,
@@ -66,29 +68,6 @@ def topk(
     shape ``(..., k, n)`` with the k axis at ``dim``; ``values = indices @ x``, or the first ``k``
     soft sorted values for ``fast_soft_sort`` / ``sorting_network`` (``indices`` None for
     ``fast_soft_sort``).
-
-    Args:
-        x: Input tensor; integer inputs are promoted to the default float dtype, float16 / bfloat16
-            are computed in float32 and returned in their dtype.
-        k: Number of elements to select, ``0 <= k <= n``.
-        dim: Dimension to sort along; ``None`` means the last dimension.
-        softness: Width of the relaxation: a finite float > 0 or a 1-element tensor (which may
-            require grad). The result tends to torch's as ``softness -> 0``.
-        mode: ``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse),
-            ``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).
-        method: ``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or
-            ``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).
-        standardize: Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of
-            ``x``, so that ``softness`` does not depend on the scale of ``x``.
-        ot_kwargs: Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``,
-            ``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.
-        gated_grad: ``False`` detaches the soft index inside the expected values, so they get
-            gradient only through ``x``.
-        largest: ``False`` selects the ``k`` smallest instead.
-        return_log_probs: Return the SoftIndex as log-probabilities :math:`\log p` (computed
-            stably; ``-inf`` at exact zeros).
-        log_prob_eps: Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise,
-            :math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.
 
     Returns:
         ``torch.return_types.topk(values, indices)``.
