@@ -7,7 +7,8 @@ Layers, bottom up (no module imports one above it):
 * the methods, one module or subpackage each: :mod:`.methods` (``softsort``, ``neuralsort``,
   ``sorting_network``, ``permutahedron`` = ``fast_soft_sort``, ``ot``), registered on import;
 * the op layer by family: :mod:`.ops_sort`, :mod:`.ops_extreme`, :mod:`.ops_topk`,
-  :mod:`.ops_quantile` on :mod:`._common`, re-exported by :mod:`.ops` (and by :mod:`softtorch`).
+  :mod:`.ops_quantile` on :mod:`._common` (parameter docs: :mod:`._docs`), re-exported by
+  :mod:`.ops` (and by :mod:`softtorch`).
 
 Importing this package imports every method once, so that no import happens inside traced code.
 """
