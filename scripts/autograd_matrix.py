@@ -2,8 +2,8 @@
 
 Usage: ``python scripts/autograd_matrix.py [--fast] [--filter SUBSTRING] [--transform NAME] [-v]``
 
-The case table and the checks live in ``tests/test_autograd_matrix.py``; this script crosses every
-case with every applicable transform, catches each failure and prints:
+The case table and the checks live in ``tests/integration/test_autograd_matrix.py``; this script
+crosses every case with every applicable transform, catches each failure and prints:
 
 * per transform: configurations (function x mode x method) passed / total;
 * (function, transform) pairs: a pair passes when every configuration of the function passes;
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def _load_matrix():  # noqa: ANN202 - module object
     sys.path.insert(0, str(ROOT))
     spec = importlib.util.spec_from_file_location(
-        "autograd_matrix_cases", ROOT / "tests" / "test_autograd_matrix.py"
+        "autograd_matrix_cases", ROOT / "tests" / "integration" / "test_autograd_matrix.py"
     )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)

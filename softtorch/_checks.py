@@ -66,7 +66,7 @@ def _is_compiling() -> bool:
     try:
         return torch.compiler.is_compiling()
     except AttributeError:  # pragma: no cover - torch < 2.3
-        return bool(torch._dynamo.is_compiling())
+        return bool(torch._dynamo.is_compiling())  # torch internal, checked on 2.13.0
 
 
 def _is_traced(t: torch.Tensor) -> bool:
@@ -74,7 +74,7 @@ def _is_traced(t: torch.Tensor) -> bool:
     values cannot be read (reading them would be a graph break)."""
     if _is_compiling():
         return True
-    try:
+    try:  # torch internals (is_fake, is_batchedtensor), checked on torch 2.13.0
         from torch._subclasses.fake_tensor import is_fake
 
         if is_fake(t):
@@ -93,6 +93,7 @@ def forward_ad_active() -> bool:
     """
     if torch.compiler.is_compiling():
         return False
+    # torch internals (_current_level, functorch interpreters), checked on torch 2.13.0
     if torch.autograd.forward_ad._current_level >= 0:
         return True
     if torch._C._functorch.maybe_current_level() is None:  # no torch.func transform active

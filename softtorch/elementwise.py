@@ -31,6 +31,7 @@ def _is_wrapped(x: torch.Tensor) -> bool:
     adds ``0 * sign(x)``, which leaves the values unchanged)."""
     if _is_compiling():
         return True
+    # torch internal, checked on torch 2.13.0
     return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 

@@ -43,9 +43,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch.autograd.function import once_differentiable
 
-from ._checks import check_choice
+from ._checks import MODES, check_choice
 
-SIMPLEX_MODES: tuple[str, ...] = ("hard", "smooth", "c0", "c1", "c2")
 _EXPONENT: dict[str, int] = {"c0": 1, "c1": 2, "c2": 3}
 
 #: Elements of intermediate work per row block in :func:`chunked_rows` (4 MB per float32 temporary).
@@ -70,7 +69,7 @@ def project_simplex(scores: torch.Tensor, mode: str = "smooth", dim: int = -1) -
         >>> project_simplex(torch.tensor([0.0, 0.5, 2.0]), "c0")
         tensor([0., 0., 1.])
     """
-    mode = check_choice(mode, SIMPLEX_MODES, "mode")
+    mode = check_choice(mode, MODES, "mode")
     if dim != -1 and dim != scores.ndim - 1:
         return project_simplex(scores.movedim(dim, -1), mode).movedim(-1, dim)
     if mode == "smooth":
@@ -95,8 +94,10 @@ def is_concrete(t: torch.Tensor) -> bool:
     """Whether the values of ``t`` can be read in Python (``int(t)``, ``bool(t)``): eager mode,
     not a ``torch.func`` (vmap / grad / jvp) wrapper and not a fake tensor. Code paths with
     data-dependent shapes or control flow fall back to pure tensor ops otherwise."""
+    # torch internal, checked on torch 2.13.0
     if torch.compiler.is_compiling() or torch._C._functorch.is_functorch_wrapped_tensor(t):
         return False
+    # torch internal, checked on torch 2.13.0
     from torch._subclasses.fake_tensor import is_fake
 
     return not is_fake(t)

@@ -1,6 +1,7 @@
 """Catalog of every public softtorch function as (function, variant) cases, for transform tests.
 
-Shared by ``tests/test_compile.py``, ``tests/test_autocast.py`` and ``scripts/graph_breaks.py``.
+Shared by ``tests/integration/test_compile.py``, ``tests/integration/test_autocast.py``,
+``tests/_graph_breaks.py`` and ``scripts/graph_breaks.py``.
 A :class:`Case` is one public function with one variant (the ordering ``method``, the surrogate
 ``method``, or ``-``); its ``fn(x)`` calls the function in *every* mode of that variant and returns
 the floating results as a flat tuple, so one ``torch.compile`` covers a whole mode group. The input

@@ -10,13 +10,18 @@ The package's docstrings are Google style with a few RST constructs that read we
 * a doctest block (``>>>`` lines and the output lines after them) outside a fenced block becomes a
   fenced ``pycon`` code block, so that it renders as code also under an ``Example:`` admonition.
 
-Docstrings are rewritten once, when Griffe loads an object and before they are parsed. Public
-functions whose docstring documents no parameters also get an ``Args:`` section generated from the
-shared parameter glossary in ``param_glossary.py``.
+Docstrings are rewritten once, when Griffe loads an object and before they are parsed. A function
+whose runtime docstring has an ``Args:`` section that the source text lacks (the ordering ops get
+theirs from the table in ``softtorch/ordering/_docs.py`` at import) is documented with the runtime
+docstring, so the page shows what ``help()`` shows. Other public functions whose docstring
+documents no parameters get an ``Args:`` section generated from the shared parameter glossary in
+``param_glossary.py``.
 """
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import re
 import sys
 from pathlib import Path
@@ -25,6 +30,8 @@ from typing import Any
 import griffe
 
 sys.path.insert(0, str(Path(__file__).parent))
+#: The checkout's package first (as mkdocstrings' ``paths: [.]``), for :func:`runtime_docstring`.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from param_glossary import PUBLIC, args_section  # noqa: E402
 
 _MATH_ROLE = re.compile(r":math:`([^`]+)`")
@@ -176,6 +183,16 @@ def with_args_section(text: str, function: str, parameters: list[str]) -> str:
     return f"{text[: tail.start()].rstrip()}\n\n{section}\n\n{text[tail.start() :]}"
 
 
+def runtime_docstring(path: str) -> str | None:
+    """The cleaned ``__doc__`` of the object at ``path`` (``pkg.module.name``), or None."""
+    module, _, name = path.rpartition(".")
+    try:
+        doc = getattr(importlib.import_module(module), name).__doc__
+    except (ImportError, AttributeError):
+        return None
+    return inspect.cleandoc(doc) if doc else None
+
+
 class RstToMarkdown(griffe.Extension):
     """Rewrite every loaded docstring with :func:`rst_to_markdown`; give the public functions
     without a parameter section one from the shared glossary (``param_glossary.py``)."""
@@ -185,6 +202,9 @@ class RstToMarkdown(griffe.Extension):
             return
         text = obj.docstring.value
         if isinstance(obj, griffe.Function) and obj.path.startswith("softtorch."):
+            runtime = runtime_docstring(obj.path)
+            if runtime and _SECTION.search(runtime) and not _SECTION.search(text):
+                text = runtime
             variadic = (griffe.ParameterKind.var_positional, griffe.ParameterKind.var_keyword)
             params = [p.name for p in obj.parameters if p.kind not in variadic]
             text = with_args_section(text, obj.name, params)

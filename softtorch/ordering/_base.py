@@ -294,7 +294,9 @@ def register(cls: type[OrderingMethod]) -> type[OrderingMethod]:
 
 
 def get_method(name: str) -> OrderingMethod:
-    """The registered method instance for a validated method name."""
-    if name not in _REGISTRY:
-        from . import methods  # noqa: F401  (imports every method module once)
+    """The registered method instance for a validated method name (KeyError if none).
+
+    Every method module registers itself when :mod:`softtorch.ordering.methods` is imported,
+    which :mod:`softtorch.ordering` does on import, before any op can run.
+    """
     return _REGISTRY[name]

@@ -82,6 +82,7 @@ def _values_are_concrete(t: Tensor) -> bool:
     """False while tracing (torch.compile) or inside a torch.func transform (no data access)."""
     if torch.compiler.is_compiling():
         return False
+    # torch internal, checked on torch 2.13.0
     return not torch._C._functorch.is_functorch_wrapped_tensor(t)
 
 

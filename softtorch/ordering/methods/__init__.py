@@ -1,0 +1,24 @@
+"""The ordering methods: one module (or subpackage) per ``method=``, each an
+:class:`~softtorch.ordering._base.OrderingMethod` that registers itself on import.
+
+* :mod:`.softsort`: SoftSort rows, a simplex projection of ``-|s_i - z_j| / softness``.
+* :mod:`.neuralsort`: NeuralSort rows (Grover et al., 2019).
+* :mod:`.sorting_network`: a bitonic network of soft compare-and-swap layers.
+* :mod:`.permutahedron`: ``fast_soft_sort``, the permutahedron projection (Blondel et al., 2020)
+  with its PAV kernels (numba and torch), the fused CPU path and the radix argsort.
+* :mod:`.ot`: ``ot``, regularised optimal transport to sorted anchors (solver, banded pre-solver,
+  linear algebra, log-domain plan, implicit autograd, custom ops).
+
+Importing this package imports (and so registers) every method; :mod:`softtorch.ordering` does
+that once, before any op runs, so no import happens inside traced code.
+"""
+
+from __future__ import annotations
+
+from .neuralsort import NeuralSort
+from .ot import OT
+from .permutahedron import FastSoftSort
+from .softsort import SoftSort
+from .sorting_network import SortingNetwork
+
+__all__ = ["FastSoftSort", "NeuralSort", "OT", "SoftSort", "SortingNetwork"]

@@ -1,0 +1,22 @@
+"""``method="ot"``: soft sorting as regularised optimal transport to sorted anchors.
+
+The formulation (marginals, cost, regularisers, anchors for sort / rank / top-k) is stated in
+:mod:`.method`. The files, from the bottom layer up:
+
+* :mod:`._linalg`: the regularised Schur-complement systems of the Newton steps and of the
+  implicit backward (dense Cholesky, matrix-free CG).
+* :mod:`._dual`: the plan ``phi``, its derivative and the row potentials, shared by both solvers.
+* :mod:`._band`: the banded pre-solver for p-norm problems with many anchors (a warm start).
+* :mod:`._solver`: stabilised Sinkhorn (entropic) and the semi-dual Newton solver (all modes).
+* :mod:`._autograd`: the plan as an ``autograd.Function`` with implicit differentiation.
+* :mod:`._logplan`: the entropic log-plan (``return_log_probs=True``).
+* :mod:`._ops`: the solver and the backward Schur solve as ``torch.library`` custom ops.
+* :mod:`.method`: option parsing, :func:`ot_plan` and the :class:`OT` ordering method.
+"""
+
+from __future__ import annotations
+
+from ._solver import OTConvergenceWarning
+from .method import OPTION_KEYS, OT, ot_plan
+
+__all__ = ["OPTION_KEYS", "OT", "OTConvergenceWarning", "ot_plan"]

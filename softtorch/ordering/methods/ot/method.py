@@ -1,0 +1,316 @@
+r"""``method="ot"``: soft sorting as regularised optimal transport to sorted anchors.
+
+The scores ``z_i`` (mass ``1/n`` each) are transported to anchors ``y_j`` with capacities
+``b_j / n`` under the squared cost ``C_ij = (z_i - y_j)^2`` and a regulariser of strength
+``eps = softness`` (Cuturi et al. 2019, "Differentiable Ranks and Sorting using Optimal
+Transport"; Blondel et al. 2018, "Smooth and Sparse Optimal Transport"; Xie et al. 2020,
+"Differentiable Top-k with Optimal Transport"):
+
+* ``smooth``: entropic OT, ``min <Plan, C> + eps sum Plan log Plan`` (stabilised kernel-domain
+  Sinkhorn, handing over to Newton steps when its linear rate is slow);
+* ``c0`` / ``c1`` / ``c2``: p-norm OT with ``p = 2, 3/2, 4/3``, regulariser
+  ``eps sum_ij omega(n Plan_ij) / n`` with ``omega(t) = t^p / p`` - the regulariser of the
+  ``c0`` / ``c1`` / ``c2`` simplex projections applied to the permutation-scaled plan
+  ``Q = n Plan`` (so each row of a column-unconstrained problem is exactly that projection);
+  ``c0`` gives sparse plans with exact zeros. Solved through the smooth semi-dual with a batched
+  semi-smooth Newton method (see :mod:`._solver`).
+
+In permutation units both are ``min <Q, C / eps> + sum_ij omega(Q_ij)`` with ``Q 1 = 1`` and
+``Q^T 1 = b`` (``omega(t) = t log t`` for ``smooth``), so the plan only depends on ``C / eps``.
+The squared cost is replaced by ``-2 (z_i - mean z)(y_j - mean y)``, which differs from it by
+terms that depend on ``i`` or ``j`` alone and so leaves the plan unchanged while keeping the
+numbers small.
+
+Anchors and outputs:
+
+* sort / argsort / rank: ``n`` anchors ``y = linspace(0, 1, n)``, ``b_j = 1``; the soft
+  permutation is ``Q^T`` (row ``j`` = distribution over inputs of the ``j``-th smallest), flipped
+  for ``descending``; ranks are ``rank_i = sum_j Q_ij j`` (``n + 1 -`` that when descending).
+* top-k: ``k + 1`` anchors: ``y_j = (n - 1 - j) / (n - 1)`` (the ``k`` largest grid positions, in
+  descending order) with ``b_j = 1`` for ``j < k``, and one anchor for the other ``n - k`` inputs
+  at the mean of the remaining grid positions, ``(n - k - 1) / (2 (n - 1))``, with
+  ``b_k = n - k``; rows ``j < k`` of ``Q^T`` are returned. For ``k >= n - 1`` the rest anchor
+  is a grid point, so the sort problem is used.
+
+Outputs are renormalised by the plan's own marginals (columns for permutations, rows for ranks),
+so every row lies on the simplex exactly even before full convergence; at convergence this is
+the identity and gradients are unaffected. Gradients come from implicit differentiation of the
+optimality conditions (:mod:`._autograd`), not from unrolling the solver, including the
+softness (the plan depends on ``z`` and ``softness`` only through ``C / eps``). Double backward
+(``create_graph=True``), forward mode and ``torch.func`` transforms differentiate a dense
+Newton-step form of the same implicit function (exact to third order; :mod:`._autograd`).
+While tracing (``torch.compile``, fake tensors) the solver and the Schur solve of the backward
+pass run as ``torch.library`` custom ops (:mod:`._ops`): the same values and gradients, and no
+graph breaks from the solvers' data-dependent stopping rules.
+
+``ot_kwargs`` (``options``): ``sinkhorn_tol`` / ``sinkhorn_max_iter`` control ``smooth``,
+``lbfgs_tol`` / ``lbfgs_max_iter`` control the p-norm modes (the names follow the published
+API; the p-norm solver here is Newton's method, whose iterations they count). Tolerances are the
+largest allowed marginal error of ``Q`` (a row of the soft permutation sums to 1 within it before
+renormalisation); defaults ``1e-4`` (float32 and lower precisions) / ``1e-9`` (float64), floored
+at the rounding level of ``C / eps``. Defaults for the caps: 1000 Sinkhorn (+ Newton)
+iterations, 200 Newton iterations. Hitting a cap emits :class:`OTConvergenceWarning`.
+
+Precision: float32 (and lower-precision, computed in float32) inputs are solved in float32 when
+``max |C / eps|`` is small enough for float32 to reach the tolerance, otherwise in float64; the
+p-norm solver and the entropic Newton fallback always run in float64. Outputs have the input
+dtype.
+
+Rows of ``z`` containing NaN or inf give NaN outputs (their gradients are zero); other rows are
+unaffected.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+import torch
+from torch._subclasses.fake_tensor import is_fake  # torch internal, checked on 2.13.0
+
+from ...._checks import as_float, check_mode, check_softness
+from ....simplex import is_concrete
+from ..._base import OrderingMethod, Softness, register
+from ._autograd import OTPlan, transform_plan
+from ._logplan import OTLogPlan
+from ._ops import traced_plan
+from ._solver import OTConvergenceWarning, SolverOptions
+
+__all__ = ["OT", "OTConvergenceWarning", "OPTION_KEYS"]
+
+#: Valid keys of ``ot_kwargs``.
+OPTION_KEYS: tuple[str, ...] = ("sinkhorn_tol", "sinkhorn_max_iter", "lbfgs_tol", "lbfgs_max_iter")
+_KIND = {"smooth": 0, "c0": 1, "c1": 2, "c2": 3}
+_DEFAULT_MAX_ITER = {"sinkhorn": 1000, "lbfgs": 200}
+
+
+def _default_tol(dtype: torch.dtype) -> float:
+    return 1e-9 if dtype == torch.float64 else 1e-4
+
+
+def parse_options(options: dict[str, Any] | None, mode: str, dtype: torch.dtype) -> SolverOptions:
+    """Validate ``ot_kwargs`` and return the solver settings for ``mode``."""
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"ot_kwargs must be a dict or None, got {type(options).__name__}")
+    unknown = sorted(set(options) - set(OPTION_KEYS), key=str)
+    if unknown:
+        raise ValueError(
+            f"unknown ot_kwargs key(s) {', '.join(repr(k) for k in unknown)}; valid keys are: "
+            + ", ".join(repr(k) for k in OPTION_KEYS)
+        )
+    for key, value in options.items():
+        if key.endswith("_tol"):
+            ok = not isinstance(value, bool) and isinstance(value, numbers.Real)
+            if not (ok and math.isfinite(value) and value > 0):
+                raise ValueError(f"ot_kwargs[{key!r}] must be a finite number > 0, got {value!r}")
+        elif isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"ot_kwargs[{key!r}] must be an int >= 1, got {value!r}")
+    what = "sinkhorn" if mode == "smooth" else "lbfgs"
+    tol = float(options.get(f"{what}_tol", _default_tol(dtype)))
+    max_iter = int(options.get(f"{what}_max_iter", _DEFAULT_MAX_ITER[what]))
+    return SolverOptions(tol=tol, max_iter=max_iter, what=what)
+
+
+def _hard_beta(zc: torch.Tensor, yc: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Anchor potentials of the unregularised problem with cost ``-2 z y`` (``(B, m)``).
+
+    Sorted inputs fill the anchors in ascending order of ``y`` by capacity. An input prefers
+    anchor ``j`` over ``j - 1`` iff ``-2 z dy - beta_j <= -beta_{j-1}`` (``dy = y_j - y_{j-1}``),
+    so ``beta_j - beta_{j-1} = -(z_lo + z_hi) dy``, with ``z_lo, z_hi`` the sorted inputs on either
+    side of the capacity boundary, puts that boundary half-way between them. With ``z = -a / 2``
+    these are the potentials of ``Chat = a y^T`` in the ``softness -> 0`` limit: the warm start.
+    """
+    order = torch.argsort(yc)
+    ys, caps = yc[order], b[order]
+    zs = torch.sort(zc, dim=-1).values
+    n = zc.shape[-1]
+    bounds = torch.cumsum(caps, 0)[:-1].round().long().clamp(1, n - 1)
+    mid = zs[..., bounds - 1] + zs[..., bounds]
+    steps = -mid * (ys[1:] - ys[:-1])
+    first = zs.new_zeros(*zs.shape[:-1], 1)
+    beta_sorted = torch.cat([first, torch.cumsum(steps, -1)], -1)
+    beta = torch.empty_like(beta_sorted)
+    beta[..., order] = beta_sorted
+    return beta
+
+
+def ot_plan(
+    z: torch.Tensor,
+    anchors: torch.Tensor,
+    b: torch.Tensor,
+    softness: Softness,
+    mode: str,
+    options: dict[str, Any] | None,
+    normalise: str = "col",
+    log: bool = False,
+) -> torch.Tensor:
+    """Regularised plan ``Q`` (permutation units, ``(..., n, m)``) from ``z`` to the anchors.
+
+    ``normalise`` picks which marginal is made exact by rescaling: ``"col"`` (anchors; used for
+    soft permutations) or ``"row"`` (inputs; used for ranks). ``log=True`` (``smooth`` only)
+    returns ``log Q`` computed from the dual slacks (:mod:`._logplan`).
+    """
+    mode = check_mode(mode, tuple(_KIND))
+    softness = check_softness(softness)
+    z = as_float(z, "z")
+    work = z if z.dtype in (torch.float32, torch.float64) else z.float()
+    opts = parse_options(options, mode, work.dtype)
+    n, m = z.shape[-1], anchors.numel()
+    batch = z.shape[:-1]
+    flat = work.reshape(-1, n) if n else work
+    if flat.shape[0] == 0 or n == 0:
+        return z.new_zeros(*batch, n, m)
+    if n == 1:  # a single input fills the single anchor; keep the graph (zero gradient, NaN kept)
+        return (z * 0 + (0 if log else 1)).unsqueeze(-1).expand(*batch, 1, m)
+    if isinstance(softness, torch.Tensor):
+        if is_concrete(softness):  # check_softness skips tensors that require grad
+            value = float(softness.detach())
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"softness must be a finite number > 0, got {value}")
+        softness = softness.to(device=z.device, dtype=work.dtype)
+    if log and mode != "smooth":
+        raise ValueError("ot_plan(log=True) needs mode='smooth'")
+    bad = ~torch.isfinite(flat).all(-1, keepdim=True)
+    clean = torch.where(bad, torch.zeros_like(flat), flat)
+    zc = clean - clean.mean(-1, keepdim=True)
+    y = anchors.to(device=z.device, dtype=work.dtype)
+    yc = y - y.mean()
+    bw = b.to(device=z.device, dtype=work.dtype)
+    a = zc * (-2.0 / softness)  # Chat_ij = a_i * yc_j
+    with torch.no_grad():  # warm start from the same (rounded) costs, in float64
+        beta0 = _hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
+    kind = _KIND[mode]
+    if _traced(a):  # torch.compile / fake tensors: the solver as opaque custom ops (._ops)
+        Q = traced_plan(a, yc, bw, kind, opts, beta0, normalise, log=log)
+    elif not is_concrete(a):  # torch.func transforms: differentiable Newton form (._autograd)
+        Q = transform_plan(a, yc, bw, kind, opts, beta0, normalise, log=log)
+    else:
+        if log:
+            Q = OTLogPlan.apply(a, yc, bw, opts, beta0, normalise)
+        else:
+            Q = OTPlan.apply(a, yc, bw, kind, opts, beta0, normalise)[0]
+        if not bool(bad.any()):
+            return Q.reshape(*batch, n, m).to(z.dtype)
+    Q = torch.where(bad.unsqueeze(-1), torch.full_like(Q, math.nan), Q)
+    return Q.reshape(*batch, n, m).to(z.dtype)
+
+
+def _traced(t: torch.Tensor) -> bool:
+    """Whether ``t`` is being traced (Dynamo, or a fake tensor) outside ``torch.func`` transforms
+    (custom ops have no functorch rules; Dynamo folds the transform check to a constant)."""
+    # torch internal, checked on torch 2.13.0
+    if torch._C._are_functorch_transforms_active():
+        return False
+    return torch.compiler.is_compiling() or is_fake(t)
+
+
+def _grid(n: int, like: torch.Tensor) -> torch.Tensor:
+    return torch.linspace(0.0, 1.0, n, dtype=torch.float64, device=like.device)
+
+
+@register
+class OT(OrderingMethod):
+    """Optimal-transport soft sorting; see the module docstring for the math and options."""
+
+    name = "ot"
+
+    def permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        n = z.shape[-1]
+        Q = ot_plan(z, _grid(n, z), torch.ones(n, dtype=torch.float64), softness, mode, options)
+        P = Q.transpose(-1, -2)
+        return P.flip(-2) if descending else P
+
+    def topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        n = z.shape[-1]
+        if not 0 <= k <= n:
+            raise ValueError(f"k must be in [0, {n}] for an input of size {n}, got {k}")
+        if k == 0:
+            check_mode(mode, tuple(_KIND))
+            check_softness(softness)
+            parse_options(options, mode, torch.float32)
+            return as_float(z, "z").new_zeros(*z.shape[:-1], 0, n)
+        if k >= n - 1:  # n - k <= 1: the rest-anchor is a grid point, i.e. the sort problem
+            return self.permutation(z, softness, mode, descending=True, options=options)[..., :k, :]
+        top = (n - 1 - torch.arange(k, dtype=torch.float64)) / (n - 1)
+        rest = torch.tensor([(n - k - 1) / (2 * (n - 1))], dtype=torch.float64)
+        b = torch.cat([torch.ones(k, dtype=torch.float64), torch.tensor([float(n - k)])])
+        Q = ot_plan(z, torch.cat([top, rest]), b, softness, mode, options)
+        return Q[..., :k].transpose(-1, -2)
+
+    def rank(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        n = z.shape[-1]
+        ones = torch.ones(n, dtype=torch.float64)
+        Q = ot_plan(z, _grid(n, z), ones, softness, mode, options, normalise="row")
+        j = torch.arange(1, n + 1, dtype=Q.dtype, device=Q.device)
+        ranks = Q @ j
+        return (n + 1) - ranks if descending else ranks
+
+    # log-space hooks (``return_log_probs=True``): ``smooth`` uses the log-plan of the dual slacks
+    # (no underflow); the sparse modes keep the default (safe log of the plan, ``-inf`` at zeros)
+
+    def log_permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        if mode != "smooth":
+            return super().log_permutation(
+                z, softness, mode, descending=descending, options=options
+            )
+        n = z.shape[-1]
+        ones = torch.ones(n, dtype=torch.float64)
+        logq = ot_plan(z, _grid(n, z), ones, softness, mode, options, log=True)
+        P = logq.transpose(-1, -2)
+        return P.flip(-2) if descending else P
+
+    def log_topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        n = z.shape[-1]
+        if mode != "smooth" or k == 0 or not 0 <= k <= n:
+            return super().log_topk_permutation(z, k, softness, mode, options=options)
+        if k >= n - 1:
+            lp = self.log_permutation(z, softness, mode, descending=True, options=options)
+            return lp[..., :k, :]
+        top = (n - 1 - torch.arange(k, dtype=torch.float64)) / (n - 1)
+        rest = torch.tensor([(n - k - 1) / (2 * (n - 1))], dtype=torch.float64)
+        b = torch.cat([torch.ones(k, dtype=torch.float64), torch.tensor([float(n - k)])])
+        logq = ot_plan(z, torch.cat([top, rest]), b, softness, mode, options, log=True)
+        return logq[..., :k].transpose(-1, -2)

@@ -1,0 +1,106 @@
+r"""Soft ``topk``: the first ``k`` rows of the descending soft permutation.
+
+Conventions (standardization, SoftIndex layout, log-probabilities) are those of
+:mod:`softtorch.ordering.ops`.
+"""
+
+from __future__ import annotations
+
+import operator
+
+import torch
+
+from .._checks import autocast_off
+from . import _take
+from ._base import Softness
+from ._common import (
+    along,
+    config,
+    expect,
+    finish,
+    hard_index,
+    method_impl,
+    prepare,
+    probs,
+    scores_values,
+    to_x,
+)
+from ._docs import document
+
+__all__ = ["topk"]
+
+
+def _check_k(k: object, n: int) -> int:
+    if isinstance(k, bool) or isinstance(k, float):
+        raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
+    try:
+        kk = operator.index(k)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"k must be an int, got {type(k).__name__}") from None
+    if not 0 <= kk <= n:
+        raise ValueError(f"k must be in [0, n] = [0, {n}] for a dimension of size {n}, got {kk}")
+    return kk
+
+
+
+
+@document
+@autocast_off
+def topk(
+    x: torch.Tensor,
+    k: int,
+    dim: int | None = None,
+    softness: Softness = 0.1,
+    mode: str = "smooth",
+    method: str = "neuralsort",
+    standardize: bool = True,
+    ot_kwargs: dict | None = None,
+    gated_grad: bool = True,
+    largest: bool = True,
+    *,
+    return_log_probs: bool = False,
+    log_prob_eps: float | None = None,
+) -> torch.return_types.topk:
+    r"""Soft ``torch.topk`` (sorted): ``torch.return_types.topk(values, indices)``.
+
+    ``indices`` are the first ``k`` rows of the descending soft permutation (the method's
+    ``topk_permutation``; ``ot`` solves a transport problem with ``k + 1`` anchors), a SoftIndex of
+    shape ``(..., k, n)`` with the k axis at ``dim``; ``values = indices @ x``, or the first ``k``
+    soft sorted values for ``fast_soft_sort`` / ``sorting_network`` (``indices`` None for
+    ``fast_soft_sort``).
+
+    Returns:
+        ``torch.return_types.topk(values, indices)``.
+    """
+    cfg = config(
+        "topk",
+        mode,
+        softness,
+        method,
+        standardize,
+        ot_kwargs,
+        need_index=False,
+        return_log_probs=return_log_probs,
+        log_prob_eps=log_prob_eps,
+    )
+    data = prepare(x, dim, flatten=False, cfg=cfg)
+    n = data.n
+    kk = _check_k(k, n)
+    idx: torch.Tensor | None = None
+    if cfg.mode == "hard" or n == 0 or kk == 0:
+        values, top = _take.topk(data.x, kk, largest=bool(largest))
+        idx = hard_index(top, n, data.x.dtype, cfg)
+    else:
+        impl = method_impl(cfg)
+        z, stats, sv = scores_values(impl, data, cfg, descending=bool(largest))
+        zk = z if largest else 1.0 - z
+        if impl.has_permutation:
+            fn = impl.log_topk_permutation if cfg.log else impl.topk_permutation
+            idx = fn(zk, kk, cfg.softness, cfg.mode, options=cfg.options)
+        if sv is not None:
+            values = to_x(sv[..., :kk], stats)
+        else:
+            assert idx is not None
+            values = expect(probs(idx, cfg), data.x, gated_grad)
+    out_idx = None if idx is None else along(finish(idx, cfg), data, index=True)
+    return torch.return_types.topk((along(values, data, index=False), out_idx))
