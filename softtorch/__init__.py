@@ -36,7 +36,7 @@ from .ordering.ops import (
     topk,
 )
 from .selection import index_select, narrow, take, take_along_dim
-from .sigmoidal import sigmoidal, softrelu
+from ._sigmoidal import sigmoidal, softrelu
 from .straight_through import (
     abs_st,
     argmax_st,
