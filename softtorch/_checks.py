@@ -46,7 +46,7 @@ def check_method(method: object, valid: Sequence[str] = METHODS) -> str:
     return check_choice(method, valid, "method")
 
 
-_SOFTNESS_MSG = "softness must be positive (a finite number > 0)"
+_SOFTNESS_MSG = "softness must be a finite number > 0 (softness must be positive)"
 
 
 def check_softness(softness: float | torch.Tensor) -> float | torch.Tensor:
@@ -69,7 +69,7 @@ def check_softness(softness: float | torch.Tensor) -> float | torch.Tensor:
     if isinstance(softness, bool) or not isinstance(softness, (int, float)):
         raise TypeError(f"softness must be a float > 0, got {type(softness).__name__}")
     if not (math.isfinite(softness) and softness > 0):
-        raise ValueError(f"{_SOFTNESS_MSG}, got {softness}")
+        raise ValueError(f"{_SOFTNESS_MSG}; got {softness}")
     return float(softness)
 
 
@@ -86,7 +86,7 @@ def _check_softness_tensor(softness: torch.Tensor) -> None:
     bad = ~((inner > 0) & torch.isfinite(inner))
     if bool(bad.any()):
         value = inner.reshape(-1)[bad.reshape(-1)][0].item()
-        raise ValueError(f"{_SOFTNESS_MSG}, got {value}")
+        raise ValueError(f"{_SOFTNESS_MSG}; got {value}")
 
 
 def _is_fake(t: torch.Tensor) -> bool:
