@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 
 from ._checks import ELEMENTWISE_MODES, as_float_pair, check_mode, check_softness, upcast_half
-from .elementwise import abs as soft_abs
 from ._sigmoidal import SoftnessLike, step
+from .elementwise import abs as soft_abs
 
 SoftBool = torch.Tensor
 

@@ -36,7 +36,9 @@ def _is_wrapped(x: torch.Tensor) -> bool:
     return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 
-def _prepare(x: object, softness: SoftnessLike, mode: str) -> tuple[torch.Tensor, SoftnessLike, str]:
+def _prepare(
+    x: object, softness: SoftnessLike, mode: str
+) -> tuple[torch.Tensor, SoftnessLike, str]:
     mode = check_mode(mode, ELEMENTWISE_MODES)
     softness = check_softness(softness)
     return as_float(x), softness, mode  # type: ignore[arg-type]

@@ -47,7 +47,7 @@ def _inverse_softplus(y: float) -> float:
 
 
 class Softness(torch.nn.Module):
-    r"""A learnable softness :math:`s = s_{\min} + \mathrm{softplus}(r)` (call the module to get it).
+    r"""A learnable softness :math:`s = s_{\min} + \mathrm{softplus}(r)`; calling it returns s.
 
     Example:
         >>> s = Softness(0.5)
