@@ -72,7 +72,9 @@ def logical_or(x: SoftBool, y: SoftBool, use_geometric_mean: bool = False) -> So
             for half-precision inputs).
     """
     a, b = as_float_pair(x, y)
-    return 1.0 - logical_and(1.0 - a, 1.0 - b, use_geometric_mean)
+    a, dtype = upcast_half(a) if use_geometric_mean else (a, a.dtype)
+    b = b.to(a.dtype)
+    return (1.0 - logical_and(1.0 - a, 1.0 - b, use_geometric_mean)).to(dtype)
 
 
 def logical_xor(x: SoftBool, y: SoftBool, use_geometric_mean: bool = False) -> SoftBool:
@@ -85,11 +87,13 @@ def logical_xor(x: SoftBool, y: SoftBool, use_geometric_mean: bool = False) -> S
             for half-precision inputs).
     """
     a, b = as_float_pair(x, y)
+    a, dtype = upcast_half(a) if use_geometric_mean else (a, a.dtype)
+    b = b.to(a.dtype)
     return logical_or(
         logical_and(a, 1.0 - b, use_geometric_mean),
         logical_and(1.0 - a, b, use_geometric_mean),
         use_geometric_mean,
-    )
+    ).to(dtype)
 
 
 def all(  # noqa: A001
