@@ -32,7 +32,7 @@ import torch
 import softtorch as st
 
 FULL_CASES = 600
-SLICE = 60
+SLICE = 100
 NAN, INF = float("nan"), float("inf")
 
 SHAPES: tuple[tuple[int, ...], ...] = ((), (0,), (1,), (5,), (3, 4), (2, 0), (2, 3, 4))
