@@ -2,8 +2,9 @@
 
 Each check asserts what the example and docs/examples.md claim for ``--quick`` (quoted per
 check): the comparison the example is about (soft loss vs its baseline) and the stated figure,
-within a small margin for floating-point differences across machines (runs are seeded). The subprocesses use
-one torch thread each: the examples are tiny and the test workers already share the cores.
+within a small margin for floating-point differences across machines (runs are seeded). The
+subprocesses use one torch thread each: the examples are tiny and the test workers already share
+the cores.
 """
 
 from __future__ import annotations
