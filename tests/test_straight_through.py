@@ -282,7 +282,8 @@ def test_st_kwargs_function_records_both_calls() -> None:
 
 
 @pytest.mark.parametrize(
-    "fn", [torch.sigmoid, torch.relu, lambda x: x, lambda x, softness=0.1: x], ids=str
+    "fn", [torch.sigmoid, torch.relu, lambda x: x, lambda x, softness=0.1: x],
+    ids=["torch.sigmoid", "torch.relu", "no_mode", "softness_only"],
 )
 def test_st_without_mode_raises_clear_type_error(fn) -> None:  # noqa: ANN001
     with pytest.raises(TypeError, match="st\\(\\) needs a function that accepts a 'mode'"):
