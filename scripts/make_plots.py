@@ -132,7 +132,7 @@ def plot_elementwise(out: Path) -> list[Path]:
 
 def plot_sigmoidal(out: Path) -> Path:
     """The S-shaped kernels (all six sigmoidal modes) and their derivatives at softness 0.1."""
-    from softtorch.sigmoidal import sigmoidal
+    from softtorch import sigmoidal
 
     x = torch.linspace(-0.8, 0.8, 1601, dtype=torch.float64)
     fig, (ax_v, ax_g) = plt.subplots(1, 2, figsize=(10, 3.8))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -17,6 +18,10 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 MODES: tuple[str, ...] = ("hard", "smooth", "c0", "c1", "c2")
 SIGMOIDAL_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "_c1_pnorm", "c2", "_c2_pnorm")
+#: Modes of the elementwise relaxations (heaviside ... round, comparisons, isclose and their
+#: ``*_st`` versions): ``hard`` plus every mode of :func:`softtorch.sigmoidal`, including the
+#: p-norm sigmoidals ``_c1_pnorm`` / ``_c2_pnorm`` that softtorch 0.1.1 accepts.
+ELEMENTWISE_MODES: tuple[str, ...] = ("hard",) + SIGMOIDAL_MODES
 METHODS: tuple[str, ...] = ("softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network")
 INDEX_METHODS: tuple[str, ...] = ("softsort", "neuralsort", "ot", "sorting_network")
 INTERPOLATIONS: tuple[str, ...] = ("linear", "lower", "higher", "nearest", "midpoint")
@@ -41,8 +46,17 @@ def check_method(method: object, valid: Sequence[str] = METHODS) -> str:
     return check_choice(method, valid, "method")
 
 
+_SOFTNESS_MSG = "softness must be a finite number > 0 (softness must be positive)"
+
+
 def check_softness(softness: float | torch.Tensor) -> float | torch.Tensor:
-    """Softness must be a finite positive scalar (a float or a 0-d / 1-element tensor)."""
+    """Softness must be a finite positive scalar (a float or a 0-d / 1-element tensor).
+
+    A tensor softness (learnable or not) is range-checked too: in eager mode its value is read
+    (also through ``torch.func`` wrappers, e.g. a vmap-batched softness); while ``torch.compile``
+    traces and for fake tensors a ``torch._assert_async`` guard goes into the graph instead (no
+    graph break), raising ``RuntimeError`` with the same message when the graph runs.
+    """
     if isinstance(softness, torch.Tensor):
         if softness.numel() != 1:
             raise ValueError(
@@ -50,16 +64,73 @@ def check_softness(softness: float | torch.Tensor) -> float | torch.Tensor:
             )
         if softness.is_complex():
             raise TypeError("softness must be real, got a complex tensor")
-        if not softness.requires_grad and not _is_traced(softness):
-            value = float(softness.detach())
-            if not (math.isfinite(value) and value > 0):
-                raise ValueError(f"softness must be a finite number > 0, got {value}")
+        _check_softness_tensor(softness)
         return softness.reshape(())
     if isinstance(softness, bool) or not isinstance(softness, (int, float)):
         raise TypeError(f"softness must be a float > 0, got {type(softness).__name__}")
     if not (math.isfinite(softness) and softness > 0):
-        raise ValueError(f"softness must be a finite number > 0, got {softness}")
+        raise ValueError(f"{_SOFTNESS_MSG}; got {softness}")
     return float(softness)
+
+
+def _check_softness_tensor(softness: torch.Tensor) -> None:
+    if _is_compiling() or _is_fake(softness):
+        ok = torch.all((softness > 0) & torch.isfinite(softness))
+        torch._assert_async(ok, _SOFTNESS_MSG)
+        return
+    inner = softness.detach()
+    while torch._C._functorch.is_functorch_wrapped_tensor(inner):  # vmap / grad / jvp levels
+        inner = torch._C._functorch.get_unwrapped(inner)
+    if _is_fake(inner) or inner.device.type == "meta":
+        return
+    bad = ~((inner > 0) & torch.isfinite(inner))
+    if bool(bad.any()):
+        value = inner.reshape(-1)[bad.reshape(-1)][0].item()
+        raise ValueError(f"{_SOFTNESS_MSG}; got {value}")
+
+
+def _is_fake(t: torch.Tensor) -> bool:
+    try:  # torch internal (is_fake), checked on torch 2.13.0
+        from torch._subclasses.fake_tensor import is_fake
+    except ImportError:  # pragma: no cover - very old torch
+        return False
+    return bool(is_fake(t))
+
+
+def check_k(k: object, n: int, mode: str = "smooth") -> int:
+    """``k`` for ``topk`` over a dimension of size ``n``: an int with ``1 <= k <= n``.
+
+    ``k = 0`` is accepted only in ``mode="hard"``, where torch's own semantics apply
+    (``torch.topk(x, 0)`` returns empty tensors); a soft top-k of nothing is rejected with
+    "k must be positive", like softtorch 0.1.1.
+
+    Args:
+        k: the number of elements to select.
+        n: the size of the dimension selected from.
+        mode: the relaxation mode of the call.
+    """
+    if isinstance(k, (bool, float)):
+        raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
+    try:
+        kk = operator.index(k)  # type: ignore[arg-type]
+    except TypeError:
+        raise TypeError(f"k must be an int, got {type(k).__name__}") from None
+    lowest = 0 if mode == "hard" else 1
+    if kk < lowest:
+        raise ValueError(f"k must be positive (k >= {lowest} in mode {mode!r}), got {kk}")
+    if kk > n:
+        raise ValueError(f"k must be in [{lowest}, n] = [{lowest}, {n}] for a dimension of "
+                         f"size {n}, got {kk}")
+    return kk
+
+
+HALF_DTYPES: tuple[torch.dtype, ...] = (torch.float16, torch.bfloat16)
+
+
+def upcast_half(x: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
+    """``(x in float32, float16 / bfloat16)`` for half-precision ``x``, else ``(x, x.dtype)``:
+    relaxations compute in float32 and return the input dtype (as torch's half ops do)."""
+    return (x.float(), x.dtype) if x.dtype in HALF_DTYPES else (x, x.dtype)
 
 
 def _is_compiling() -> bool:
@@ -67,21 +138,6 @@ def _is_compiling() -> bool:
         return torch.compiler.is_compiling()
     except AttributeError:  # pragma: no cover - torch < 2.3
         return bool(torch._dynamo.is_compiling())  # torch internal, checked on 2.13.0
-
-
-def _is_traced(t: torch.Tensor) -> bool:
-    """True while torch.compile traces, for fake tensors and for vmap-batched tensors: their
-    values cannot be read (reading them would be a graph break)."""
-    if _is_compiling():
-        return True
-    try:  # torch internals (is_fake, is_batchedtensor), checked on torch 2.13.0
-        from torch._subclasses.fake_tensor import is_fake
-
-        if is_fake(t):
-            return True
-        return bool(torch._C._functorch.is_batchedtensor(t))
-    except Exception:  # pragma: no cover - very old torch
-        return False
 
 
 def forward_ad_active() -> bool:

@@ -20,107 +20,203 @@ from __future__ import annotations
 
 import torch
 
-from ._checks import MODES, as_float_pair, check_mode, check_softness
-from .elementwise import _upcast_half
+from ._checks import ELEMENTWISE_MODES, as_float_pair, check_mode, check_softness, upcast_half
+from ._sigmoidal import SoftnessLike, step
 from .elementwise import abs as soft_abs
-from .sigmoidal import Softness, step
 
 SoftBool = torch.Tensor
 
 
+class ToleranceError(ValueError, RuntimeError):
+    """A negative or NaN ``rtol`` / ``atol``: a ValueError, and a RuntimeError like torch's."""
+
+
 def _pair(
-    x: object, y: object, softness: Softness, mode: str
-) -> tuple[torch.Tensor, torch.Tensor, Softness, str]:
-    mode = check_mode(mode, MODES)
+    x: object, y: object, softness: SoftnessLike, mode: str
+) -> tuple[torch.Tensor, torch.Tensor, SoftnessLike, str]:
+    mode = check_mode(mode, ELEMENTWISE_MODES)
     softness = check_softness(softness)
     xt, yt = as_float_pair(x, y)
     return xt, yt, softness, mode
 
 
-def _step(d: torch.Tensor, softness: Softness, mode: str) -> torch.Tensor:
-    dc, dtype = _upcast_half(d)
+def _diff(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``x - y``, and 0 where ``x == y`` (so ``inf`` vs ``inf`` compares as equal, like torch)."""
+    d = x - y
+    return torch.where(x == y, torch.zeros_like(d), d)
+
+
+def _step(d: torch.Tensor, softness: SoftnessLike, mode: str) -> torch.Tensor:
+    dc, dtype = upcast_half(d)
     return step(dc, softness, mode).to(dtype)
 
 
 def greater(
-    x: torch.Tensor, y: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth",
+    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth",
     epsilon: float = 1e-10,
 ) -> SoftBool:
-    """Soft ``x > y``: :math:`\\sigma_s(x - y - \\epsilon)`."""
+    """Soft ``x > y``: :math:`\\sigma_s(x - y - \\epsilon)`.
+
+    Args:
+        x: first operand (tensor or number; broadcast and promoted like torch).
+        y: second operand.
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (torch's boolean result as floats), ``"smooth"``, ``"c0"``, ``"c1"``,
+            ``"c2"``, ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        epsilon: the shift that fixes the value at equality as softness -> 0.
+    """
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.gt(x, y).to(x.dtype)
-    return _step(x - y - epsilon, softness, mode)
+    return _step(_diff(x, y) - epsilon, softness, mode)
 
 
 def greater_equal(
-    x: torch.Tensor, y: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth",
+    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth",
     epsilon: float = 1e-10,
 ) -> SoftBool:
-    """Soft ``x >= y``: :math:`\\sigma_s(x - y + \\epsilon)`."""
+    """Soft ``x >= y``: :math:`\\sigma_s(x - y + \\epsilon)`.
+
+    Args:
+        x: first operand (tensor or number; broadcast and promoted like torch).
+        y: second operand.
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (torch's boolean result as floats), ``"smooth"``, ``"c0"``, ``"c1"``,
+            ``"c2"``, ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        epsilon: the shift that fixes the value at equality as softness -> 0.
+    """
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.ge(x, y).to(x.dtype)
-    return _step(x - y + epsilon, softness, mode)
+    return _step(_diff(x, y) + epsilon, softness, mode)
 
 
 def less(
-    x: torch.Tensor, y: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth",
+    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth",
     epsilon: float = 1e-10,
 ) -> SoftBool:
-    """Soft ``x < y`` = ``greater(y, x)``."""
+    """Soft ``x < y`` = ``greater(y, x)``.
+
+    Args:
+        x: first operand (tensor or number; broadcast and promoted like torch).
+        y: second operand.
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (torch's boolean result as floats), ``"smooth"``, ``"c0"``, ``"c1"``,
+            ``"c2"``, ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        epsilon: the shift that fixes the value at equality as softness -> 0.
+    """
     return greater(y, x, softness, mode, epsilon)
 
 
 def less_equal(
-    x: torch.Tensor, y: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth",
+    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth",
     epsilon: float = 1e-10,
 ) -> SoftBool:
-    """Soft ``x <= y`` = ``greater_equal(y, x)``."""
+    """Soft ``x <= y`` = ``greater_equal(y, x)``.
+
+    Args:
+        x: first operand (tensor or number; broadcast and promoted like torch).
+        y: second operand.
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (torch's boolean result as floats), ``"smooth"``, ``"c0"``, ``"c1"``,
+            ``"c2"``, ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        epsilon: the shift that fixes the value at equality as softness -> 0.
+    """
     return greater_equal(y, x, softness, mode, epsilon)
 
 
 def _close(
-    d: torch.Tensor, tol: torch.Tensor | float, softness: Softness, mode: str
+    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike, mode: str,
+    epsilon: float, rtol: float = 0.0, atol: float = 0.0,
 ) -> torch.Tensor:
-    dc, dtype = _upcast_half(d)
-    if isinstance(tol, torch.Tensor):
-        tol = tol.to(dc.dtype)
-    a = soft_abs(dc, softness, mode)
-    return (2.0 * step(tol - a, softness, mode)).clamp(max=1.0).to(dtype)
+    """Soft ``|x - y| <= atol + rtol |y| + epsilon``, computed in float32 for half inputs.
+
+    Equal operands (``inf == inf`` included) have distance 0, and ``rtol * |y|`` is 0 where
+    ``y == 0`` (also for ``rtol = inf``: ``0 * inf`` never becomes NaN)."""
+    xc, dtype = upcast_half(x)
+    yc, _ = upcast_half(y)
+    same = xc == yc
+    d = torch.where(same, torch.zeros_like(xc), xc - yc)
+    tol = torch.full_like(d, atol + epsilon)
+    if rtol != 0.0:
+        ay = torch.abs(yc)
+        tol = tol + torch.where(ay == 0, torch.zeros_like(ay), rtol * ay)
+    a = soft_abs(d, softness, mode)
+    out = (2.0 * step(tol - a, softness, mode)).clamp(max=1.0)
+    # an infinite operand is close only to itself (torch.isclose), never inf - inf = NaN
+    far = (torch.isinf(xc) | torch.isinf(yc)) & ~same
+    return torch.where(far, torch.zeros_like(out), out).to(dtype)
 
 
 def eq(
-    x: torch.Tensor, y: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth",
+    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth",
     epsilon: float = 1e-10,
 ) -> SoftBool:
-    """Soft ``x == y``: :math:`\\min(1, 2\\sigma_s(\\epsilon - |x - y|_s))`."""
+    """Soft ``x == y``: :math:`\\min(1, 2\\sigma_s(\\epsilon - |x - y|_s))`.
+
+    Args:
+        x: first operand (tensor or number; broadcast and promoted like torch).
+        y: second operand.
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (torch's boolean result as floats), ``"smooth"``, ``"c0"``, ``"c1"``,
+            ``"c2"``, ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        epsilon: the shift that fixes the value at equality as softness -> 0.
+    """
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.eq(x, y).to(x.dtype)
-    return _close(x - y, epsilon, softness, mode)
+    return _close(x, y, softness, mode, epsilon)
 
 
 def not_equal(
-    x: torch.Tensor, y: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth",
+    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth",
     epsilon: float = 1e-10,
 ) -> SoftBool:
-    """Soft ``x != y`` = ``1 - eq(x, y)``."""
+    """Soft ``x != y`` = ``1 - eq(x, y)``.
+
+    Args:
+        x: first operand (tensor or number; broadcast and promoted like torch).
+        y: second operand.
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (torch's boolean result as floats), ``"smooth"``, ``"c0"``, ``"c1"``,
+            ``"c2"``, ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        epsilon: the shift that fixes the value at equality as softness -> 0.
+    """
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.ne(x, y).to(x.dtype)
-    return 1.0 - _close(x - y, epsilon, softness, mode)
+    return 1.0 - _close(x, y, softness, mode, epsilon)
 
 
 def isclose(
-    x: torch.Tensor, y: torch.Tensor, softness: Softness = 0.1, rtol: float = 1e-05,
+    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike = 0.1, rtol: float = 1e-05,
     atol: float = 1e-08, mode: str = "smooth", epsilon: float = 1e-10,
 ) -> SoftBool:
-    """Soft ``torch.isclose``: soft :math:`|x - y| \\le atol + rtol |y|`, 1 inside the tolerance."""
+    """Soft ``torch.isclose``: soft :math:`|x - y| \\le atol + rtol |y|`, 1 inside the tolerance.
+
+    Equal operands (infinities included) are close; ``rtol |y|`` is 0 where ``y == 0``.
+
+    Args:
+        x: first operand (tensor or number; broadcast and promoted like torch).
+        y: second operand (the reference of the relative tolerance).
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        rtol: relative tolerance >= 0 (NaN or negative raises, like torch).
+        atol: absolute tolerance >= 0.
+        mode: ``"hard"`` (``torch.isclose`` as floats), ``"smooth"``, ``"c0"``, ``"c1"``,
+            ``"c2"``, ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        epsilon: added to the tolerance (the value at equality as softness -> 0).
+    """
     x, y, softness, mode = _pair(x, y, softness, mode)
-    if rtol < 0 or atol < 0:
-        raise ValueError(f"rtol and atol must be >= 0, got rtol={rtol}, atol={atol}")
+    rtol, atol = _tolerance(rtol, "rtol"), _tolerance(atol, "atol")
     if mode == "hard":
         return torch.isclose(x, y, rtol=rtol, atol=atol).to(x.dtype)
-    tol = atol + rtol * torch.abs(y) + epsilon
-    return _close(x - y, tol, softness, mode)
+    return _close(x, y, softness, mode, epsilon, rtol, atol)
+
+
+def _tolerance(value: object, name: str) -> float:
+    """``rtol`` / ``atol``: a real number >= 0 (NaN rejected), with torch's error message."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(value).__name__}")
+    if not value >= 0:  # also NaN
+        raise ToleranceError(f"{name} must be greater than or equal to zero, but got {value}")
+    return float(value)

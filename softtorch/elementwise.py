@@ -9,20 +9,22 @@ returned in their own dtype.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import math
 
 import torch
 
-from ._checks import MODES, _is_compiling, as_float, check_mode, check_softness
-from .sigmoidal import Softness, ramp, step
+from ._checks import (
+    ELEMENTWISE_MODES,
+    _is_compiling,
+    as_float,
+    check_mode,
+    check_softness,
+    upcast_half,
+)
+from ._sigmoidal import SoftnessLike, ramp, step
 
-_F = TypeVar("_F", bound=Callable[..., torch.Tensor])
-_HALF = (torch.float16, torch.bfloat16)
+_upcast_half = upcast_half
 
-
-def _upcast_half(x: torch.Tensor) -> tuple[torch.Tensor, torch.dtype]:
-    return (x.float(), x.dtype) if x.dtype in _HALF else (x, x.dtype)
 
 
 def _is_wrapped(x: torch.Tensor) -> bool:
@@ -35,14 +37,22 @@ def _is_wrapped(x: torch.Tensor) -> bool:
     return bool(torch._C._functorch.is_functorch_wrapped_tensor(x))
 
 
-def _prepare(x: object, softness: Softness, mode: str) -> tuple[torch.Tensor, Softness, str]:
-    mode = check_mode(mode, MODES)
+def _prepare(
+    x: object, softness: SoftnessLike, mode: str
+) -> tuple[torch.Tensor, SoftnessLike, str]:
+    mode = check_mode(mode, ELEMENTWISE_MODES)
     softness = check_softness(softness)
     return as_float(x), softness, mode  # type: ignore[arg-type]
 
 
-def heaviside(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torch.Tensor:
+def heaviside(x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth") -> torch.Tensor:
     r"""Soft step :math:`H(x) \approx \sigma_s(x)`; relaxes ``torch.heaviside(x, 0.5)``.
+
+    Args:
+        x: input tensor (integers and bools are promoted to the default float dtype).
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (torch's result), ``"smooth"``, ``"c0"``, ``"c1"``, ``"c2"`` or the
+            p-norm sigmoidals ``"_c1_pnorm"`` / ``"_c2_pnorm"`` (see :func:`softtorch.sigmoidal`).
 
     Example:
         >>> heaviside(torch.tensor([-0.2, 0.3]))
@@ -58,8 +68,15 @@ def heaviside(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -
     return step(xc, softness, mode).to(dtype)
 
 
-def sign(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torch.Tensor:
-    r"""Soft sign :math:`2\sigma_s(x) - 1` (``smooth``: :math:`\tanh(x / 2s)`)."""
+def sign(x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth") -> torch.Tensor:
+    r"""Soft sign :math:`2\sigma_s(x) - 1` (``smooth``: :math:`\tanh(x / 2s)`).
+
+    Args:
+        x: input tensor (integers and bools are promoted to the default float dtype).
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (``torch.sign``), ``"smooth"``, ``"c0"``, ``"c1"``, ``"c2"``,
+            ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+    """
     x, softness, mode = _prepare(x, softness, mode)
     if mode == "hard":
         return torch.sign(x)
@@ -67,8 +84,15 @@ def sign(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> tor
     return (2.0 * step(xc, softness, mode) - 1.0).to(dtype)
 
 
-def abs(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torch.Tensor:  # noqa: A001
-    r"""Soft absolute value :math:`x \cdot \mathrm{sign}_s(x)` (never above :math:`|x|`)."""
+def abs(x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth") -> torch.Tensor:  # noqa: A001
+    r"""Soft absolute value :math:`x \cdot \mathrm{sign}_s(x)` (never above :math:`|x|`).
+
+    Args:
+        x: input tensor (integers and bools are promoted to the default float dtype).
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (``torch.abs``), ``"smooth"``, ``"c0"``, ``"c1"``, ``"c2"``,
+            ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+    """
     x, softness, mode = _prepare(x, softness, mode)
     if mode == "hard":
         return torch.abs(x)
@@ -77,10 +101,18 @@ def abs(x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth") -> torc
 
 
 def relu(
-    x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth", gated: bool = False
+    x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth", gated: bool = False
 ) -> torch.Tensor:
     r"""Soft ReLU: :math:`\int_{-\infty}^x \sigma_s` (``smooth``: softplus) or, with ``gated``,
-    :math:`x\,\sigma_s(x)` (``smooth``: SiLU)."""
+    :math:`x\,\sigma_s(x)` (``smooth``: SiLU).
+
+    Args:
+        x: input tensor (integers and bools are promoted to the default float dtype).
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (``torch.relu``), ``"smooth"``, ``"c0"``, ``"c1"``, ``"c2"``,
+            ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        gated: use :math:`x\,\sigma_s(x)` instead of the integral of the sigmoidal.
+    """
     x, softness, mode = _prepare(x, softness, mode)
     if mode == "hard":
         return torch.relu(x)
@@ -111,15 +143,26 @@ def clamp(
     x: torch.Tensor,
     a: torch.Tensor | float | None = None,
     b: torch.Tensor | float | None = None,
-    softness: Softness = 0.1,
+    softness: SoftnessLike = 0.1,
     mode: str = "smooth",
     gated: bool = False,
 ) -> torch.Tensor:
     r"""Soft ``torch.clamp(x, a, b)`` as soft ``min(max(x, a), b)``:
     :math:`b - \mathrm{relu}_s(b - a - \mathrm{relu}_s(x - a))`.
 
-    Either bound may be ``None`` (one-sided), a float or a tensor broadcastable with ``x``. Like
-    torch, ``a > b`` gives ``b``.
+    Like torch, ``a > b`` gives ``b``. Infinite bounds act as in torch: ``a = -inf`` or
+    ``b = +inf`` is no bound on that side, ``a = +inf`` gives ``+inf`` and ``b = -inf`` gives
+    ``-inf`` (never ``inf - inf``).
+
+    Args:
+        x: input tensor.
+        a: lower bound (``min``): ``None`` (one-sided), a float or a tensor broadcastable with
+            ``x``.
+        b: upper bound (``max``), likewise; at least one of ``a`` and ``b`` must be given.
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (``torch.clamp``), ``"smooth"``, ``"c0"``, ``"c1"``, ``"c2"``,
+            ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        gated: build from the gated soft relu :math:`x\,\sigma_s(x)`.
     """
     x, softness, mode = _prepare(x, softness, mode)
     if a is None and b is None:
@@ -141,18 +184,20 @@ def clamp(
     def r(t: torch.Tensor) -> torch.Tensor:
         return ramp(t, softness, mode, gated=gated)
 
-    if hi is None:
-        assert lo is not None
-        out = lo + r(xc - lo)
-    elif lo is None:
-        out = hi - r(hi - xc)
-    else:
-        out = hi - r(hi - lo - r(xc - lo))
+    out = xc
+    if lo is not None:  # soft max(out, lo) = lo + r(out - lo)
+        finite = torch.where(torch.isinf(lo), torch.zeros_like(lo), lo)
+        soft = finite + r(out - finite)
+        out = torch.where(lo == -math.inf, out, torch.where(lo == math.inf, lo, soft))
+    if hi is not None:  # soft min(out, hi) = hi - r(hi - out)
+        finite = torch.where(torch.isinf(hi), torch.zeros_like(hi), hi)
+        soft = finite - r(finite - out)
+        out = torch.where(hi == math.inf, out, torch.where(hi == -math.inf, hi, soft))
     return out.to(dtype)
 
 
 def round(  # noqa: A001
-    x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth", neighbor_radius: int = 5
+    x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth", neighbor_radius: int = 5
 ) -> torch.Tensor:
     r"""Soft rounding as a staircase of soft steps (arXiv 2504.19026):
 
@@ -161,6 +206,13 @@ def round(  # noqa: A001
 
     with ``r = neighbor_radius`` steps on each side of ``x`` (the omitted far steps are saturated).
     Hard mode is ``torch.round`` (half to even).
+
+    Args:
+        x: input tensor.
+        softness: transition width s > 0 (a float, or a 0-d tensor, which may require grad).
+        mode: ``"hard"`` (``torch.round``), ``"smooth"``, ``"c0"``, ``"c1"``, ``"c2"``,
+            ``"_c1_pnorm"`` or ``"_c2_pnorm"``.
+        neighbor_radius: the number r >= 1 of soft steps on each side of ``x``.
     """
     x, softness, mode = _prepare(x, softness, mode)
     if isinstance(neighbor_radius, bool) or not isinstance(neighbor_radius, int):

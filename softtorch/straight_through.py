@@ -29,6 +29,8 @@ from . import comparison as _cmp
 from . import elementwise as _ew
 from ._checks import forward_ad_active
 from .ordering import ops as _ord
+from .surrogate import sign as _surrogate_sign
+from .surrogate import threshold as _threshold
 
 
 class _HardForwardSoftBackward(torch.autograd.Function):
@@ -76,11 +78,47 @@ def combine(hard: Any, soft: Any) -> Any:
 
 
 def st(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``fn`` (which takes a ``mode`` argument) into its straight-through version."""
-    sig = inspect.signature(fn)
-    if "mode" not in sig.parameters:
-        raise TypeError(f"st() needs a function with a 'mode' parameter; {fn.__name__} has none")
+    """Wrap ``fn`` into its straight-through version: ``mode="hard"`` forward, the given mode's
+    gradient backward.
 
+    ``fn`` receives ``mode`` either as a parameter of its own or through ``**kwargs`` (then
+    ``mode`` defaults to ``"smooth"`` and ``mode`` / ``softness`` given at call time are passed
+    on as keywords); ``mode="hard"`` at call time is a single hard call.
+
+    Args:
+        fn: the function to wrap; it must accept a ``mode`` argument (a parameter or
+            ``**kwargs``).
+
+    Returns:
+        A function with ``fn``'s arguments returning the hard result with the soft gradient.
+
+    Raises:
+        TypeError: if ``fn`` can receive no ``mode`` (also for builtins such as
+            ``torch.sigmoid`` whose signature cannot be inspected).
+    """
+    name = getattr(fn, "__name__", type(fn).__name__)
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):  # builtins without a signature (torch.sigmoid, ...)
+        sig = None
+    params = {} if sig is None else sig.parameters
+    if "mode" in params:
+        assert sig is not None
+        wrapped = _st_bound(fn, sig)
+    elif any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        wrapped = _st_kwargs(fn)
+    else:
+        raise TypeError(
+            f"st() needs a function that accepts a 'mode' argument (a parameter or **kwargs); "
+            f"{name} " + ("has neither" if sig is not None else "has no inspectable signature")
+        )
+    wrapped.__doc__ = _st_doc(fn, name)
+    wrapped.__name__ = f"{name}_st"
+    wrapped.__qualname__ = wrapped.__name__
+    return wrapped
+
+
+def _st_bound(fn: Callable[..., Any], sig: inspect.Signature) -> Callable[..., Any]:
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
         bound = sig.bind(*args, **kwargs)
@@ -92,18 +130,40 @@ def st(fn: Callable[..., Any]) -> Callable[..., Any]:
         hard = fn(*bound.args, **bound.kwargs)
         return combine(hard, soft)
 
-    wrapped.__doc__ = (
-        f"Straight-through :func:`softtorch.{fn.__name__}`: the ``mode='hard'`` result forward, "
-        f"the gradient of the given ``mode`` and ``softness`` backward.\n\n"
-        f"Same arguments as :func:`softtorch.{fn.__name__}`."
-    )
-    wrapped.__name__ = f"{fn.__name__}_st"
-    wrapped.__qualname__ = wrapped.__name__
     return wrapped
 
 
+def _st_kwargs(fn: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(fn)
+    def wrapped(*args: Any, mode: str = "smooth", **kwargs: Any) -> Any:
+        if mode == "hard":
+            return fn(*args, mode="hard", **kwargs)
+        soft = fn(*args, mode=mode, **kwargs)
+        hard = fn(*args, mode="hard", **kwargs)
+        return combine(hard, soft)
+
+    return wrapped
+
+
+def _st_doc(fn: Callable[..., Any], name: str) -> str:
+    head = (
+        f"Straight-through ``{name}``: the ``mode='hard'`` result forward, the gradient of the "
+        f"given ``mode`` and ``softness`` backward (same arguments as ``{name}``)."
+    )
+    doc = inspect.getdoc(fn)
+    return f"{head}\n\n{doc}" if doc else head
+
+
 def grad_replace(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap ``fn(..., forward)``: the ``forward=True`` value, the ``forward=False`` gradient."""
+    """Wrap ``fn(..., forward)``: the ``forward=True`` value, the ``forward=False`` gradient.
+
+    Args:
+        fn: a function taking a ``forward`` keyword: ``True`` computes the value returned,
+            ``False`` the result whose gradient is used.
+
+    Returns:
+        The wrapped function (a ``forward`` given at call time is ignored).
+    """
 
     @functools.wraps(fn)
     def wrapped(*args: Any, **kwargs: Any) -> Any:
@@ -134,12 +194,17 @@ def heaviside_st(
     The backward is the gradient of the soft heaviside in ``mode`` / ``softness`` or, with
     ``surrogate`` (a method of :func:`softtorch.surrogate.threshold`, e.g. ``"super"``), that
     surrogate's derivative with sharpness ``alpha``.
+
+    Args:
+        x: input tensor.
+        softness: transition width s > 0 of the backward relaxation.
+        mode: the backward relaxation's mode (``"hard"``: plain hard forward and zero gradient).
+        surrogate: a surrogate gradient method instead of the soft heaviside.
+        alpha: the surrogate's sharpness (its default when None).
     """
     if surrogate is None:
         return _heaviside_st(x, softness, mode)
-    from .surrogate import threshold
-
-    return combine(_ew.heaviside(x, mode="hard"), threshold(x, surrogate, alpha))
+    return combine(_ew.heaviside(x, mode="hard"), _threshold(x, surrogate, alpha))
 
 
 def sign_st(
@@ -151,12 +216,18 @@ def sign_st(
     alpha: float | torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Straight-through :func:`softtorch.sign`: ``torch.sign(x)`` forward; the backward of the
-    soft sign, or of ``2 * threshold(x, surrogate, alpha) - 1`` when ``surrogate`` is given."""
+    soft sign, or of ``2 * threshold(x, surrogate, alpha) - 1`` when ``surrogate`` is given.
+
+    Args:
+        x: input tensor.
+        softness: transition width s > 0 of the backward relaxation.
+        mode: the backward relaxation's mode.
+        surrogate: a surrogate gradient method instead of the soft sign.
+        alpha: the surrogate's sharpness (its default when None).
+    """
     if surrogate is None:
         return _sign_st(x, softness, mode)
-    from .surrogate import sign as surrogate_sign
-
-    return combine(_ew.sign(x, mode="hard"), surrogate_sign(x, surrogate, alpha))
+    return combine(_ew.sign(x, mode="hard"), _surrogate_sign(x, surrogate, alpha))
 
 
 relu_st = st(_ew.relu)

@@ -354,6 +354,7 @@ def public_names() -> set[str]:
         "current_mode",
         "hard_mode",
         "soft",
+        "positive_softness",  # softplus(raw) + floor: the learnable softness map (test_learnable)
     }
     names = {
         k

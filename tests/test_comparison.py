@@ -293,3 +293,95 @@ def test_half_precision(mode: str, dtype: torch.dtype) -> None:
             out = fn(x, y, softness=softness, mode=mode)
             assert out.dtype == dtype, name
             assert torch.isfinite(out).all() and (out >= 0).all() and (out <= 1).all(), name
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 17: p-norm modes, isclose tolerances / infinities / half precision
+# ------------------------------------------------------------------------------------------------
+
+PNORM = ("_c1_pnorm", "_c2_pnorm")
+
+
+def _pnorm_sigma(u: torch.Tensor, mode: str) -> torch.Tensor:
+    """Second weight of the p-norm projection of (0, u) onto the simplex, by bisection."""
+    e = 2 if mode == "_c1_pnorm" else 3
+    u = u.double()
+    lo, hi = torch.minimum(u, torch.zeros_like(u)) - 1.0, torch.maximum(u, torch.zeros_like(u))
+    for _ in range(200):
+        lam = (lo + hi) / 2
+        big = (-lam).clamp_min(0) ** e + (u - lam).clamp_min(0) ** e > 1
+        lo, hi = torch.where(big, lam, lo), torch.where(big, hi, lam)
+    return (u - (lo + hi) / 2).clamp_min(0) ** e
+
+
+@pytest.mark.parametrize("mode", PNORM)
+def test_pnorm_comparisons_values(mode: str) -> None:
+    s, eps = 0.5, 1e-10
+    x = torch.linspace(-1, 1, 21, dtype=torch.float64)
+    y = torch.full_like(x, 0.1)
+    d = x - y
+    torch.testing.assert_close(st.greater(x, y, s, mode), _pnorm_sigma((d - eps) / s, mode))
+    torch.testing.assert_close(st.greater_equal(x, y, s, mode), _pnorm_sigma((d + eps) / s, mode))
+    torch.testing.assert_close(st.less(x, y, s, mode), _pnorm_sigma((-d - eps) / s, mode))
+    torch.testing.assert_close(st.less_equal(x, y, s, mode), _pnorm_sigma((-d + eps) / s, mode))
+    soft_abs = d * (2 * _pnorm_sigma(d / s, mode) - 1)
+    eq = (2 * _pnorm_sigma((eps - soft_abs) / s, mode)).clamp(max=1)
+    torch.testing.assert_close(st.eq(x, y, s, mode), eq)
+    torch.testing.assert_close(st.not_equal(x, y, s, mode), 1 - eq)
+    tol = 0.05 + 0.2 * y.abs() + eps
+    close = (2 * _pnorm_sigma((tol - soft_abs) / s, mode)).clamp(max=1)
+    torch.testing.assert_close(st.isclose(x, y, s, rtol=0.2, atol=0.05, mode=mode), close)
+
+
+@pytest.mark.parametrize("mode", PNORM)
+@pytest.mark.parametrize(
+    "name", ["greater", "greater_equal", "less", "less_equal", "eq", "not_equal", "isclose"]
+)
+def test_pnorm_comparisons_st(mode: str, name: str) -> None:
+    soft_fn, st_fn = getattr(st, name), getattr(st, f"{name}_st")
+    x = torch.linspace(-1, 1, 9, dtype=torch.float64, requires_grad=True)
+    out = st_fn(x, 0.2, softness=0.5, mode=mode)
+    torch.testing.assert_close(out, soft_fn(x.detach(), 0.2, mode="hard"))
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (ref,) = torch.autograd.grad(soft_fn(x, 0.2, softness=0.5, mode=mode).sum(), x)
+    torch.testing.assert_close(g, ref)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1e-3])
+@pytest.mark.parametrize("which", ["rtol", "atol"])
+@pytest.mark.parametrize("mode", ["hard", "smooth", "_c1_pnorm"])
+def test_isclose_bad_tolerance_raises_like_torch(bad: float, which: str, mode: str) -> None:
+    x = torch.ones(3)
+    with pytest.raises(RuntimeError) as torch_err:
+        torch.isclose(x, x, **{which: bad})
+    with pytest.raises(RuntimeError) as ours:
+        st.isclose(x, x, mode=mode, **{which: bad})
+    assert str(ours.value) == str(torch_err.value)
+    assert isinstance(ours.value, ValueError)  # our convention for bad arguments, too
+
+
+@pytest.mark.parametrize("mode", ["smooth", "c0", "c1", "c2", *PNORM])
+def test_isclose_infinite_rtol_and_infinite_operands(mode: str) -> None:
+    inf = float("inf")
+    x = torch.tensor([0.0, 1e-9, 1.0, 5.0, inf, 1.0, -inf])
+    y = torch.tensor([0.0, 0.0, 0.0, 1.0, inf, inf, inf])
+    out = st.isclose(x, y, softness=1e-3, rtol=inf, mode=mode)
+    assert torch.isfinite(out).all(), out
+    # y == 0: the relative term is 0 (0 * inf is not NaN), so closeness is by atol only
+    torch.testing.assert_close(out[:4], torch.tensor([1.0, 1.0, 0.0, 1.0]))
+    # infinities are close only to themselves (as in torch.isclose)
+    torch.testing.assert_close(out[4:], torch.tensor([1.0, 0.0, 0.0]))
+    torch.testing.assert_close(st.eq(x, y, mode=mode)[4:], torch.tensor([1.0, 0.0, 0.0]))
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("softness", [1e-6, 0.1])
+def test_isclose_half_precision_finite_gradients(dtype: torch.dtype, softness: float) -> None:
+    x = torch.tensor([0.0, 1e-3, 1.0, -2.0], dtype=dtype, requires_grad=True)
+    y = torch.zeros(4, dtype=dtype, requires_grad=True)
+    out = st.isclose(x, y, softness=softness)
+    assert out.dtype == dtype
+    gx, gy = torch.autograd.grad(out.float().sum(), (x, y))
+    assert torch.isfinite(gx).all() and torch.isfinite(gy).all(), (gx, gy)
+    ref = st.isclose(x.detach().float(), y.detach().float(), softness=softness).to(dtype)
+    assert torch.equal(out.detach(), ref)

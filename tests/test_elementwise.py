@@ -458,3 +458,147 @@ def test_vmap_over_inputs_and_softness(mode: str) -> None:
         out = torch.func.vmap(lambda r, t, f=fn: f(r, t, mode))(x, s)
         ref = torch.stack([fn(x[i], float(s[i]), mode) for i in range(3)])
         torch.testing.assert_close(out, ref)
+
+
+# ------------------------------------------------------------------------------------------------
+# p-norm sigmoidal modes (issue 17): every elementwise op and its *_st version accepts them
+# ------------------------------------------------------------------------------------------------
+
+PNORM_MODES = ("_c1_pnorm", "_c2_pnorm")
+
+
+def pnorm_step_reference(u: torch.Tensor, mode: str) -> torch.Tensor:
+    """Weight of the second point of the p-norm projection of the scores (0, u) onto the
+    simplex: p_i = [theta_i - lam]_+^e (e = 2 for p = 3/2, e = 3 for p = 4/3) with lam found by
+    bisection so that the weights sum to 1 (float64, independent of the closed forms)."""
+    e = 2 if mode == "_c1_pnorm" else 3
+    u = u.double()
+    lo = torch.minimum(u, torch.zeros_like(u)) - 1.0
+    hi = torch.maximum(u, torch.zeros_like(u))
+    for _ in range(200):
+        lam = (lo + hi) / 2
+        total = (-lam).clamp_min(0) ** e + (u - lam).clamp_min(0) ** e
+        lo = torch.where(total > 1, lam, lo)
+        hi = torch.where(total > 1, hi, lam)
+    return (u - (lo + hi) / 2).clamp_min(0) ** e
+
+
+@pytest.mark.parametrize("mode", PNORM_MODES)
+def test_pnorm_modes_elementwise_values(mode: str) -> None:
+    s = 0.4
+    x = torch.linspace(-1.5, 1.5, 31, dtype=torch.float64)
+    sig = pnorm_step_reference(x / s, mode)
+    torch.testing.assert_close(st.heaviside(x, s, mode), sig)
+    torch.testing.assert_close(st.sign(x, s, mode), 2 * sig - 1)
+    torch.testing.assert_close(st.abs(x, s, mode), x * (2 * sig - 1))
+    torch.testing.assert_close(st.relu(x, s, mode, gated=True), x * sig)
+    # ungated relu: the integral of the sigmoidal (trapezoid rule on a fine grid)
+    grid = torch.linspace(-s, 1.5, 200001, dtype=torch.float64)
+    cum = torch.cumulative_trapezoid(pnorm_step_reference(grid / s, mode), grid)
+    ref = torch.where(x <= -s, 0.0, torch.from_numpy(
+        __import__("numpy").interp(x.numpy(), grid[1:].numpy(), cum.numpy())))
+    torch.testing.assert_close(st.relu(x, s, mode), ref, atol=1e-8, rtol=0)
+    # clamp from two gated relus, round as the staircase of p-norm steps
+    r = lambda t: t * pnorm_step_reference(t / s, mode)  # noqa: E731
+    torch.testing.assert_close(
+        st.clamp(x, -0.5, 0.7, s, mode, gated=True), 0.7 - r(0.7 + 0.5 - r(x + 0.5))
+    )
+    base = torch.floor(x)
+    j = torch.arange(-5, 5, dtype=torch.float64)
+    stair = base - 5 + pnorm_step_reference(((x - base)[:, None] - j - 0.5) / s, mode).sum(-1)
+    torch.testing.assert_close(st.round(x, s, mode), stair)
+
+
+@pytest.mark.parametrize("mode", PNORM_MODES)
+@pytest.mark.parametrize(
+    "name", ["heaviside", "sign", "abs", "relu", "relu_gated", "clamp", "clamp_gated", "round"]
+)
+def test_pnorm_modes_st_forward_hard_backward_soft(mode: str, name: str) -> None:
+    fns = {
+        "heaviside": (st.heaviside, st.heaviside_st, {}),
+        "sign": (st.sign, st.sign_st, {}),
+        "abs": (st.abs, st.abs_st, {}),
+        "relu": (st.relu, st.relu_st, {}),
+        "relu_gated": (st.relu, st.relu_st, {"gated": True}),
+        "clamp": (lambda x, **k: st.clamp(x, -0.3, 0.4, **k),
+                  lambda x, **k: st.clamp_st(x, -0.3, 0.4, **k), {}),
+        "clamp_gated": (lambda x, **k: st.clamp(x, -0.3, 0.4, **k),
+                        lambda x, **k: st.clamp_st(x, -0.3, 0.4, **k), {"gated": True}),
+        "round": (st.round, st.round_st, {}),
+    }
+    soft_fn, st_fn, extra = fns[name]
+    x = torch.linspace(-1.3, 1.3, 14, dtype=torch.float64, requires_grad=True)
+    out = st_fn(x, softness=0.5, mode=mode, **extra)
+    torch.testing.assert_close(out, soft_fn(x.detach(), mode="hard", **extra))
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (g_soft,) = torch.autograd.grad(soft_fn(x, softness=0.5, mode=mode, **extra).sum(), x)
+    torch.testing.assert_close(g, g_soft)
+    assert torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("mode", PNORM_MODES)
+def test_pnorm_modes_gradcheck(mode: str) -> None:
+    x = torch.tensor([-0.9, -0.3, 0.05, 0.35, 0.8], dtype=torch.float64, requires_grad=True)
+    for fn in (st.heaviside, st.sign, st.abs, st.relu, st.round):
+        assert gradcheck(lambda t, f=fn: f(t, 0.5, mode), (x,))
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 17: clamp with infinite bounds, half-precision softrelu / sigmoidal
+# ------------------------------------------------------------------------------------------------
+
+INF = float("inf")
+ALL_SOFT = ("smooth", "c0", "c1", "c2", "_c1_pnorm", "_c2_pnorm")
+
+
+@pytest.mark.parametrize("mode", ALL_SOFT)
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(-INF, 0.5), (-0.5, INF), (None, INF), (-INF, INF), (-INF, None), (INF, None), (None, -INF),
+     (INF, 1.0), (-1.0, -INF)],
+    ids=str,
+)
+def test_clamp_infinite_bounds(mode: str, a: float | None, b: float | None) -> None:
+    x = torch.tensor([0.3, -2.0, 5.0, 0.0], requires_grad=True)
+    out = st.clamp(x, a, b, softness=0.1, mode=mode)
+    hard = torch.clamp(x.detach(), a, b)
+    assert not torch.isnan(out).any(), out
+    # an infinite bound is either no bound (the other side's soft clamp) or the bound itself
+    finite_a = None if a is None or a == -INF else a
+    finite_b = None if b is None or b == INF else b
+    if a == INF or b == -INF:
+        torch.testing.assert_close(out.detach(), hard)
+    elif finite_a is None and finite_b is None:
+        torch.testing.assert_close(out.detach(), x.detach())
+    else:
+        torch.testing.assert_close(
+            out.detach(), st.clamp(x.detach(), finite_a, finite_b, softness=0.1, mode=mode)
+        )
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert torch.isfinite(g).all(), g
+    out_st = st.clamp_st(x, a, b, softness=0.1, mode=mode)
+    assert torch.equal(out_st.detach(), hard)
+    (g_st,) = torch.autograd.grad(out_st.sum(), x)
+    assert torch.isfinite(g_st).all(), g_st
+    # tensor bounds with infinite entries behave the same elementwise
+    if a is not None and b is not None:
+        ta, tb = torch.full((4,), a), torch.full((4,), b)
+        torch.testing.assert_close(st.clamp(x, ta, tb, 0.1, mode), out)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("mode", ALL_SOFT)
+def test_softrelu_and_sigmoidal_compute_half_in_float32(dtype: torch.dtype, mode: str) -> None:
+    x = torch.tensor([0.5, -0.5, 3.0, -3.0], dtype=dtype, requires_grad=True)
+    for softness in (1e-6, 0.1, 1e4):
+        for fn in (st.softrelu, st.sigmoidal):
+            out = fn(x, softness, mode)
+            assert out.dtype == dtype
+            ref = fn(x.detach().float(), softness, mode).to(dtype)
+            assert torch.equal(out.detach(), ref), (fn.__name__, softness, out, ref)
+            (g,) = torch.autograd.grad(out.float().sum(), x)
+            assert not torch.isnan(g).any()
+    torch.testing.assert_close(
+        st.softrelu(torch.tensor([0.5, -0.5], dtype=dtype), softness=1e-6),
+        torch.tensor([0.5, 0.0], dtype=dtype),
+    )

@@ -253,3 +253,24 @@ def test_where_condition_gradient_is_x_minus_y() -> None:
         c = c0.double().requires_grad_()
         (g,) = torch.autograd.grad(st.where(c, x, y).sum(), c)
         torch.testing.assert_close(g, x - y)
+
+
+# issue 17: geometric-mean logic ops compute in float32 for half-precision inputs
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("op", ["and", "or", "xor", "all", "any"])
+def test_geometric_mean_half_precision_finite_gradients(dtype: torch.dtype, op: str) -> None:
+    fns = {
+        "and": lambda a, b: st.logical_and(a, b, use_geometric_mean=True),
+        "or": lambda a, b: st.logical_or(a, b, use_geometric_mean=True),
+        "xor": lambda a, b: st.logical_xor(a, b, use_geometric_mean=True),
+        "all": lambda a, b: st.all(torch.stack([a, b]), 0, use_geometric_mean=True),
+        "any": lambda a, b: st.any(torch.stack([a, b]), 0, use_geometric_mean=True),
+    }
+    a = torch.tensor([0.0, 1.0, 0.0, 1.0, 0.5], dtype=dtype, requires_grad=True)
+    b = torch.tensor([0.0, 0.0, 1.0, 1.0, 0.5], dtype=dtype, requires_grad=True)
+    out = fns[op](a, b)
+    assert out.dtype == dtype
+    ref = fns[op](a.detach().float(), b.detach().float()).to(dtype)
+    assert torch.equal(out.detach(), ref)
+    ga, gb = torch.autograd.grad(out.float().sum(), (a, b))
+    assert torch.isfinite(ga).all() and torch.isfinite(gb).all(), (ga, gb)

@@ -3,6 +3,8 @@ expected value; shapes, broadcasting, gradients and errors."""
 
 from __future__ import annotations
 
+import functools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -161,3 +163,126 @@ def test_errors() -> None:
         st.take(torch.tensor([1 + 1j]), torch.ones(1))
     with pytest.raises(TypeError, match="soft_index must be a tensor"):
         st.take(x, [0.0, 1.0])  # type: ignore[arg-type]
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 17: zero weights never touch non-finite entries; empty and 0-d inputs follow torch
+# ------------------------------------------------------------------------------------------------
+
+NAN, INF = float("nan"), float("inf")
+BAD_ENTRIES = [NAN, INF, -INF]
+
+
+@pytest.mark.parametrize("bad", BAD_ENTRIES, ids=str)
+def test_one_hot_selection_ignores_unselected_non_finite(bad: float) -> None:
+    x = torch.tensor([[1.0, bad, 3.0], [bad, 5.0, 6.0]])
+    close = functools.partial(torch.testing.assert_close, equal_nan=True)
+    idx = torch.tensor([[0, 2], [1, 2]])
+    one_hot = F.one_hot(idx, 3).float()
+    close(
+        st.take_along_dim(x, one_hot, dim=1), torch.take_along_dim(x, idx, dim=1)
+    )
+    flat_idx = torch.tensor([0, 2, 4, 5])
+    close(
+        st.take(x, F.one_hot(flat_idx, 6).float()), torch.take(x, flat_idx)
+    )
+    close(
+        st.take_along_dim(x, F.one_hot(flat_idx, 6).float()), torch.take_along_dim(x, flat_idx)
+    )
+    cols = torch.tensor([2, 0])
+    close(
+        st.index_select(x.T, F.one_hot(cols, 3).float(), 0), torch.index_select(x.T, 0, cols)
+    )
+    close(
+        st.take(x, F.one_hot(torch.tensor([[2]]), 3).float(), dim=1),
+        torch.from_numpy(x.numpy().take([[2]], axis=1)),
+    )
+    close(
+        st.narrow(x[0], torch.tensor([0.0, 1.0]), 2), torch.narrow(x[0], 0, 1, 2)
+    )
+    close(
+        st.narrow(x[1], torch.tensor([0.0, 1.0]), 2), torch.narrow(x[1], 0, 1, 2)
+    )
+
+
+def test_selected_non_finite_entries_propagate() -> None:
+    x = torch.tensor([1.0, NAN, INF, -INF])
+    w = torch.tensor([[0.5, 0.5, 0, 0], [0.5, 0, 0.5, 0], [0.5, 0, 0, 0.5], [0, 0, 0.5, 0.5],
+                      [-0.5, 0, 1.5, 0]])
+    out = st.take(x, w)
+    ref = torch.tensor([NAN, INF, -INF, NAN, INF])
+    torch.testing.assert_close(out, ref, equal_nan=True)
+
+
+def test_selection_gradients_finite_with_unselected_nan() -> None:
+    x = torch.tensor([1.0, NAN, 3.0], requires_grad=True)
+    s = torch.tensor([[0.25, 0.0, 0.75]], requires_grad=True)
+    out = st.take_along_dim(x, s)
+    torch.testing.assert_close(out.detach(), torch.tensor([2.5]))
+    gx, gs = torch.autograd.grad(out.sum(), (x, s))
+    torch.testing.assert_close(gx, torch.tensor([0.25, 0.0, 0.75]))
+    torch.testing.assert_close(gs, torch.tensor([[1.0, 0.0, 3.0]]))
+
+
+def test_non_finite_selection_under_vmap_and_compile_path() -> None:
+    """The masked path (used when values cannot be read) gives the same as the eager one."""
+    x = torch.tensor([[1.0, NAN, 3.0], [4.0, 5.0, INF]])
+    s = F.one_hot(torch.tensor([[0], [1]]), 3).float()
+    out = torch.func.vmap(lambda r, w: st.take_along_dim(r, w, dim=0))(x, s)
+    torch.testing.assert_close(out, torch.tensor([[1.0], [5.0]]))
+
+
+def _torch_error(fn) -> tuple[type[BaseException], str]:  # noqa: ANN001
+    with pytest.raises(Exception) as info:  # noqa: PT011
+        fn()
+    return type(info.value), str(info.value).splitlines()[0]
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (lambda: st.index_select(torch.empty(0), torch.ones(1, 0), 0),
+         lambda: torch.index_select(torch.empty(0), 0, torch.tensor([0]))),
+        (lambda: st.take(torch.empty(0), torch.ones(2, 0)),
+         lambda: torch.take(torch.empty(0), torch.tensor([0, 0]))),
+        (lambda: st.take_along_dim(torch.empty(0), torch.ones(1, 0)),
+         lambda: torch.take_along_dim(torch.empty(0), torch.tensor([0]))),
+        (lambda: st.index_select(torch.tensor(3.0), torch.ones(2, 1), 0),
+         lambda: torch.index_select(torch.tensor(3.0), 0, torch.tensor([0, 0]))),
+        (lambda: st.take_along_dim(torch.tensor(3.0), torch.ones(1), 0),
+         lambda: torch.take_along_dim(torch.tensor(3.0), torch.tensor(0), 0)),
+    ],
+)
+def test_empty_and_0d_errors_follow_torch(ours, theirs) -> None:  # noqa: ANN001
+    err, msg = _torch_error(ours)
+    torch_err, torch_msg = _torch_error(theirs)
+    assert issubclass(err, (IndexError, RuntimeError))
+    assert msg == torch_msg or issubclass(err, torch_err), (msg, torch_msg)
+    assert msg == torch_msg
+
+
+def test_empty_axis_with_no_index_gives_empty_results() -> None:
+    e = torch.empty(0)
+    assert st.index_select(e, torch.ones(0, 0), 0).shape == torch.Size([0])
+    assert st.take(e, torch.ones(0, 0)).shape == torch.Size([0])
+    assert st.take_along_dim(e, torch.ones(0, 0)).shape == torch.Size([0])
+    assert st.take(torch.empty(2, 0), torch.ones(0, 0), dim=1).shape == torch.Size([2, 0])
+    with pytest.raises(IndexError, match="non-empty take from an empty"):
+        st.take(torch.empty(2, 0), torch.ones(1, 0), dim=1)
+
+
+def test_0d_selection_shapes_follow_torch() -> None:
+    z = torch.tensor(3.0)
+    one = torch.ones(1)
+    assert st.index_select(z, torch.ones(1, 1), 0).shape == torch.index_select(
+        z, 0, torch.tensor([0])).shape == torch.Size([])
+    assert st.index_select(z, one, -1).shape == torch.Size([])
+    assert st.take(z, one).shape == torch.take(z, torch.tensor(0)).shape
+    assert st.take(z, torch.ones(1, 1)).shape == torch.take(z, torch.tensor([0])).shape
+    assert st.take(z, one, dim=0).shape == torch.Size([])
+
+
+@pytest.mark.parametrize("length", [-1, 4, 100])
+def test_narrow_bad_length_is_value_error_naming_length(length: int) -> None:
+    with pytest.raises(ValueError, match="length"):
+        st.narrow(torch.ones(3), torch.ones(3), length)

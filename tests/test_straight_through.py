@@ -239,3 +239,58 @@ def test_vmap_and_functional_grad(mode: str) -> None:
     g = torch.func.grad(lambda r: st.sign_st(r, 0.3, mode).sum())(x)
     (g_ref,) = torch.autograd.grad(st.sign(x.requires_grad_(), 0.3, mode).sum(), x)
     torch.testing.assert_close(g, g_ref)
+
+
+# ------------------------------------------------------------------------------------------------
+# issue 17: st() on functions that receive mode through **kwargs; builtins
+# ------------------------------------------------------------------------------------------------
+
+
+def _kwargs_relu(x: torch.Tensor, **kwargs: object) -> torch.Tensor:
+    return st.relu(x, **kwargs)  # type: ignore[arg-type]
+
+
+def test_st_passes_mode_and_softness_through_kwargs() -> None:
+    wrapped = st.st(_kwargs_relu)
+    x = torch.tensor([-0.3, -0.05, 0.05, 0.4], dtype=torch.float64, requires_grad=True)
+    # default: hard forward, smooth backward (softness: the wrapped function's own default)
+    out = wrapped(x)
+    assert torch.equal(out.detach(), torch.relu(x.detach()))
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (ref,) = torch.autograd.grad(st.relu(x, mode="smooth").sum(), x)
+    torch.testing.assert_close(g, ref)
+    # mode= and softness= at call time override
+    out = wrapped(x, mode="c1", softness=0.5)
+    assert torch.equal(out.detach(), torch.relu(x.detach()))
+    (g,) = torch.autograd.grad(out.sum(), x)
+    (ref,) = torch.autograd.grad(st.relu(x, softness=0.5, mode="c1").sum(), x)
+    torch.testing.assert_close(g, ref)
+    # mode="hard": one hard call, torch's gradient
+    (g,) = torch.autograd.grad(wrapped(x, mode="hard").sum(), x)
+    torch.testing.assert_close(g, (x.detach() > 0).double())
+
+
+def test_st_kwargs_function_records_both_calls() -> None:
+    calls: list[object] = []
+
+    def f(x: torch.Tensor, **kw: object) -> torch.Tensor:
+        calls.append(kw.get("mode"))
+        return st.sign(x, **kw)  # type: ignore[arg-type]
+
+    st.st(f)(torch.ones(2), softness=0.2)
+    assert sorted(calls) == ["hard", "smooth"]  # type: ignore[type-var]
+
+
+@pytest.mark.parametrize(
+    "fn", [torch.sigmoid, torch.relu, lambda x: x, lambda x, softness=0.1: x],
+    ids=["torch.sigmoid", "torch.relu", "no_mode", "softness_only"],
+)
+def test_st_without_mode_raises_clear_type_error(fn) -> None:  # noqa: ANN001
+    with pytest.raises(TypeError, match="st\\(\\) needs a function that accepts a 'mode'"):
+        st.st(fn)
+
+
+def test_st_docstrings_carry_the_args() -> None:
+    for name in ("relu_st", "clamp_st", "greater_st", "isclose_st", "round_st", "abs_st"):
+        doc = getattr(st, name).__doc__
+        assert "Straight-through" in doc and "Args:" in doc, name

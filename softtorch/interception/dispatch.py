@@ -85,13 +85,30 @@ def _counts(t: Any, level: int) -> bool:
     return level == 0 or isinstance(t, SoftTensor) or (level == 1 and t.requires_grad)
 
 
+def _non_strided(group: Any) -> bool:
+    """Whether a tensor operand (or one in a list / tuple operand) has a non-strided layout."""
+    for a in group:
+        if isinstance(a, torch.Tensor):
+            if a.layout != torch.strided:
+                return True
+        elif isinstance(a, (list, tuple)) and any(
+            isinstance(b, torch.Tensor) and b.layout != torch.strided for b in a
+        ):
+            return True
+    return False
+
+
 def triggered(trigger: str, args: tuple[Any, ...], kwargs: dict[str, Any], cfg: SoftConfig) -> bool:
     """Whether a call is relaxed: see :data:`softtorch.interception.registry.TRIGGERS`.
 
     ``scope="grad"``: a floating operand counts when it requires grad or is soft data (a
     SoftTensor); with gradients disabled (``torch.no_grad``, inference, optimizer steps) no
     gradient path exists and only soft data counts. ``scope="all"``: every floating operand.
+    Calls with a non-strided operand (sparse COO / CSR / ..., mkldnn) are never relaxed: they pass
+    through to torch exactly.
     """
+    if _non_strided(args) or (kwargs and _non_strided(kwargs.values())):
+        return False
     if trigger == "role" or (trigger == "float|role" and any(
             has_role(t) for t in operands(args, kwargs))):  # fmt: skip
         return True

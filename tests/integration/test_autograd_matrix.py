@@ -794,6 +794,7 @@ def test_every_public_function_is_in_the_matrix() -> None:
         # Monte-Carlo: its gradient estimates the smoothed function's, not the derivative of the
         # sampled value, so finite differences do not apply (tests/perturbation/ checks it)
         "perturbed",
+        "Softness", "positive_softness",  # the softness parametrisation (tests/test_learnable.py)
     }  # fmt: skip
     public = {
         n for n in dir(st) if not n.startswith("_") and callable(getattr(st, n)) and n not in skip

@@ -3,7 +3,8 @@
 The ``workqueue`` threading layer (numba's fallback when no OpenMP/TBB runtime is present) aborts
 the process on concurrent launches, so softtorch serialises its parallel kernels under that layer
 (:func:`softtorch.ordering.methods.permutahedron._pav_numba.parallel_guard`). The check runs
-in a child process that forces the layer."""
+in a child process that forces the layer, and each concurrent result (values and gradients)
+must equal the serial one bit for bit."""
 
 from __future__ import annotations
 
@@ -29,25 +30,43 @@ SCRIPT = textwrap.dedent(
 
     errors = []
 
-    def work(shape, learnable):
+    def compute(x, learnable):
+        # rank and c1 sort with their gradients (w.r.t. x and a learnable softness)
+        out = []
+        for _ in range(2):
+            xx = x.clone().requires_grad_()
+            s = torch.tensor(0.5, requires_grad=True) if learnable else 0.5
+            r = st.rank(xx, dim=-1, method="fast_soft_sort", softness=s)
+            r.sum().backward()
+            y = st.sort(xx, dim=-1, method="fast_soft_sort", mode="c1", softness=s)
+            (y.values * torch.linspace(-1, 1, x.shape[-1])).sum().backward()
+            grads = [xx.grad] + ([s.grad] if learnable else [])
+            out.append([r.detach(), y.values.detach(), *grads])
+        return out
+
+    torch.manual_seed(0)
+    jobs = [((4, 20000), False), ((1, 70000), False), ((4, 20000), True), ((300, 300), False)]
+    inputs = [(torch.randn(*shape), learnable) for shape, learnable in jobs]
+    serial = [compute(x, learnable) for x, learnable in inputs]  # one call at a time
+    concurrent = [None] * len(inputs)
+
+    def work(i):
         try:
-            x = torch.randn(*shape)
-            for _ in range(3):
-                xx = x.clone().requires_grad_()
-                s = torch.tensor(0.5, requires_grad=True) if learnable else 0.5
-                st.rank(xx, dim=-1, method="fast_soft_sort", softness=s).sum().backward()
-                y = st.sort(xx, dim=-1, method="fast_soft_sort", mode="c1", softness=s)
-                y.values.sum().backward()
+            concurrent[i] = compute(*inputs[i])
         except Exception as e:  # noqa: BLE001
             errors.append(repr(e))
 
-    jobs = [((4, 20000), False), ((1, 70000), False), ((4, 20000), True), ((300, 300), False)]
-    threads = [threading.Thread(target=work, args=job) for job in jobs]
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(inputs))]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     assert not errors, errors
+    for i, (ser, con) in enumerate(zip(serial, concurrent)):
+        for rep, (a, b) in enumerate(zip(ser, con)):
+            assert len(a) == len(b)
+            for k, (u, v) in enumerate(zip(a, b)):
+                assert torch.equal(u, v), ("job", i, "repeat", rep, "output", k)
     print("ok", numba.threading_layer())
     """
 )

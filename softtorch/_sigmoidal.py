@@ -20,15 +20,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._checks import SIGMOIDAL_MODES, as_float, check_choice, check_softness
+from ._checks import SIGMOIDAL_MODES, as_float, check_choice, check_softness, upcast_half
 
-Softness = float | torch.Tensor
+SoftnessLike = float | torch.Tensor
 
 #: Half-width of the c0/c1/c2 transition band, in units of softness.
 BAND = 5.0
 
 
-def _t(x: torch.Tensor, softness: Softness) -> torch.Tensor:
+def _t(x: torch.Tensor, softness: SoftnessLike) -> torch.Tensor:
     return (0.5 + x / (2.0 * BAND * softness)).clamp(0.0, 1.0)
 
 
@@ -55,12 +55,14 @@ def _unit_sigmoidal(u: torch.Tensor, mode: str) -> torch.Tensor:
 
 
 def sigmoidal(
-    x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth"
+    x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth"
 ) -> torch.Tensor:
     """Soft Heaviside step in [0, 1]; see the module docstring for each mode's formula.
 
+    Half-precision input is computed in float32 and returned in its dtype.
+
     Args:
-        x: input tensor (floating).
+        x: input tensor (floating; integers are promoted).
         softness: transition width s > 0.
         mode: one of ``smooth``, ``c0``, ``c1``, ``_c1_pnorm``, ``c2``, ``_c2_pnorm``.
 
@@ -69,10 +71,11 @@ def sigmoidal(
         tensor([0.2160, 0.5000, 0.7840])
     """
     mode = check_choice(mode, SIGMOIDAL_MODES, "mode")
-    return step(as_float(x), check_softness(softness), mode)
+    xc, dtype = upcast_half(as_float(x))
+    return step(xc, check_softness(softness), mode).to(dtype)
 
 
-def step(x: torch.Tensor, softness: Softness, mode: str) -> torch.Tensor:
+def step(x: torch.Tensor, softness: SoftnessLike, mode: str) -> torch.Tensor:
     """:func:`sigmoidal` without argument checks, for callers that validated them once."""
     if mode == "smooth":
         return torch.sigmoid(x / softness)
@@ -87,18 +90,26 @@ def step(x: torch.Tensor, softness: Softness, mode: str) -> torch.Tensor:
 
 
 def softrelu(
-    x: torch.Tensor, softness: Softness = 0.1, mode: str = "smooth", gated: bool = False
+    x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth", gated: bool = False
 ) -> torch.Tensor:
     """Soft ReLU: the integral of :func:`sigmoidal` (``gated=False``) or ``x * sigmoidal(x)``.
 
     The ungated form is convex, lies above ``relu`` and equals it outside the band
-    (c-modes); ``smooth`` gives ``s * softplus(x / s)``.
+    (c-modes); ``smooth`` gives ``s * softplus(x / s)``. Half-precision input is computed in
+    float32 and returned in its dtype.
+
+    Args:
+        x: input tensor (floating; integers are promoted).
+        softness: transition width s > 0.
+        mode: one of ``smooth``, ``c0``, ``c1``, ``_c1_pnorm``, ``c2``, ``_c2_pnorm``.
+        gated: ``x * sigmoidal(x)`` instead of the integral.
     """
     mode = check_choice(mode, SIGMOIDAL_MODES, "mode")
-    return ramp(as_float(x), check_softness(softness), mode, gated)
+    xc, dtype = upcast_half(as_float(x))
+    return ramp(xc, check_softness(softness), mode, gated).to(dtype)
 
 
-def ramp(x: torch.Tensor, softness: Softness, mode: str, gated: bool = False) -> torch.Tensor:
+def ramp(x: torch.Tensor, softness: SoftnessLike, mode: str, gated: bool = False) -> torch.Tensor:
     """:func:`softrelu` without argument checks, for callers that validated them once."""
     if gated:
         return x * step(x, softness, mode)
