@@ -7,7 +7,8 @@ whose data carries its own settings. Both read one declarative :mod:`registry` o
 from . import registry
 from .config import SoftConfig
 from .mode import current_mode, hard_mode, soft_mode
-from .tensor import SoftTensor, soft
+from .settings import soft
+from .tensor import SoftTensor
 
 __all__ = [
     "SoftConfig",

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .._checks import INDEX_METHODS
 from ..straight_through import combine
+from ..surrogate import threshold
 from .config import SoftConfig
 from .tensor import SoftTensor, is_soft_bool, make, wrap
 
@@ -79,8 +80,6 @@ class Ctx:
         surrogate gradient is computed from."""
         exact = hard()
         if self.cfg.surrogate is not None and step is not None:
-            from ..surrogate import threshold
-
             surrogate = threshold(step(), self.cfg.surrogate)
             values = combine(exact.to(surrogate.dtype), surrogate)
         else:

@@ -18,9 +18,10 @@ import torch
 from torch.overrides import TorchFunctionMode
 
 from . import tensor as _tensor
-from .config import SoftConfig, make_config
+from .config import SoftConfig
 from .dispatch import caller_is_engine, dispatch_plain, dispatch_soft
 from .registry import Entry, tables
+from .settings import make_config
 from .tensor import SoftTensor
 
 
@@ -92,7 +93,7 @@ def _subclass_dispatch(
     return dispatch_soft(func, args, kwargs, stack[-1] if stack else None, caller_is_engine(3))
 
 
-_tensor._DISPATCH[:] = [_subclass_dispatch]
+_tensor.set_dispatch(_subclass_dispatch)
 
 
 def current_mode() -> SoftConfig | None:

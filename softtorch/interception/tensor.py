@@ -29,16 +29,22 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .._checks import as_float
-from .config import SoftConfig, make_config
+from .config import SoftConfig
 
 _Disable = torch._C.DisableTorchFunctionSubclass
 #: ``torch.Tensor.as_subclass`` itself (SoftTensor overrides the method for traced code).
 _as_subclass = Tensor.as_subclass
 
-#: The subclass dispatch entry, installed by :mod:`softtorch.interception.mode` (which imports
-#: this module, so it cannot be imported here).
-_DISPATCH: list[Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]] = []
+Dispatch = Callable[[Callable[..., Any], tuple[Any, ...], dict[str, Any]], Any]
+#: The subclass dispatch entry (one slot), set by :func:`set_dispatch`.
+_DISPATCH: list[Dispatch] = []
+
+
+def set_dispatch(entry: Dispatch) -> None:
+    """Install the function every SoftTensor operation is routed to. The dispatcher lives above
+    this module (it reads the registry, which reads this module), so it registers itself here:
+    :mod:`softtorch.interception.mode` calls this once at import."""
+    _DISPATCH[:] = [entry]
 
 
 class SoftTensor(torch.Tensor):
@@ -355,34 +361,3 @@ def wrap(out: Any, cfg: SoftConfig | None) -> Any:
             return type(out)(*items)
         return type(out)(items) if type(out) is not tuple else tuple(items)
     return out
-
-
-def soft(
-    x: Tensor | float,
-    mode: str = "smooth",
-    softness: float | Tensor = 0.1,
-    *,
-    method: str | None = None,
-    straight_through: bool = False,
-    ops: str | Iterable[str] | None = None,
-    exclude: str | Iterable[str] | None = None,
-    surrogate: str | None = None,
-) -> SoftTensor:
-    """``x`` as a :class:`SoftTensor`: torch ops on it are relaxed with these settings, without a
-    context manager, and their tensor results stay SoftTensors.
-
-    Arguments are those of :func:`softtorch.soft_mode` (``scope`` does not apply: the data itself
-    asks for relaxation). Integer data is promoted to the default float dtype; the result shares
-    ``x``'s data and autograd history. An active ``soft_mode`` takes precedence.
-
-    Example:
-        >>> s = soft(torch.tensor([0.3, -1.0, 2.0]), softness=0.5)
-        >>> (s > 0).hard()
-        tensor([ True, False,  True])
-    """
-    cfg = make_config(
-        mode, softness, method=method, straight_through=straight_through, ops=ops,
-        exclude=exclude, surrogate=surrogate,
-    )
-    xt = as_float(plain(x) if isinstance(x, Tensor) else x)
-    return make(xt, cfg)  # type: ignore[return-value]

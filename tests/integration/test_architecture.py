@@ -121,10 +121,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
     return out
 
 
-def _in_interception(comp: list[str]) -> bool:
-    return all(m == INTERCEPTION or m.startswith(INTERCEPTION + ".") for m in comp)
-
-
 def test_scanner_finds_deferred_and_relative_cycles() -> None:
     """The scan itself: a cycle through a function-level ``from . import`` is found, a
     ``TYPE_CHECKING`` import and a child -> parent-package import are not edges."""
@@ -144,17 +140,8 @@ def test_scanner_finds_deferred_and_relative_cycles() -> None:
     assert cycles(graph) == [["p.a", "p.b"]]
 
 
-def test_no_import_cycles_outside_interception() -> None:
-    found = [c for c in cycles(import_graph(module_sources())) if not _in_interception(c)]
-    assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
-
-
-@pytest.mark.xfail(
-    strict=False,
-    reason="the interception layer's registry <-> handler cycle is removed by issue 16",
-)
-def test_no_import_cycles_in_interception() -> None:
-    found = [c for c in cycles(import_graph(module_sources())) if _in_interception(c)]
+def test_no_import_cycles() -> None:
+    found = cycles(import_graph(module_sources()))
     assert not found, "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
