@@ -24,12 +24,11 @@ from .._checks import INDEX_METHODS
 from ..straight_through import combine
 from ..surrogate import threshold
 from .config import SoftConfig
-from .tensor import SoftTensor, is_soft_bool, make, wrap
+from .tensor import SoftTensor, _Disable, is_soft_bool, make, wrap
 
 #: Returned by a handler that leaves the call to torch (e.g. no soft operand where one is needed).
 DECLINE: Any = object()
 
-_Disable = torch._C.DisableTorchFunctionSubclass
 
 
 class Ctx:

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .tensor import SoftTensor, is_discrete, make, plain, support
+from .tensor import SoftTensor, _Disable, is_discrete, make, plain, support
 
 #: Support points per element before equal values are merged.
 MAX_SUPPORT: int = 256
@@ -565,7 +565,7 @@ def write_into(target: Tensor, out: Any) -> Tensor:
     """Store a relaxed result in ``target`` in place: integer / bool storage holds torch's exact
     values and becomes a SoftInt carrying the distribution; floating storage holds the soft
     values and keeps the exact ones beside them (a SoftFloat). ``target`` keeps its identity."""
-    with torch._C.DisableTorchFunctionSubclass():
+    with _Disable():
         data = plain(target)
         if not isinstance(out, SoftTensor):
             data.copy_(out)

@@ -35,6 +35,7 @@ from .registry import BY_TARGET, Entry, tables
 from .roles import ROLES, forget_role, passthrough, writes_first
 from .tensor import (
     SoftTensor,
+    _Disable,
     carried_config,
     clone_role,
     hard_view,
@@ -47,7 +48,7 @@ from .tensor import (
     wrap,
 )
 
-_Disable = torch._C.DisableTorchFunctionSubclass
+#: torch function handling off (torch internal ``torch._C``, checked on torch 2.13.0)
 _DisableAll = torch._C.DisableTorchFunction
 _EXACT_AS_BOOL = frozenset({"logic", "selection"})
 

@@ -31,6 +31,8 @@ from torch import Tensor
 
 from .config import SoftConfig
 
+#: Subclass dispatch off for a block (torch internal ``torch._C``, checked on torch 2.13.0):
+#: the one alias every interception module uses.
 _Disable = torch._C.DisableTorchFunctionSubclass
 #: ``torch.Tensor.as_subclass`` itself (SoftTensor overrides the method for traced code).
 _as_subclass = Tensor.as_subclass
@@ -112,6 +114,7 @@ class SoftTensor(torch.Tensor):
         plain data is detached and the settings and role are kept: some modes reject subclass
         operands, such as the check AOTAutograd runs on the first call of a compiled function,
         which detaches the SoftTensor inputs it saves for backward."""
+        # torch internal (torch._C._len_torch_dispatch_stack), checked on torch 2.13.0
         if torch.compiler.is_compiling() or not torch._C._len_torch_dispatch_stack():
             return Tensor.detach(self)
         sidx = None if self._sidx is None else self._sidx.detach()
