@@ -76,11 +76,11 @@ def check_softness(softness: float | torch.Tensor) -> float | torch.Tensor:
 def _check_softness_tensor(softness: torch.Tensor) -> None:
     if _is_compiling() or _is_fake(softness):
         ok = torch.all((softness > 0) & torch.isfinite(softness))
-        torch._assert_async(ok, _SOFTNESS_MSG)
+        torch._assert_async(ok, _SOFTNESS_MSG)  # torch internal, checked on torch 2.13.0
         return
     inner = softness.detach()
     while torch._C._functorch.is_functorch_wrapped_tensor(inner):  # vmap / grad / jvp levels
-        inner = torch._C._functorch.get_unwrapped(inner)
+        inner = torch._C._functorch.get_unwrapped(inner)  # internal, checked on torch 2.13.0
     if _is_fake(inner) or inner.device.type == "meta":
         return
     bad = ~((inner > 0) & torch.isfinite(inner))

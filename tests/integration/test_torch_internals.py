@@ -27,6 +27,8 @@ INTERNALS: tuple[tuple[str, str], ...] = (
     ("torch._C", "_len_torch_dispatch_stack"),
     ("torch._C._functorch", "is_functorch_wrapped_tensor"),
     ("torch._C._functorch", "is_batchedtensor"),
+    ("torch._C._functorch", "get_unwrapped"),
+    ("torch", "_assert_async"),
     ("torch._C._functorch", "maybe_current_level"),
     ("torch._C._functorch", "peek_interpreter_stack"),
     ("torch._C._functorch", "TransformType"),
