@@ -21,9 +21,8 @@ pytest.importorskip("tqdm")
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "train_on_the_metric.py"
 
-#: Allowed shortfall of the soft-F1 model's held-out F1 w.r.t. the cross-entropy model's.
-#: Measured on branch tmetrics (before soft integers): soft F1 0.602, cross-entropy 0.483.
-MARGIN = 0.02
+#: The docs claim the metric-trained models beat cross-entropy on the metric they were trained on
+#: (measured with --quick: F1 0.514 vs 0.483, MCC 0.488 vs 0.463).
 
 
 def _scores(out: str, name: str) -> tuple[float, float]:
@@ -35,7 +34,7 @@ def _scores(out: str, name: str) -> tuple[float, float]:
     raise AssertionError(f"no result line for {name!r} in:\n{out}")
 
 
-def test_soft_f1_model_matches_or_beats_cross_entropy() -> None:
+def test_metric_trained_models_beat_cross_entropy() -> None:
     env = dict(os.environ)
     env["OMP_NUM_THREADS"] = "1"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
@@ -44,7 +43,8 @@ def test_soft_f1_model_matches_or_beats_cross_entropy() -> None:
         capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
-    f1_ce, _ = _scores(proc.stdout, "cross-entropy")
+    f1_ce, mcc_ce = _scores(proc.stdout, "cross-entropy")
     f1_soft, _ = _scores(proc.stdout, "soft F1")
-    assert f1_soft >= f1_ce - MARGIN, proc.stdout
-    assert "not trained" not in proc.stdout.split("soft F1:", 1)[1].splitlines()[0]
+    _, mcc_soft = _scores(proc.stdout, "soft MCC")
+    assert f1_soft > f1_ce, proc.stdout
+    assert mcc_soft > mcc_ce, proc.stdout
