@@ -80,6 +80,7 @@ from .types import SoftBool, SoftIndex
 _BUILTIN_NAMES = ("abs", "all", "any", "max", "min", "round")
 
 __all__ = [
+    "perturbed",
     "SoftBool",
     "SoftConfig",
     "SoftIndex",

@@ -293,8 +293,9 @@ def pointwise(
         torch.mul,
         (_pad_axes(d[1], lead, i, rank) for i, d in enumerate(dists)),  # type: ignore
     )
-    vals = vals.reshape(-1, *vals.shape[lead:]) if lead else vals.unsqueeze(0)
-    probs = probs.expand(*probs.shape[:lead], *vals.shape[1:]).reshape(-1, *vals.shape[1:])
+    k = math.prod(d[0].shape[0] for d in dists)  # type: ignore[index]
+    vals = vals.reshape(k, *vals.shape[lead:]) if lead else vals.unsqueeze(0)
+    probs = probs.expand(*probs.shape[:lead], *vals.shape[1:]).reshape(k, *vals.shape[1:])
     vals = vals.expand(probs.shape[0], *vals.shape[1:])
     if is_integral(exact.dtype):
         return result(exact, (vals.to(exact.dtype), probs), None, cfg)

@@ -268,7 +268,9 @@ def dispatch_soft(
                 a, k = map_tensors(args, kwargs, lambda t: hard_view(t, kind))
                 exact = func(a[0].clone(), *a[1:], **k)
                 return into(args[0], make(exact.to(args[0].dtype), None, hard=exact))
-            a, k = map_tensors(args, kwargs, lambda t: hard_view(t, kind), start=int(inplace))
+            # a SoftFloat that meets an op that is not relaxed shows its (soft) values
+            a, k = map_tensors(args, kwargs, lambda t: plain(t) if t._exact is not None else
+                               hard_view(t, kind), start=int(inplace))  # fmt: skip
             out = func(*a, **k)
             if inplace:
                 forget_role(args[0])

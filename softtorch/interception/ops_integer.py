@@ -99,7 +99,7 @@ def scatter_add(c: Ctx, input: Any, dim: int, index: Any, src: Any) -> Any:
         return DECLINE
     exact = torch.scatter_add(D.exact_of(input), dim, D.exact_of(index), D.exact_of(src))
     d = canonical_dim(dim, exact.ndim)
-    return D.result(exact, None, _scatter_add_soft(input, d, index, src), c)
+    return D.result(exact, None, _scatter_add_soft(input, d, index, src), c.carried)
 
 
 def index_add(c: Ctx, input: Any, dim: int, index: Any, source: Any, *, alpha: Any = 1) -> Any:
@@ -123,7 +123,7 @@ def index_add(c: Ctx, input: Any, dim: int, index: Any, source: Any, *, alpha: A
     src = D.soft_of(source)
     if isinstance(src, Tensor):
         src = src * alpha
-    return D.result(exact, None, _scatter_add_soft(input, d, idx, src), c)
+    return D.result(exact, None, _scatter_add_soft(input, d, idx, src), c.carried)
 
 
 def scatter_reduce(
