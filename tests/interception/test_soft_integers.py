@@ -358,6 +358,18 @@ def test_pointwise_beyond_max_elements_uses_two_point_operands(monkeypatch) -> N
     torch.testing.assert_close(D.mean(s.distribution).detach(), ref)  # mean preserved
 
 
+@pytest.mark.xfail(strict=True, reason="D.pointwise on an empty soft integer: "
+                   "vals.reshape(-1, *vals.shape[lead:]) cannot infer -1 for 0 elements "
+                   "(RuntimeError; hit by torchmetrics' kendall_rank_corrcoef, _get_ties)")
+def test_pointwise_on_an_empty_soft_integer() -> None:
+    x = torch.randn(4, requires_grad=True)
+    with soft_mode("smooth", softness=S):
+        e = (x > 0).long()[:0]
+        outs = [e + 1, e == 1, e * e]
+    for o in outs:
+        assert o.shape == (0,)
+
+
 # ----------------------------------------------------------------------- exact shadow
 
 
