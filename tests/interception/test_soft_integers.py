@@ -795,6 +795,22 @@ def test_histc_soft_counts() -> None:
     assert torch.isfinite(z.grad).all() and z.grad.abs().sum() > 0
 
 
+def test_producers_converge_to_exact_as_softness_goes_to_zero() -> None:
+    z = torch.tensor([-0.93, -0.41, -0.07, 0.12, 0.33, 0.77, 1.6, -2.0], requires_grad=True)
+    bd = torch.tensor([-0.5, 0.0, 0.5])
+    with soft_mode("smooth", softness=1e-4):
+        bk = torch.bucketize(z, bd)
+        h = torch.histc(z, bins=4, min=-1, max=1)
+        fd = z // 0.5  # a soft floor
+    ze = z.detach()
+    torch.testing.assert_close(_E(bk), torch.bucketize(ze, bd).float(), atol=1e-3, rtol=0)
+    torch.testing.assert_close(_plain(h), torch.histc(ze, bins=4, min=-1, max=1), atol=1e-3,
+                               rtol=0)
+    torch.testing.assert_close(fd.detach(), ze // 0.5, atol=1e-3, rtol=0)
+    fd.sum().backward()  # x // 0.5 used to fail in backward
+    assert torch.isfinite(z.grad).all()
+
+
 # ------------------------------------------------------------------ hypothesis properties
 
 _logits = st_.lists(st_.floats(-3, 3).map(lambda v: round(v, 1)), min_size=12, max_size=12)
@@ -817,6 +833,9 @@ def _pipeline(x: torch.Tensor, thr: torch.Tensor, a: int, b: int, k: int) -> dic
         "onehot": F.one_hot(cls, 3),
         "mean": m.float().mean(),
         "ratio": y.sum().float() / (m.long().sum() + 1).float(),
+        "cnt_gt": m.long().reshape(4, 3).sum(1).float() > 1.5,  # a SoftFloat compared
+        "cnt_long": (m.long().reshape(4, 3).sum(1).float() * 2).long(),
+        "rank": cls.argsort(),
     }
 
 
