@@ -41,9 +41,10 @@ def _pair(
 
 
 def _diff(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """``x - y``, and 0 where ``x == y`` (so ``inf`` vs ``inf`` compares as equal, like torch)."""
+    """``x - y``, and 0 where both are the same infinity (``inf`` vs ``inf`` compares as equal,
+    like torch, instead of ``inf - inf = nan``); equal finite values keep their gradient."""
     d = x - y
-    return torch.where(x == y, torch.zeros_like(d), d)
+    return torch.where((x == y) & torch.isinf(x), torch.zeros_like(d), d)
 
 
 def _step(d: torch.Tensor, softness: SoftnessLike, mode: str) -> torch.Tensor:

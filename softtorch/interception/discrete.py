@@ -221,11 +221,17 @@ def _pointwise_name(name: str) -> bool:
     return any(torch.Tag.pointwise in getattr(packet, o).tags for o in overloads)
 
 
+#: Elementwise aten ops that torch (2.13) does not tag ``pointwise``.
+_UNTAGGED_POINTWISE = frozenset({"floor_divide", "true_divide"})
+
+
 def is_pointwise(func: Callable[..., Any]) -> bool:
     """True for torch callables whose aten op is tagged ``pointwise`` (``add``, ``eq``,
-    ``where``, ``floor_divide`` ...), read from torch's own op registry."""
+    ``where`` ...), read from torch's own op registry, and the few elementwise ops it leaves
+    untagged (:data:`_UNTAGGED_POINTWISE`)."""
     try:
-        return _pointwise_name(aten_name(func))
+        name = aten_name(func)
+        return name in _UNTAGGED_POINTWISE or _pointwise_name(name)
     except TypeError:
         return False
 
@@ -305,7 +311,8 @@ def pointwise(
 def expect(probs: Tensor, vals: Tensor) -> Tensor:
     r""":math:`\sum_k p_k v_k` where a zero probability never meets an infinite value as NaN."""
     v = vals.to(probs.dtype)
-    return torch.where(probs == 0, torch.zeros_like(probs), probs * v).sum(0)
+    v = torch.where((probs == 0) & ~torch.isfinite(v), torch.zeros_like(v), v)
+    return (probs * v).sum(0)
 
 
 def safe_apply(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
@@ -492,12 +499,14 @@ def _package_structural(exact: Any, vals: Any, probs: Any, cfg: Any) -> Any:
     if isinstance(exact, Tensor):
         v = vals.to(exact.dtype) if is_integral(exact.dtype) else vals
         # positions the op filled itself (diag, tril ...) have no probability: a point mass
-        empty = probs.sum(0) < 0.5
-        if bool(empty.any()):
-            first = torch.zeros_like(probs[:1]).index_fill(0, torch.zeros(1, dtype=torch.long,
-                                                                          device=probs.device), 1)
-            probs = torch.where(empty, first.expand_as(probs), probs)
-            v = torch.where(empty, exact.to(v.dtype).unsqueeze(0).expand_as(v), v)
+        # positions the op filled itself (pad, diag, tril, masked_fill ...) carry no
+        # distribution (their "probabilities" are the fill value): a point mass at torch's value
+        filled = (probs.sum(0) - 1.0).abs() > 1e-3
+        if bool(filled.any()):
+            first = torch.zeros_like(probs)
+            first[0] = 1.0
+            probs = torch.where(filled, first, probs)
+            v = torch.where(filled, exact.to(v.dtype).unsqueeze(0).expand_as(v), v)
         return result(exact, (v, probs), None, cfg)
     return type(exact)(_package_structural(e, v, p, cfg) for e, v, p in zip(exact, vals, probs))
 

@@ -8,10 +8,10 @@ Each call gets torch's exact result (computed on the exact operands) and its rel
   shape ops follow the soft-integer algebra;
 * ``bincount`` (with ``weights``, ``minlength``), ``scatter_add`` / ``index_add`` /
   ``scatter_reduce(..., "sum")`` of soft integers give soft counts :math:`\sum_i p_i(v)`;
-* ``scatter`` / ``index_put`` / ``x[idx] = v`` through a SoftIndex :math:`P` write
-  :math:`P^\top v` (``rank[argsort_idx] = arange(n)`` is the soft rank): where the exact write
-  covers every position the result is :math:`P^\top v / P^\top 1`, elsewhere
-  :math:`x (1 - P^\top 1) + P^\top v`;
+* ``scatter`` / ``x[idx] = v`` through a SoftIndex :math:`P` write :math:`P^\top v`
+  (``rank[argsort_idx] = arange(n)`` is the soft rank) at the positions the exact write
+  reaches, and :math:`x (1 - P^\top 1) + P^\top v` elsewhere; ``index_put(...,
+  accumulate=True)`` keeps torch's exact result;
 * ``gather`` / ``take_along_dim`` / ``take`` / ``index_select`` / ``x[idx]`` of integer or
   gradient-free data through a SoftIndex return torch's exact values with the distribution over
   the gathered values; ``F.embedding`` looked up by a SoftIndex is :math:`P W`;
@@ -34,7 +34,7 @@ from .._checks import canonical_dim
 from ..ordering import ops
 from . import discrete as D
 from .context import DECLINE, Ctx
-from .roles import CASTS, CONVERSIONS, MASKED, STRUCTURAL
+from .roles import _INDEX_VIEWS, CASTS, CONVERSIONS, MASKED, STRUCTURAL
 from .tensor import SoftTensor, is_discrete, is_soft_index, make, plain, support
 
 T = torch.Tensor
@@ -257,7 +257,7 @@ def _gathered(
     vs, ps = torch.cat(vals), torch.cat(probs)
     if D.is_integral(exact.dtype):
         return D.result(exact, (vs.to(exact.dtype), ps), None, c.carried)
-    return D.result(exact, None, (ps * vs.to(ps.dtype)).sum(0), c.carried)
+    return D.result(exact, None, D.expect(ps, vs), c.carried)
 
 
 def _data_ok(x: Any) -> bool:
@@ -501,8 +501,9 @@ def call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]
                 return out
         return DECLINE
     if func in _STRUCTURAL:
-        if _only_roles(items):
-            return DECLINE
+        if _only_roles(items) and (func in _INDEX_VIEWS or not any(
+                is_soft_index(a) for a in items)):  # fmt: skip
+            return DECLINE  # the role rules keep SoftBools, and SoftIndices through views
         out = D.structural(func, args, kwargs, cfg)
         return DECLINE if out is None else out
     if D.is_pointwise(func):

@@ -34,7 +34,10 @@ def select_along(x: Tensor, d: int, p: Tensor) -> Tensor:
     x, p = _pair(x, p)
     xm = x.movedim(d, 0)
     n = xm.shape[0]
-    out = p.reshape(-1, n) @ xm.reshape(n, -1)
+    p2, x2 = p.reshape(-1, n), xm.reshape(n, -1)
+    out = p2 @ _finite(x2)
+    if _has_nonfinite(x2):  # entries with zero weight never meet inf / nan as 0 * inf
+        out = out + torch.where((p2 > 0).unsqueeze(-1) & ~torch.isfinite(x2), x2, 0.0).sum(1)
     out = out.reshape((*p.shape[:-1], *xm.shape[1:]))
     k = p.ndim - 1
     return out.movedim(tuple(range(k)), tuple(range(d, d + k)))
@@ -43,7 +46,20 @@ def select_along(x: Tensor, d: int, p: Tensor) -> Tensor:
 def _along(x: Tensor, d: int, p: Tensor) -> Tensor:
     """``sum_j p[..., j] x[..., j at d, ...]`` with broadcasting (gather / take_along_dim)."""
     x, p = _pair(x, p)
-    return (x.movedim(d, -1).unsqueeze(d) * p).sum(-1)
+    xm = x.movedim(d, -1).unsqueeze(d)
+    out = (_finite(xm) * p).sum(-1)
+    if _has_nonfinite(xm):
+        out = out + torch.where((p > 0) & ~torch.isfinite(xm), xm, 0.0).sum(-1)
+    return out
+
+
+def _has_nonfinite(x: Tensor) -> bool:
+    return torch.compiler.is_compiling() or not bool(torch.isfinite(x).all())
+
+
+def _finite(x: Tensor) -> Tensor:
+    """``x`` with its infinite / NaN entries as 0 (they are added back where selected)."""
+    return torch.where(torch.isfinite(x), x, 0.0) if _has_nonfinite(x) else x
 
 
 def gather(c: Ctx, input: Tensor, dim: int, index: Any, *, sparse_grad: bool = False) -> Any:

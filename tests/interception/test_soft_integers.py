@@ -78,9 +78,6 @@ def test_soft_bool_is_bernoulli() -> None:
     _sums_to_one(m)
 
 
-@pytest.mark.xfail(strict=True, reason="comparison._diff zeroes x - y where x == y (for "
-                   "inf == inf) with torch.where, which also zeroes the gradient: P(x > 0) at "
-                   "x = 0 (zero-initialised parameters) has gradient 0 instead of 1 / (4 s)")
 def test_soft_bool_gradient_at_a_tie() -> None:
     x = torch.zeros(3, requires_grad=True)
     with soft_mode("smooth", softness=S):
@@ -142,9 +139,6 @@ def test_remainder_by_an_integer() -> None:
         _close(d, ref)
 
 
-@pytest.mark.xfail(strict=True, reason="X // k of a soft integer drops the distribution: "
-                   "aten.floor_divide carries no `pointwise` tag, so ops_integer.call declines "
-                   "and the registry's exact fallback returns a plain tensor")
 def test_floor_divide_by_an_integer() -> None:
     torch.manual_seed(1)
     x = torch.randn(2, 6, requires_grad=True)
@@ -296,19 +290,12 @@ def test_tent_and_point() -> None:
     assert torch.equal(pp, torch.ones(1, 2, dtype=torch.float64))
 
 
-@pytest.mark.xfail(strict=True, reason="D.expect masks zero-probability terms with "
-                   "where(p == 0, 0, p * v), which also drops their gradient d/dp = v: the "
-                   "tent at an integer mean m has p = (1, 0), so d mean / dm is -floor(m) "
-                   "instead of 1")
 def test_tent_gradient_at_an_integer_mean() -> None:
     m = torch.tensor([2.3, 4.0, 150.0], requires_grad=True)
     D.mean(D.tent(m, torch.long)).sum().backward()
     torch.testing.assert_close(m.grad, torch.ones(3))
 
 
-@pytest.mark.xfail(strict=True, reason="a SoftFloat cast to an integer is the tent around "
-                   "soft - frac(exact); when that is an integer (soft == exact), the gradient "
-                   "of .long().float() is -floor(soft) * d soft (D.expect drops the p = 0 term)")
 def test_integer_cast_of_a_soft_float_keeps_the_gradient() -> None:
     x = torch.tensor([[0.3, -0.2, 1.0]], requires_grad=True)
     w = torch.full((3, 1), 4.0, requires_grad=True)  # P W = 4 exactly, d/dW = P
@@ -358,9 +345,6 @@ def test_pointwise_beyond_max_elements_uses_two_point_operands(monkeypatch) -> N
     torch.testing.assert_close(D.mean(s.distribution).detach(), ref)  # mean preserved
 
 
-@pytest.mark.xfail(strict=True, reason="D.pointwise on an empty soft integer: "
-                   "vals.reshape(-1, *vals.shape[lead:]) cannot infer -1 for 0 elements "
-                   "(RuntimeError; hit by torchmetrics' kendall_rank_corrcoef, _get_ties)")
 def test_pointwise_on_an_empty_soft_integer() -> None:
     x = torch.randn(4, requires_grad=True)
     with soft_mode("smooth", softness=S):
@@ -468,10 +452,6 @@ def test_exact_shadow_through_shape_ops(shape: str) -> None:
     assert torch.equal(view.hard(), exact.float())
 
 
-_INDEX_LOST = pytest.mark.xfail(strict=True, reason="SoftIndex through this shape op "
-                                 "becomes a plain tensor: ops_integer.call declines structural "
-                                 "ops when only SoftBools / SoftIndices are involved "
-                                 "(_only_roles) and the role table has no rule for it")
 _INDEX_SHAPES = {
     **SHAPES,
     "repeat": lambda t: t.repeat(2, 1),
@@ -479,14 +459,9 @@ _INDEX_SHAPES = {
     "repeat_interleave": lambda t: t.repeat_interleave(2, 0),
     "cat_self": lambda t: torch.cat([t, t.flip(0)]),
 }
-_INDEX_OK = {"reshape", "view", "int_index", "slice", "int_slice", "bool_mask", "flatten",
-             "unsqueeze", "expand", "squeeze"}
 
 
-@pytest.mark.parametrize("shape", [
-    name if name in _INDEX_OK else pytest.param(name, marks=_INDEX_LOST)
-    for name in _INDEX_SHAPES
-])
+@pytest.mark.parametrize("shape", list(_INDEX_SHAPES))
 def test_soft_index_through_shape_ops(shape: str) -> None:
     torch.manual_seed(22)
     x = torch.randn(3, 5, 4, requires_grad=True)
@@ -508,9 +483,6 @@ def test_soft_index_through_shape_ops(shape: str) -> None:
     torch.testing.assert_close(_E(out), ref.float())
 
 
-@pytest.mark.xfail(strict=True, reason="D.structural runs masked_fill(value=9) on the "
-                   "probabilities too: filled positions get probability 9 per support point, "
-                   ".float() shows 9 * 9 * 2 = 162 instead of 9")
 def test_masked_fill_of_a_soft_integer_is_a_point_mass() -> None:
     x = torch.tensor([[-1.0, 0.5, 2.0]], requires_grad=True)
     with soft_mode("smooth", softness=S):
@@ -523,8 +495,6 @@ def test_masked_fill_of_a_soft_integer_is_a_point_mass() -> None:
     _sums_to_one(mf)
 
 
-@pytest.mark.xfail(strict=True, reason="same as diag: tril's zeros get probability 1 at every "
-                   "support point (sum K)")
 def test_tril_of_a_soft_integer_is_normalised() -> None:
     x, _, b = _soft_ints()
     with soft_mode("smooth", softness=S):
@@ -533,9 +503,6 @@ def test_tril_of_a_soft_integer_is_normalised() -> None:
     _sums_to_one(t)
 
 
-@pytest.mark.xfail(strict=True, reason="D._package_structural: positions the op fills itself "
-                   "get probability 1 at EVERY support point (index_fill on a 1-long axis "
-                   "fills it all, then expand_as): probabilities sum to K there")
 def test_diag_fills_off_diagonal_with_point_masses() -> None:
     x, _, b = _soft_ints()
     with soft_mode("smooth", softness=S):
@@ -546,9 +513,6 @@ def test_diag_fills_off_diagonal_with_point_masses() -> None:
     torch.testing.assert_close(mean, torch.diag(_sig(x.detach()[0])))
 
 
-@pytest.mark.xfail(strict=True, reason="D.structural runs F.pad(value=3) on the "
-                   "probabilities too: padded positions get probability 3 per support point "
-                   "(sum 6, not < 0.5, so not replaced by a point mass), .float() shows 18")
 def test_pad_with_a_value_is_a_point_mass() -> None:
     x = torch.tensor([-1.0, 0.5], requires_grad=True)
     with soft_mode("smooth", softness=S):
@@ -642,10 +606,6 @@ def test_integer_scatter_add_through_a_soft_index_keeps_torch_values() -> None:
     torch.testing.assert_close(D.mean(ia.distribution).detach(), p.sum(0))
 
 
-@pytest.mark.xfail(strict=True, reason="ops_integer.scatter_add / index_add pass the Ctx "
-                   "itself to D.result instead of c.carried: integer results carry a Ctx as "
-                   "their config, and any op on them outside the mode raises AttributeError "
-                   "('Ctx' object has no attribute 'relaxing')")
 def test_integer_scatter_add_results_carry_a_soft_config() -> None:
     x, i = _index(13)
     ones = torch.ones(6, dtype=torch.long)
@@ -906,9 +866,6 @@ def test_expectation_of_infinite_values_at_zero_probability() -> None:
     torch.testing.assert_close(D.mean(big), torch.tensor([0.0]))
 
 
-@pytest.mark.xfail(strict=True, reason="ops_integer._gathered reduces floating data with "
-                   "(ps * vs).sum(0) instead of D.expect: a +-inf entry with zero probability "
-                   "gives 0 * inf = NaN although torch's exact result is finite")
 def test_gather_of_infinite_data_at_zero_probability_is_finite() -> None:
     p = torch.tensor([[0.5, 0.5, 0.0], [1.0, 0.0, 0.0]], requires_grad=True)
     i = make(torch.tensor([0, 0]), None, sidx=p)
