@@ -15,7 +15,7 @@ Cases are drawn with a fixed seed from the product of the axes, ``FULL_CASES`` p
 method); the default suite runs every ``SLICE``-th case, the slow sweep all of them. Failures in
 ordering code that are known open items of issue 17 (fast_soft_sort ``c1`` / ``c2`` on tiny values)
 are counted separately and reported as xfail; the compatibility mode ``"_hard"`` of the ordering
-ops has its own test (xfail while the ordering ops reject it).
+ops has its own test.
 """
 
 from __future__ import annotations
@@ -402,11 +402,6 @@ def test_fuzz_compat_hard_mode(name: str, method: str) -> None:
         hard = fn.call(x, c, 0.1, "hard", method)
     except CLEAR_ERRORS:
         pytest.skip("not defined for this method")
-    try:
-        compat = fn.call(x, c, 0.1, "_hard", method)
-    except ValueError as e:
-        if "unknown mode" in str(e):
-            pytest.xfail(f"{KNOWN_OPEN}: {e}")
-        raise
+    compat = fn.call(x, c, 0.1, "_hard", method)
     for h, s in zip(_tensors(hard), _tensors(compat)):
         torch.testing.assert_close(s.double(), h.double())

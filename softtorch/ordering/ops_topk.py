@@ -93,7 +93,7 @@ def topk(
     else:
         impl = method_impl(cfg)
         z, stats, sv = scores_values(impl, data, cfg, descending=bool(largest))
-        zk = z if largest else 1.0 - z
+        zk = z if largest else impl.reflect(z)
         if impl.has_permutation:
             fn = impl.log_topk_permutation if cfg.log else impl.topk_permutation
             idx = fn(zk, kk, cfg.softness, cfg.mode, options=cfg.options)
