@@ -15,10 +15,10 @@ Conventions (shared by every method):
   methods return ``None`` and the op layer uses ``P @ x``.
 
 Optional hooks with generic defaults (methods override them to save time or memory):
-``argmin`` (default: ``argmax`` of the reflected scores ``reflect(z) = 1 - z``), ``permutation_rows`` (selected
-rows of the soft permutation; default: rows of ``permutation``), ``permute_values`` (``P @ x``;
-default: through ``permutation``) and ``permutation_with_values`` (``(P, P @ x)``; default: through
-``permutation``).
+``argmin`` (default: ``argmax`` of the reflected scores ``reflect(z) = 1 - z``),
+``permutation_rows`` (selected rows of the soft permutation; default: rows of ``permutation``),
+``permute_values`` (``P @ x``; default: through ``permutation``) and ``permutation_with_values``
+(``(P, P @ x)``; default: through ``permutation``).
 
 ``hard_permutation`` is the method's hard limit (default: one-hot rows of the exact argsort),
 used by the compatibility mode ``"_hard"`` (:mod:`softtorch.ordering._hard`).

@@ -69,7 +69,7 @@ def _check_log_prob_eps(eps: object) -> float | None:
         raise TypeError(f"log_prob_eps must be a float or None, got {type(eps).__name__}")
     e = float(eps)
     if not (math.isfinite(e) and 0.0 < e < 1.0):
-        raise ValueError(f"log_prob_eps must be a float in (0, 1/n), got {eps!r}")
+        raise ValueError(f"log_prob_eps must be in (0, 1/n) (a finite float), got {eps!r}")
     return e
 
 
@@ -208,8 +208,21 @@ def scores_values(
     return z, stats, sv
 
 
-def to_x(v: torch.Tensor, stats: Stats | None) -> torch.Tensor:
-    return v if stats is None else unstandardize(v, stats)
+def to_x(v: torch.Tensor, stats: Stats | None, x: torch.Tensor) -> torch.Tensor:
+    """Soft sorted values ``v`` (..., m) in the units of ``x`` (..., n), inside each slice's
+    ``[min x, max x]`` (NaN ignored).
+
+    Soft sorted values are convex combinations of the inputs; the clamp only undoes rounding
+    (``logit(sigmoid(.))`` round trips, p-norm roots) and is straight-through (no gradient of
+    its own).
+    """
+    out = v if stats is None else unstandardize(v, stats)
+    xd = x.detach()
+    nan = torch.isnan(xd)
+    lo = torch.where(nan, math.inf, xd).amin(dim=-1, keepdim=True)
+    hi = torch.where(nan, -math.inf, xd).amax(dim=-1, keepdim=True)
+    inside = torch.minimum(torch.maximum(out, lo.to(out.dtype)), hi.to(out.dtype))
+    return inside.detach() + (out - out.detach())  # exactly ``inside`` in value
 
 
 def one_hot(idx: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:

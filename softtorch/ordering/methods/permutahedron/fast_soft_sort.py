@@ -367,6 +367,7 @@ def project_sorted(
     """
     reg = REGS[mode]
     shift = None
+    w_in = w
     if reg >= 2 and not w_nonneg:
         shift = w[:, -1:].clamp(max=0.0)
         w = w - shift
@@ -380,7 +381,10 @@ def project_sorted(
         o = (NumbaPAVFwd if backend == "numba" else TorchPAVFwd).apply(s, w, reg)[0]
     else:
         o = fn.apply(s, w, reg)[0]
-    return o if shift is None else o + shift
+    if shift is None:
+        return o
+    # the shift does not round-trip exactly (w - shift + shift != w): back inside [min w, max w]
+    return _pav_torch.in_w_range(o + shift, w_in)
 
 
 #: Whether a tensor is a ``torch.func`` (vmap / grad / jvp) wrapper.
