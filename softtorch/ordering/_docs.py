@@ -43,8 +43,8 @@ PARAMS: dict[str, str] = {
     "gated_grad": "``False`` detaches the soft index inside the expected values, so they get "
     "gradient only through ``x``.",
     "descending": "Sort in descending order.",
-    "k": "Number of elements to select, ``1 <= k <= n`` (``k = 0`` only with ``mode=\"hard\"``, "
-    "following ``torch.topk``; otherwise \"k must be positive\").",
+    "k": "Number of elements to select, ``1 <= k <= n`` (``k = 0`` only with ``mode=\"hard\"`` or "
+    "an empty ``dim``, following ``torch.topk``; otherwise \"k must be positive\").",
     "largest": "``False`` selects the ``k`` smallest instead.",
     "q": "Quantile level(s) in [0, 1]: a float, a 0-d tensor, or a 1-D tensor of length ``m``, "
     "which prepends a dimension of size ``m``.",

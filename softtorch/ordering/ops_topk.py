@@ -53,8 +53,9 @@ def topk(
     soft sorted values for ``fast_soft_sort`` / ``sorting_network`` (``indices`` None for
     ``fast_soft_sort``).
 
-    ``k`` must be in ``[1, n]``; ``k = 0`` only in ``mode="hard"`` (torch's semantics: empty
-    results, and for a 0-d input the value itself), otherwise "k must be positive".
+    ``k`` must be in ``[1, n]``; ``k = 0`` only in ``mode="hard"`` or on an empty dimension
+    (torch's semantics: empty results, and for a 0-d input the value itself), otherwise
+    "k must be positive".
 
     Returns:
         ``torch.return_types.topk(values, indices)``.
@@ -72,7 +73,7 @@ def topk(
     )
     data = prepare(x, dim, flatten=False, cfg=cfg)
     n = data.n
-    kk = check_k(k, n, cfg.mode)
+    kk = check_k(k, n, "hard" if n == 0 else cfg.mode)  # nothing to relax on an empty dim
     if data.ndim == 0 and kk == 0:
         kk = 1  # torch.topk of a 0-d tensor returns the value whatever k is allowed (0 or 1)
     idx: torch.Tensor | None = None
