@@ -12,10 +12,8 @@ with a message) or return, and then
   input's range.
 
 Cases are drawn with a fixed seed from the product of the axes, ``FULL_CASES`` per function (and
-method); the default suite runs every ``SLICE``-th case, the slow sweep all of them. Failures in
-ordering code that are known open items of issue 17 (fast_soft_sort ``c1`` / ``c2`` on tiny values)
-are counted separately and reported as xfail; the compatibility mode ``"_hard"`` of the ordering
-ops has its own test (xfail while the ordering ops reject it).
+method); the default suite runs every ``SLICE``-th case, the slow sweep all of them. The
+compatibility mode ``"_hard"`` of the ordering ops has its own test (equal to ``mode="hard"``).
 """
 
 from __future__ import annotations
@@ -44,7 +42,6 @@ ELEMENTWISE_MODES = ("hard", "smooth", "c0", "c1", "c2", "_c1_pnorm", "_c2_pnorm
 ORDER_MODES = ("hard", "smooth", "c0", "c1", "c2")
 METHODS = ("softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network")
 CLEAR_ERRORS = (ValueError, TypeError, IndexError, RuntimeError)
-KNOWN_OPEN = "ordering fix pending (issue 17)"
 
 
 def make_input(shape: tuple[int, ...], dtype: torch.dtype, kind: str, rng: random.Random) -> Any:
@@ -335,37 +332,17 @@ def run_case(name: str, fn: Fn, c: Case, method: str | None) -> str | None:
     return None
 
 
-#: found by this fuzzer in ordering code, reported for the ordering owners (see the module doc)
-TOPK_0D_K0 = "ordering: topk of a 0-d tensor with k=0 returns an empty tensor (torch: the value)"
-
-
-def known_open(name: str, c: Case, method: str | None, problem: str) -> str | None:
-    """The reason, if the failure is in ordering code and already known (fixed elsewhere)."""
-    if method == "fast_soft_sort" and c.mode in ("c1", "c2") and "range" in problem:
-        return KNOWN_OPEN
-    if name == "topk" and c.shape == () and c.k == 0 and "hard differs" in problem:
-        return TOPK_0D_K0
-    return None
-
-
 def _check(name: str, fn: Fn, method: str | None, full: bool) -> None:
     key = name if method is None else f"{name}-{method}"
     cases = draw_cases(key, fn.modes, FULL_CASES)
     if not full:
         cases = cases[::SLICE]
-    failures, known = [], []
+    failures = []
     for c in cases:
         problem = run_case(name, fn, c, method)
-        if problem is None:
-            continue
-        reason = known_open(name, c, method, problem) if method is not None else None
-        (known if reason else failures).append((reason, f"{c}: {problem}"))
-    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(
-        f for _, f in failures[:10]
-    )
-    if known:
-        reasons = "; ".join(sorted({r for r, _ in known}))
-        pytest.xfail(f"{reasons}: {len(known)} of {len(cases)} cases, e.g. {known[0][1]}")
+        if problem is not None:
+            failures.append(f"{c}: {problem}")
+    assert not failures, f"{len(failures)} of {len(cases)} cases:\n" + "\n".join(failures[:10])
 
 
 PARAMS = (
@@ -402,11 +379,6 @@ def test_fuzz_compat_hard_mode(name: str, method: str) -> None:
         hard = fn.call(x, c, 0.1, "hard", method)
     except CLEAR_ERRORS:
         pytest.skip("not defined for this method")
-    try:
-        compat = fn.call(x, c, 0.1, "_hard", method)
-    except ValueError as e:
-        if "unknown mode" in str(e):
-            pytest.xfail(f"{KNOWN_OPEN}: {e}")
-        raise
+    compat = fn.call(x, c, 0.1, "_hard", method)
     for h, s in zip(_tensors(hard), _tensors(compat)):
         torch.testing.assert_close(s.double(), h.double())

@@ -15,10 +15,13 @@ Conventions (shared by every method):
   methods return ``None`` and the op layer uses ``P @ x``.
 
 Optional hooks with generic defaults (methods override them to save time or memory):
-``argmin`` (default: ``argmax`` of the reflected scores ``1 - z``), ``permutation_rows`` (selected
-rows of the soft permutation; default: rows of ``permutation``), ``permute_values`` (``P @ x``;
-default: through ``permutation``) and ``permutation_with_values`` (``(P, P @ x)``; default: through
-``permutation``).
+``argmin`` (default: ``argmax`` of the reflected scores ``reflect(z) = 1 - z``),
+``permutation_rows`` (selected rows of the soft permutation; default: rows of ``permutation``),
+``permute_values`` (``P @ x``; default: through ``permutation``) and ``permutation_with_values``
+(``(P, P @ x)``; default: through ``permutation``).
+
+``hard_permutation`` is the method's hard limit (default: one-hot rows of the exact argsort),
+used by the compatibility mode ``"_hard"`` (:mod:`softtorch.ordering._hard`).
 
 Log-space hooks (``return_log_probs=True``): ``log_permutation``, ``log_topk_permutation``,
 ``log_argmax``, ``log_argmin`` and ``log_permutation_rows`` return the natural log of the matching
@@ -50,6 +53,18 @@ class OrderingMethod(abc.ABC):
     name: ClassVar[str]
     #: Whether the method can produce soft permutations (soft indices).
     has_permutation: ClassVar[bool] = True
+
+    def reflect(self, z: torch.Tensor) -> torch.Tensor:
+        """Scores of the reversed order: ``1 - z`` (maps the standardized range (0, 1) onto
+        itself)."""
+        return 1.0 - z
+
+    def hard_permutation(self, z: torch.Tensor, *, descending: bool = False) -> torch.Tensor:
+        """The method's limit as ``softness -> 0`` (used by ``mode="_hard"``): one-hot rows
+        ``(..., n, n)``. Default: the exact stable argsort (ties keep input order, like torch)."""
+        order = torch.argsort(z, dim=-1, descending=descending, stable=True)
+        eye = torch.zeros(*order.shape, z.shape[-1], dtype=z.dtype, device=z.device)
+        return eye.scatter(-1, order.unsqueeze(-1), 1.0)
 
     def permutation(
         self,
@@ -102,7 +117,7 @@ class OrderingMethod(abc.ABC):
         The reflection ``z -> 1 - z`` reverses the order and maps the standardized range (0, 1)
         onto itself.
         """
-        return self.argmax(1.0 - z, softness, mode, options=options)
+        return self.argmax(self.reflect(z), softness, mode, options=options)
 
     def permutation_rows(
         self,
@@ -232,7 +247,7 @@ class OrderingMethod(abc.ABC):
     ) -> torch.Tensor:
         """``log`` of :meth:`argmin`."""
         if _keeps(self, "argmin"):
-            return self.log_argmax(1.0 - z, softness, mode, options=options)
+            return self.log_argmax(self.reflect(z), softness, mode, options=options)
         return safe_log(self.argmin(z, softness, mode, options=options))
 
     def log_permutation_rows(

@@ -31,6 +31,7 @@ from .._checks import (
     check_softness,
 )
 from ._base import OrderingMethod, Softness, get_method
+from ._hard import HARD_LIMIT, HardLimit
 from ._logspace import clamp_log_probs, clamp_probs
 from ._standardize import Stats, unstandardize
 from ._standardize import standardize as _standardize
@@ -38,6 +39,8 @@ from ._standardize import standardize as _standardize
 SoftIndex = torch.Tensor
 _HALF = (torch.float16, torch.bfloat16)
 _VALUE_ONLY = tuple(m for m in METHODS if m not in INDEX_METHODS)
+#: Modes of the ordering ops: the public ones plus softtorch 0.1.1's ``"_hard"`` (:mod:`._hard`).
+ORDERING_MODES: tuple[str, ...] = MODES + (HARD_LIMIT,)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -66,7 +69,7 @@ def _check_log_prob_eps(eps: object) -> float | None:
         raise TypeError(f"log_prob_eps must be a float or None, got {type(eps).__name__}")
     e = float(eps)
     if not (math.isfinite(e) and 0.0 < e < 1.0):
-        raise ValueError(f"log_prob_eps must be a float in (0, 1/n), got {eps!r}")
+        raise ValueError(f"log_prob_eps must be in (0, 1/n) (a finite float), got {eps!r}")
     return e
 
 
@@ -82,7 +85,7 @@ def config(
     return_log_probs: object = False,
     log_prob_eps: object = None,
 ) -> Cfg:
-    mode_ = check_mode(mode, MODES)
+    mode_ = check_mode(mode, ORDERING_MODES)
     softness_ = check_softness(softness)
     if need_index:
         if method in _VALUE_ONLY or method == "smooth_sort":
@@ -101,7 +104,7 @@ def config(
         mode_,  # type: ignore[arg-type]
         softness_,
         method_,  # type: ignore[arg-type]
-        bool(standardize),
+        bool(standardize) and mode_ != HARD_LIMIT,  # monotone: no effect on the hard limit
         options,  # type: ignore[arg-type]
         bool(return_log_probs),
         eps,
@@ -109,13 +112,15 @@ def config(
 
 
 def method_impl(cfg: Cfg) -> OrderingMethod:
+    """The method of ``cfg`` (its hard limit :class:`~._hard.HardLimit` for ``"_hard"``)."""
     try:
-        return get_method(cfg.method)
+        impl = get_method(cfg.method)
     except KeyError:
         raise ValueError(
             f"method {cfg.method!r} is not available in this installation "
             f"(module softtorch.ordering.{cfg.method} is missing)"
         ) from None
+    return HardLimit(impl) if cfg.mode == HARD_LIMIT else impl
 
 
 @dataclass(frozen=True)
@@ -203,8 +208,21 @@ def scores_values(
     return z, stats, sv
 
 
-def to_x(v: torch.Tensor, stats: Stats | None) -> torch.Tensor:
-    return v if stats is None else unstandardize(v, stats)
+def to_x(v: torch.Tensor, stats: Stats | None, x: torch.Tensor) -> torch.Tensor:
+    """Soft sorted values ``v`` (..., m) in the units of ``x`` (..., n), inside each slice's
+    ``[min x, max x]`` (NaN ignored).
+
+    Soft sorted values are convex combinations of the inputs; the clamp only undoes rounding
+    (``logit(sigmoid(.))`` round trips, p-norm roots) and is straight-through (no gradient of
+    its own).
+    """
+    out = v if stats is None else unstandardize(v, stats)
+    xd = x.detach()
+    nan = torch.isnan(xd)
+    lo = torch.where(nan, math.inf, xd).amin(dim=-1, keepdim=True)
+    hi = torch.where(nan, -math.inf, xd).amax(dim=-1, keepdim=True)
+    inside = torch.minimum(torch.maximum(out, lo.to(out.dtype)), hi.to(out.dtype))
+    return inside.detach() + (out - out.detach())  # exactly ``inside`` in value
 
 
 def one_hot(idx: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:

@@ -30,7 +30,10 @@ PARAMS: dict[str, str] = {
     "softness": "Width of the relaxation: a finite float > 0 or a 1-element tensor (which may "
     "require grad). The result tends to torch's as ``softness -> 0``.",
     "mode": '``"hard"`` (exactly torch), ``"smooth"`` (entropic), ``"c0"`` (quadratic: sparse), '
-    '``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother).',
+    '``"c1"`` / ``"c2"`` (p-norm 3/2, 4/3: sparse and smoother), or ``"_hard"``, the '
+    "compatibility mode of softtorch 0.1.1: the method's own hard limit (softness -> 0) run "
+    'through the soft code path, equal to ``"hard"`` up to float rounding, with one-hot soft '
+    "indices (``fast_soft_sort``: the hard sort / rank).",
     "method": '``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or '
     '``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).',
     "standardize": r"Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of "
@@ -40,7 +43,8 @@ PARAMS: dict[str, str] = {
     "gated_grad": "``False`` detaches the soft index inside the expected values, so they get "
     "gradient only through ``x``.",
     "descending": "Sort in descending order.",
-    "k": "Number of elements to select, ``0 <= k <= n``.",
+    "k": "Number of elements to select, ``1 <= k <= n`` (``k = 0`` only with ``mode=\"hard\"`` or "
+    "an empty ``dim``, following ``torch.topk``; otherwise \"k must be positive\").",
     "largest": "``False`` selects the ``k`` smallest instead.",
     "q": "Quantile level(s) in [0, 1]: a float, a 0-d tensor, or a 1-D tensor of length ``m``, "
     "which prepends a dimension of size ``m``.",

@@ -9,7 +9,10 @@ This module is the public face of the op layer; the ops live by family in
 Every op takes ``softness`` (> 0), ``mode`` (``hard``, ``smooth``, ``c0``, ``c1``, ``c2``) and
 ``method`` (``softsort``, ``neuralsort``, ``sorting_network``, ``fast_soft_sort`` (alias
 ``smooth_sort``), ``ot``). ``mode="hard"`` returns torch's values exactly, with indices as one-hot
-soft indices.
+soft indices. ``mode="_hard"`` is the compatibility mode of softtorch 0.1.1: each method's hard
+limit (its hard permutation, by default the one-hot rows of the exact stable argsort; the hard
+sort / rank for ``fast_soft_sort``) run through the soft code path (:mod:`._hard`), equal to
+``"hard"`` up to float rounding.
 
 **Standardization.** With ``standardize=True`` the methods act on
 :math:`z = \sigma((x - \mu)/\sqrt{\mathrm{Var}(x) + 10^{-6}})` along ``dim``

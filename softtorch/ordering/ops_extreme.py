@@ -83,7 +83,7 @@ def _extreme(
             values = expect(probs(idx, cfg).unsqueeze(-2), data.x, gated_grad).squeeze(-1)
         else:
             pick = slice(-1, None) if largest else slice(0, 1)
-            values = to_x(sv[..., pick], stats)[..., 0]
+            values = to_x(sv[..., pick], stats, data.x)[..., 0]
             idx = None
             if want_index and impl.has_permutation:
                 idx = _soft_arg_extreme(impl, z, cfg, largest)

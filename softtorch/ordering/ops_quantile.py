@@ -108,7 +108,7 @@ def _order_stat(
     else:
         (z, stats), sv = scores(data, cfg), None
     if sv is not None:
-        xs = to_x(sv, stats)
+        xs = to_x(sv, stats, data.x)
         values = (1.0 - w) * _take.index_select_last(xs, lo) + w * _take.index_select_last(xs, hi)
     if want_index and cfg.log:
         rows = impl.log_permutation_rows(

@@ -86,7 +86,7 @@ def sort(
         impl = method_impl(cfg)
         z, stats, sv = scores_values(impl, data, cfg, descending=bool(descending))
         if sv is not None:
-            values = to_x(sv, stats)
+            values = to_x(sv, stats, data.x)
         elif return_indices and cfg.log:
             idx = impl.log_permutation(
                 z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options

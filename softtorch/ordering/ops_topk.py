@@ -6,11 +6,9 @@ Conventions (standardization, SoftIndex layout, log-probabilities) are those of
 
 from __future__ import annotations
 
-import operator
-
 import torch
 
-from .._checks import autocast_off
+from .._checks import autocast_off, check_k
 from . import _take
 from ._base import Softness
 from ._common import (
@@ -28,20 +26,6 @@ from ._common import (
 from ._docs import document
 
 __all__ = ["topk"]
-
-
-def _check_k(k: object, n: int) -> int:
-    if isinstance(k, bool) or isinstance(k, float):
-        raise TypeError(f"k must be an int, got {type(k).__name__} {k!r}")
-    try:
-        kk = operator.index(k)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"k must be an int, got {type(k).__name__}") from None
-    if not 0 <= kk <= n:
-        raise ValueError(f"k must be in [0, n] = [0, {n}] for a dimension of size {n}, got {kk}")
-    return kk
-
-
 
 
 @document
@@ -69,6 +53,10 @@ def topk(
     soft sorted values for ``fast_soft_sort`` / ``sorting_network`` (``indices`` None for
     ``fast_soft_sort``).
 
+    ``k`` must be in ``[1, n]``; ``k = 0`` only in ``mode="hard"`` or on an empty dimension
+    (torch's semantics: empty results, and for a 0-d input the value itself), otherwise
+    "k must be positive".
+
     Returns:
         ``torch.return_types.topk(values, indices)``.
     """
@@ -85,7 +73,9 @@ def topk(
     )
     data = prepare(x, dim, flatten=False, cfg=cfg)
     n = data.n
-    kk = _check_k(k, n)
+    kk = check_k(k, n, "hard" if n == 0 else cfg.mode)  # nothing to relax on an empty dim
+    if data.ndim == 0 and kk == 0:
+        kk = 1  # torch.topk of a 0-d tensor returns the value whatever k is allowed (0 or 1)
     idx: torch.Tensor | None = None
     if cfg.mode == "hard" or n == 0 or kk == 0:
         values, top = _take.topk(data.x, kk, largest=bool(largest))
@@ -93,12 +83,12 @@ def topk(
     else:
         impl = method_impl(cfg)
         z, stats, sv = scores_values(impl, data, cfg, descending=bool(largest))
-        zk = z if largest else 1.0 - z
+        zk = z if largest else impl.reflect(z)
         if impl.has_permutation:
             fn = impl.log_topk_permutation if cfg.log else impl.topk_permutation
             idx = fn(zk, kk, cfg.softness, cfg.mode, options=cfg.options)
         if sv is not None:
-            values = to_x(sv[..., :kk], stats)
+            values = to_x(sv[..., :kk], stats, data.x)
         else:
             assert idx is not None
             values = expect(probs(idx, cfg), data.x, gated_grad)

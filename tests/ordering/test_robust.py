@@ -204,9 +204,11 @@ def test_complex_input_rejected() -> None:
 
 
 def test_bad_k() -> None:
-    for k in (5, -1):
-        with pytest.raises(ValueError, match="k must be in"):
-            st.topk(X, k)
+    with pytest.raises(ValueError, match="k must be in"):
+        st.topk(X, 5)
+    for k, mode in ((-1, "smooth"), (-1, "hard"), (0, "smooth")):  # softtorch 0.1.1's phrase
+        with pytest.raises(ValueError, match="k must be positive"):
+            st.topk(X, k, mode=mode)
     for k in (1.0, 2.5, True, "2", None):
         with pytest.raises(TypeError, match="k must be an int"):
             st.topk(X, k)  # type: ignore[arg-type]

@@ -22,6 +22,7 @@ from ...._checks import check_softness
 from ..._base import Softness
 from ..._standardize import standardize as _standardize
 from ..._standardize import unstandardize as _unstandardize
+from . import _kernel_guard
 from . import fast_soft_sort as fss
 
 _FLOATS = (torch.float32, torch.float64)
@@ -96,14 +97,21 @@ def _argsort_rows(xn: np.ndarray) -> np.ndarray:
     rows, n = xn.shape
     if n < _radix_numba.MIN_N:
         return np.argsort(xn, axis=-1, kind="quicksort")
-    from . import _pav_numba
 
-    threads = 1
-    if rows * n >= _pav_numba.PARALLEL_MIN_ELEMENTS:
-        import numba
+    def kernel() -> np.ndarray:
+        from . import _pav_numba
 
-        threads = numba.get_num_threads()
-    return _radix_numba.argsort(xn, threads)
+        threads = 1
+        if rows * n >= _pav_numba.PARALLEL_MIN_ELEMENTS:
+            import numba
+
+            threads = numba.get_num_threads()
+        return _radix_numba.argsort(xn, threads)
+
+    def fallback() -> np.ndarray:
+        return np.argsort(xn, axis=-1, kind="stable")
+
+    return _kernel_guard.guarded("radix argsort", kernel, fallback, "numpy's argsort")
 
 
 def _bounds(dtype: torch.dtype) -> tuple[float, float]:
@@ -125,6 +133,21 @@ def _composite_rank(
 ) -> torch.Tensor:
     z = _standardize(x)[0] if standardize else x
     return fss.soft_rank(z, eps, mode, descending=descending)
+
+
+def _composite_grad(
+    fn: Any, x: torch.Tensor, gy: torch.Tensor, cfg: tuple[Any, ...]
+) -> torch.Tensor:
+    """The gradient of the composite path ``fn(x, *cfg)`` (fallback of a broken kernel)."""
+    with torch.enable_grad():
+        xg = x.detach().requires_grad_()
+        (gx,) = torch.autograd.grad(fn(xg, *cfg), xg, gy)
+    return gx
+
+
+def _guarded_grad(family: str, kernel: Any, fallback: Any) -> torch.Tensor:
+    """A backward kernel under :func:`._kernel_guard.guarded` (the family has run forward)."""
+    return _kernel_guard.guarded(family + " backward", kernel, fallback, "the composite gradient")
 
 
 class FusedSort(torch.autograd.Function):
@@ -199,12 +222,19 @@ class FusedSort(torch.autograd.Function):
         tmp = np.empty((max(chunks, 1), 3, n))
         args = (gyn, xn, perm, reg, standardize, descending, lo, hi, o, pi, aux, blk, w, ds, stats)
         args = (*args, gx)
-        if chunks:
-            with _guard():
-                k.sort_bwd_par(*args, tmp)
-        else:
-            k.sort_bwd_serial(*args, tmp)
-        return torch.from_numpy(gx), None, None, None, None
+
+        def kernel() -> torch.Tensor:
+            if chunks:
+                with _guard():
+                    k.sort_bwd_par(*args, tmp)
+            else:
+                k.sort_bwd_serial(*args, tmp)
+            return torch.from_numpy(gx)
+
+        def fallback() -> torch.Tensor:
+            return _composite_grad(_composite_sort, x, gy, ctx.cfg[:4])
+
+        return _guarded_grad("fused sort", kernel, fallback), None, None, None, None
 
 
 class FusedRank(torch.autograd.Function):
@@ -259,12 +289,19 @@ class FusedRank(torch.autograd.Function):
         chunks = _threads(rows, n)
         tmp = np.empty((max(chunks, 1), 3, n))
         args = (gyn, xn, perm, reg, standardize, descending, 1.0 / eps, pi, aux, blk, stats, s, gx)
-        if chunks:
-            with _guard():
-                k.rank_bwd_par(*args, tmp)
-        else:
-            k.rank_bwd_serial(*args, tmp)
-        return torch.from_numpy(gx), None, None, None, None
+
+        def kernel() -> torch.Tensor:
+            if chunks:
+                with _guard():
+                    k.rank_bwd_par(*args, tmp)
+            else:
+                k.rank_bwd_serial(*args, tmp)
+            return torch.from_numpy(gx)
+
+        def fallback() -> torch.Tensor:
+            return _composite_grad(_composite_rank, x, gy, ctx.cfg[:4])
+
+        return _guarded_grad("fused rank", kernel, fallback), None, None, None, None
 
 
 def sorted_values(
@@ -284,8 +321,15 @@ def sorted_values(
     eps = _eligible(x2, softness, options)
     if eps is None:
         return None
-    out = FusedSort.apply(x2, eps, mode, bool(descending), bool(standardize))
-    return out.reshape(*lead, x.shape[-1])
+    if _kernel_guard.broken("fused sort"):
+        return None  # the composite path
+    out = _kernel_guard.guarded(
+        "fused sort",
+        lambda: FusedSort.apply(x2, eps, mode, bool(descending), bool(standardize)),
+        lambda: None,
+        "the composite path",
+    )
+    return None if out is None else out.reshape(*lead, x.shape[-1])
 
 
 def rank(
@@ -305,5 +349,12 @@ def rank(
     eps = _eligible(x2, softness, options)
     if eps is None:
         return None
-    out = FusedRank.apply(x2, eps, mode, bool(descending), bool(standardize))
-    return out.reshape(*lead, x.shape[-1])
+    if _kernel_guard.broken("fused rank"):
+        return None  # the composite path
+    out = _kernel_guard.guarded(
+        "fused rank",
+        lambda: FusedRank.apply(x2, eps, mode, bool(descending), bool(standardize)),
+        lambda: None,
+        "the composite path",
+    )
+    return None if out is None else out.reshape(*lead, x.shape[-1])

@@ -10,6 +10,10 @@ import numpy as np
 from ._fused_numba import row_stats, sigmoid, std_backward
 from ._pav_numba import _solve_rows
 
+# numba's on-disk cache of a kernel is keyed on its own file only: a change of ``_solve_rows``
+# (in ``_pav_numba``) must come with a change of this file, or stale cached kernels keep the old
+# PAV (last: exact singleton blocks and the [min w, max w] clamp).
+
 # ---------------------------------------------------------------------------------------- rank
 
 

@@ -12,6 +12,10 @@ import numpy as np
 from ._fused_numba import row_stats, sigmoid, std_backward
 from ._pav_numba import _solve_rows
 
+# numba's on-disk cache of a kernel is keyed on its own file only: a change of ``_solve_rows``
+# (in ``_pav_numba``) must come with a change of this file, or stale cached kernels keep the old
+# PAV (last: exact singleton blocks and the [min w, max w] clamp).
+
 # ---------------------------------------------------------------------------------------- sort
 
 
@@ -46,6 +50,8 @@ def _sort_fwd_rows(  # noqa: ANN201, C901, PLR0913
         for j in range(n):  # perm is ascending; w descending
             xi = np.float64(x[r, perm[r, n - 1 - j]])
             w[r, j] = sigmoid((xi - mean) / std) if standardize else xi
+        wlo = w[r, n - 1]  # the projection lies in [min w, max w] (kept against rounding)
+        whi = w[r, 0]
         c = 0.0
         if reg >= 2 and not standardize and w[r, n - 1] < 0.0:
             c = w[r, n - 1]
@@ -54,7 +60,7 @@ def _sort_fwd_rows(  # noqa: ANN201, C901, PLR0913
         stats[r, 2] = c
         _solve_rows(s, w, reg, o, pi, aux, blk, r, r + 1, scr, start, 2)
         for j in range(n):
-            v = o[r, j] + c
+            v = min(max(o[r, j] + c, wlo), whi) if c != 0.0 else o[r, j]
             if standardize:
                 # kept for the backward: logit (in o), its scale (in ds), sigmoid' (in w)
                 vc = min(max(v, lo), hi)

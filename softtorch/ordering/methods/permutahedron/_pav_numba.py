@@ -30,7 +30,9 @@ Block statistics are merged with stable update rules (weighted means, ``logaddex
 centred moments), all in float64 whatever the input dtype. Besides ``o`` the kernel writes the
 per-element backward coefficients ``pi`` and ``aux`` (see ``fast_soft_sort``) and the block id of
 every element (0, 1, ... within its row), so the backward pass never needs an n x n matrix. A row
-with a NaN in ``s`` or ``w`` gets an all-NaN ``o``. Rows run on one thread below
+with a NaN in ``s`` or ``w`` gets an all-NaN ``o``; other rows are clamped to ``[min w, max w]``
+(the range of the permutahedron of ``w``) against rounding, and a singleton p-norm block returns
+its ``w`` exactly (no ``sqrt`` / ``cbrt`` round trip). Rows run on one thread below
 ``PARALLEL_MIN_ELEMENTS`` and otherwise in parallel chunks (``prange``); scratch buffers are
 reused per calling thread (see ``SCRATCH_CACHE_BYTES``).
 """
@@ -159,7 +161,12 @@ def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start, need=3):  # noqa
                         aux[r, i] = math.exp(np.float64(w[rw, i]) - cb[b])
                     blk[r, i] = b
             else:
-                t = gam[b] - ca[b]
+                # the block offset t = gamma - mean(s) from the block statistics (not gam - ca,
+                # which cancels when |s| >> sqrt(w), e.g. tiny w at small softness)
+                if reg == 2:
+                    t = -math.sqrt(max((cd[b] - cb[b]) / mt, 0.0))
+                else:
+                    t = _cubic_t(mt, cb[b], cc[b], cd[b])
                 tot = 0.0
                 for i in range(lo, hi):
                     y = np.float64(s[rs, i]) - ca[b] - t
@@ -172,6 +179,8 @@ def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start, need=3):  # noqa
                         o[r, i] = y * y * y
                         aux[r, i] = 3.0 * y * y
                         tot += y * y
+                    if hi - lo == 1:  # a singleton block keeps its w exactly (no root round trip)
+                        o[r, i] = np.float64(w[rw, i])
                     blk[r, i] = b
                 scale = 2.0 if reg == 2 else 3.0
                 for i in range(lo, hi):
@@ -182,6 +191,11 @@ def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start, need=3):  # noqa
         if bad:  # a NaN anywhere in the row makes the whole row NaN
             for i in range(n):
                 o[r, i] = np.nan
+        else:  # o lies in the permutahedron of w: keep rounding inside [min w, max w]
+            wlo = np.float64(w[rw, n - 1])
+            whi = np.float64(w[rw, 0])
+            for i in range(n):
+                o[r, i] = min(max(o[r, i], wlo), whi)
 
 
 @nb.njit(parallel=True, cache=True)

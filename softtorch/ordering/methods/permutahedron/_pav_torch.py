@@ -330,14 +330,14 @@ def block_solution(
         ls = _seg_lse(s, blk)
         lw = _seg_lse(w, blk)
         o = (s - ls) + lw
-        return o, torch.exp(s - ls), torch.exp(w - lw)
+        return in_w_range(o, w), torch.exp(s - ls), torch.exp(w - lw)
     # centre on the block's largest s (an element: exact for ties) before averaging, so that the
     # centred scores keep full precision when |s| >> the block's spread (small softness)
     xs = s - _seg_max(s, blk)
     d = xs - segsum(xs, blk) / m
     if reg == 0:
         mw = segsum(w, blk) / m
-        return d + mw, 1.0 / m, ones
+        return in_w_range(d + mw, w), 1.0 / m, ones
     m2 = segsum(d * d, blk)
     ws = segsum(w, blk)
     if reg == 2:
@@ -351,10 +351,19 @@ def block_solution(
         y = d - t
         gp = 3.0 * y * y
         o = y * y * y
+    o = torch.where(m == 1, w, o)  # a singleton block keeps its w exactly (no root round trip)
     tot = segsum(gp, blk)
     pos = tot > 0
     pi = torch.where(pos, gp / torch.where(pos, tot, ones), 1.0 / m)
-    return o, pi, gp
+    return in_w_range(o, w), pi, gp
+
+
+def in_w_range(o: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """``o`` clamped to ``[min w, max w]`` per row (``w`` sorted descending), the range of the
+    permutahedron of ``w``, against rounding; straight-through (the clamp has no gradient)."""
+    lo, hi = w[..., -1:].detach(), w[..., :1].detach()
+    inside = torch.minimum(torch.maximum(o, lo), hi)
+    return inside.detach() + (o - o.detach())  # exactly ``inside`` in value
 
 
 def _seg_max(x: torch.Tensor, blk: torch.Tensor) -> torch.Tensor:

@@ -215,29 +215,96 @@ def _row_msd(bits, r, perm, ka, kb, ia, ib, bounds, h, wide):  # noqa: ANN001, A
         perm[r, i] = ib[i]
 
 
+@nb.njit(cache=True)
+def _rows_chunk(bits, perm, r0, r1, passes, wide):  # noqa: ANN001, ANN202
+    """Rows ``r0 <= r < r1`` with one scratch set (the body of :func:`argsort_rows`)."""
+    n = bits.shape[1]
+    ka = np.empty(n, bits.dtype)
+    kb = np.empty(n, bits.dtype)
+    ia = np.empty(n, np.int32)
+    ib = np.empty(n, np.int32)
+    hist = np.empty((passes, RADIX), np.int64)
+    bounds = np.empty(RADIX + 1, np.int64)
+    h = np.empty(256, np.int64)
+    for r in range(r0, r1):
+        if n >= MSD_N:
+            _row_msd(bits, r, perm, ka, kb, ia, ib, bounds, h, wide)
+        else:
+            _row(bits, r, perm, ka, kb, ia, ib, hist, passes, wide)
+
+
+# The parallel kernels keep every prange body a single call of a plain (not inlined) kernel:
+# no tuple assignment, array reassignment or nested loop inside a prange body, which numba's
+# parfor pass mis-handles on some Pythons ("unexpected cycle in lookup()").
+
+
 @nb.njit(parallel=True, cache=True)
 def argsort_rows(bits, perm, chunks, passes, wide):  # noqa: ANN001, ANN201
     """``perm[r] = argsort(row r)`` for every row; ``chunks`` parallel groups of rows."""
-    rows, n = bits.shape
+    rows = bits.shape[0]
     for c in nb.prange(chunks):
-        r0 = (np.int64(c) * rows) // chunks
-        r1 = ((np.int64(c) + 1) * rows) // chunks
-        ka = np.empty(n, bits.dtype)
-        kb = np.empty(n, bits.dtype)
-        ia = np.empty(n, np.int32)
-        ib = np.empty(n, np.int32)
-        hist = np.empty((passes, RADIX), np.int64)
-        bounds = np.empty(RADIX + 1, np.int64)
-        h = np.empty(256, np.int64)
-        for r in range(r0, r1):
-            if n >= MSD_N:
-                _row_msd(bits, r, perm, ka, kb, ia, ib, bounds, h, wide)
-            else:
-                _row(bits, r, perm, ka, kb, ia, ib, hist, passes, wide)
+        _rows_chunk(bits, perm, (c * rows) // chunks, ((c + 1) * rows) // chunks, passes, wide)
+
+
+@nb.njit(cache=True)
+def _slice_keys(bits, r, ka, c, chunks, lohi, wide):  # noqa: ANN001, ANN202
+    """Keys of slice ``c`` of row ``r`` into ``ka``; its min / max into ``lohi[:, c]``."""
+    n = bits.shape[1]
+    a = (c * n) // chunks
+    b = ((c + 1) * n) // chunks
+    lo, hi = _keys(bits, r, ka, a, b, wide)
+    lohi[0, c] = lo
+    lohi[1, c] = hi
+
+
+@nb.njit(cache=True)
+def _slice_hist(ka, c, chunks, sh, cnt):  # noqa: ANN001, ANN202
+    """Digit histogram of slice ``c`` of the keys into ``cnt[c]``."""
+    n = ka.shape[0]
+    for i in range((c * n) // chunks, ((c + 1) * n) // chunks):
+        cnt[c, np.int64((ka[i] >> sh) & np.uint64(MASK))] += 1
+
+
+@nb.njit(cache=True)
+def _slice_scatter(ka, ia, kb, ib, c, chunks, sh, cnt):  # noqa: ANN001, ANN202, PLR0913
+    """Stable scatter of slice ``c`` from its offsets ``cnt[c]``."""
+    n = ka.shape[0]
+    off = cnt[c]
+    _scatter(ka, ia, kb, ib, (c * n) // chunks, ((c + 1) * n) // chunks, sh, off, True)
+
+
+@nb.njit(cache=True)
+def _slice_buckets(kb, ib, ka, ia, perm, r, c, chunks, starts):  # noqa: ANN001, ANN202, PLR0913
+    """Sort the buckets whose first element lies in slice ``c`` and write them to ``perm[r]``."""
+    n = ka.shape[0]
+    a = (c * n) // chunks
+    b = ((c + 1) * n) // chunks
+    h = np.empty(256, np.int64)
+    for d in range(RADIX):
+        s = starts[d]
+        e = starts[d + 1]
+        if e > s and a <= s < b:
+            _bucket(kb, ib, ka, ia, s, e, h)
+            for i in range(s, e):
+                perm[r, i] = ib[i]
+
+
+@nb.njit(cache=True)
+def _offsets(cnt, starts, n):  # noqa: ANN001, ANN202
+    """Bucket-major, slice-minor scatter offsets in ``cnt``; bucket starts in ``starts``."""
+    chunks = cnt.shape[0]
+    total = 0
+    for d in range(RADIX):
+        starts[d] = total
+        for c in range(chunks):
+            v = cnt[c, d]
+            cnt[c, d] = total
+            total += v
+    starts[RADIX] = n
 
 
 @nb.njit(parallel=True, cache=True)
-def argsort_row_par(bits, perm, r, chunks, wide):  # noqa: ANN001, ANN201, C901
+def argsort_row_par(bits, perm, r, chunks, wide):  # noqa: ANN001, ANN201
     """:func:`_row_msd` for one long row ``r`` on ``chunks`` threads: keys and histograms of
     the first pass per slice of the row, the stable scatter per slice (slice c's elements
     after slice c - 1's in every bucket), then the buckets in parallel, balanced by size."""
@@ -246,15 +313,10 @@ def argsort_row_par(bits, perm, r, chunks, wide):  # noqa: ANN001, ANN201, C901
     kb = np.empty(n, bits.dtype)
     ia = np.empty(n, np.int32)
     ib = np.empty(n, np.int32)
-    los = np.empty(chunks, bits.dtype)
-    his = np.empty(chunks, bits.dtype)
+    lohi = np.empty((2, chunks), bits.dtype)
     for c in nb.prange(chunks):
-        a = (np.int64(c) * n) // chunks
-        b = ((np.int64(c) + 1) * n) // chunks
-        los[c], his[c] = _keys(bits, r, ka, a, b, wide)
-    lo = los.min()
-    hi = his.max()
-    top = _bitlen(lo ^ hi)
+        _slice_keys(bits, r, ka, c, chunks, lohi, wide)
+    top = _bitlen(lohi[0].min() ^ lohi[1].max())
     if top == 0:
         for i in range(n):
             perm[r, i] = i
@@ -262,34 +324,13 @@ def argsort_row_par(bits, perm, r, chunks, wide):  # noqa: ANN001, ANN201, C901
     sh = np.uint64(max(top - BITS, 0))
     cnt = np.zeros((chunks, RADIX), np.int64)
     for c in nb.prange(chunks):
-        a = (np.int64(c) * n) // chunks
-        b = ((np.int64(c) + 1) * n) // chunks
-        for i in range(a, b):
-            cnt[c, np.int64((ka[i] >> sh) & np.uint64(MASK))] += 1
+        _slice_hist(ka, c, chunks, sh, cnt)
     starts = np.empty(RADIX + 1, np.int64)
-    total = 0
-    for d in range(RADIX):  # offsets: bucket-major, slice-minor
-        starts[d] = total
-        for c in range(chunks):
-            v = cnt[c, d]
-            cnt[c, d] = total
-            total += v
-    starts[RADIX] = n
+    _offsets(cnt, starts, n)
     for c in nb.prange(chunks):
-        a = (np.int64(c) * n) // chunks
-        b = ((np.int64(c) + 1) * n) // chunks
-        _scatter(ka, ia, kb, ib, a, b, sh, cnt[c], True)
+        _slice_scatter(ka, ia, kb, ib, c, chunks, sh, cnt)
     for c in nb.prange(chunks):  # bucket d belongs to the slice holding its first element
-        a = (np.int64(c) * n) // chunks
-        b = ((np.int64(c) + 1) * n) // chunks
-        h = np.empty(256, np.int64)
-        for d in range(RADIX):
-            s = starts[d]
-            e = starts[d + 1]
-            if e > s and a <= s < b:
-                _bucket(kb, ib, ka, ia, s, e, h)
-                for i in range(s, e):
-                    perm[r, i] = ib[i]
+        _slice_buckets(kb, ib, ka, ia, perm, r, c, chunks, starts)
 
 
 def argsort(x: np.ndarray, chunks: int) -> np.ndarray:

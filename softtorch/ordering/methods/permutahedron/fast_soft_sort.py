@@ -74,7 +74,7 @@ import torch.autograd.forward_ad as _fwAD
 from ...._checks import MODES as _ALL_MODES
 from ...._checks import check_choice, check_mode, check_softness
 from ..._base import Softness
-from . import _pav_torch
+from . import _kernel_guard, _pav_torch
 from ._pav_torch import segsum
 
 #: Modes of this method and their regulariser codes (see the module docstring).
@@ -104,11 +104,23 @@ HAS_NUMBA: bool = importlib.util.find_spec("numba") is not None
 def _numba_impl(
     s: torch.Tensor, w: torch.Tensor, reg: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """CPU kernel on zero-copy numpy views (numba imported here, on first use)."""
-    from . import _pav_numba
+    """CPU kernel on zero-copy numpy views (numba imported here, on first use); the torch
+    kernel if it fails to compile (:mod:`._kernel_guard`: one warning)."""
 
-    o, pi, aux, blk = _pav_numba.run(s.contiguous().numpy(), w.contiguous().numpy(), reg)
-    return torch.from_numpy(o), torch.from_numpy(pi), torch.from_numpy(aux), torch.from_numpy(blk)
+    def kernel() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        from . import _pav_numba
+
+        o, pi, aux, blk = _pav_numba.run(s.contiguous().numpy(), w.contiguous().numpy(), reg)
+        return (
+            torch.from_numpy(o),
+            torch.from_numpy(pi),
+            torch.from_numpy(aux),
+            torch.from_numpy(blk),
+        )
+
+    return _kernel_guard.guarded(
+        "PAV", kernel, lambda: _torch_impl(s, w, reg), "the torch PAV kernel"
+    )
 
 
 def _torch_impl(
@@ -367,6 +379,7 @@ def project_sorted(
     """
     reg = REGS[mode]
     shift = None
+    w_in = w
     if reg >= 2 and not w_nonneg:
         shift = w[:, -1:].clamp(max=0.0)
         w = w - shift
@@ -380,7 +393,10 @@ def project_sorted(
         o = (NumbaPAVFwd if backend == "numba" else TorchPAVFwd).apply(s, w, reg)[0]
     else:
         o = fn.apply(s, w, reg)[0]
-    return o if shift is None else o + shift
+    if shift is None:
+        return o
+    # the shift does not round-trip exactly (w - shift + shift != w): back inside [min w, max w]
+    return _pav_torch.in_w_range(o + shift, w_in)
 
 
 #: Whether a tensor is a ``torch.func`` (vmap / grad / jvp) wrapper.
