@@ -29,7 +29,8 @@ Families (value; derivative):
   :math:`\partial_b = 1 - R'(v)`; one-sided :math:`a + R(x - a)`, :math:`b - R(b - x)`;
 * comparisons: :math:`\sigma_s(x - y \mp \epsilon)` (``greater`` / ``greater_equal``; ``less`` swaps
   the operands); ``eq``: :math:`\min(1, 2\sigma_s(\epsilon - |x-y|_s))`, ``not_equal`` = 1 - ``eq``;
-* round: :math:`\lfloor x\rfloor - r + \sum_{j=-r}^{r-1}\sigma_s(x - \lfloor x\rfloor - j - \tfrac12)`;
+* round: :math:`\lfloor x\rfloor - r + \sum_{j=-r}^{r-1}
+  \sigma_s(x - \lfloor x\rfloor - j - \tfrac12)`;
   derivative :math:`\sum_j \sigma_s'(\cdot)`.
 
 :mod:`.fused` holds the autograd Functions and the entry points, :mod:`.composite` the torch

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numba as nb
@@ -429,7 +428,8 @@ _RANGES = {
 }
 @nb.njit(**_ELEM)
 def _sl(a, lo, hi, n):  # noqa: ANN001, ANN202
-    """Block [lo, hi) of an n-element array; a smaller array (scalar operand, absent output) whole."""
+    """Block [lo, hi) of an n-element array; a smaller array (a scalar operand, an absent
+    output) whole."""
     return a[lo:hi] if a.size == n else a
 
 
@@ -458,21 +458,28 @@ def _par_binary_fwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
 def _par_binary_bwd(n, a0, a1, a2, a3, *rest):  # noqa: ANN001, ANN002, ANN202
     for c in nb.prange((n + CHUNK - 1) // CHUNK):
         lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        _binary_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), _sl(a3, lo, hi, n), *rest)
+        _binary_bwd(
+            _sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), _sl(a3, lo, hi, n), *rest
+        )
 
 
 @nb.njit(parallel=True, **_LOOP)
 def _par_clamp_fwd(n, a0, a1, a2, a3, *rest):  # noqa: ANN001, ANN002, ANN202
     for c in nb.prange((n + CHUNK - 1) // CHUNK):
         lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        _clamp_fwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), _sl(a3, lo, hi, n), *rest)
+        _clamp_fwd(
+            _sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), _sl(a3, lo, hi, n), *rest
+        )
 
 
 @nb.njit(parallel=True, **_LOOP)
 def _par_clamp_bwd(n, a0, a1, a2, a3, a4, a5, a6, *rest):  # noqa: ANN001, ANN002, ANN202
     for c in nb.prange((n + CHUNK - 1) // CHUNK):
         lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        _clamp_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), _sl(a3, lo, hi, n), _sl(a4, lo, hi, n), _sl(a5, lo, hi, n), _sl(a6, lo, hi, n), *rest)
+        _clamp_bwd(
+            _sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), _sl(a3, lo, hi, n),
+            _sl(a4, lo, hi, n), _sl(a5, lo, hi, n), _sl(a6, lo, hi, n), *rest
+        )
 
 
 @nb.njit(parallel=True, **_LOOP)

@@ -12,7 +12,8 @@ With :math:`\sigma_s` = :func:`softtorch.sigmoidal.step` and :math:`R_s` =
 * ``clamp``: :math:`b - R_s(b - a - R_s(x - a))`, one-sided :math:`a + R_s(x - a)`,
   :math:`b - R_s(b - x)`; a bound at :math:`-\infty` (lower) / :math:`+\infty` (upper) counts as
   absent (its gradient is 0);
-* ``round``: :math:`\lfloor x\rfloor - r + \sum_{j=-r}^{r-1}\sigma_s(x - \lfloor x\rfloor - j - \tfrac12)`.
+* ``round``: :math:`\lfloor x\rfloor - r + \sum_{j=-r}^{r-1}
+  \sigma_s(x - \lfloor x\rfloor - j - \tfrac12)`.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def clamp(
     x: Tensor, lo: Tensor | None, hi: Tensor | None, softness: Softness, mode: str,
     gated: bool = False,
 ) -> Tensor:
-    """Composite soft clamp; ``lo`` / ``hi`` are ``None`` or tensors of ``x``'s dtype that
+    r"""Composite soft clamp; ``lo`` / ``hi`` are ``None`` or tensors of ``x``'s dtype that
     broadcast with it; a lower bound ``-inf`` or an upper bound ``+inf`` is dropped elementwise.
 
     Args:
