@@ -321,29 +321,30 @@ def _round_start(x, r, k, cut):  # noqa: ANN001, ANN202
 
 
 # ----------------------------------------------------------------------------- range loops
-# Each loop runs over its slice of the arrays. The mode and op codes arrive as *tags*: tuples
-# whose length is the code, so the code is part of the signature and a constant of the compiled
-# loop; the branches on it fold away after inlining and the loop vectorises (a runtime code, or
-# a literal one, keeps the branches and costs 3-10x).
+# Each loop runs over its slice of the arrays. The mode and op codes arrive as *tags*: tiny
+# arrays with ``code + 1`` dimensions, so the code is part of the signature and a constant of the
+# compiled loop; the branches on it fold away after inlining and the loop vectorises (a runtime
+# code, or a literal one, keeps the branches and costs 3-10x; tuples would do too but cannot
+# enter a prange body).
 
 
 @nb.njit(**_LOOP)
 def _unary_fwd(x, out, s, w10, mt, ot):  # noqa: ANN001, ANN202
-    mode, op = len(mt), len(ot)
+    mode, op = mt.ndim - 1, ot.ndim - 1
     for i in range(x.size):
         out[i] = _unary(x[i], s, w10, mode, op)[0]
 
 
 @nb.njit(**_LOOP)
 def _unary_bwd(x, g, gx, s, w10, mt, ot):  # noqa: ANN001, ANN202
-    mode, op = len(mt), len(ot)
+    mode, op = mt.ndim - 1, ot.ndim - 1
     for i in range(x.size):
         gx[i] = g[i] * _unary(x[i], s, w10, mode, op)[1]
 
 
 @nb.njit(**_LOOP)
 def _binary_fwd(x, y, out, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN202
-    mode, op = len(mt), len(ot)
+    mode, op = mt.ndim - 1, ot.ndim - 1
     if y.size == x.size:
         for i in range(x.size):
             out[i] = _binary((x[i] - y[i]) + shift, tol, s, w10, mode, op)[0]
@@ -355,7 +356,7 @@ def _binary_fwd(x, y, out, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN202
 
 @nb.njit(**_LOOP)
 def _binary_bwd(x, y, g, gx, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN202
-    mode, op = len(mt), len(ot)
+    mode, op = mt.ndim - 1, ot.ndim - 1
     if y.size == x.size:
         for i in range(x.size):
             gx[i] = g[i] * _binary((x[i] - y[i]) + shift, tol, s, w10, mode, op)[1]
@@ -373,7 +374,7 @@ def _bound(b, i, kind):  # noqa: ANN001, ANN202
 
 @nb.njit(**_LOOP)
 def _clamp_fwd(x, lo, hi, out, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
-    mode, gated, lk, hk = len(mt), len(gt) == 1, len(lt), len(ht)
+    mode, gated, lk, hk = mt.ndim - 1, gt.ndim == 2, lt.ndim - 1, ht.ndim - 1
     for i in range(x.size):
         out[i] = _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0, s, w10,
                         mode, gated)[0]
@@ -381,7 +382,7 @@ def _clamp_fwd(x, lo, hi, out, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
 
 @nb.njit(**_LOOP)
 def _clamp_bwd(x, lo, hi, g, gx, glo, ghi, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
-    mode, gated, lk, hk = len(mt), len(gt) == 1, len(lt), len(ht)
+    mode, gated, lk, hk = mt.ndim - 1, gt.ndim == 2, lt.ndim - 1, ht.ndim - 1
     want_lo, want_hi = glo.size > 0, ghi.size > 0
     for i in range(x.size):
         _, dx, dlo, dhi = _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
@@ -395,7 +396,7 @@ def _clamp_bwd(x, lo, hi, g, gx, glo, ghi, s, w10, mt, gt, lt, ht):  # noqa: ANN
 
 @nb.njit(**_LOOP)
 def _round_fwd(x, out, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
-    mode = len(mt)
+    mode = mt.ndim - 1
     for b0 in range(0, x.size, ROUND_BLOCK):
         xb, ob = x[b0:b0 + ROUND_BLOCK], out[b0:b0 + ROUND_BLOCK]
         for i in range(xb.size):  # the k steps run as k vectorised passes over the block
@@ -408,7 +409,7 @@ def _round_fwd(x, out, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
 
 @nb.njit(**_LOOP)
 def _round_bwd(x, g, gx, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
-    mode = len(mt)
+    mode = mt.ndim - 1
     for b0 in range(0, x.size, ROUND_BLOCK):
         xb, gb, ob = x[b0:b0 + ROUND_BLOCK], g[b0:b0 + ROUND_BLOCK], gx[b0:b0 + ROUND_BLOCK]
         for i in range(xb.size):
@@ -503,9 +504,13 @@ _PARALLEL = {
 }
 
 
-def tag(code: int) -> tuple[int, ...]:
-    """The tag of a mode / op code: a tuple of that length (see the range loops)."""
-    return (0,) * code
+_TAGS = [np.zeros((1,) * (k + 1), np.int8) for k in range(8)]
+
+
+def tag(code: int) -> np.ndarray:
+    """The tag of a mode / op code: a one-element array with ``code + 1`` dimensions (see the
+    range loops)."""
+    return _TAGS[int(code)]
 
 
 def run(name: str, n: int, args: tuple[Any, ...]) -> None:

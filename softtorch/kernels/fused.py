@@ -106,9 +106,13 @@ def _run(name: str, like: Tensor, *args: Any) -> None:
     _kernels().run(name, like.numel(), args)
 
 
-def _mt(mode: str) -> tuple[int, ...]:
+def _mt(mode: str) -> Any:
     k = _kernels()
     return k.tag(k.MODE_CODES[mode])
+
+
+def _tag(code: int) -> Any:
+    return _kernels().tag(code)
 
 
 def _composite_grads(
@@ -138,7 +142,7 @@ class _Unary(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, s: float, mode: str, op: int) -> Tensor:  # type: ignore[override]
         out = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
-        _run("unary_fwd", x, _flat(x), _flat(out), ps, pw, _mt(mode), (0,) * op)
+        _run("unary_fwd", x, _flat(x), _flat(out), ps, pw, _mt(mode), _tag(op))
         ctx.save_for_backward(x)
         ctx.args = (s, mode, op)
         return out
@@ -153,7 +157,7 @@ class _Unary(torch.autograd.Function):
         g = g.contiguous()
         gx = torch.empty_like(x)
         ps, pw, _ = _params(s, x.dtype)
-        _run("unary_bwd", x, _flat(x), _flat(g), _flat(gx), ps, pw, _mt(mode), (0,) * op)
+        _run("unary_bwd", x, _flat(x), _flat(g), _flat(gx), ps, pw, _mt(mode), _tag(op))
         return gx, None, None, None
 
 
@@ -165,7 +169,7 @@ class _Binary(torch.autograd.Function):
         out = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
         _run("binary_fwd", x, _flat(x), _flat(y), _flat(out), nd(shift), nd(tol), ps, pw,
-             _mt(mode), (0,) * op)
+             _mt(mode), _tag(op))
         ctx.save_for_backward(x, y)
         ctx.args = (s, mode, op, shift, tol)
         return out
@@ -183,16 +187,16 @@ class _Binary(torch.autograd.Function):
         gx = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
         _run("binary_bwd", x, _flat(x), _flat(y), _flat(g), _flat(gx), nd(shift), nd(tol),
-             ps, pw, _mt(mode), (0,) * op)
+             ps, pw, _mt(mode), _tag(op))
         gy = None
         if ctx.needs_input_grad[1]:
             gy = -gx if y.shape == x.shape else (-gx.sum()).reshape(y.shape)
         return (gx if ctx.needs_input_grad[0] else None, gy, *none5)
 
 
-def _btag(b: Tensor | None, x: Tensor) -> tuple[int, ...]:
-    """Bound tag: () absent, (0,) one value, (0, 0) one value per element of ``x``."""
-    return () if b is None else ((0,) if b.numel() == 1 and x.numel() != 1 else (0, 0))
+def _btag(b: Tensor | None, x: Tensor) -> Any:
+    """Bound tag: code 0 absent, 1 one value, 2 one value per element of ``x``."""
+    return _tag(0 if b is None else (1 if b.numel() == 1 and x.numel() != 1 else 2))
 
 
 class _Clamp(torch.autograd.Function):
@@ -206,7 +210,7 @@ class _Clamp(torch.autograd.Function):
         dummy = x.new_zeros(1)
         _run("clamp_fwd", x, _flat(x), _flat(dummy if lo is None else lo),
              _flat(dummy if hi is None else hi), _flat(out), ps, pw, _mt(mode),
-             (0,) * gated, _btag(lo, x), _btag(hi, x))
+             _tag(int(gated)), _btag(lo, x), _btag(hi, x))
         ctx.save_for_backward(x, lo, hi)
         ctx.args = (s, mode, gated)
         return out
@@ -229,7 +233,7 @@ class _Clamp(torch.autograd.Function):
         ps, pw, _ = _params(s, x.dtype)
         _run("clamp_bwd", x, _flat(x), _flat(dummy if lo is None else lo),
              _flat(dummy if hi is None else hi), _flat(g), _flat(gx), _flat(glo_full),
-             _flat(ghi_full), ps, pw, _mt(mode), (0,) * gated, _btag(lo, x), _btag(hi, x))
+             _flat(ghi_full), ps, pw, _mt(mode), _tag(int(gated)), _btag(lo, x), _btag(hi, x))
 
         def reduce(full: Tensor, b: Tensor) -> Tensor:
             return full if b.shape == x.shape else full.sum().reshape(b.shape)
