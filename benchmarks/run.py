@@ -1,7 +1,8 @@
 """Benchmark runner: soft ops vs hard torch ops (see benchmarks/README.md).
 
-    python benchmarks/run.py [--suite elementwise|ordering|surrogate|all] [--quick] [--csv PATH]
-                             [--filter SUBSTR] [--repeat N] [--threads N] [--mem auto|on|off]
+    python benchmarks/run.py [--suite elementwise|ordering|surrogate|soft_mode|fused|models|all]
+                             [--quick] [--csv PATH] [--filter SUBSTR] [--repeat N]
+                             [--threads N] [--mem auto|on|off]
 
 Each suite is a module ``benchmarks/bench_<suite>.py`` exposing ``cases(quick=False)``. Timing runs
 in this process. With memory measurement on (the default for full runs) every case is first run
@@ -48,7 +49,7 @@ from _harness import (  # noqa: E402
     write_csv,
 )
 
-SUITES: tuple[str, ...] = ("elementwise", "ordering", "surrogate", "soft_mode")
+SUITES: tuple[str, ...] = ("elementwise", "ordering", "surrogate", "soft_mode", "fused", "models")
 CHILD_FLAG = "--_child"
 #: glibc mmap threshold (bytes) in the memory child: fixed, so large frees are unmapped at once.
 MMAP_THRESHOLD = 65536
