@@ -422,10 +422,51 @@ def _round_bwd(x, g, gx, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
             ob[i] *= gb[i]
 
 
+@nb.njit(**_LOOP)
+def _pair_fwd(x, out, shift, s, w10, mt, gt):  # noqa: ANN001, ANN202
+    """out[p, t] = a + R(b - a) + shift with a = x[p, 0, t], b = x[p, 1, t] (pairs of a
+    pooling window of 2; R the ramp, gated with a 2-d ``gt``)."""
+    mode, op = mt.ndim - 1, RAMP + gt.ndim - 1
+    for p in range(x.shape[0]):
+        xa, xb, o = x[p, 0], x[p, 1], out[p]
+        for t in range(o.size):
+            a = xa[t]
+            o[t] = (a + _unary(xb[t] - a, s, w10, mode, op)[0]) + shift
+
+
+@nb.njit(**_LOOP)
+def _pair_bwd(x, g, gx, shift, s, w10, mt, gt):  # noqa: ANN001, ANN202
+    mode, op = mt.ndim - 1, RAMP + gt.ndim - 1
+    one = _c(s, 1)
+    for p in range(x.shape[0]):
+        xa, xb, gp, ga, gb = x[p, 0], x[p, 1], g[p], gx[p, 0], gx[p, 1]
+        for t in range(gp.size):
+            a = xa[t]
+            d = _unary(xb[t] - a, s, w10, mode, op)[1]
+            gb[t] = gp[t] * d
+            ga[t] = gp[t] * (one - d)
+
+
+@nb.njit(parallel=True, **_LOOP)
+def _par_pair_fwd(n, x, out, *rest):  # noqa: ANN001, ANN002, ANN202
+    step = max(1, CHUNK // max(1, out.shape[1]))
+    for c in nb.prange((x.shape[0] + step - 1) // step):
+        _pair_fwd(x[c * step:(c + 1) * step], out[c * step:(c + 1) * step], *rest)
+
+
+@nb.njit(parallel=True, **_LOOP)
+def _par_pair_bwd(n, x, g, gx, *rest):  # noqa: ANN001, ANN002, ANN202
+    step = max(1, CHUNK // max(1, g.shape[1]))
+    for c in nb.prange((x.shape[0] + step - 1) // step):
+        lo, hi = c * step, (c + 1) * step
+        _pair_bwd(x[lo:hi], g[lo:hi], gx[lo:hi], *rest)
+
+
 _RANGES = {
     "unary_fwd": _unary_fwd, "unary_bwd": _unary_bwd, "binary_fwd": _binary_fwd,
     "binary_bwd": _binary_bwd, "clamp_fwd": _clamp_fwd, "clamp_bwd": _clamp_bwd,
-    "round_fwd": _round_fwd, "round_bwd": _round_bwd,
+    "round_fwd": _round_fwd, "round_bwd": _round_bwd, "pair_fwd": _pair_fwd,
+    "pair_bwd": _pair_bwd,
 }
 @nb.njit(**_ELEM)
 def _sl(a, lo, hi, n):  # noqa: ANN001, ANN202
@@ -500,7 +541,8 @@ def _par_round_bwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
 _PARALLEL = {
     "unary_fwd": _par_unary_fwd, "unary_bwd": _par_unary_bwd, "binary_fwd": _par_binary_fwd,
     "binary_bwd": _par_binary_bwd, "clamp_fwd": _par_clamp_fwd, "clamp_bwd": _par_clamp_bwd,
-    "round_fwd": _par_round_fwd, "round_bwd": _par_round_bwd,
+    "round_fwd": _par_round_fwd, "round_bwd": _par_round_bwd, "pair_fwd": _par_pair_fwd,
+    "pair_bwd": _par_pair_bwd,
 }
 
 

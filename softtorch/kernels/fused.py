@@ -43,7 +43,7 @@ _backend = "auto"
 
 __all__ = [
     "ABS", "CMP", "EQ", "GATED", "NE", "RAMP", "SIGN", "STEP", "BACKENDS", "binary", "clamp",
-    "ramp", "round", "set_backend", "unary", "use_kernel",
+    "pair_max", "ramp", "round", "set_backend", "unary", "use_kernel",
 ]
 
 
@@ -267,6 +267,68 @@ class _Round(torch.autograd.Function):
         k, cut = _round_window(s, mode, r, nd)
         _run("round_bwd", x, _flat(x), _flat(g), _flat(gx), ps, pw, _mt(mode), r, k, nd(cut))
         return gx, None, None, None
+
+
+class _PairMax(torch.autograd.Function):
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x3: Tensor, s: float, mode: str, gated: bool, shift: float
+    ) -> Tensor:
+        out = x3.new_empty(x3.shape[0], x3.shape[2])
+        ps, pw, nd = _params(s, x3.dtype)
+        _run("pair_fwd", out, x3.detach().numpy(), out.numpy(), nd(shift), ps, pw, _mt(mode),
+             _tag(int(gated)))
+        ctx.save_for_backward(x3)
+        ctx.args = (s, mode, gated, shift)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Any, ...]:  # type: ignore[override]
+        (x3,) = ctx.saved_tensors
+        s, mode, gated, shift = ctx.args
+        if torch.is_grad_enabled():
+            (gx,) = _composite_grads(lambda t: _pair_composite(t, s, mode, gated, shift), (x3,), g)
+            return gx, None, None, None, None
+        g = g.contiguous()
+        gx = torch.empty_like(x3)
+        ps, pw, nd = _params(s, x3.dtype)
+        _run("pair_bwd", g, x3.detach().numpy(), g.numpy(), gx.numpy(), nd(shift), ps, pw,
+             _mt(mode), _tag(int(gated)))
+        return gx, None, None, None, None
+
+
+def _pair_composite(x3: Tensor, s: Softness, mode: str, gated: bool, shift: float) -> Tensor:
+    a, b = x3[:, 0], x3[:, 1]
+    return composite.clamp(b, a, None, s, mode, gated) + shift
+
+
+def pair_max(
+    x: Tensor, dim: int, softness: Softness, mode: str, gated: bool = False, shift: float = 0.0
+) -> Tensor:
+    """Soft maximum of the pairs ``(x[2i], x[2i+1])`` along ``dim`` (even length):
+    :math:`a + R_s(b - a) + \text{shift}`, the one-sided soft clamp of ``b`` at ``a`` (a pooling
+    window of 2, see :mod:`softtorch.kernels.pool`), reading the pairs in place.
+
+    Args:
+        x: floating input with an even size along ``dim``.
+        dim: the paired dim (non-negative).
+        softness: s > 0.
+        mode: a sigmoidal mode.
+        gated: the gated ramp :math:`x\\sigma_s(x)`.
+        shift: a constant added (``-s log 2`` for the log-mean-exp).
+    """
+    shape = list(x.shape)
+    half = shape[dim] // 2
+    outer = math.prod(shape[:dim]) * half
+    inner = math.prod(shape[dim + 1:])
+    out_shape = shape[:dim] + [half] + shape[dim + 1:]
+    if x.numel() == 0 or not use_kernel(softness, x):
+        xc = x.float() if x.dtype in _HALF else x
+        res = _pair_composite(xc.reshape(outer, 2, inner), softness, mode, gated, shift)
+        return res.reshape(out_shape).to(x.dtype)
+    x3 = _prep(x).reshape(outer, 2, inner)
+    out = _PairMax.apply(x3, float(softness), mode, gated, float(shift))
+    return out.reshape(out_shape).to(x.dtype)
 
 
 def _round_window(s: float, mode: str, r: int, nd: type) -> tuple[int, float]:

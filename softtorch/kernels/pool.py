@@ -61,16 +61,12 @@ def _geometry(pos: Tensor, valid: Tensor, length: int) -> tuple[int, int, int] |
 
 
 def _pair(x: Tensor, dim: int, softness: float | Tensor, mode: str) -> Tensor:
-    a = x.narrow(dim, 0, x.shape[dim] // 2 * 2)
-    shape = list(a.shape)
-    shape[dim : dim + 1] = [shape[dim] // 2, 2]
-    a2 = a.reshape(shape)
-    lo, hi = a2.select(dim + 1, 0), a2.select(dim + 1, 1)
+    if x.shape[dim] % 2:
+        x = x.narrow(dim, 0, x.shape[dim] - 1)  # floor mode drops the last position
     if mode == "smooth":
-        out = fused.clamp(hi, lo, None, softness, "smooth")
-        return out - softness * math.log(2.0)
+        return fused.pair_max(x, dim, softness, "smooth", shift=-softness * math.log(2.0))
     smode, factor = PAIR_MODES[mode]
-    return fused.clamp(hi, lo, None, softness * factor, smode, gated=True)
+    return fused.pair_max(x, dim, softness * factor, smode, gated=True)
 
 
 def _strided(x: Tensor, dim: int, pos: Tensor, valid: Tensor, geo: tuple[int, int, int],
