@@ -53,3 +53,22 @@ def test_pairs_closed_form() -> None:
     p = (0.5 + (b - a) / (2 * 0.5)).clamp(0, 1)
     torch.testing.assert_close(got, a + p * (b - a))
     assert math.isclose(float(got[2]), 5.0)
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c0", "_c1_pnorm"))
+def test_pair_max_gradcheck_and_torch_path(mode: str) -> None:
+    from softtorch.kernels import fused
+
+    x = torch.tensor([[-0.7, -0.21, 0.05, 0.37], [1.3, 0.9, -0.4, -0.45]], dtype=torch.float64,
+                     requires_grad=True)
+    for dim in (0, 1):
+        fn = lambda t, dim=dim: fused.pair_max(t, dim, 0.3, mode, mode != "smooth", -0.1)  # noqa: E731
+        assert torch.autograd.gradcheck(fn, (x,))
+        assert torch.autograd.gradgradcheck(fn, (x,))
+        got = fn(x)
+        fused.set_backend("torch")
+        try:
+            ref = fn(x)
+        finally:
+            fused.set_backend("auto")
+        torch.testing.assert_close(got, ref)
