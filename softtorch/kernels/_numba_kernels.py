@@ -11,8 +11,9 @@ arithmetic (``_exp``, ``_log1p_unit``), so that LLVM vectorises the loops: libm'
 would cost 4-6x more than torch's vectorised sigmoid. Their error is about one ulp.
 
 Kernels run on one thread below ``PARALLEL_MIN_ELEMENTS`` and otherwise in ``CHUNK``-sized blocks
-under ``prange``; :func:`parallel_guard` serialises parallel launches under numba's ``workqueue``
-threading layer (it aborts when two Python threads launch parallel kernels at once). Only FMA
+under ``prange``, on torch's intra-op thread count (``torch.set_num_threads`` governs them too);
+:func:`parallel_guard` serialises parallel launches under numba's ``workqueue`` threading layer
+(it aborts when two Python threads launch parallel kernels at once). Only FMA
 contraction is allowed (``fastmath={"contract"}``): NaN / inf semantics are IEEE.
 """
 
@@ -555,11 +556,14 @@ def tag(code: int) -> np.ndarray:
     return _TAGS[int(code)]
 
 
-def run(name: str, n: int, args: tuple[Any, ...]) -> None:
-    """Run kernel ``name`` over ``n`` elements; ``args`` are its arrays, its float scalars
-    (already of the arrays' dtype) and its tags."""
-    if n >= PARALLEL_MIN_ELEMENTS and nb.get_num_threads() > 1:
+def run(name: str, n: int, args: tuple[Any, ...], threads: int) -> None:
+    """Run kernel ``name`` over ``n`` elements on up to ``threads`` threads (the caller passes
+    torch's intra-op thread count); ``args`` are its arrays, its float scalars (already of the
+    arrays' dtype) and its tags."""
+    threads = min(threads, nb.config.NUMBA_NUM_THREADS)
+    if n >= PARALLEL_MIN_ELEMENTS and threads > 1:
         with parallel_guard():
+            nb.set_num_threads(threads)
             _PARALLEL[name](n, *args)
     else:
         _RANGES[name](*args)

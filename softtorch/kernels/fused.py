@@ -103,7 +103,7 @@ def _params(softness: float, dtype: torch.dtype) -> tuple[Any, Any, type]:
 
 
 def _run(name: str, like: Tensor, *args: Any) -> None:
-    _kernels().run(name, like.numel(), args)
+    _kernels().run(name, like.numel(), args, torch.get_num_threads())
 
 
 def _mt(mode: str) -> Any:
