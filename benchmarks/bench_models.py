@@ -26,6 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 SOFTNESS = 0.1
+#: Paired (soft, hard) step repetitions of the summary's ratio.
+PAIRED_REPS = 9
 
 
 class BasicBlock(nn.Module):
@@ -149,6 +151,22 @@ def _model(kind: str, quick: bool, variant: str) -> nn.Module:
     if kind == "resnet18":
         return resnet18(width=8 if quick else 64)
     return Encoder(32 if quick else 256, variant)
+
+
+def summary(cases_: list[dict[str, Any]], results: list[Any]) -> list[str]:
+    """Lines under the table: each row's fwd+bwd ratio re-measured as the median of paired
+    ratios (soft and hard step back to back, alternating order), robust to a loaded machine."""
+    from bench_soft_mode import paired_ratio
+
+    by_name = {c["name"]: c for c in cases_}
+    lines = []
+    for r in results:
+        if r.skipped or r.fwdbwd_ratio is None:
+            continue
+        ratio = paired_ratio(by_name[r.name], reps=PAIRED_REPS)
+        lines.append(f"- {r.name}: fwd+bwd ratio soft / hard = {ratio:.2f} (median of "
+                     f"{PAIRED_REPS} paired ratios; table medians {r.fwdbwd_ratio:.2f})")
+    return lines
 
 
 def cases(quick: bool = False) -> list[dict[str, Any]]:
