@@ -395,16 +395,19 @@ def _clamp_fwd(x, lo, hi, out, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
 
 @nb.njit(**_LOOP)
 def _clamp_bwd(x, lo, hi, g, gx, glo, ghi, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
+    """One loop per gradient (several stores in one loop stop the vectoriser)."""
     mode, gated, lk, hk = mt.ndim - 1, gt.ndim == 2, lt.ndim - 1, ht.ndim - 1
-    want_lo, want_hi = glo.size > 0, ghi.size > 0
     for i in range(x.size):
-        _, dx, dlo, dhi = _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
-                                 s, w10, mode, gated)
-        gx[i] = g[i] * dx
-        if want_lo:
-            glo[i] = g[i] * dlo
-        if want_hi:
-            ghi[i] = g[i] * dhi
+        gx[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
+                              s, w10, mode, gated)[1]
+    if glo.size > 0:
+        for i in range(x.size):
+            glo[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
+                                   s, w10, mode, gated)[2]
+    if ghi.size > 0:
+        for i in range(x.size):
+            ghi[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
+                                   s, w10, mode, gated)[3]
 
 
 @nb.njit(**_LOOP)
@@ -438,26 +441,40 @@ def _round_bwd(x, g, gx, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
 @nb.njit(**_LOOP)
 def _pair_fwd(x, out, shift, s, w10, mt, gt):  # noqa: ANN001, ANN202
     """out[p, t] = a + R(b - a) + shift with a = x[p, 0, t], b = x[p, 1, t] (pairs of a
-    pooling window of 2; R the ramp, gated with a 2-d ``gt``)."""
+    pooling window of 2; R the ramp, gated with a 2-d ``gt``). Plain indexing, no per-row
+    views (their reference counting cost 50x)."""
     mode, op = mt.ndim - 1, RAMP + gt.ndim - 1
-    for p in range(x.shape[0]):
-        xa, xb, o = x[p, 0], x[p, 1], out[p]
-        for t in range(o.size):
-            a = xa[t]
-            o[t] = (a + _unary(xb[t] - a, s, w10, mode, op)[0]) + shift
+    n_p, n_t = out.shape
+    if n_t == 1:
+        for p in range(n_p):
+            a = x[p, 0, 0]
+            out[p, 0] = (a + _unary(x[p, 1, 0] - a, s, w10, mode, op)[0]) + shift
+    else:
+        for p in range(n_p):
+            for t in range(n_t):
+                a = x[p, 0, t]
+                out[p, t] = (a + _unary(x[p, 1, t] - a, s, w10, mode, op)[0]) + shift
 
 
 @nb.njit(**_LOOP)
 def _pair_bwd(x, g, gx, shift, s, w10, mt, gt):  # noqa: ANN001, ANN202
+    """gx[p, 1] = g R'(b - a), gx[p, 0] = g - gx[p, 1]: one store per loop (two stores in one
+    loop stopped the vectoriser)."""
     mode, op = mt.ndim - 1, RAMP + gt.ndim - 1
-    one = _c(s, 1)
-    for p in range(x.shape[0]):
-        xa, xb, gp, ga, gb = x[p, 0], x[p, 1], g[p], gx[p, 0], gx[p, 1]
-        for t in range(gp.size):
-            a = xa[t]
-            d = _unary(xb[t] - a, s, w10, mode, op)[1]
-            gb[t] = gp[t] * d
-            ga[t] = gp[t] * (one - d)
+    n_p, n_t = g.shape
+    if n_t == 1:
+        for p in range(n_p):
+            a = x[p, 0, 0]
+            gx[p, 1, 0] = g[p, 0] * _unary(x[p, 1, 0] - a, s, w10, mode, op)[1]
+        for p in range(n_p):
+            gx[p, 0, 0] = g[p, 0] - gx[p, 1, 0]
+    else:
+        for p in range(n_p):
+            for t in range(n_t):
+                a = x[p, 0, t]
+                gx[p, 1, t] = g[p, t] * _unary(x[p, 1, t] - a, s, w10, mode, op)[1]
+            for t in range(n_t):
+                gx[p, 0, t] = g[p, t] - gx[p, 1, t]
 
 
 @nb.njit(parallel=True, **_LOOP)
