@@ -1,0 +1,129 @@
+r"""Torch reference formulas of the fused families: the fallback for every device and dtype the
+CPU kernels do not cover, the double backward of the fused Functions, and the reference the
+kernel tests compare with.
+
+With :math:`\sigma_s` = :func:`softtorch.sigmoidal.step` and :math:`R_s` =
+:func:`softtorch.sigmoidal.ramp` (its integral, or :math:`x\sigma_s(x)` when gated):
+
+* ``unary``: :math:`\sigma_s(x)`, :math:`2\sigma_s(x) - 1`, :math:`x(2\sigma_s(x) - 1)`,
+  :math:`R_s(x)`, :math:`x\sigma_s(x)` for the op codes STEP, SIGN, ABS, RAMP, GATED;
+* ``binary``: :math:`\sigma_s(x - y + \delta)` (CMP), :math:`\min(1, 2\sigma_s(\tau - |x - y|_s))`
+  (EQ) and one minus it (NE);
+* ``clamp``: :math:`b - R_s(b - a - R_s(x - a))`, one-sided :math:`a + R_s(x - a)`,
+  :math:`b - R_s(b - x)`; a bound at :math:`-\infty` (lower) / :math:`+\infty` (upper) counts as
+  absent (its gradient is 0);
+* ``round``: :math:`\lfloor x\rfloor - r + \sum_{j=-r}^{r-1}
+  \sigma_s(x - \lfloor x\rfloor - j - \tfrac12)`.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .._sigmoidal import SoftnessLike as Softness
+from .._sigmoidal import ramp, step
+
+#: Unary op codes (shared with the CPU kernels).
+STEP, SIGN, ABS, RAMP, GATED = 0, 1, 2, 3, 4
+#: Binary op codes (shared with the CPU kernels).
+CMP, EQ, NE = 0, 1, 2
+
+
+def unary(x: Tensor, softness: Softness, mode: str, op: int) -> Tensor:
+    """Composite of the unary op ``op`` (see the module docstring).
+
+    Args:
+        x: floating input.
+        softness: s > 0 (validated by the caller).
+        mode: a sigmoidal mode (``smooth``, ``c0``, ``c1``, ``c2``, ``_c1_pnorm``, ``_c2_pnorm``).
+        op: STEP, SIGN, ABS, RAMP or GATED.
+    """
+    if op == RAMP:
+        return ramp(x, softness, mode)
+    if op == GATED:
+        return ramp(x, softness, mode, gated=True)
+    sg = step(x, softness, mode)
+    if op == STEP:
+        return sg
+    if op == SIGN:
+        return 2.0 * sg - 1.0
+    return x * (2.0 * sg - 1.0)
+
+
+def binary(
+    x: Tensor, y: Tensor, softness: Softness, mode: str, op: int, shift: float = 0.0,
+    tol: float = 0.0,
+) -> Tensor:
+    """Composite of the comparison ``op`` on ``d = x - y + shift`` (see the module docstring).
+
+    Args:
+        x, y: floating operands (broadcastable, one dtype).
+        softness: s > 0.
+        mode: a sigmoidal mode.
+        op: CMP, EQ or NE.
+        shift: added to ``x - y`` (``-eps`` for ``greater``, ``+eps`` for ``greater_equal``).
+        tol: the tolerance :math:`\tau` of EQ / NE.
+    """
+    d = x - y
+    if shift != 0.0:
+        d = d + shift
+    if op == CMP:
+        return step(d, softness, mode)
+    a = d * (2.0 * step(d, softness, mode) - 1.0)
+    v = (2.0 * step(tol - a, softness, mode)).clamp(max=1.0)
+    return v if op == EQ else 1.0 - v
+
+
+def clamp(
+    x: Tensor, lo: Tensor | None, hi: Tensor | None, softness: Softness, mode: str,
+    gated: bool = False,
+) -> Tensor:
+    r"""Composite soft clamp; ``lo`` / ``hi`` are ``None`` or tensors of ``x``'s dtype that
+    broadcast with it; a lower bound ``-inf`` or an upper bound ``+inf`` is dropped elementwise.
+
+    Args:
+        x: floating input.
+        lo, hi: the bounds (at least one given).
+        softness: s > 0.
+        mode: a sigmoidal mode.
+        gated: use :math:`x\sigma_s(x)` instead of the integral of :math:`\sigma_s`.
+    """
+
+    def r(t: Tensor) -> Tensor:
+        return ramp(t, softness, mode, gated=gated)
+
+    if hi is None:
+        assert lo is not None
+        lo_on = lo != float("-inf")
+        lo_f = torch.where(lo_on, lo, 0.0)
+        return torch.where(lo_on, lo_f + r(x - lo_f), x)
+    hi_on = hi != float("inf")
+    hi_f = torch.where(hi_on, hi, 0.0)
+    upper = hi_f - r(hi_f - x)
+    if lo is None:
+        return torch.where(hi_on, upper, x)
+    lo_on = lo != float("-inf")
+    lo_f = torch.where(lo_on, lo, 0.0)
+    inner = r(x - lo_f)
+    both = hi_f - r(hi_f - lo_f - inner)
+    return torch.where(
+        lo_on, torch.where(hi_on, both, lo_f + inner), torch.where(hi_on, upper, x)
+    )
+
+
+def round(x: Tensor, softness: Softness, mode: str, neighbor_radius: int = 5) -> Tensor:  # noqa: A001
+    """Composite staircase of ``2 * neighbor_radius`` soft steps (see the module docstring).
+
+    Args:
+        x: floating input.
+        softness: s > 0.
+        mode: a sigmoidal mode.
+        neighbor_radius: steps on each side of ``x`` (>= 1).
+    """
+    base = torch.floor(x).detach()
+    frac = x - base
+    out = base - neighbor_radius
+    for j in range(-neighbor_radius, neighbor_radius):
+        out = out + step(frac - (j + 0.5), softness, mode)
+    return out
