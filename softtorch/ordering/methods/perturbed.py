@@ -85,6 +85,13 @@ def _kw(softness: Softness, options: dict[str, Any] | None) -> dict[str, Any]:
     return {"softness": softness, **parse_options(options)}
 
 
+def _nan_rows(z: torch.Tensor, out: torch.Tensor, extra: int) -> torch.Tensor:
+    """NaN wherever the scores of a row hold a NaN (the hard solvers would silently order it),
+    so NaN propagates like for the other methods; ``extra``: result axes after the batch."""
+    bad = z.isnan().any(-1)
+    return out.masked_fill(bad.reshape(*bad.shape, *([1] * extra)), float("nan"))
+
+
 @register
 class Perturbed(OrderingMethod):
     """Perturbed optimisers (Monte-Carlo); see the module docstring for the math and options."""
@@ -100,7 +107,8 @@ class Perturbed(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        return _po.perturbed_sort(z, -1, descending, **_kw(softness, options)).indices
+        p = _po.perturbed_sort(z, -1, descending, **_kw(softness, options)).indices
+        return _nan_rows(z, p, 2)
 
     def topk_permutation(
         self,
@@ -111,7 +119,8 @@ class Perturbed(OrderingMethod):
         *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        return _po.perturbed_topk(z, k, -1, **_kw(softness, options)).indices
+        p = _po.perturbed_topk(z, k, -1, **_kw(softness, options)).indices
+        return _nan_rows(z, p, 2)
 
     def argmax(
         self,
@@ -121,7 +130,7 @@ class Perturbed(OrderingMethod):
         *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        return _po.perturbed_argmax(z, -1, **_kw(softness, options))
+        return _nan_rows(z, _po.perturbed_argmax(z, -1, **_kw(softness, options)), 1)
 
     def rank(
         self,
@@ -132,4 +141,4 @@ class Perturbed(OrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        return _po.perturbed_rank(z, -1, descending, **_kw(softness, options))
+        return _nan_rows(z, _po.perturbed_rank(z, -1, descending, **_kw(softness, options)), 1)
