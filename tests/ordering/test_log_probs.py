@@ -13,6 +13,7 @@ from torch.autograd import gradcheck
 
 import softtorch as st
 
+# no "perturbed": Monte-Carlo (tests/ordering/methods/test_perturbed_method.py)
 METHODS = ("softsort", "neuralsort", "ot", "sorting_network")
 MODES = ("hard", "smooth", "c0", "c1", "c2")
 SOFT_MODES = ("smooth", "c1", "c2")

@@ -35,7 +35,8 @@ soft modes, which all give the same relaxation (the noise distribution sets its 
 softness must be a float or a tensor without grad (the estimators do not differentiate w.r.t.
 it). Values are Monte-Carlo estimates: two calls differ unless a ``generator`` is passed; the
 gradients are unbiased estimates of the smoothed op's gradient, so finite-difference gradchecks
-do not apply. ``torch.func`` transforms (vmap, jvp) are not supported.
+do not apply. ``torch.func`` transforms (vmap, grad, jvp) are not supported (the kernels are
+``autograd.Function`` s without ``setup_context``); ``torch.compile`` runs them.
 
 Options (``perturbed_kwargs=`` of every ordering op, the ``options`` of the hooks):
 
