@@ -2,9 +2,10 @@
 
 Ops: ``sort``, ``rank``, ``topk`` (k = max(1, n // 10)), ``max``, ``quantile`` (q = 0.3) and
 ``argsort`` (no ``fast_soft_sort``), each with ``softsort``, ``neuralsort``, ``sorting_network``,
-``fast_soft_sort`` and ``ot`` at softness 0.1, mode ``smooth`` (``fast_soft_sort`` also ``c0``,
-the L2 regulariser, in the full run), at (batch, n) in (256, 10), (64, 100), (16, 1000),
-(1, 10000). Scaling rows: ``fast_soft_sort`` sort/rank at (8, 1e5), (1, 1e5), (1, 1e6) and ``sort``
+``fast_soft_sort``, ``ot`` and ``perturbed`` (default ``perturbed_kwargs``: 100 Gaussian samples)
+at softness 0.1, mode ``smooth`` (``fast_soft_sort`` also ``c0``, the L2 regulariser, in the full
+run), at (batch, n) in (256, 10), (64, 100), (16, 1000), (1, 10000). Scaling rows:
+``fast_soft_sort`` sort/rank at (8, 1e5), (1, 1e5), (1, 1e6) and ``sort``
 of every method at (1, 1e5). Peers: ``torchsort.soft_sort`` / ``soft_rank`` (regularization
 ``l2`` and ``kl``, strength 0.1) at the ``fast_soft_sort`` shapes when torchsort is importable.
 
@@ -25,7 +26,10 @@ from _harness import memory_skip
 
 SOFTNESS = 0.1
 Q = 0.3
-METHODS: tuple[str, ...] = ("softsort", "neuralsort", "sorting_network", "fast_soft_sort", "ot")
+METHODS: tuple[str, ...] = (
+    "softsort", "neuralsort", "sorting_network", "fast_soft_sort", "ot", "perturbed",
+)
+PERTURBED_SAMPLES = 100  # the default of perturbed_kwargs["samples"]
 OPS: tuple[str, ...] = ("sort", "rank", "topk", "max", "quantile", "argsort")
 SHAPES: tuple[tuple[int, int], ...] = ((256, 10), (64, 100), (16, 1000), (1, 10000))
 QUICK_SHAPES: tuple[tuple[int, int], ...] = ((8, 16),)
@@ -51,8 +55,16 @@ def predicted_bytes(op: str, method: str, batch: int, n: int) -> float:
 
     n x n methods keep about 8 n x n float32 buffers alive (scores, plan / permutation, softmax
     intermediates and their gradients); OT with k + 1 anchors for topk; the sorting network keeps
-    its per-layer values for backward (values-only ops) or a soft permutation (index ops).
+    its per-layer values for backward (values-only ops) or a soft permutation (index ops);
+    ``perturbed`` keeps its noise and sampled orders (``samples x batch x n``, float32 + int64)
+    plus the expected rows (``n x n`` for sort-like ops, ``k x n`` for topk).
     """
+    if method == "perturbed":
+        sampled = 4.0 * PERTURBED_SAMPLES * batch * n * (_F32 + 8)
+        if op in ("rank", "max"):
+            return sampled
+        rows = topk_k(n) if op == "topk" else n
+        return sampled + 8.0 * batch * n * rows * _F32
     if method == "fast_soft_sort":
         return 40.0 * batch * n * _F32
     if method == "sorting_network":

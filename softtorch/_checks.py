@@ -22,8 +22,10 @@ SIGMOIDAL_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "_c1_pnorm", "c2", "_c
 #: ``*_st`` versions): ``hard`` plus every mode of :func:`softtorch.sigmoidal`, including the
 #: p-norm sigmoidals ``_c1_pnorm`` / ``_c2_pnorm`` that softtorch 0.1.1 accepts.
 ELEMENTWISE_MODES: tuple[str, ...] = ("hard",) + SIGMOIDAL_MODES
-METHODS: tuple[str, ...] = ("softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network")
-INDEX_METHODS: tuple[str, ...] = ("softsort", "neuralsort", "ot", "sorting_network")
+METHODS: tuple[str, ...] = (
+    "softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network", "perturbed",
+)
+INDEX_METHODS: tuple[str, ...] = ("softsort", "neuralsort", "ot", "sorting_network", "perturbed")
 INTERPOLATIONS: tuple[str, ...] = ("linear", "lower", "higher", "nearest", "midpoint")
 
 

@@ -22,6 +22,8 @@ from softtorch import surrogate as sg
 
 MODES: tuple[str, ...] = ("hard", "smooth", "c0", "c1", "c2")
 SIGMOIDAL_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "_c1_pnorm", "c2", "_c2_pnorm")
+# no "perturbed": Monte-Carlo, not finite-difference checkable and no torch.func support
+# (tests/ordering/methods/test_perturbed_method.py covers it)
 METHODS: tuple[str, ...] = ("softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network")
 INDEX_METHODS: tuple[str, ...] = ("softsort", "neuralsort", "ot", "sorting_network")
 SHAPE: tuple[int, ...] = (3, 6)

@@ -40,6 +40,7 @@ GOOD_SOFTNESS: tuple[float, ...] = (1e-6, 0.1, 1.0, 1e4)
 BAD_SOFTNESS: tuple[Any, ...] = (0.0, -1.0, NAN, INF, "neg_tensor_grad", "nan_tensor")
 ELEMENTWISE_MODES = ("hard", "smooth", "c0", "c1", "c2", "_c1_pnorm", "_c2_pnorm")
 ORDER_MODES = ("hard", "smooth", "c0", "c1", "c2")
+# no "perturbed": Monte-Carlo values and gradients (tests/ordering/methods/test_perturbed_method.py)
 METHODS = ("softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network")
 CLEAR_ERRORS = (ValueError, TypeError, IndexError, RuntimeError)
 

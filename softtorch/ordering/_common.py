@@ -84,6 +84,7 @@ def config(
     need_index: bool,
     return_log_probs: object = False,
     log_prob_eps: object = None,
+    perturbed_kwargs: object = None,
 ) -> Cfg:
     mode_ = check_mode(mode, ORDERING_MODES)
     softness_ = check_softness(softness)
@@ -98,7 +99,11 @@ def config(
         method_ = check_method(method, METHODS)
     if ot_kwargs is not None and not isinstance(ot_kwargs, dict):
         raise TypeError(f"ot_kwargs must be a dict or None, got {type(ot_kwargs).__name__}")
-    options = ot_kwargs if method_ == "ot" else None
+    if perturbed_kwargs is not None and not isinstance(perturbed_kwargs, dict):
+        raise TypeError(
+            f"perturbed_kwargs must be a dict or None, got {type(perturbed_kwargs).__name__}"
+        )
+    options = {"ot": ot_kwargs, "perturbed": perturbed_kwargs}.get(method_)  # type: ignore[arg-type]
     eps = _check_log_prob_eps(log_prob_eps)
     return Cfg(
         mode_,  # type: ignore[arg-type]

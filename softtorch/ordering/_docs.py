@@ -34,12 +34,17 @@ PARAMS: dict[str, str] = {
     "compatibility mode of softtorch 0.1.1: the method's own hard limit (softness -> 0) run "
     'through the soft code path, equal to ``"hard"`` up to float rounding, with one-hot soft '
     "indices (``fast_soft_sort``: the hard sort / rank).",
-    "method": '``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or '
-    '``"fast_soft_sort"`` (alias ``"smooth_sort"``; values only, no soft indices).',
+    "method": '``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"``, '
+    '``"perturbed"`` (Monte-Carlo perturbed optimiser) or ``"fast_soft_sort"`` (alias '
+    '``"smooth_sort"``; values only, no soft indices).',
     "standardize": r"Relax on :math:`z = \sigma((x - \mu) / \sigma_x)` along ``dim`` instead of "
     "``x``, so that ``softness`` does not depend on the scale of ``x``.",
     "ot_kwargs": 'Solver options of ``method="ot"`` (``sinkhorn_tol``, ``sinkhorn_max_iter``, '
     "``lbfgs_tol``, ``lbfgs_max_iter``); ignored by the other methods.",
+    "perturbed_kwargs": 'Options of ``method="perturbed"``: ``samples`` (int, default 100), '
+    '``noise`` (``"gaussian"`` or ``"gumbel"``), ``generator`` (a ``torch.Generator`` for '
+    "reproducible values and gradients), ``antithetic`` and ``baseline`` (variance reduction); "
+    "ignored by the other methods.",
     "gated_grad": "``False`` detaches the soft index inside the expected values, so they get "
     "gradient only through ``x``.",
     "descending": "Sort in descending order.",
@@ -65,8 +70,8 @@ OVERRIDES: dict[tuple[str, str], str] = {
         for op in SORT_LIKE
     },
     **{
-        (op, "method"): '``"softsort"``, ``"neuralsort"``, ``"sorting_network"`` or ``"ot"`` '
-        "(the methods with soft indices)."
+        (op, "method"): '``"softsort"``, ``"neuralsort"``, ``"sorting_network"``, ``"ot"`` or '
+        '``"perturbed"`` (the methods with soft indices).'
         for op in INDEX_ONLY
     },
     ("rank", "dim"): "Dimension to rank along; ``None`` flattens ``x`` first (flat ranks).",

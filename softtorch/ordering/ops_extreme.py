@@ -108,6 +108,7 @@ def argmax(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> SoftIndex:
     r"""Soft ``torch.argmax``: a distribution over the positions of ``dim`` (SoftIndex).
 
@@ -136,6 +137,7 @@ def argmax(
         need_index=True,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     return _arg_extreme(x, dim, keepdim, cfg, largest=True)
 
@@ -154,6 +156,7 @@ def argmin(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> SoftIndex:
     r"""Soft ``torch.argmin``: a distribution over the positions of ``dim`` (SoftIndex).
 
@@ -173,6 +176,7 @@ def argmin(
         need_index=True,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     return _arg_extreme(x, dim, keepdim, cfg, largest=False)
 
@@ -192,6 +196,7 @@ def max(  # noqa: A001
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> Any:
     r"""Soft ``torch.max``: :math:`\sum_j p_j x_j` for ``p = argmax(x)`` (or, for
     ``fast_soft_sort`` / ``sorting_network``, the largest soft sorted value).
@@ -210,6 +215,7 @@ def max(  # noqa: A001
         need_index=False,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     return _extreme(x, dim, keepdim, cfg, gated_grad, largest=True)
 
@@ -229,6 +235,7 @@ def min(  # noqa: A001
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> Any:
     r"""Soft ``torch.min``: :math:`\sum_j p_j x_j` for ``p = argmin(x)`` (or, for
     ``fast_soft_sort`` / ``sorting_network``, the smallest soft sorted value).
@@ -247,5 +254,6 @@ def min(  # noqa: A001
         need_index=False,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     return _extreme(x, dim, keepdim, cfg, gated_grad, largest=False)

@@ -208,6 +208,7 @@ def quantile(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> Any:
     r"""Soft ``torch.quantile``: ``interpolation`` applied to the soft sorted rows.
 
@@ -234,6 +235,7 @@ def quantile(
         need_index=bool(return_argquantile),
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     values, idx = _quantile(
         x,
@@ -265,6 +267,7 @@ def argquantile(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> SoftIndex:
     r"""SoftIndex of :func:`quantile`: :math:`(1 - w) P_{lo} + w P_{hi}`.
 
@@ -286,6 +289,7 @@ def argquantile(
         need_index=True,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     _, idx = _quantile(
         x,
@@ -355,6 +359,7 @@ def median(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> Any:
     r"""Soft ``torch.median``: the lower middle, row :math:`\lfloor (n - 1) / 2 \rfloor` of the
     ascending soft permutation ``P``; the value is :math:`P_{mid} \cdot x` (or the middle soft
@@ -374,6 +379,7 @@ def median(
         need_index=False,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     values, idx, _ = _median(x, dim, keepdim, cfg, gated_grad, want_values=True)
     if dim is None:
@@ -395,6 +401,7 @@ def argmedian(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> SoftIndex:
     r"""SoftIndex of :func:`median`: row :math:`\lfloor (n - 1) / 2 \rfloor` of the ascending
     soft permutation (hard mode: the one-hot of ``torch.median``'s index).
@@ -412,6 +419,7 @@ def argmedian(
         need_index=True,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     _, idx, _ = _median(x, dim, keepdim, cfg, True, want_values=False)
     assert idx is not None

@@ -47,6 +47,7 @@ def sort(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> torch.return_types.sort:
     r"""Soft ``torch.sort``: ``torch.return_types.sort(values, indices)``.
 
@@ -72,6 +73,7 @@ def sort(
         need_index=False,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     if not return_indices:
         cfg = plain(cfg)
@@ -124,6 +126,7 @@ def argsort(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> SoftIndex:
     r"""Soft ``torch.argsort``: the soft permutation ``P``, SoftIndex of shape ``x.shape + (n,)``.
 
@@ -144,6 +147,7 @@ def argsort(
         need_index=True,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     data = prepare(x, dim, flatten=False, cfg=cfg)
     n = data.n
@@ -174,6 +178,8 @@ def rank(
     descending: bool = True,
     standardize: bool = True,
     ot_kwargs: dict | None = None,
+    *,
+    perturbed_kwargs: dict | None = None,
 ) -> torch.Tensor:
     r"""Soft ranks in ``[1, n]`` along ``dim`` (flattened input when None).
 
@@ -189,7 +195,10 @@ def rank(
         >>> rank(torch.tensor([-0.2, -1.0, 0.3, 1.0]), descending=False)
         tensor([1.9950, 1.0548, 3.0239, 3.9228])
     """
-    cfg = config("rank", mode, softness, method, standardize, ot_kwargs, need_index=False)
+    cfg = config(
+        "rank", mode, softness, method, standardize, ot_kwargs, need_index=False,
+        perturbed_kwargs=perturbed_kwargs,
+    )  # fmt: skip
     data = prepare(x, dim, flatten=True)
     if cfg.mode == "hard" or data.n == 0:
         out = _hard_rank(data.x, bool(descending))

@@ -44,6 +44,7 @@ def topk(
     *,
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
+    perturbed_kwargs: dict | None = None,
 ) -> torch.return_types.topk:
     r"""Soft ``torch.topk`` (sorted): ``torch.return_types.topk(values, indices)``.
 
@@ -70,6 +71,7 @@ def topk(
         need_index=False,
         return_log_probs=return_log_probs,
         log_prob_eps=log_prob_eps,
+        perturbed_kwargs=perturbed_kwargs,
     )
     data = prepare(x, dim, flatten=False, cfg=cfg)
     n = data.n

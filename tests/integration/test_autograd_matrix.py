@@ -51,6 +51,8 @@ TRANSFORMS: tuple[str, ...] = (
 DERIVATIVE_TRANSFORMS = tuple(t for t in TRANSFORMS if t != "softness")
 SOFT_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "c2")
 MODES: tuple[str, ...] = ("hard", *SOFT_MODES)
+# no "perturbed": its gradients are Monte-Carlo estimates of the smoothed op's, so finite
+# differences do not apply (tests/ordering/methods/test_perturbed_method.py checks them)
 METHODS: tuple[str, ...] = ("softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network")
 INDEX_METHODS: tuple[str, ...] = tuple(m for m in METHODS if m != "fast_soft_sort")
 DT = torch.float64

@@ -23,6 +23,7 @@ import softtorch.ordering.methods.permutahedron.fast_soft_sort as fss
 from softtorch import simplex
 from softtorch.simplex import project_simplex
 
+# no "perturbed": Monte-Carlo, no torch.func support and no finite-difference gradients
 METHODS = ("softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network")
 SOFT_MODES = ("smooth", "c0", "c1", "c2")
 VALUE_ONLY = ("fast_soft_sort",)

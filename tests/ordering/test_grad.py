@@ -17,6 +17,8 @@ from torch.autograd import gradcheck
 import softtorch as st
 
 OPTIONAL = ["fast_soft_sort", "ot"]
+# no "perturbed": Monte-Carlo gradients are not gradcheckable (see
+# tests/ordering/methods/test_perturbed_method.py: closed forms and unbiasedness)
 METHODS = ["softsort", "neuralsort", "sorting_network", *OPTIONAL]
 MODES = ["smooth", "c0", "c1", "c2"]
 Q = torch.tensor([0.3, 0.75], dtype=torch.float64)

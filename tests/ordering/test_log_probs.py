@@ -13,6 +13,7 @@ from torch.autograd import gradcheck
 
 import softtorch as st
 
+# no "perturbed": Monte-Carlo (tests/ordering/methods/test_perturbed_method.py)
 METHODS = ("softsort", "neuralsort", "ot", "sorting_network")
 MODES = ("hard", "smooth", "c0", "c1", "c2")
 SOFT_MODES = ("smooth", "c1", "c2")
@@ -265,10 +266,12 @@ FNS += ("sort", "topk", "max", "min", "median", "quantile")
 @pytest.mark.parametrize("name", FNS)
 def test_signature_keyword_only_and_last(name: str) -> None:
     params = list(inspect.signature(getattr(st, name)).parameters.values())
-    assert tuple(p.name for p in params[-2:]) == NEW
-    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[-2:])
-    assert params[-2].default is False and params[-1].default is None
-    assert all(p.kind is not inspect.Parameter.KEYWORD_ONLY for p in params[:-2])
+    # keyword-only tail: the log-probability options, then perturbed_kwargs (method options)
+    assert tuple(p.name for p in params[-3:]) == (*NEW, "perturbed_kwargs")
+    assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[-3:])
+    assert params[-3].default is False and params[-2].default is None
+    assert params[-1].default is None
+    assert all(p.kind is not inspect.Parameter.KEYWORD_ONLY for p in params[:-3])
 
 
 def test_layouts() -> None:

@@ -13,7 +13,7 @@ import softtorch as st
 
 OPTIONAL = ["fast_soft_sort", "ot"]
 OWN = ["softsort", "neuralsort", "sorting_network"]
-METHODS = [*OWN, *OPTIONAL]
+METHODS = [*OWN, *OPTIONAL, "perturbed"]  # perturbed: Monte-Carlo, finite like the others
 MODES = ["smooth", "c0", "c1", "c2"]
 
 INPUTS = {

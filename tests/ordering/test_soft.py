@@ -13,6 +13,7 @@ import softtorch.simplex as sx
 from softtorch.ordering import get_method
 
 OPTIONAL = ["fast_soft_sort", "ot"]
+# no "perturbed": its values are Monte-Carlo (tests/ordering/methods/test_perturbed_method.py)
 METHODS = ["softsort", "neuralsort", "sorting_network", *OPTIONAL]
 INDEX_METHODS = [m for m in METHODS if m != "fast_soft_sort"]
 OWN = ["softsort", "neuralsort", "sorting_network"]

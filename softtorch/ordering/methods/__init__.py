@@ -8,6 +8,8 @@
   with its PAV kernels (numba and torch), the fused CPU path and the radix argsort.
 * :mod:`.ot`: ``ot``, regularised optimal transport to sorted anchors (solver, banded pre-solver,
   linear algebra, log-domain plan, implicit autograd, custom ops).
+* :mod:`.perturbed`: perturbed optimisers (Berthet et al., 2020), Monte-Carlo over the kernels of
+  :mod:`softtorch.perturbation.ordering`.
 
 Importing this package imports (and so registers) every method; :mod:`softtorch.ordering` does
 that once, before any op runs, so no import happens inside traced code.
@@ -18,7 +20,8 @@ from __future__ import annotations
 from .neuralsort import NeuralSort
 from .ot import OT
 from .permutahedron import FastSoftSort
+from .perturbed import Perturbed
 from .softsort import SoftSort
 from .sorting_network import SortingNetwork
 
-__all__ = ["FastSoftSort", "NeuralSort", "OT", "SoftSort", "SortingNetwork"]
+__all__ = ["FastSoftSort", "NeuralSort", "OT", "Perturbed", "SoftSort", "SortingNetwork"]
