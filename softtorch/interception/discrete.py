@@ -169,6 +169,15 @@ def map_args(
     return tuple(one(a) for a in args), {k: one(v) for k, v in kwargs.items()}
 
 
+def exact_call(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """torch's result on the exact operands, None if torch rejects them."""
+    try:
+        ea, ek = map_args(args, kwargs, exact_of)
+        return func(*ea, **ek)
+    except Exception:
+        return None
+
+
 def operands(args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[Any]:
     out: list[Any] = []
     for a in (*args, *kwargs.values()):
@@ -260,11 +269,7 @@ def pointwise(
     """A pointwise op with soft-integer operands (see the module docstring). Returns None when
     the call is not for this path (torch rejects the exact operands, or only SoftBools meet a
     floating result: those keep the SoftBool arithmetic on soft values)."""
-    try:
-        ea, ek = map_args(args, kwargs, exact_of)
-        exact = func(*ea, **ek)
-    except Exception:
-        return None
+    exact = exact_call(func, args, kwargs)
     if not isinstance(exact, Tensor):
         return None
     found: list[Any] = []
@@ -348,11 +353,7 @@ def linear(
 ) -> Any:
     """A linear reduction of soft integers: torch's exact result with the reduction of the
     expectations (floating), the distribution of an integer result by :func:`tent`."""
-    try:
-        ea, ek = map_args(args, kwargs, exact_of)
-        exact = func(*ea, **ek)
-    except Exception:
-        return None
+    exact = exact_call(func, args, kwargs)
     if not isinstance(exact, Tensor):
         return None
     if aten_name(func) in ("sum", "nansum") and is_integral(exact.dtype) and is_discrete(args[0]):

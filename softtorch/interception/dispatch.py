@@ -30,7 +30,7 @@ import torch
 from . import ops_integer
 from .config import SoftConfig
 from .context import DECLINE, Ctx, into
-from .discrete import exact_of, map_args, operands, out_of_place, write_into
+from .discrete import exact_call, operands, out_of_place, write_into
 from .registry import BY_TARGET, Entry, tables
 from .roles import ROLES, forget_role, passthrough, writes_first
 from .tensor import (
@@ -180,12 +180,8 @@ def _with_exact(
     if torch.compiler.is_compiling() or writes_first(func) or not any(
             has_role(t) for t in operands(args, kwargs)):  # fmt: skip
         return out
-    try:
-        ea, ek = map_args(args, kwargs, exact_of)
-        exact = func(*ea, **ek)
-    except Exception:
-        return out
-    return _pair_exact(out, exact, carried)
+    exact = exact_call(func, args, kwargs)
+    return out if exact is None else _pair_exact(out, exact, carried)
 
 
 def _pair_exact(out: Any, exact: Any, carried: SoftConfig | None) -> Any:
