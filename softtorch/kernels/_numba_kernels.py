@@ -93,8 +93,9 @@ def _bits_f64(typingctx: Any, v: Any) -> Any:
 
 
 def _c(like, v):  # noqa: ANN001, ANN202
-    """``v`` as the float type of ``like`` (a compile-time cast for constants)."""
-    raise NotImplementedError  # replaced by the overload inside kernels
+    """``v`` as the float type of ``like`` (a compile-time cast for constants). The Python body
+    is the reference for plain calls; compiled kernels use the overload below."""
+    return np.asarray(like).dtype.type(v)
 
 
 @overload(_c, jit_options={"error_model": "numpy", "forceinline": True})
@@ -124,8 +125,9 @@ def _poly(r: Any, c: Any) -> Any:
 
 def _exp(x):  # noqa: ANN001, ANN202
     """exp(x) = 2**n * poly(r), |r| <= ln2 / 2 (Cody-Waite); inf / 0 outside the float range;
-    NaN stays NaN. Plain arithmetic, so loops calling it vectorise."""
-    raise NotImplementedError
+    NaN stays NaN. Plain arithmetic, so loops calling it vectorise. (Python body: the reference
+    for plain calls; compiled kernels use the overload below.)"""
+    return np.exp(x)
 
 
 @overload(_exp, jit_options={"error_model": "numpy", "forceinline": True, "fastmath": _FM})
@@ -153,8 +155,9 @@ def _ov_exp(x):  # noqa: ANN001, ANN202
 
 
 def _log1p_unit(e):  # noqa: ANN001, ANN202
-    """log(1 + e) for e in [0, 1]: 2 atanh(e / (2 + e)) as an odd series (plain arithmetic)."""
-    raise NotImplementedError
+    """log(1 + e) for e in [0, 1]: 2 atanh(e / (2 + e)) as an odd series (plain arithmetic).
+    (Python body: the reference for plain calls; compiled kernels use the overload below.)"""
+    return np.log1p(e)
 
 
 @overload(_log1p_unit, jit_options={"error_model": "numpy", "forceinline": True, "fastmath": _FM})
