@@ -10,8 +10,8 @@ Each call gets torch's exact result (computed on the exact operands) and its rel
   ``scatter_reduce(..., "sum")`` of soft integers give soft counts :math:`\sum_i p_i(v)`;
 * ``scatter`` / ``x[idx] = v`` through a SoftIndex :math:`P` write :math:`P^\top v`
   (``rank[argsort_idx] = arange(n)`` is the soft rank) at the positions the exact write
-  reaches, and :math:`x (1 - P^\top 1) + P^\top v` elsewhere; ``index_put(...,
-  accumulate=True)`` keeps torch's exact result;
+  reaches, and :math:`x (1 - P^\top 1) + P^\top v` elsewhere; ``index_put`` likewise, with
+  ``accumulate=True`` the soft scatter-add :math:`x + P^\top v`;
 * ``gather`` / ``take_along_dim`` / ``take`` / ``index_select`` / ``x[idx]`` of integer or
   gradient-free data through a SoftIndex return torch's exact values with the distribution over
   the gathered values; ``F.embedding`` looked up by a SoftIndex is :math:`P W`;
@@ -190,9 +190,9 @@ def _key_parts(key: Any) -> tuple[list[Any], int] | None:
     return (items, j) if full and before else None
 
 
-def setitem(c: Ctx, input: Any, key: Any, value: Any) -> Any:
-    """``x[idx] = v`` with a SoftIndex ``idx`` (writes :math:`P^\\top v`), in place: integer
-    storage keeps torch's exact values and carries the soft ones."""
+def _write_through(c: Ctx, input: Any, key: Any, value: Any, accumulate: bool) -> Any:
+    """``x[idx] = v`` (``accumulate``: ``x[idx] += v``) with a SoftIndex in ``key``, out of
+    place: torch's exact result with the soft one, :math:`P^\\top v` written (or added)."""
     parts = _key_parts(key)
     if parts is None or not isinstance(input, Tensor):
         return DECLINE
@@ -203,19 +203,38 @@ def setitem(c: Ctx, input: Any, key: Any, value: Any) -> Any:
     if idx.ndim != 1 or not 0 <= d < x.ndim:
         return DECLINE
     hard_key = tuple(D.exact_of(k) for k in items)
-    exact = D.exact_of(input).clone()
-    exact[hard_key if isinstance(key, tuple) else hard_key[0]] = D.exact_of(value)
+    where = hard_key if isinstance(key, tuple) else hard_key[0]
+    exact = D.exact_of(input).detach().clone()
+    if accumulate:
+        exact = exact.index_put(hard_key, D.exact_of(value), accumulate=True)
+    else:
+        exact[where] = D.exact_of(value)
     p = idx._sidx  # (m, n)
     fdt = p.dtype if D.is_integral(x.dtype) else torch.promote_types(x.dtype, p.dtype)
     vals = D.soft_of(value)
     vals = vals if isinstance(vals, Tensor) else torch.tensor(float(vals))
     vals = vals.to(fdt).expand(*x.shape[:d], idx.shape[0], *x.shape[d + 1 :])
     written = (vals.movedim(d, -1) @ p.to(fdt)).movedim(-1, d)  # (..., n)
+    if accumulate:
+        return D.result(exact, None, D._as_float(D.soft_of(input)).to(fdt) + written, c.carried)
     cover = p.sum(0).to(fdt).reshape(-1, *[1] * (x.ndim - d - 1))
     hit = torch.zeros(exact.shape, dtype=torch.bool, device=exact.device)
-    hit[hard_key if isinstance(key, tuple) else hard_key[0]] = True
+    hit[where] = True
     soft = _overwrite(D.soft_of(input), written, cover.expand_as(written), hit)
-    return D.write_into(input, D.result(exact, None, soft, c.carried))
+    return D.result(exact, None, soft, c.carried)
+
+
+def setitem(c: Ctx, input: Any, key: Any, value: Any) -> Any:
+    """``x[idx] = v`` with a SoftIndex ``idx`` (writes :math:`P^\\top v`), in place: integer
+    storage keeps torch's exact values and carries the soft ones."""
+    out = _write_through(c, input, key, value, False)
+    return out if out is DECLINE else D.write_into(input, out)
+
+
+def index_put(c: Ctx, input: Any, indices: Any, values: Any, accumulate: bool = False) -> Any:
+    """``index_put`` with a SoftIndex among ``indices``: as ``x[idx] = v`` (``accumulate``: the
+    soft scatter-add :math:`x + P^\\top v`)."""
+    return _write_through(c, input, tuple(indices), values, accumulate)
 
 
 # -------------------------------------------------------------------------- selection

@@ -111,6 +111,8 @@ EXAMPLES: dict[str, list[Build]] = {
                                    torch.ones(3, 1), "sum")],
     "scatter": [lambda x: a(torch.zeros(3, 4), 1, x.argmax(1, keepdim=True), torch.ones(3, 1))],
     "setitem": [lambda x: a(torch.zeros(4), x[0].argsort(), torch.arange(4.0))],
+    "index_put": [lambda x: a(torch.zeros(4), (x[0].argsort(),), torch.arange(4.0)),
+                  lambda x: a(torch.ones(4), (x[0].argsort(),), torch.arange(4.0), True)],
     "embedding": [lambda x: a(x.argmax(1), torch.linspace(-1, 1, 8).reshape(4, 2))],
     "unique": [lambda x: a(x.flatten(), True, True)],
     "floor_divide": [lambda x: a(x * 3, 0.7)],
@@ -245,7 +247,7 @@ def test_spelling_on_soft_tensor(name: str, path: str, i: int) -> None:
 
 def args_plain_target(name: str) -> bool:
     """Examples whose in-place target is plain storage made by the example itself."""
-    return name in ("scatter_add", "index_add", "scatter_reduce", "scatter")
+    return name in ("scatter_add", "index_add", "scatter_reduce", "scatter", "index_put")
 
 
 def test_registry_selection_by_name_and_group() -> None:

@@ -618,8 +618,6 @@ def test_integer_scatter_add_results_carry_a_soft_config() -> None:
         assert torch.equal(plain(t + 1), t.hard() + 1)  # outside the mode
 
 
-@pytest.mark.xfail(strict=True, reason="index_put / index_put_ (accumulate=True) through a "
-                   "SoftIndex is not relaxed: a plain tensor with torch's exact values")
 def test_index_put_accumulate_through_a_soft_index() -> None:
     x, i = _index(23)
     p = i.soft_index.detach()
