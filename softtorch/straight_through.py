@@ -96,6 +96,13 @@ def st(fn: Callable[..., Any]) -> Callable[..., Any]:
         TypeError: if ``fn`` can receive no ``mode`` (also for builtins such as
             ``torch.sigmoid`` whose signature cannot be inspected).
     """
+    if torch.compiler.is_compiling():  # the wrapper is built outside the graph (see _wrap)
+        return _wrap_untraced(fn)
+    return _wrap(fn)
+
+
+def _wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """:func:`st`'s wrapper (signature inspection and docs: plain Python, not traced)."""
     name = getattr(fn, "__name__", type(fn).__name__)
     try:
         sig = inspect.signature(fn)
@@ -116,6 +123,15 @@ def st(fn: Callable[..., Any]) -> Callable[..., Any]:
     wrapped.__name__ = f"{name}_st"
     wrapped.__qualname__ = wrapped.__name__
     return wrapped
+
+
+def _wrap_untraced(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Under ``torch.compile``: the wrapper for a function with a ``mode`` parameter, built
+    from its signature as Dynamo traces it (docstrings are not needed inside a graph)."""
+    sig = inspect.signature(fn)
+    if "mode" in sig.parameters:
+        return _st_bound(fn, sig)
+    return _st_kwargs(fn)
 
 
 def _st_bound(fn: Callable[..., Any], sig: inspect.Signature) -> Callable[..., Any]:
