@@ -21,36 +21,20 @@ bounded; its cost is ``O(n m log^2 m)`` time (seconds at ``n = 1000``; impractic
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
 
-from ..._sigmoidal import step
-from ...simplex import chunked_rows
-from .._base import OrderingMethod, Softness, register
-from .._logspace import log_add, safe_log
+from ...._sigmoidal import step
+from ....simplex import chunked_rows, is_concrete
+from ..._base import OrderingMethod, Softness, register
+from ..._logspace import log_add, safe_log
+from ._schedule import layers_cpu
+from ._transposed import network_rows
 
 #: One layer: comparator distance ``j`` and, per block of ``2j`` positions, the sign ``+1``
 #: (minimum to the lower position) or ``-1`` (minimum to the upper position), shape ``(m / 2j, 1)``.
 Layer = tuple[int, torch.Tensor]
-
-
-@functools.lru_cache(maxsize=64)
-def _layers_cpu(m: int) -> tuple[tuple[int, tuple[float, ...]], ...]:
-    """Bitonic layers for ``m`` (a power of two): ``(j, signs)`` in application order."""
-    layers = []
-    k = 2
-    while k <= m:
-        j = k // 2
-        while j > 0:
-            signs = tuple(
-                1.0 if (block * 2 * j) & k == 0 else -1.0 for block in range(m // (2 * j))
-            )
-            layers.append((j, signs))
-            j //= 2
-        k *= 2
-    return tuple(layers)
 
 
 _DEVICE_CACHE: dict[tuple[int, str, torch.dtype], tuple[Layer, ...]] = {}
@@ -61,7 +45,7 @@ def _layers(m: int, like: torch.Tensor) -> tuple[Layer, ...]:
     if key not in _DEVICE_CACHE:
         _DEVICE_CACHE[key] = tuple(
             (j, torch.tensor(signs, dtype=like.dtype, device=like.device).unsqueeze(-1))
-            for j, signs in _layers_cpu(m)
+            for j, signs in layers_cpu(m)
         )
     return _DEVICE_CACHE[key]
 
@@ -148,6 +132,8 @@ def _rows(
         return cols.transpose(-1, -2)[..., :n]
 
     per_row = max(z.numel() // max(n, 1), 1) * m * max(len(alphas), 1)
+    if asc.shape[0] * per_row > ROWS_BUDGET and m > 1 and all(is_concrete(a) for a in alphas):
+        return network_rows(asc, n, alphas, ROWS_BUDGET).reshape(*batch, asc.shape[0], n)
     return chunked_rows(  # type: ignore[return-value]
         fn,
         asc.shape[0],

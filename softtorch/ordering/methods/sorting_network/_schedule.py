@@ -1,0 +1,63 @@
+r"""The bitonic schedule: which positions every layer compares, in forward and transposed order.
+
+A bitonic network for ``m = 2^L`` positions has :math:`L (L + 1) / 2` layers. A layer with
+distance ``j`` compares positions ``i`` and ``i + j`` (``i`` with bit ``j`` clear) inside blocks
+of ``2j``; the sign of a block (``+1``: the minimum goes to the lower position, ``-1``: to the
+upper) is ``+1`` when the block's start has bit ``k`` clear, ``k`` being the size of the bitonic
+sequences the current stage merges.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import torch
+
+
+@functools.lru_cache(maxsize=64)
+def layers_cpu(m: int) -> tuple[tuple[int, tuple[float, ...]], ...]:
+    """Bitonic layers for ``m`` (a power of two): ``(j, signs)`` in application order.
+
+    Args:
+        m: the number of positions (a power of two).
+    """
+    layers = []
+    k = 2
+    while k <= m:
+        j = k // 2
+        while j > 0:
+            signs = tuple(
+                1.0 if (block * 2 * j) & k == 0 else -1.0 for block in range(m // (2 * j))
+            )
+            layers.append((j, signs))
+            j //= 2
+        k *= 2
+    return tuple(layers)
+
+
+@functools.lru_cache(maxsize=64)
+def transposed_plan(m: int) -> tuple[tuple[tuple[int, int], ...], torch.Tensor, torch.Tensor]:
+    r"""Schedule of the in-place transposed network for ``m`` (CPU tensors, cached).
+
+    The layers run in reverse order, each as an in-place soft swap that leaves the new value of
+    the lower position in the upper slot and vice versa (no copy). Slot ``s`` then holds logical
+    position ``s ^ M`` for a mask ``M``, the XOR of the distances run so far.
+
+    Args:
+        m: the number of positions (a power of two, at least 2).
+
+    Returns:
+        Per layer in run order ``(j, lo)``, ``lo`` the slot bit (0 / 1) of the lower logical
+        position; the index ``(T, m / 2)`` that gathers a layer's weights (``(m / 2j, j)``,
+        flattened) into slot order (an involution: it also maps slot order back); and
+        ``arange(m) ^ M_final``, the slot of every logical position after the last layer.
+    """
+    steps, index = [], []
+    mask = 0
+    pairs = torch.arange(m // 2)
+    for j, _ in reversed(layers_cpu(m)):
+        lb = j.bit_length() - 1
+        steps.append((j, (mask >> lb) & 1))
+        index.append(pairs ^ (((mask >> (lb + 1)) << lb) | (mask & (j - 1))))
+        mask ^= j
+    return tuple(steps), torch.stack(index), torch.arange(m) ^ mask

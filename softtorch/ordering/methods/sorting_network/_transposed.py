@@ -1,0 +1,281 @@
+r"""Rows of the soft permutation from the transposed network, in place, without an autograd graph.
+
+Row ``i`` of :math:`P = L_T \cdots L_1` is :math:`(P^\top e_i)^\top = (L_1 \cdots L_T e_i)^\top`
+(every layer matrix is symmetric), so ``R`` rows cost ``O(R m log^2 m)`` and never an ``m x m``
+matrix. Blocks of ``r`` unit vectors ``x`` ``(B, m, r)`` run through the layers in reverse, each
+layer an in-place soft swap of slot pairs ``(a, b)`` with weight :math:`\alpha` (slot order of
+:func:`._schedule.transposed_plan`):
+
+.. math:: d = b - a, \qquad a \leftarrow a + \alpha d, \qquad b \leftarrow b - \alpha d,
+
+which leaves the new upper value in slot ``a`` and the new lower one in slot ``b`` (the values
+of :func:`network_transpose` in the same rounding; only the slot map changes). Nothing is kept
+but the weights. Backward recomputes every block of rows, in segments of about
+:math:`\sqrt{T}` layers (checkpoints of ``x`` at segment starts, then per segment from the last
+one: recompute it keeping ``d`` per layer, run its layers in reverse over the incoming gradient
+``g``; each layer is its own transpose) and accumulates
+
+.. math:: \frac{\partial L}{\partial \alpha} = \sum_r (g_{\mathrm{hi}'} - g_{\mathrm{lo}'})\, d.
+
+On CPU the layers run in the numba kernels of :mod:`._numba` (one call per block, the block in
+cache through all layers); elsewhere, or without numba, in torch ops on strided views.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import math
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ..permutahedron import _kernel_guard
+from ._schedule import transposed_plan
+
+HAS_NUMBA: bool = importlib.util.find_spec("numba") is not None
+#: ``"auto"`` (numba on CPU when installed), ``"numba"`` (same) or ``"torch"`` (always torch ops).
+BACKEND: str = "auto"
+#: Elements (``B x m x r``) of one forward block: small enough to stay in cache through all layers.
+FORWARD_BLOCK: int = 1 << 18
+#: Elements of one backward segment's kept differences (``seg x B x m / 2 x r``), cache-sized.
+BACKWARD_BLOCK: int = 1 << 20
+_FLOATS = (torch.float32, torch.float64)
+
+
+def _kernels() -> Any:
+    """The numba kernels (numba imported on first use)."""
+    from . import _numba
+
+    return _numba
+
+
+def _use_numba(x: torch.Tensor) -> bool:
+    return (
+        BACKEND in ("auto", "numba")
+        and HAS_NUMBA
+        and x.device.type == "cpu"
+        and x.dtype in _FLOATS
+        and not _kernel_guard.broken("sorting network")
+    )
+
+
+def _swap(x: torch.Tensor, w: torch.Tensor, j: int, lo: int, keep: torch.Tensor | None) -> None:
+    """One layer in place on ``x`` ``(B, m, r)``, slot-ordered weights ``w`` ``(B, m / 2)``;
+    ``d`` goes to ``keep`` ``(B, m / 2, r)`` when given."""
+    nb_, m, r = x.shape
+    v = x.view(nb_, m // (2 * j), 2, j, r)
+    a, b = v[:, :, lo], v[:, :, 1 - lo]
+    ww = w.view(nb_, m // (2 * j), j, 1)
+    if keep is None:
+        d = b - a
+        d.mul_(ww)
+    else:
+        kv = keep.view(nb_, m // (2 * j), j, r)
+        torch.sub(b, a, out=kv)
+        d = kv * ww
+    a.add_(d)
+    b.sub_(d)
+
+
+Steps = tuple[tuple[int, int], ...]
+
+
+def _torch_forward(
+    x: torch.Tensor, w: torch.Tensor, steps: Steps, t0: int, t1: int, keep: torch.Tensor | None
+) -> None:
+    for t in range(t0, t1):
+        j, lo = steps[t]
+        _swap(x, w[t], j, lo, None if keep is None else keep[t - t0])
+
+
+def _torch_backward(
+    g: torch.Tensor,
+    w: torch.Tensor,
+    steps: Steps,
+    t0: int,
+    t1: int,
+    keep: torch.Tensor,
+    gw: torch.Tensor,
+) -> None:
+    nb_, m, r = g.shape
+    for t in range(t1 - 1, t0 - 1, -1):
+        j, lo = steps[t]
+        v = g.view(nb_, m // (2 * j), 2, j, r)
+        ga, gb = v[:, :, lo], v[:, :, 1 - lo]
+        dg = gb - ga  # g_lo' - g_hi' (slot a holds the upper output)
+        kv = keep[t - t0].view(nb_, m // (2 * j), j, r)
+        gw[t] -= (dg * kv).sum(-1).view(nb_, m // 2)
+        dg.mul_(w[t].view(nb_, m // (2 * j), j, 1))
+        ga.add_(dg)
+        gb.sub_(dg)
+
+
+@functools.lru_cache(maxsize=64)
+def _np_steps(steps: Steps) -> tuple[Any, Any]:
+    import numpy as np
+
+    return (
+        np.array([j for j, _ in steps], dtype=np.int64),
+        np.array([lo for _, lo in steps], dtype=np.int64),
+    )
+
+
+def _run_forward(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    steps: Steps,
+    t0: int,
+    t1: int,
+    keep: torch.Tensor | None = None,
+) -> None:
+    """Layers ``t0..t1-1`` over ``x`` in place (numba on CPU, torch ops otherwise), their
+    differences into ``keep`` when given."""
+    if not _use_numba(x):
+        _torch_forward(x, w, steps, t0, t1, keep)
+        return
+    js, los = _np_steps(steps)
+
+    def kernel() -> None:
+        k = _kernels()
+        if keep is None:
+            k.forward(x.numpy(), w.numpy(), js, los, t0, t1)
+        else:
+            k.forward_keep(x.numpy(), w.numpy(), js, los, t0, t1, keep.numpy())
+
+    snapshot = None if _kernel_guard.ran("sorting network") else x.clone()
+
+    def fallback() -> None:
+        assert snapshot is not None
+        x.copy_(snapshot)
+        _torch_forward(x, w, steps, t0, t1, keep)
+
+    _kernel_guard.guarded("sorting network", kernel, fallback, "torch ops")
+
+
+def _run_backward(
+    g: torch.Tensor,
+    w: torch.Tensor,
+    steps: Steps,
+    t0: int,
+    t1: int,
+    keep: torch.Tensor,
+    gw: torch.Tensor,
+) -> None:
+    """Layers ``t1-1..t0`` in reverse over ``g`` in place, their weight gradient added to ``gw``."""
+    if not _use_numba(g):
+        _torch_backward(g, w, steps, t0, t1, keep, gw)
+        return
+    js, los = _np_steps(steps)
+    first = not _kernel_guard.ran("sorting network")
+    g0, gw0 = (g.clone(), gw.clone()) if first else (g, gw)
+
+    def kernel() -> None:
+        gn = g.numpy()
+        zero = gn.dtype.type(0)
+        _kernels().backward(gn, w.numpy(), js, los, t0, t1, keep.numpy(), gw.numpy(), zero)
+
+    def fallback() -> None:
+        g.copy_(g0)
+        gw.copy_(gw0)
+        _torch_backward(g, w, steps, t0, t1, keep, gw)
+
+    _kernel_guard.guarded("sorting network", kernel, fallback, "torch ops")
+
+
+def segment_length(layers: int) -> int:
+    """Layers per backward segment: about the square root of the layer count."""
+    return max(1, math.isqrt(max(layers - 1, 0)) + 1)
+
+
+def _unit_block(pos: torch.Tensor, nb_: int, m: int, like: torch.Tensor) -> torch.Tensor:
+    """Slots ``(B, m, r)`` holding the unit vectors ``e_pos`` (the initial slot order)."""
+    r = pos.shape[0]
+    x = like.new_zeros(nb_, m, r)
+    x[:, pos, torch.arange(r, device=like.device)] = 1.0
+    return x
+
+
+class _NetworkRows(torch.autograd.Function):
+    """Rows ``asc`` of the soft permutation ``(B, R, n)`` from the layer weights (module doc)."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx,
+        asc: torch.Tensor,
+        n: int,
+        budget: int,
+        *alphas: torch.Tensor,
+    ) -> torch.Tensor:
+        m = 2 * alphas[0].shape[-1] * alphas[0].shape[-2]
+        nb_ = alphas[0].numel() // (m // 2)
+        steps, index, out_slot = transposed_plan(m)
+        dev = alphas[0].device
+        index, out_slot = index.to(dev), out_slot[:n].to(dev)
+        w_log = torch.stack([a.detach().reshape(nb_, m // 2) for a in reversed(alphas)])
+        w = torch.gather(w_log, 2, index.unsqueeze(1).expand(-1, nb_, -1)).contiguous()
+        rows = asc.shape[0]
+        out = w.new_empty(nb_, rows, n)
+        chunk = max(1, min(rows, FORWARD_BLOCK // (nb_ * m)))
+        for a in range(0, rows, chunk):
+            x = _unit_block(asc[a : a + chunk], nb_, m, w)
+            _run_forward(x, w, steps, 0, len(steps))
+            out[:, a : a + x.shape[-1]] = x.index_select(1, out_slot).transpose(1, 2)
+        ctx.save_for_backward(asc, w, index, out_slot)
+        ctx.m, ctx.budget = m, budget  # type: ignore[attr-defined]
+        ctx.shapes = [a.shape for a in alphas]  # type: ignore[attr-defined]
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(  # type: ignore[override]
+        ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
+    ) -> tuple[torch.Tensor | None, ...]:
+        asc, w, index, out_slot = ctx.saved_tensors  # type: ignore[attr-defined]
+        m: int = ctx.m  # type: ignore[attr-defined]
+        steps, _, _ = transposed_plan(m)
+        t_, nb_, half = w.shape
+        rows = asc.shape[0]
+        gw = torch.zeros_like(w)
+        seg = segment_length(t_)
+        bounds = [(t, min(t + seg, t_)) for t in range(0, t_, seg)]
+        per_row = nb_ * (len(bounds) * 2 * half + seg * half)  # snapshots + one segment's d
+        chunk = min(rows, ctx.budget // max(per_row, 1), BACKWARD_BLOCK // (seg * nb_ * half))  # type: ignore[attr-defined]
+        chunk = max(1, chunk)
+        for a in range(0, rows, chunk):
+            x = _unit_block(asc[a : a + chunk], nb_, m, w)
+            r = x.shape[-1]
+            snaps = w.new_empty(len(bounds), nb_, m, r)
+            for i, (t0, t1) in enumerate(bounds):
+                snaps[i] = x
+                if i + 1 < len(bounds):
+                    _run_forward(x, w, steps, t0, t1)
+            g = x.zero_()
+            g.index_copy_(1, out_slot, grad[:, a : a + r].transpose(1, 2).to(g.dtype))
+            keep = w.new_empty(seg, nb_, half, r)
+            for i in range(len(bounds) - 1, -1, -1):
+                t0, t1 = bounds[i]
+                _run_forward(snaps[i], w, steps, t0, t1, keep)
+                _run_backward(g, w, steps, t0, t1, keep, gw)
+        g_log = torch.gather(gw, 2, index.unsqueeze(1).expand(-1, nb_, -1))
+        shapes = ctx.shapes  # type: ignore[attr-defined]
+        grads = (g.view(s) for g, s in zip(reversed(g_log.unbind(0)), shapes))
+        return (None, None, None, *grads)
+
+
+def network_rows(
+    asc: torch.Tensor, n: int, alphas: list[torch.Tensor], budget: int
+) -> torch.Tensor:
+    """Rows ``asc`` (ascending positions) of the soft permutation, ``(B, len(asc), n)``.
+
+    First-order gradients flow to ``alphas``; backward keeps at most about ``budget`` elements
+    of per-layer differences per block of rows.
+
+    Args:
+        asc: the output positions (ascending order) of the rows, a long tensor ``(R,)``.
+        n: the number of real (unpadded) entries; columns ``n..m-1`` are dropped.
+        alphas: the per-layer weights of :func:`network_forward`, each ``(*batch, m / 2j, j)``.
+        budget: elements of kept differences per block of rows in backward.
+    """
+    return _NetworkRows.apply(asc, n, budget, *alphas)

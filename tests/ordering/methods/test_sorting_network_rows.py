@@ -1,0 +1,147 @@
+"""sorting_network's in-place transposed rows (``_transposed``, numba kernels and torch fallback)
+against the dense composition of the layers under autograd (the plain path) and against an
+independent bitonic network written out comparator by comparator, in float64."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+import torch
+
+import softtorch as st
+import softtorch.ordering.methods.sorting_network as sn
+import softtorch.ordering.methods.sorting_network._transposed as tr
+from softtorch import sigmoidal
+from softtorch.ordering import get_method
+
+MODES = ["smooth", "c0", "c1", "c2"]
+KW = {"method": "sorting_network", "standardize": False}
+
+
+@contextmanager
+def _path(monkeypatch: pytest.MonkeyPatch, fast: bool, backend: str = "auto") -> Iterator[None]:
+    """Rows by the in-place path (``fast``) or by the autograd composition (plain)."""
+    with monkeypatch.context() as mp:
+        mp.setattr(sn, "ROWS_BUDGET", 1 if fast else 1 << 40)
+        mp.setattr(tr, "BACKEND", backend)
+        yield
+
+
+def _ops(x: torch.Tensor, s: torch.Tensor, mode: str) -> list[torch.Tensor]:
+    kw = {**KW, "mode": mode, "softness": s}
+    return [
+        st.argsort(x, dim=-1, descending=True, **kw),
+        st.argsort(x, dim=-1, **kw),
+        st.topk(x, 3, dim=-1, **kw).indices,
+        st.topk(x, 2, dim=-1, largest=False, **kw).indices,
+        st.argmax(x, dim=-1, **kw),
+        st.median(x, dim=-1, **kw).indices,
+    ]
+
+
+def _values_and_grads(
+    x0: torch.Tensor, s0: float, mode: str, weights: list[torch.Tensor] | None = None
+) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    x = x0.clone().requires_grad_(True)
+    s = torch.tensor(s0, dtype=x0.dtype, requires_grad=True)
+    outs = _ops(x, s, mode)
+    ws = weights or [torch.randn_like(o) for o in outs]
+    loss = sum((o * w).sum() for o, w in zip(outs, ws))
+    gx, gs = torch.autograd.grad(loss, (x, s))
+    return [o.detach() for o in outs], [gx, gs]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_fast_rows_match_dense_composition(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(0)
+    x0 = torch.randn(2, 3, 11, dtype=torch.float64)  # batch dims, n padded to 16
+    with _path(monkeypatch, fast=False):
+        outs = _ops(x0, torch.tensor(0.3, dtype=torch.float64), mode)
+        weights = [torch.randn_like(o) for o in outs]
+        ref_v, ref_g = _values_and_grads(x0, 0.3, mode, weights)
+    for backend in ("auto", "torch"):
+        with _path(monkeypatch, fast=True, backend=backend):
+            fast_v, fast_g = _values_and_grads(x0, 0.3, mode, weights)
+        for a, b in zip(fast_v + fast_g, ref_v + ref_g):
+            torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_fast_rows_are_used_and_keep_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+    x = torch.randn(1, 40, requires_grad=True)
+    with _path(monkeypatch, fast=True):
+        perm = st.argsort(x, dim=-1, mode="smooth", softness=0.5, **KW)
+    assert perm.dtype == torch.float32
+
+    def nodes(fn: object, seen: set[object]) -> Iterator[str]:
+        if fn is None or fn in seen:
+            return
+        seen.add(fn)
+        yield type(fn).__name__
+        for nxt, _ in fn.next_functions:  # type: ignore[attr-defined]
+            yield from nodes(nxt, seen)
+
+    assert "_NetworkRowsBackward" in set(nodes(perm.grad_fn, set()))
+    torch.testing.assert_close(perm.sum(-1), torch.ones(1, 40))  # doubly stochastic
+    torch.testing.assert_close(perm.sum(-2), torch.ones(1, 40))
+    (g,) = torch.autograd.grad((perm * torch.randn_like(perm)).sum(), x)
+    assert g.dtype == torch.float32 and torch.isfinite(g).all()
+
+
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_fast_rows_gradcheck(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(1)
+    x = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
+    method = get_method("sorting_network")
+    pos = torch.tensor([4, 0, 2])
+
+    def fn(z: torch.Tensor) -> torch.Tensor:
+        return method.permutation_rows(z, pos, 0.4, "smooth", descending=True)
+
+    with _path(monkeypatch, fast=True, backend=backend):
+        assert torch.autograd.gradcheck(fn, (x,))
+
+
+def _bitonic_reference(z: torch.Tensor, softness: float, mode: str) -> torch.Tensor:
+    """The soft permutation of a power-of-two row, one comparator at a time (dense matrices)."""
+    m = z.shape[-1]
+    v = z.clone()
+    perm = torch.eye(m, dtype=z.dtype)
+    k = 2
+    while k <= m:
+        j = k // 2
+        while j > 0:
+            layer = torch.zeros(m, m, dtype=z.dtype)
+            new = v.clone()
+            for i in range(m):
+                p = i ^ j
+                if p < i:
+                    continue
+                up = (i & k) == 0  # minimum to position i
+                lo_pos, hi_pos = (i, p) if up else (p, i)
+                a, b = v[lo_pos], v[hi_pos]
+                alpha = sigmoidal(b - a, softness=softness, mode=mode)  # P(a is the smaller)
+                new[lo_pos] = alpha * a + (1 - alpha) * b
+                new[hi_pos] = alpha * b + (1 - alpha) * a
+                layer[lo_pos, lo_pos], layer[lo_pos, hi_pos] = alpha, 1 - alpha
+                layer[hi_pos, hi_pos], layer[hi_pos, lo_pos] = alpha, 1 - alpha
+            v = new
+            perm = layer @ perm
+            j //= 2
+        k *= 2
+    return perm
+
+
+@pytest.mark.parametrize("mode", ["smooth", "c1"])
+def test_fast_rows_match_independent_network(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    torch.manual_seed(3)
+    z = torch.randn(8, dtype=torch.float64)
+    ref = _bitonic_reference(z, 0.4, mode)
+    method = get_method("sorting_network")
+    pos = torch.tensor([7, 1, 4])
+    with _path(monkeypatch, fast=True):
+        rows = method.permutation_rows(z.unsqueeze(0), pos, 0.4, mode)[0]
+        top = method.topk_permutation(z.unsqueeze(0), 3, 0.4, mode)[0]
+    torch.testing.assert_close(rows, ref[pos])
+    torch.testing.assert_close(top, ref.flip(0)[:3])
