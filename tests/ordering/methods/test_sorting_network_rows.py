@@ -12,6 +12,7 @@ import torch
 
 import softtorch as st
 import softtorch.ordering.methods.sorting_network as sn
+import softtorch.ordering.methods.sorting_network._columns as cl
 import softtorch.ordering.methods.sorting_network._transposed as tr
 from softtorch import sigmoidal
 from softtorch.ordering import get_method
@@ -21,11 +22,15 @@ KW = {"method": "sorting_network", "standardize": False}
 
 
 @contextmanager
-def _path(monkeypatch: pytest.MonkeyPatch, fast: bool, backend: str = "auto") -> Iterator[None]:
-    """Rows by the in-place path (``fast``) or by the autograd composition (plain)."""
+def _path(monkeypatch: pytest.MonkeyPatch, kind: str, backend: str = "auto") -> Iterator[None]:
+    """Rows by the autograd composition (``plain``), by the in-place transposed layers in small
+    blocks (``rows``) or by columns in small blocks (``columns``)."""
     with monkeypatch.context() as mp:
-        mp.setattr(sn, "ROWS_BUDGET", 1 if fast else 1 << 40)
+        mp.setattr(sn, "ROWS_BUDGET", 1 << 40 if kind == "plain" else 1)
         mp.setattr(tr, "BACKEND", backend)
+        mp.setattr(tr, "FORWARD_BLOCK", 48)  # a few rows per block
+        mp.setattr(tr, "BACKWARD_BLOCK", 64)
+        mp.setattr(cl, "FORWARD_BLOCK", 64 if kind == "columns" else 1 << 40)
         yield
 
 
@@ -53,24 +58,32 @@ def _values_and_grads(
     return [o.detach() for o in outs], [gx, gs]
 
 
+@pytest.mark.parametrize("kind", ["rows", "columns"])
 @pytest.mark.parametrize("mode", MODES)
-def test_fast_rows_match_dense_composition(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_rows_match_dense_composition(
+    mode: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(0)
     x0 = torch.randn(2, 3, 11, dtype=torch.float64)  # batch dims, n padded to 16
-    with _path(monkeypatch, fast=False):
+    with _path(monkeypatch, "plain"):
         outs = _ops(x0, torch.tensor(0.3, dtype=torch.float64), mode)
         weights = [torch.randn_like(o) for o in outs]
         ref_v, ref_g = _values_and_grads(x0, 0.3, mode, weights)
     for backend in ("auto", "torch"):
-        with _path(monkeypatch, fast=True, backend=backend):
+        with _path(monkeypatch, kind, backend=backend):
             fast_v, fast_g = _values_and_grads(x0, 0.3, mode, weights)
         for a, b in zip(fast_v + fast_g, ref_v + ref_g):
             torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
-def test_fast_rows_are_used_and_keep_float32(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize(
+    ("kind", "node"), [("rows", "_NetworkRows"), ("columns", "_NetworkColumns")]
+)
+def test_fast_rows_are_used_and_keep_float32(
+    kind: str, node: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     x = torch.randn(1, 40, requires_grad=True)
-    with _path(monkeypatch, fast=True):
+    with _path(monkeypatch, kind):
         perm = st.argsort(x, dim=-1, mode="smooth", softness=0.5, **KW)
     assert perm.dtype == torch.float32
 
@@ -82,24 +95,25 @@ def test_fast_rows_are_used_and_keep_float32(monkeypatch: pytest.MonkeyPatch) ->
         for nxt, _ in fn.next_functions:  # type: ignore[attr-defined]
             yield from nodes(nxt, seen)
 
-    assert "_NetworkRowsBackward" in set(nodes(perm.grad_fn, set()))
+    assert node + "Backward" in set(nodes(perm.grad_fn, set()))
     torch.testing.assert_close(perm.sum(-1), torch.ones(1, 40))  # doubly stochastic
     torch.testing.assert_close(perm.sum(-2), torch.ones(1, 40))
     (g,) = torch.autograd.grad((perm * torch.randn_like(perm)).sum(), x)
     assert g.dtype == torch.float32 and torch.isfinite(g).all()
 
 
+@pytest.mark.parametrize("kind", ["rows", "columns"])
 @pytest.mark.parametrize("backend", ["auto", "torch"])
-def test_fast_rows_gradcheck(backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_rows_gradcheck(backend: str, kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
     torch.manual_seed(1)
     x = torch.randn(2, 6, dtype=torch.float64, requires_grad=True)
     method = get_method("sorting_network")
-    pos = torch.tensor([4, 0, 2])
+    pos = torch.tensor([4, 0, 2, 5, 1, 3])
 
     def fn(z: torch.Tensor) -> torch.Tensor:
         return method.permutation_rows(z, pos, 0.4, "smooth", descending=True)
 
-    with _path(monkeypatch, fast=True, backend=backend):
+    with _path(monkeypatch, kind, backend=backend):
         assert torch.autograd.gradcheck(fn, (x,))
 
 
@@ -133,15 +147,18 @@ def _bitonic_reference(z: torch.Tensor, softness: float, mode: str) -> torch.Ten
     return perm
 
 
+@pytest.mark.parametrize("kind", ["rows", "columns"])
 @pytest.mark.parametrize("mode", ["smooth", "c1"])
-def test_fast_rows_match_independent_network(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_fast_rows_match_independent_network(
+    mode: str, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     torch.manual_seed(3)
     z = torch.randn(8, dtype=torch.float64)
     ref = _bitonic_reference(z, 0.4, mode)
     method = get_method("sorting_network")
-    pos = torch.tensor([7, 1, 4])
-    with _path(monkeypatch, fast=True):
+    pos = torch.tensor([7, 1, 4, 1, 0, 2, 3, 5, 6])  # a repeated row too
+    with _path(monkeypatch, kind):
         rows = method.permutation_rows(z.unsqueeze(0), pos, 0.4, mode)[0]
-        top = method.topk_permutation(z.unsqueeze(0), 3, 0.4, mode)[0]
+        perm = method.permutation(z.unsqueeze(0), 0.4, mode, descending=True)[0]
     torch.testing.assert_close(rows, ref[pos])
-    torch.testing.assert_close(top, ref.flip(0)[:3])
+    torch.testing.assert_close(perm, ref.flip(0))

@@ -29,6 +29,7 @@ from ...._sigmoidal import step
 from ....simplex import chunked_rows, is_concrete
 from ..._base import OrderingMethod, Softness, register
 from ..._logspace import log_add, safe_log
+from ._columns import column_cost, network_columns
 from ._schedule import layers_cpu
 from ._transposed import network_rows
 
@@ -133,7 +134,11 @@ def _rows(
 
     per_row = max(z.numel() // max(n, 1), 1) * m * max(len(alphas), 1)
     if asc.shape[0] * per_row > ROWS_BUDGET and m > 1 and all(is_concrete(a) for a in alphas):
-        return network_rows(asc, n, alphas, ROWS_BUDGET).reshape(*batch, asc.shape[0], n)
+        if column_cost(m, n) < len(alphas) * (m // 2) * asc.shape[0]:
+            out = network_columns(asc, n, alphas)
+        else:
+            out = network_rows(asc, n, alphas, ROWS_BUDGET)
+        return out.reshape(*batch, asc.shape[0], n)
     return chunked_rows(  # type: ignore[return-value]
         fn,
         asc.shape[0],

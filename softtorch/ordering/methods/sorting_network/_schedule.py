@@ -35,16 +35,20 @@ def layers_cpu(m: int) -> tuple[tuple[int, tuple[float, ...]], ...]:
     return tuple(layers)
 
 
-@functools.lru_cache(maxsize=64)
-def transposed_plan(m: int) -> tuple[tuple[tuple[int, int], ...], torch.Tensor, torch.Tensor]:
-    r"""Schedule of the in-place transposed network for ``m`` (CPU tensors, cached).
+@functools.lru_cache(maxsize=128)
+def slot_plan(
+    m: int, transposed: bool = True
+) -> tuple[tuple[tuple[int, int], ...], torch.Tensor, torch.Tensor]:
+    r"""Schedule of the in-place network for ``m`` (CPU tensors, cached).
 
-    The layers run in reverse order, each as an in-place soft swap that leaves the new value of
-    the lower position in the upper slot and vice versa (no copy). Slot ``s`` then holds logical
-    position ``s ^ M`` for a mask ``M``, the XOR of the distances run so far.
+    The layers run in reverse order (``transposed``, for :math:`P^\top`) or in application
+    order (for :math:`P`), each as an in-place soft swap that leaves the new value of the lower
+    position in the upper slot and vice versa (no copy). Slot ``s`` then holds logical position
+    ``s ^ M`` for a mask ``M``, the XOR of the distances run so far.
 
     Args:
         m: the number of positions (a power of two, at least 2).
+        transposed: run the layers in reverse order.
 
     Returns:
         Per layer in run order ``(j, lo)``, ``lo`` the slot bit (0 / 1) of the lower logical
@@ -55,7 +59,8 @@ def transposed_plan(m: int) -> tuple[tuple[tuple[int, int], ...], torch.Tensor, 
     steps, index = [], []
     mask = 0
     pairs = torch.arange(m // 2)
-    for j, _ in reversed(layers_cpu(m)):
+    layers = layers_cpu(m)
+    for j, _ in reversed(layers) if transposed else layers:
         lb = j.bit_length() - 1
         steps.append((j, (mask >> lb) & 1))
         index.append(pairs ^ (((mask >> (lb + 1)) << lb) | (mask & (j - 1))))

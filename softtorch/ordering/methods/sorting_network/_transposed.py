@@ -4,7 +4,7 @@ Row ``i`` of :math:`P = L_T \cdots L_1` is :math:`(P^\top e_i)^\top = (L_1 \cdot
 (every layer matrix is symmetric), so ``R`` rows cost ``O(R m log^2 m)`` and never an ``m x m``
 matrix. Blocks of ``r`` unit vectors ``x`` ``(B, m, r)`` run through the layers in reverse, each
 layer an in-place soft swap of slot pairs ``(a, b)`` with weight :math:`\alpha` (slot order of
-:func:`._schedule.transposed_plan`):
+:func:`._schedule.slot_plan`):
 
 .. math:: d = b - a, \qquad a \leftarrow a + \alpha d, \qquad b \leftarrow b - \alpha d,
 
@@ -32,7 +32,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..permutahedron import _kernel_guard
-from ._schedule import transposed_plan
+from ._schedule import slot_plan
 
 HAS_NUMBA: bool = importlib.util.find_spec("numba") is not None
 #: ``"auto"`` (numba on CPU when installed), ``"numba"`` (same) or ``"torch"`` (always torch ops).
@@ -122,7 +122,7 @@ def _np_steps(steps: Steps) -> tuple[Any, Any]:
     )
 
 
-def _run_forward(
+def run_layers(
     x: torch.Tensor,
     w: torch.Tensor,
     steps: Steps,
@@ -154,7 +154,7 @@ def _run_forward(
     _kernel_guard.guarded("sorting network", kernel, fallback, "torch ops")
 
 
-def _run_backward(
+def run_layers_back(
     g: torch.Tensor,
     w: torch.Tensor,
     steps: Steps,
@@ -184,12 +184,27 @@ def _run_backward(
     _kernel_guard.guarded("sorting network", kernel, fallback, "torch ops")
 
 
+def slot_weights(alphas: list[torch.Tensor], index: torch.Tensor) -> torch.Tensor:
+    """The layer weights in run order, ``(*batch, m / 2j, j)`` each, as one slot-ordered tensor
+    ``(T, B, m / 2)`` (``index`` of :func:`._schedule.slot_plan`, on their device)."""
+    half = index.shape[-1]
+    nb_ = alphas[0].numel() // half
+    w_log = torch.stack([a.detach().reshape(nb_, half) for a in alphas])
+    return torch.gather(w_log, 2, index.unsqueeze(1).expand(-1, nb_, -1)).contiguous()
+
+
+def logical_grads(gw: torch.Tensor, index: torch.Tensor) -> list[torch.Tensor]:
+    """Per layer (run order) gradients ``(B, m / 2)`` in logical order from slot order."""
+    nb_ = gw.shape[1]
+    return list(torch.gather(gw, 2, index.unsqueeze(1).expand(-1, nb_, -1)).unbind(0))
+
+
 def segment_length(layers: int) -> int:
     """Layers per backward segment: about the square root of the layer count."""
     return max(1, math.isqrt(max(layers - 1, 0)) + 1)
 
 
-def _unit_block(pos: torch.Tensor, nb_: int, m: int, like: torch.Tensor) -> torch.Tensor:
+def unit_block(pos: torch.Tensor, nb_: int, m: int, like: torch.Tensor) -> torch.Tensor:
     """Slots ``(B, m, r)`` holding the unit vectors ``e_pos`` (the initial slot order)."""
     r = pos.shape[0]
     x = like.new_zeros(nb_, m, r)
@@ -210,17 +225,16 @@ class _NetworkRows(torch.autograd.Function):
     ) -> torch.Tensor:
         m = 2 * alphas[0].shape[-1] * alphas[0].shape[-2]
         nb_ = alphas[0].numel() // (m // 2)
-        steps, index, out_slot = transposed_plan(m)
+        steps, index, out_slot = slot_plan(m)
         dev = alphas[0].device
         index, out_slot = index.to(dev), out_slot[:n].to(dev)
-        w_log = torch.stack([a.detach().reshape(nb_, m // 2) for a in reversed(alphas)])
-        w = torch.gather(w_log, 2, index.unsqueeze(1).expand(-1, nb_, -1)).contiguous()
+        w = slot_weights(list(reversed(alphas)), index)
         rows = asc.shape[0]
         out = w.new_empty(nb_, rows, n)
         chunk = max(1, min(rows, FORWARD_BLOCK // (nb_ * m)))
         for a in range(0, rows, chunk):
-            x = _unit_block(asc[a : a + chunk], nb_, m, w)
-            _run_forward(x, w, steps, 0, len(steps))
+            x = unit_block(asc[a : a + chunk], nb_, m, w)
+            run_layers(x, w, steps, 0, len(steps))
             out[:, a : a + x.shape[-1]] = x.index_select(1, out_slot).transpose(1, 2)
         ctx.save_for_backward(asc, w, index, out_slot)
         ctx.m, ctx.budget = m, budget  # type: ignore[attr-defined]
@@ -234,7 +248,7 @@ class _NetworkRows(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         asc, w, index, out_slot = ctx.saved_tensors  # type: ignore[attr-defined]
         m: int = ctx.m  # type: ignore[attr-defined]
-        steps, _, _ = transposed_plan(m)
+        steps, _, _ = slot_plan(m)
         t_, nb_, half = w.shape
         rows = asc.shape[0]
         gw = torch.zeros_like(w)
@@ -244,24 +258,23 @@ class _NetworkRows(torch.autograd.Function):
         chunk = min(rows, ctx.budget // max(per_row, 1), BACKWARD_BLOCK // (seg * nb_ * half))  # type: ignore[attr-defined]
         chunk = max(1, chunk)
         for a in range(0, rows, chunk):
-            x = _unit_block(asc[a : a + chunk], nb_, m, w)
+            x = unit_block(asc[a : a + chunk], nb_, m, w)
             r = x.shape[-1]
             snaps = w.new_empty(len(bounds), nb_, m, r)
             for i, (t0, t1) in enumerate(bounds):
                 snaps[i] = x
                 if i + 1 < len(bounds):
-                    _run_forward(x, w, steps, t0, t1)
+                    run_layers(x, w, steps, t0, t1)
             g = x.zero_()
             g.index_copy_(1, out_slot, grad[:, a : a + r].transpose(1, 2).to(g.dtype))
             keep = w.new_empty(seg, nb_, half, r)
             for i in range(len(bounds) - 1, -1, -1):
                 t0, t1 = bounds[i]
-                _run_forward(snaps[i], w, steps, t0, t1, keep)
-                _run_backward(g, w, steps, t0, t1, keep, gw)
-        g_log = torch.gather(gw, 2, index.unsqueeze(1).expand(-1, nb_, -1))
+                run_layers(snaps[i], w, steps, t0, t1, keep)
+                run_layers_back(g, w, steps, t0, t1, keep, gw)
+        grads = reversed(logical_grads(gw, index))
         shapes = ctx.shapes  # type: ignore[attr-defined]
-        grads = (g.view(s) for g, s in zip(reversed(g_log.unbind(0)), shapes))
-        return (None, None, None, *grads)
+        return (None, None, None, *(g.view(s) for g, s in zip(grads, shapes)))
 
 
 def network_rows(
