@@ -1,7 +1,7 @@
 """Benchmark runner: soft ops vs hard torch ops (see benchmarks/README.md).
 
     python benchmarks/run.py [--suite SUITE|all] (SUITE: elementwise, ordering, surrogate,
-                             soft_mode, metrics, perturbed, fused, models)
+                             soft_mode, metrics, perturbed, fused, models, scaling)
                              [--quick] [--csv PATH] [--filter SUBSTR] [--repeat N] [--threads N]
                              [--mem auto|on|off]
 
@@ -9,6 +9,10 @@ Each suite is a module ``benchmarks/bench_<suite>.py`` exposing ``cases(quick=Fa
 in this process. With memory measurement on (the default for full runs) every case is first run
 in a fresh child process that measures the peak RSS increase of one forward+backward step under an
 RSS watchdog; a case the watchdog kills is skipped before it can be timed here.
+
+A case may also carry ``skip_if`` (a zero-argument callable returning a skip reason or None,
+asked just before the case runs) and ``on_result`` (called with the case's Result once it has
+run or been skipped): a suite uses them to stop a method once it gets too slow (``scaling``).
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from _harness import (  # noqa: E402
 
 SUITES: tuple[str, ...] = (
     "elementwise", "ordering", "surrogate", "soft_mode", "metrics", "perturbed", "fused", "models",
+    "scaling",
 )
 CHILD_FLAG = "--_child"
 #: glibc mmap threshold (bytes) in the memory child: fixed, so large frees are unmapped at once.
@@ -202,7 +207,22 @@ def measure_in_child(suite: str, case: Case, args: argparse.Namespace, res: Resu
 
 
 def run_case(suite: str, case: Case, args: argparse.Namespace) -> Result:
-    """Memory in a child (if on), then timing in this process."""
+    """Memory in a child (if on), then timing in this process; a reason from the case's
+    ``skip_if`` skips it, and its ``on_result`` sees the result."""
+    res = _run_case(suite, case, args)
+    hook = case.get("on_result")
+    if hook is not None:
+        hook(res)
+    return res
+
+
+def _run_case(suite: str, case: Case, args: argparse.Namespace) -> Result:
+    skip_if = case.get("skip_if")
+    reason = None if case.get("skip") or skip_if is None else skip_if()
+    if reason:
+        res = new_result(case, suite)
+        res.skipped = str(reason)
+        return res
     if args.mem_on and not case.get("skip"):
         probe = new_result(case, suite)
         if not measure_in_child(suite, case, args, probe):

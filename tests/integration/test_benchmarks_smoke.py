@@ -104,7 +104,7 @@ def test_memory_and_csv(tmp_path: Path) -> None:
     assert set(h.CSV_COLUMNS) == set(rows[0])
 
 
-@pytest.mark.parametrize("suite", ["elementwise", "ordering", "metrics", "fused"])
+@pytest.mark.parametrize("suite", ["elementwise", "ordering", "metrics", "fused", "scaling"])
 def test_suites_follow_the_case_contract(suite: str) -> None:
     run = _load("run")
 
@@ -123,3 +123,40 @@ def test_cli_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert run.main(["--list", "--quick", "--suite", "ordering", "--filter", "sort["]) == 0
     out = capsys.readouterr().out
     assert "sort[neuralsort]" in out and "max[" not in out
+
+
+def test_scaling_cap_skips_larger_n_and_chart_reads_the_csv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = _load("run")
+    scaling = _load("bench_scaling")
+    monkeypatch.setattr(scaling, "QUICK_NS", (8, 16, 32))
+    monkeypatch.setattr(scaling, "CAP_S", 0.0)  # every measured n is "too slow": stop after one
+    path = tmp_path / "vm-scaling-quick.csv"
+    argv = ["--quick", "--suite", "scaling", "--filter", "sort[torch]|fast_soft_sort]"]
+    argv += ["--repeat", "1", "--threads", "1", "--no-save", "--csv", str(path)]
+    assert run.main(argv) == 0
+    with path.open() as f:
+        rows = [r for r in csv.DictReader(f) if r["group"] == "fast_soft_sort"]
+    assert [r["shape"] for r in rows] == ["1x8", "1x16", "1x32"]
+    assert rows[0]["status"] == "ok" and float(rows[0]["fwdbwd_ms"]) > 0
+    assert all(r["status"] == "skipped" and "n = 8 took" in r["note"] for r in rows[1:])
+
+    monkeypatch.setattr(scaling, "CAP_S", 20.0)
+    cap = scaling._Cap()  # memory: extrapolated from the last two measured n
+    for n, mb in ((100, 10.0), (1000, 1000.0)):
+        cap.record(n, h.Result(suite="scaling", name="x", fwdbwd_ms=1.0, peak_mb=mb))
+    assert "predicted peak" in (cap.skip_reason(10_000) or "")
+    assert cap.skip_reason(1200) is None  # 1000 MB x 1.2^2 < 2 GB
+
+    spec = importlib.util.spec_from_file_location(
+        "scaling_chart", BENCH.parent / "scripts" / "scaling_chart.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    series, stopped, _ = mod.read_series(path)
+    assert [n for n, _ in series["fast_soft_sort"]] == [8] and stopped["fast_soft_sort"] == 16
+    assert len(series["torch.sort"]) == 1  # capped too (CAP_S = 0)
+    out = tmp_path / "scaling.png"
+    assert mod.main(["--csv", str(path), "--out", str(out)]) == 0 and out.stat().st_size > 0
