@@ -13,10 +13,19 @@ Sorted values need only the per-layer swap weights (``O(m log^2 m)`` memory, no 
 matrix). Each layer acts on positions by a symmetric doubly stochastic matrix :math:`L_t`, so the
 soft permutation is :math:`P = L_T \cdots L_1` and :math:`P^\top = L_1 \cdots L_T`: ranks
 (:math:`r = P^\top (1..n)`) and single rows (:math:`e_i^\top P = (P^\top e_i)^\top`) come from
-running the layers backwards over a few vectors without forming ``P``. The full permutation
-(``argsort``) runs them over all ``n`` unit vectors, in row blocks so that autograd memory stays
-bounded; its cost is ``O(n m log^2 m)`` time (seconds at ``n = 1000``; impractical at
-``n = 10^4``). Descending order is the ascending result reversed.
+running the layers backwards over a few vectors without forming ``P``. Small requests run
+these layers under ordinary autograd (:func:`network_transpose`, higher-order gradients work).
+Many rows (more than :data:`ROWS_BUDGET` elements of activations) take an in-place path without
+an autograd graph that recomputes in backward (first-order gradients), whichever is cheaper of
+
+* :mod:`._transposed`: the transposed layers over blocks of the wanted unit vectors,
+  ``T m / 2`` soft swaps per row (``topk`` with small ``k``, a few quantiles), and
+* :mod:`._columns`: the columns of ``P`` of the ``n`` real entries from the input side, where
+  the first stages are block diagonal (about ``13 m^2`` soft swaps for all rows at
+  ``m = 2^{14}`` instead of ``52 m^2``: ``argsort``).
+
+Both use numba kernels on CPU (:mod:`._numba`) and torch ops elsewhere; the schedule of the
+layers is in :mod:`._schedule`. Descending order is the ascending result reversed.
 """
 
 from __future__ import annotations
@@ -133,7 +142,8 @@ def _rows(
         return cols.transpose(-1, -2)[..., :n]
 
     per_row = max(z.numel() // max(n, 1), 1) * m * max(len(alphas), 1)
-    if asc.shape[0] * per_row > ROWS_BUDGET and m > 1 and all(is_concrete(a) for a in alphas):
+    big = asc.shape[0] * per_row > ROWS_BUDGET and m > 1 and z.numel() > 0
+    if big and all(is_concrete(a) for a in alphas):
         if column_cost(m, n) < len(alphas) * (m // 2) * asc.shape[0]:
             out = network_columns(asc, n, alphas)
         else:
