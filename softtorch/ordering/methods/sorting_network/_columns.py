@@ -95,6 +95,7 @@ class _NetworkColumns(torch.autograd.Function):
             out[:, :, c0 : c0 + x.shape[-1]] = x.index_select(1, rows_slot)
         ctx.save_for_backward(w, index, rows_slot)
         ctx.m, ctx.n = m, n  # type: ignore[attr-defined]
+        ctx.unique = bool(rows_slot.unique().numel() == rows_slot.numel())  # type: ignore[attr-defined]
         ctx.shapes = [a.shape for a in alphas]  # type: ignore[attr-defined]
         return out
 
@@ -123,7 +124,11 @@ class _NetworkColumns(torch.autograd.Function):
                         x[:, r0 : r0 + span], w[:, :, r0 // 2 : (r0 + span) // 2], steps, t0, t1
                     )
             g = x.zero_()
-            g.index_add_(1, rows_slot, grad[:, :, c0 : c0 + c].to(g.dtype))
+            part = grad[:, :, c0 : c0 + c].to(g.dtype).contiguous()
+            if ctx.unique:  # type: ignore[attr-defined]
+                g.index_copy_(1, rows_slot, part)
+            else:  # repeated rows: their gradients add up
+                g.index_add_(1, rows_slot, part)
             for i in range(len(plan) - 1, -1, -1):
                 t0, t1, size = plan[i]
                 r0, span = _window(c0, cols, size)

@@ -38,9 +38,12 @@ HAS_NUMBA: bool = importlib.util.find_spec("numba") is not None
 #: ``"auto"`` (numba on CPU when installed), ``"numba"`` (same) or ``"torch"`` (always torch ops).
 BACKEND: str = "auto"
 #: Elements (``B x m x r``) of one forward block: small enough to stay in cache through all layers.
-FORWARD_BLOCK: int = 1 << 18
+FORWARD_BLOCK: int = 1 << 19
 #: Elements of one backward segment's kept differences (``seg x B x m / 2 x r``), cache-sized.
-BACKWARD_BLOCK: int = 1 << 20
+BACKWARD_BLOCK: int = 1 << 22
+#: Block widths ``r`` are multiples of this (the kernels' inner loops run over ``r``: a width
+#: just below a vector multiple leaves most of the work to the scalar remainder loop).
+LANES: int = 16
 _FLOATS = (torch.float32, torch.float64)
 
 
@@ -199,6 +202,17 @@ def logical_grads(gw: torch.Tensor, index: torch.Tensor) -> list[torch.Tensor]:
     return list(torch.gather(gw, 2, index.unsqueeze(1).expand(-1, nb_, -1)).unbind(0))
 
 
+def block_width(limit: int, total: int) -> int:
+    """Columns per block: ``total`` if it is at most ``limit``, else ``limit`` (at least 1)
+    rounded down to a multiple of :data:`LANES` (or to a power of two below it)."""
+    if total <= limit:
+        return max(total, 1)
+    r = max(1, limit)
+    if r >= LANES:
+        return r - r % LANES
+    return 1 << (r.bit_length() - 1)
+
+
 def segment_length(layers: int) -> int:
     """Layers per backward segment: about the square root of the layer count."""
     return max(1, math.isqrt(max(layers - 1, 0)) + 1)
@@ -231,7 +245,7 @@ class _NetworkRows(torch.autograd.Function):
         w = slot_weights(list(reversed(alphas)), index)
         rows = asc.shape[0]
         out = w.new_empty(nb_, rows, n)
-        chunk = max(1, min(rows, FORWARD_BLOCK // (nb_ * m)))
+        chunk = block_width(FORWARD_BLOCK // (nb_ * m), rows)
         for a in range(0, rows, chunk):
             x = unit_block(asc[a : a + chunk], nb_, m, w)
             run_layers(x, w, steps, 0, len(steps))
@@ -255,8 +269,8 @@ class _NetworkRows(torch.autograd.Function):
         seg = segment_length(t_)
         bounds = [(t, min(t + seg, t_)) for t in range(0, t_, seg)]
         per_row = nb_ * (len(bounds) * 2 * half + seg * half)  # snapshots + one segment's d
-        chunk = min(rows, ctx.budget // max(per_row, 1), BACKWARD_BLOCK // (seg * nb_ * half))  # type: ignore[attr-defined]
-        chunk = max(1, chunk)
+        limit = min(ctx.budget // max(per_row, 1), BACKWARD_BLOCK // (seg * nb_ * half))  # type: ignore[attr-defined]
+        chunk = block_width(limit, rows)
         for a in range(0, rows, chunk):
             x = unit_block(asc[a : a + chunk], nb_, m, w)
             r = x.shape[-1]
