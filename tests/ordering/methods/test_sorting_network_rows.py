@@ -162,3 +162,35 @@ def test_fast_rows_match_independent_network(
         perm = method.permutation(z.unsqueeze(0), 0.4, mode, descending=True)[0]
     torch.testing.assert_close(rows, ref[pos])
     torch.testing.assert_close(perm, ref.flip(0))
+
+
+def test_kernel_failure_falls_back_to_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    import warnings
+
+    from softtorch.ordering.methods.permutahedron import _kernel_guard
+    from softtorch.ordering.methods.sorting_network import _numba
+
+    monkeypatch.setattr(_kernel_guard, "_BROKEN", set())
+    monkeypatch.setattr(_kernel_guard, "_OK", set())
+    torch.manual_seed(4)
+    x0 = torch.randn(2, 11, dtype=torch.float64)
+    with _path(monkeypatch, "columns"):
+        ref_v, ref_g = _values_and_grads(x0, 0.3, "smooth", None)
+
+    def fail(*_: object) -> None:
+        raise AssertionError("unexpected cycle in lookup()")  # a numba compiler failure
+
+    for name in ("forward", "forward_keep", "backward"):
+        monkeypatch.setattr(_numba, name, fail)
+    with warnings.catch_warnings(record=True) as rec, _path(monkeypatch, "columns"):
+        warnings.simplefilter("always")
+        torch.manual_seed(4)
+        x1 = torch.randn(2, 11, dtype=torch.float64)
+        weights = [torch.randn_like(o) for o in _ops(x1, torch.tensor(0.3), "smooth")]
+        v, g = _values_and_grads(x1, 0.3, "smooth", weights)
+    warned = [w for w in rec if issubclass(w.category, RuntimeWarning)]
+    assert len(warned) == 1 and "sorting network" in str(warned[0].message)
+    assert _kernel_guard.broken("sorting network")
+    for a, b in zip(v, ref_v):
+        torch.testing.assert_close(a, b)
+    assert all(torch.isfinite(t).all() for t in g)

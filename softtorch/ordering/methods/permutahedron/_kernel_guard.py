@@ -44,11 +44,6 @@ def broken(family: str) -> bool:
     return family in _BROKEN
 
 
-def ran(family: str) -> bool:
-    """Whether the kernels of ``family`` ran successfully before (no fallback state needed)."""
-    return family in _OK
-
-
 def mark_broken(family: str, err: BaseException, fallback: str) -> None:
     """Record that ``family`` failed with ``err`` and warn once."""
     with _LOCK:

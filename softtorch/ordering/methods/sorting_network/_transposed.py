@@ -147,11 +147,7 @@ def run_layers(
         else:
             k.forward_keep(x.numpy(), w.numpy(), js, los, t0, t1, keep.numpy())
 
-    snapshot = None if _kernel_guard.ran("sorting network") else x.clone()
-
-    def fallback() -> None:
-        assert snapshot is not None
-        x.copy_(snapshot)
+    def fallback() -> None:  # a kernel fails while compiling, before it touches ``x``
         _torch_forward(x, w, steps, t0, t1, keep)
 
     _kernel_guard.guarded("sorting network", kernel, fallback, "torch ops")
@@ -171,17 +167,12 @@ def run_layers_back(
         _torch_backward(g, w, steps, t0, t1, keep, gw)
         return
     js, los = _np_steps(steps)
-    first = not _kernel_guard.ran("sorting network")
-    g0, gw0 = (g.clone(), gw.clone()) if first else (g, gw)
-
     def kernel() -> None:
         gn = g.numpy()
         zero = gn.dtype.type(0)
         _kernels().backward(gn, w.numpy(), js, los, t0, t1, keep.numpy(), gw.numpy(), zero)
 
-    def fallback() -> None:
-        g.copy_(g0)
-        gw.copy_(gw0)
+    def fallback() -> None:  # a kernel fails while compiling, before it touches ``g``
         _torch_backward(g, w, steps, t0, t1, keep, gw)
 
     _kernel_guard.guarded("sorting network", kernel, fallback, "torch ops")
