@@ -96,3 +96,96 @@ def test_gradients_real_only(method: str, mode: str) -> None:
         vb = st.sort(xb, **kw).values
         (gb,) = torch.autograd.grad((rb * w[b][m[b]]).sum() + (vb * w[b][:c]).sum(), xb)
         torch.testing.assert_close(g[b][m[b]], gb, **TOL)
+
+
+def _index_methods(method: str, mode: str) -> bool:
+    return method != "fast_soft_sort"
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("largest", [True, False])
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_topk_matches_per_slice(method: str, mode: str, largest: bool) -> None:
+    x, m = _batch(4)
+    n, k = x.shape[1], 3
+    kw = dict(softness=0.7, mode=mode, method=method, largest=largest)
+    out = st.topk(x, k, dim=-1, mask=m, **kw)
+    for b in range(x.shape[0]):
+        c = int(m[b].sum())
+        if c == 0:
+            assert (out.values[b] == 0).all()
+            continue
+        ref = st.topk(x[b][m[b]], min(k, c), dim=-1, **kw)
+        torch.testing.assert_close(out.values[b], _pad_rows(ref.values, k, -1), **TOL)
+        if ref.indices is not None:
+            exp = _pad_rows(_embed_cols(ref.indices, m[b], n), k)
+            torch.testing.assert_close(out.indices[b], exp, **TOL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("op", ["max", "min", "median"])
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_reductions_match_per_slice(method: str, mode: str, op: str) -> None:
+    x, m = _batch(5)
+    n = x.shape[1]
+    fn = getattr(st, op)
+    kw = dict(softness=0.7, mode=mode, method=method)
+    out = fn(x, dim=-1, mask=m, **kw)
+    arg = None
+    if _index_methods(method, mode):
+        arg = getattr(st, "arg" + op)(x, dim=-1, mask=m, **kw)
+    for b in range(x.shape[0]):
+        if not m[b].any():
+            assert out.values[b] == 0
+            if out.indices is not None:
+                assert (out.indices[b] == 0).all()
+            if arg is not None:
+                assert (arg[b] == 0).all()
+            continue
+        ref = fn(x[b][m[b]], dim=-1, **kw)
+        torch.testing.assert_close(out.values[b], ref.values, **TOL)
+        if ref.indices is not None:
+            torch.testing.assert_close(out.indices[b], _embed_cols(ref.indices, m[b], n), **TOL)
+        if arg is not None:
+            ref_arg = getattr(st, "arg" + op)(x[b][m[b]], dim=-1, **kw)
+            torch.testing.assert_close(arg[b], _embed_cols(ref_arg, m[b], n), **TOL)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("interpolation", ["linear", "nearest", "midpoint"])
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_quantile_matches_per_slice(method: str, mode: str, interpolation: str) -> None:
+    x, m = _batch(6)
+    n = x.shape[1]
+    q = torch.tensor([0.0, 0.3, 0.5, 1.0], dtype=x.dtype)
+    kw = dict(softness=0.7, mode=mode, method=method, interpolation=interpolation)
+    want_idx = _index_methods(method, mode)
+    out = st.quantile(x, q, dim=-1, mask=m, return_argquantile=want_idx, **kw)
+    values, idx = out if want_idx else (out, None)
+    for b in range(x.shape[0]):
+        if not m[b].any():
+            assert (values[:, b] == 0).all()
+            if idx is not None:
+                assert (idx[:, b] == 0).all()
+            continue
+        ref = st.quantile(x[b][m[b]], q, dim=-1, return_argquantile=want_idx, **kw)
+        ref_v, ref_i = ref if want_idx else (ref, None)
+        torch.testing.assert_close(values[:, b], ref_v, **TOL)
+        if idx is not None:
+            torch.testing.assert_close(idx[:, b], _embed_cols(ref_i, m[b], n), **TOL)
+
+
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_hard_equals_torch_on_real_entries(method: str) -> None:
+    x, m = _batch(7)
+    for b in range(x.shape[0]):
+        c = int(m[b].sum())
+        if c == 0:
+            continue
+        xb = x[b][m[b]]
+        kw = dict(mode="hard", method=method)
+        assert torch.equal(st.sort(x, mask=m, **kw).values[b, :c], torch.sort(xb).values)
+        assert torch.equal(st.max(x, dim=-1, mask=m, **kw).values[b], xb.max())
+        qv = st.quantile(x, 0.3, dim=-1, mask=m, **kw)[b]
+        torch.testing.assert_close(qv, torch.quantile(xb, 0.3), **TOL)
+        assert torch.equal(st.median(x, dim=-1, mask=m, **kw).values[b], xb.median())
