@@ -189,3 +189,190 @@ def test_hard_equals_torch_on_real_entries(method: str) -> None:
         qv = st.quantile(x, 0.3, dim=-1, mask=m, **kw)[b]
         torch.testing.assert_close(qv, torch.quantile(xb, 0.3), **TOL)
         assert torch.equal(st.median(x, dim=-1, mask=m, **kw).values[b], xb.median())
+
+
+# ----------------------------------------------------------------------------------------------
+# log-probabilities, layout, broadcasting, errors, straight-through, gradients
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c0"))
+@pytest.mark.parametrize("method", INDEX_METHODS)
+@pytest.mark.parametrize("eps", [None, 0.01])
+def test_log_probs_and_eps_match_per_slice(method: str, mode: str, eps: float | None) -> None:
+    x, m = _batch(8)
+    n = x.shape[1]
+    kw = dict(softness=0.7, mode=mode, method=method, return_log_probs=True, log_prob_eps=eps)
+    a = st.argsort(x, mask=m, **kw)
+    t = st.topk(x, 2, dim=-1, mask=m, **kw).indices
+    g = st.argmax(x, dim=-1, mask=m, **kw)
+    for b in range(x.shape[0]):
+        c = int(m[b].sum())
+        if c == 0:
+            assert (a[b] == -torch.inf).all() and (g[b] == -torch.inf).all()
+            continue
+        xb = x[b][m[b]]
+        ninf = torch.full((n,), -torch.inf, dtype=x.dtype)
+
+        def embed(r: torch.Tensor) -> torch.Tensor:
+            out = ninf.expand(*r.shape[:-1], n).clone()
+            out[..., m[b]] = r
+            return out
+
+        ra = embed(st.argsort(xb, **kw))
+        exp_a = torch.cat((ra, ninf.expand(n - c, n)), dim=0)
+        torch.testing.assert_close(a[b], exp_a, **TOL)
+        rt = embed(st.topk(xb, min(2, c), dim=-1, **kw).indices)
+        exp_t = torch.cat((rt, ninf.expand(2 - rt.shape[0], n)), dim=0)
+        torch.testing.assert_close(t[b], exp_t, **TOL)
+        torch.testing.assert_close(g[b], embed(st.argmax(xb, dim=-1, **kw)), **TOL)
+
+
+@pytest.mark.parametrize("method", ("fast_soft_sort", "softsort", "ot"))
+def test_dim_and_broadcast_mask(method: str) -> None:
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 6, 3, dtype=torch.float64, generator=g)  # reduce dim 1
+    m = torch.tensor([True, True, False, True, False, True])  # broadcast over dims 0 and 2
+    m3 = m[None, :, None]
+    kw = dict(softness=0.5, method=method)
+    r = st.rank(x, dim=1, mask=m3, **kw)
+    v = st.sort(x, dim=1, mask=m3, **kw).values
+    q = st.quantile(x, 0.4, dim=1, mask=m3, **kw)
+    for i in range(2):
+        for j in range(3):
+            xb = x[i, m, j]
+            torch.testing.assert_close(r[i, m, j], st.rank(xb, dim=-1, **kw), **TOL)
+            assert (r[i, ~m, j] == 0).all()
+            torch.testing.assert_close(v[i, :4, j], st.sort(xb, **kw).values, **TOL)
+            torch.testing.assert_close(q[i, j], st.quantile(xb, 0.4, **kw), **TOL)
+    # dim=None flattens x and the mask alike
+    flat = st.rank(x, mask=m3, **kw)
+    mf = m3.expand_as(x).reshape(-1)
+    torch.testing.assert_close(flat[mf], st.rank(x.reshape(-1)[mf], **kw), **TOL)
+
+
+def test_all_true_mask_equals_unmasked() -> None:
+    x, _ = _batch(10)
+    x = torch.nan_to_num(x, nan=0.3, posinf=2.0, neginf=-2.0)
+    m = torch.ones_like(x, dtype=torch.bool)
+    for method in ALL_METHODS:
+        kw = dict(softness=0.6, method=method)
+        torch.testing.assert_close(st.rank(x, dim=-1, mask=m, **kw), st.rank(x, dim=-1, **kw))
+        torch.testing.assert_close(st.sort(x, mask=m, **kw).values, st.sort(x, **kw).values)
+
+
+def test_bad_masks_raise() -> None:
+    x = torch.randn(3, 4)
+    with pytest.raises(TypeError, match="torch.bool"):
+        st.rank(x, dim=-1, mask=torch.ones(3, 4))
+    with pytest.raises(TypeError, match="bool torch.Tensor"):
+        st.sort(x, mask=[[True] * 4] * 3)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        st.topk(x, 2, mask=torch.ones(3, 5, dtype=torch.bool))
+    with pytest.raises(ValueError, match="does not broadcast"):
+        st.max(x, dim=-1, mask=torch.ones(2, 3, 4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="k"):
+        st.topk(x, 5, mask=torch.ones(3, 4, dtype=torch.bool))
+
+
+@pytest.mark.parametrize(
+    "name", ["sort_st", "rank_st", "topk_st", "max_st", "min_st", "median_st", "quantile_st"]
+)
+def test_straight_through_variants_take_the_mask(name: str) -> None:
+    x, m = _batch(11)
+    xr = torch.where(m, x, 0.0).requires_grad_()
+    fn = getattr(st, name)
+    hard = getattr(st, name[:-3])
+    args = {"topk_st": (2,), "quantile_st": (0.5,)}.get(name, ())
+    kw = {} if name in ("sort_st", "topk_st") else {"dim": -1}
+    soft = fn(xr, *args, **kw, mask=m, softness=0.7, method="softsort")
+    exact = hard(xr, *args, **kw, mask=m, mode="hard", method="softsort")
+    sv = soft if isinstance(soft, torch.Tensor) else soft[0]
+    ev = exact if isinstance(exact, torch.Tensor) else exact[0]
+    torch.testing.assert_close(sv, ev)  # forward: the exact masked result
+    (g,) = torch.autograd.grad(sv.sum(), xr)
+    assert (g[~m] == 0).all() and torch.isfinite(g).all()
+
+
+OPS = {
+    "sort": lambda x, kw: st.sort(x, **kw).values,
+    "argsort": lambda x, kw: st.argsort(x, **kw),
+    "rank": lambda x, kw: st.rank(x, dim=-1, **kw),
+    "topk": lambda x, kw: st.topk(x, 3, dim=-1, **kw).values,
+    "max": lambda x, kw: st.max(x, dim=-1, **kw).values,
+    "min": lambda x, kw: st.min(x, dim=-1, **kw).values,
+    "argmax": lambda x, kw: st.argmax(x, dim=-1, **kw),
+    "argmin": lambda x, kw: st.argmin(x, dim=-1, **kw),
+    "median": lambda x, kw: st.median(x, dim=-1, **kw).values,
+    "argmedian": lambda x, kw: st.argmedian(x, dim=-1, **kw),
+    "quantile": lambda x, kw: st.quantile(x, torch.tensor([0.2, 0.9]), dim=-1, **kw),
+    "argquantile": lambda x, kw: st.argquantile(x, 0.7, dim=-1, **kw),
+}
+_ARG_OPS = ("argsort", "argmax", "argmin", "argmedian", "argquantile")
+
+
+@pytest.mark.parametrize("op", sorted(OPS))
+@pytest.mark.parametrize("method", (*ALL_METHODS, "perturbed"))
+def test_padded_gradients_zero_and_finite(op: str, method: str) -> None:
+    if method == "fast_soft_sort" and op in _ARG_OPS:
+        pytest.skip("fast_soft_sort has no soft indices")
+    x, m = _batch(12)
+    xr = torch.where(m, x, 0.0).requires_grad_()
+    out = OPS[op](xr, dict(softness=0.7, method=method, mask=m))
+    assert torch.isfinite(out).all()
+    w = torch.randn(out.shape, dtype=out.dtype, generator=torch.Generator().manual_seed(1))
+    (g,) = torch.autograd.grad((out * w).sum(), xr)
+    assert torch.isfinite(g).all()
+    assert (g[~m] == 0).all()
+    assert (g[3] == 0).all()  # the all-padded slice
+
+
+def test_perturbed_padding_independent_and_exact_when_all_real() -> None:
+    x, m = _batch(13)
+    x2 = torch.where(m, x, 123.0)
+
+    def run(xx: torch.Tensor, mm: torch.Tensor | None) -> torch.Tensor:
+        gen = torch.Generator().manual_seed(5)
+        kw = dict(method="perturbed", softness=0.3, perturbed_kwargs={"generator": gen})
+        return st.rank(xx, dim=-1, mask=mm, **kw)
+
+    torch.testing.assert_close(run(x, m), run(x2, m))  # padded values do not matter
+    full = torch.ones_like(m)
+    xf = torch.nan_to_num(x, nan=0.1, posinf=1.0, neginf=-1.0)
+    torch.testing.assert_close(run(xf, full), run(xf, None))
+    r = run(x, m)
+    assert (r[~m] == 0).all()
+    c = m.sum(-1)
+    # ranks of each slice's real entries sum to c (c + 1) / 2, as for the op on them alone
+    torch.testing.assert_close(r.sum(-1), (c * (c + 1) / 2).to(r.dtype))
+
+
+def test_float32_masked_fast_soft_sort_close_to_float64() -> None:
+    x, m = _batch(14)
+    x = torch.where(m, x, 0.0)
+    kw = dict(softness=0.2, method="fast_soft_sort", mask=m)
+    for mode in ("smooth", "c0", "c1", "c2"):
+        r64 = st.rank(x, dim=-1, mode=mode, **kw)
+        r32 = st.rank(x.float(), dim=-1, mode=mode, **kw)
+        torch.testing.assert_close(r32.double(), r64, atol=1e-4, rtol=1e-4)
+        v64 = st.sort(x, mode=mode, **kw).values
+        v32 = st.sort(x.float(), mode=mode, **kw).values
+        torch.testing.assert_close(v32.double(), v64, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c0", "c1", "c2"))
+def test_fast_soft_sort_torch_backend_takes_the_mask(mode: str) -> None:
+    from softtorch.ordering.methods.permutahedron import set_backend
+
+    x, m = _batch(15)
+    kw = dict(softness=0.4, mode=mode, method="fast_soft_sort", mask=m)
+    r_numba = st.rank(x, dim=-1, **kw)
+    v_numba = st.sort(x, **kw).values
+    set_backend("torch")
+    try:
+        r_torch = st.rank(x, dim=-1, **kw)
+        v_torch = st.sort(x, **kw).values
+    finally:
+        set_backend("auto")
+    torch.testing.assert_close(r_torch, r_numba, **TOL)
+    torch.testing.assert_close(v_torch, v_numba, **TOL)
