@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hs
 
 import softtorch as st
 
@@ -376,3 +378,68 @@ def test_fast_soft_sort_torch_backend_takes_the_mask(mode: str) -> None:
         set_backend("auto")
     torch.testing.assert_close(r_torch, r_numba, **TOL)
     torch.testing.assert_close(v_torch, v_numba, **TOL)
+
+
+# ----------------------------------------------------------------------------------------------
+# properties over random lengths (including 0 and 1) and a slow sweep
+# ----------------------------------------------------------------------------------------------
+
+
+def _random_batch(lengths: list[int], n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(len(lengths), n, dtype=torch.float64, generator=g)
+    m = torch.arange(n) < torch.tensor(lengths)[:, None]
+    m = m.gather(-1, torch.argsort(torch.rand(len(lengths), n, generator=g), dim=-1))
+    return torch.where(m, x, float("nan")), m
+
+
+def _check_slices(method: str, mode: str, x: torch.Tensor, m: torch.Tensor, **extra) -> None:
+    n = x.shape[1]
+    kw = dict(mode=mode, method=method, **extra)
+    r = st.rank(x, dim=-1, mask=m, **kw)
+    v = st.sort(x, mask=m, **kw).values
+    mx = st.max(x, dim=-1, mask=m, **kw).values
+    q = st.quantile(x, 0.25, dim=-1, mask=m, **kw)
+    assert torch.isfinite(r).all() and torch.isfinite(v).all()
+    assert torch.isfinite(mx).all() and torch.isfinite(q).all()
+    for b in range(x.shape[0]):
+        c = int(m[b].sum())
+        if c == 0:
+            assert (r[b] == 0).all() and (v[b] == 0).all() and mx[b] == 0 and q[b] == 0
+            continue
+        xb = x[b][m[b]]
+        torch.testing.assert_close(r[b][m[b]], st.rank(xb, dim=-1, **kw), **TOL)
+        assert (r[b][~m[b]] == 0).all()
+        ref_v = st.sort(xb, **kw).values
+        torch.testing.assert_close(v[b], torch.cat((ref_v, ref_v.new_zeros(n - c))), **TOL)
+        torch.testing.assert_close(mx[b], st.max(xb, dim=-1, **kw).values, **TOL)
+        torch.testing.assert_close(q[b], st.quantile(xb, 0.25, **kw), **TOL)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    lengths=hs.lists(hs.integers(0, 6), min_size=1, max_size=4),
+    pad=hs.integers(0, 3),
+    seed=hs.integers(0, 2**16),
+    method=hs.sampled_from(ALL_METHODS),
+    mode=hs.sampled_from(("smooth", "c0", "c1", "c2")),
+    softness=hs.sampled_from((0.05, 0.5, 3.0)),
+)
+def test_property_random_lengths(
+    lengths: list[int], pad: int, seed: int, method: str, mode: str, softness: float
+) -> None:
+    n = max(max(lengths) + pad, 1)
+    x, m = _random_batch(lengths, n, seed)
+    _check_slices(method, mode, x, m, softness=softness)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("standardize", [True, False])
+@pytest.mark.parametrize("softness", [1e-3, 0.3, 30.0])
+@pytest.mark.parametrize("mode", ("smooth", "c0", "c1", "c2", "_hard"))
+@pytest.mark.parametrize("method", ALL_METHODS)
+def test_sweep_long_rows(method: str, mode: str, softness: float, standardize: bool) -> None:
+    lengths = [0, 1, 2, 17, 40, 33, 40, 5]
+    x, m = _random_batch(lengths, 40, 99)
+    x = x * 50.0
+    _check_slices(method, mode, x, m, softness=softness, standardize=standardize)
