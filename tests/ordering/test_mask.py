@@ -216,9 +216,9 @@ def test_log_probs_and_eps_match_per_slice(method: str, mode: str, eps: float | 
         xb = x[b][m[b]]
         ninf = torch.full((n,), -torch.inf, dtype=x.dtype)
 
-        def embed(r: torch.Tensor) -> torch.Tensor:
+        def embed(r: torch.Tensor, ninf: torch.Tensor = ninf, row: int = b) -> torch.Tensor:
             out = ninf.expand(*r.shape[:-1], n).clone()
-            out[..., m[b]] = r
+            out[..., m[row]] = r
             return out
 
         ra = embed(st.argsort(xb, **kw))
@@ -443,3 +443,25 @@ def test_sweep_long_rows(method: str, mode: str, softness: float, standardize: b
     x, m = _random_batch(lengths, 40, 99)
     x = x * 50.0
     _check_slices(method, mode, x, m, softness=softness, standardize=standardize)
+
+
+@pytest.mark.parametrize("method", ("fast_soft_sort", "softsort", "neuralsort"))
+def test_vmap_over_slices_matches_batched(method: str) -> None:
+    x, m = _batch(16)
+    x = torch.where(m, x, 0.0)
+    kw = dict(softness=0.3, method=method)
+    batched = st.rank(x, dim=-1, mask=m, **kw)
+    mapped = torch.func.vmap(lambda xr, mr: st.rank(xr, dim=-1, mask=mr, **kw))(x, m)
+    torch.testing.assert_close(mapped, batched, **TOL)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ("fast_soft_sort", "softsort", "neuralsort"))
+def test_compile_masked_rank(method: str) -> None:
+    x, m = _batch(17)
+    x = torch.where(m, x, 0.0).requires_grad_()
+    fn = lambda xx: st.rank(xx, dim=-1, mask=m, softness=0.3, method=method)  # noqa: E731
+    out = torch.compile(fn)(x)
+    torch.testing.assert_close(out, fn(x), **TOL)
+    (g,) = torch.autograd.grad(out.sum(), x)
+    assert (g[~m] == 0).all()
