@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as hs
 
 import softtorch as st
@@ -425,6 +425,7 @@ def _check_slices(method: str, mode: str, x: torch.Tensor, m: torch.Tensor, **ex
     mode=hs.sampled_from(("smooth", "c0", "c1", "c2")),
     softness=hs.sampled_from((0.05, 0.5, 3.0)),
 )
+@example(lengths=[2], pad=1, seed=0, method="neuralsort", mode="c0", softness=0.05)
 def test_property_random_lengths(
     lengths: list[int], pad: int, seed: int, method: str, mode: str, softness: float
 ) -> None:
