@@ -15,7 +15,9 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
 * ``"compact"`` (``ot``: marginals and anchors depend on the count; ``sorting_network``: the
   network depends on the padded length): the real entries are moved to the front (a gather)
   and the method runs once per distinct real count ``c`` on the rows with that count, shape
-  ``(rows, c)``; results are scattered back. One call per distinct length, not per row.
+  ``(rows, c)``; results are scattered back. One call per distinct length, not per row (the
+  distinct counts are read on the host: a graph break under ``torch.compile``, and not
+  available under ``torch.func.vmap``).
 * methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
   projection) override :meth:`OrderingMethod.masked_sorted_values` /
   :meth:`OrderingMethod.masked_rank`.
