@@ -93,7 +93,15 @@ class Masked(OrderingMethod):
         fill = -math.inf if log else 0.0
         shape = (zf.shape[0], n) if kind != "pos_input" else (zf.shape[0], r, n)
         out = torch.full(shape, fill, dtype=z.dtype, device=z.device)
-        for k in sorted({int(v) for v in cf.tolist()}):
+        try:
+            distinct = sorted({int(v) for v in cf.tolist()})
+        except RuntimeError as err:  # e.g. a vmap-batched mask: its values cannot be read
+            raise RuntimeError(
+                f"mask= with method {self.method.name!r} runs the method once per distinct real "
+                "count, which needs the mask's values (not available under torch.func.vmap over "
+                "the mask); pass the whole batch with its mask instead"
+            ) from err
+        for k in distinct:
             if k == 0:
                 continue
             sel = (cf == k).nonzero().reshape(-1)

@@ -502,3 +502,15 @@ def test_gradcheck_masked_rank_and_sort(method: str, mode: str) -> None:
         return st.rank(xx, dim=-1, **kw), st.sort(xx, **kw).values
 
     assert torch.autograd.gradcheck(fn, (x,), atol=1e-6, rtol=1e-5)
+
+
+def test_compact_methods_under_func_transforms() -> None:
+    x, m = _batch(19)
+    x = torch.where(m, x, 0.0)
+    kw = dict(softness=0.5, method="sorting_network", mask=m)
+    g = torch.func.grad(lambda a: (st.rank(a, dim=-1, **kw) ** 2).sum())(x)
+    xr = x.clone().requires_grad_()
+    (ref,) = torch.autograd.grad((st.rank(xr, dim=-1, **kw) ** 2).sum(), xr)
+    torch.testing.assert_close(g, ref, **TOL)
+    with pytest.raises(RuntimeError, match="distinct real count"):
+        torch.func.vmap(lambda a, b: st.rank(a, dim=-1, mask=b, method="ot"))(x, m)
