@@ -2,8 +2,9 @@ r"""Handlers for order statistics, built on :mod:`softtorch.ordering.ops`.
 
 Values are soft; index results are torch's integers carrying the soft index (SoftIndex).
 ``kthvalue`` is row ``k - 1`` of the ascending soft sort; ``amax`` / ``amin`` over several dims
-reduce the merged dims; ``nanmedian`` / ``nanquantile`` are soft on NaN-free slices and torch's
-exact result on slices that contain NaN. ``cummax`` / ``cummin`` weight the prefix ``x[..j]`` with
+reduce the merged dims; ``nanmedian`` / ``nanquantile`` are the masked ops (``mask=``) with the
+NaN entries as padding (an all-NaN slice keeps torch's NaN); inputs with infinite entries:
+:mod:`.infinite`. ``cummax`` / ``cummin`` weight the prefix ``x[..j]`` with
 the mode's simplex projection (:func:`softtorch.simplex.project_simplex`) of the standardized
 scores divided by the softness, and return the expected value (an ``n x n`` weight matrix per row).
 ``topk(..., sorted=False)`` returns the sorted top k (torch leaves that order unspecified).
@@ -14,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import canonical_dim
@@ -22,6 +22,7 @@ from ..ordering import ops
 from ..ordering._standardize import standardize
 from ..simplex import project_simplex
 from .context import DECLINE, Ctx, finite_input
+from .infinite import has_inf, reduction_mask, sort_rows
 from .ops_logic import _flat
 
 
@@ -35,8 +36,13 @@ def sort(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
+    def soft() -> tuple[Tensor, Tensor | None]:
+        if has_inf(input):
+            return sort_rows(input, dim, bool(descending), c.kw())
+        return tuple(ops.sort(input, dim, descending, **c.kw()))  # type: ignore[return-value]
+
     return c.pair(
-        lambda: tuple(ops.sort(finite_input(input, dim), dim, descending, **c.kw())),
+        soft,
         lambda: torch.sort(input, dim=dim, descending=descending, stable=bool(stable)),
         finite=True,
     )
@@ -52,8 +58,13 @@ def argsort(
 
 
 def msort(c: Ctx, input: Tensor) -> Any:
+    def soft() -> Tensor:
+        if has_inf(input):
+            return sort_rows(input, 0, False, c.kw())[0]
+        return ops.sort(input, 0, **c.kw(), return_indices=False).values
+
     return c.value(
-        lambda: ops.sort(finite_input(input, 0), 0, **c.kw(), return_indices=False).values,
+        soft,
         lambda: torch.msort(input),
         finite=True,
     )
@@ -65,8 +76,13 @@ def topk(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
+    def soft() -> tuple[Tensor, Tensor | None]:
+        if has_inf(input) and 0 < k:
+            return sort_rows(input, dim, bool(largest), c.kw(), k=k)
+        return tuple(ops.topk(input, k, dim, **c.kw(), largest=largest))  # type: ignore[return-value]
+
     return c.pair(
-        lambda: tuple(ops.topk(finite_input(input, dim), k, dim, **c.kw(), largest=largest)),
+        soft,
         lambda: torch.topk(input, k, dim, largest=largest, sorted=True),
         finite=True,
     )
@@ -78,9 +94,12 @@ def kthvalue(c: Ctx, input: Tensor, k: int, dim: int = -1, keepdim: bool = False
 
     def soft() -> tuple[Tensor, Tensor | None]:
         d = canonical_dim(dim, input.ndim)
-        res = ops.sort(finite_input(input, d), d, **c.kw())
-        values = res.values.select(d, k - 1)
-        idx = None if res.indices is None else res.indices.select(d, k - 1)
+        if has_inf(input):
+            vals, sidx = sort_rows(input, d, False, c.kw())
+        else:
+            vals, sidx = ops.sort(input, d, **c.kw())
+        values = vals.select(d, k - 1)
+        idx = None if sidx is None else sidx.select(d, k - 1)
         if keepdim:
             values = values.unsqueeze(d)
             idx = None if idx is None else idx.unsqueeze(d)
@@ -104,10 +123,12 @@ def _extreme(largest: bool) -> Any:
             return DECLINE
         if dim is None:
             return c.value(
-                lambda: soft_fn(finite_input(input, None), **c.kw()), lambda: exact(input), True
-            )
+                lambda: soft_fn(finite_input(input, None), **c.kw(), **reduction_mask(
+                    input, largest)), lambda: exact(input), True,
+            )  # fmt: skip
         return c.pair(
-            lambda: tuple(soft_fn(finite_input(input, dim), dim, keepdim, **c.kw())),
+            lambda: tuple(soft_fn(finite_input(input, dim), dim, keepdim, **c.kw(),
+                                  **reduction_mask(input, largest))),  # fmt: skip
             lambda: exact(input, dim, keepdim),
             finite=True,
         )
@@ -130,10 +151,12 @@ def _amax(largest: bool) -> Any:
 
         def soft() -> Tensor:
             if not dims or input.ndim == 0:
-                out = soft_fn(finite_input(input, None), **c.kw())
+                m = reduction_mask(input, largest)
+                out = soft_fn(finite_input(input, None), **c.kw(), **m)
                 return out.reshape([1] * input.ndim) if keepdim else out
             flat, keep = _flat(input, dims)
-            out = soft_fn(finite_input(flat, -1), -1, **c.kw()).values
+            m = reduction_mask(flat, largest)
+            out = soft_fn(finite_input(flat, -1), -1, **c.kw(), **m).values
             return out.reshape(keep) if keepdim else out
 
         return c.value(soft, lambda: exact(input, dim, keepdim), finite=True)
@@ -151,7 +174,8 @@ def _arg(largest: bool) -> Any:
 
     def handler(c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
         return c.index(
-            lambda: soft_fn(finite_input(input, dim), dim, keepdim, **c.kw(index=True)),
+            lambda: soft_fn(finite_input(input, dim), dim, keepdim, **c.kw(index=True),
+                            **reduction_mask(input, largest)),  # fmt: skip
             lambda: exact(input, dim, keepdim),
         )
 
@@ -178,9 +202,11 @@ def median(c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False,
     )
 
 
-def _nan_rows(input: Tensor, dim: int | None, keepdim: bool) -> Tensor:
-    nan = torch.isnan(input)
-    return nan.any() if dim is None else nan.any(dim, keepdim=keepdim)
+def _not_nan(input: Tensor) -> tuple[Tensor, Tensor]:
+    """``(clean, mask)``: NaN entries as padding (``mask`` False, value 0) and infinities as
+    :func:`finite_input` makes them, for the masked ordering ops."""
+    mask = ~torch.isnan(input)
+    return torch.where(mask, input, 0.0), mask
 
 
 def nanmedian(
@@ -188,26 +214,18 @@ def nanmedian(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
-    clean = finite_input(torch.nan_to_num(input, nan=0.0, posinf=float("inf"),
-                                         neginf=float("-inf")), dim)
-    has_nan = _nan_rows(input, dim, keepdim)
+    clean, mask = _not_nan(input)
     if dim is None:
         return c.value(
-            lambda: torch.where(has_nan, torch.nanmedian(input), ops.median(clean, **c.kw())),
+            lambda: ops.median(finite_input(clean, None), **c.kw(), mask=mask),
             lambda: torch.nanmedian(input),
+            finite=True,
         )
-    exact = torch.nanmedian(input, dim, keepdim)
-
-    def soft() -> tuple[Tensor, Tensor | None]:
-        res = ops.median(clean, dim, keepdim, **c.kw())
-        values = torch.where(has_nan, exact.values, res.values)
-        idx = res.indices
-        if idx is not None:
-            one_hot = F.one_hot(exact.indices, idx.shape[-1]).to(idx.dtype)
-            idx = torch.where(has_nan.unsqueeze(-1), one_hot, idx)
-        return values, idx
-
-    return c.pair(soft, lambda: exact)
+    return c.pair(
+        lambda: tuple(ops.median(finite_input(clean, dim), dim, keepdim, **c.kw(), mask=mask)),
+        lambda: torch.nanmedian(input, dim, keepdim),
+        finite=True,
+    )
 
 
 def quantile(
@@ -230,17 +248,13 @@ def nanquantile(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
-
-    def exact() -> Tensor:
-        return torch.nanquantile(input, q, dim, keepdim, interpolation=interpolation)
-
-    def soft() -> Tensor:
-        clean = finite_input(torch.nan_to_num(input, nan=0.0, posinf=float("inf"),
-                                             neginf=float("-inf")), dim)
-        res = ops.quantile(clean, q, dim, keepdim, interpolation=interpolation, **c.kw())
-        return torch.where(_nan_rows(input, dim, keepdim), exact(), res)
-
-    return c.value(soft, exact)
+    clean, mask = _not_nan(input)
+    return c.value(
+        lambda: ops.quantile(finite_input(clean, dim), q, dim, keepdim,
+                             interpolation=interpolation, **c.kw(), mask=mask),
+        lambda: torch.nanquantile(input, q, dim, keepdim, interpolation=interpolation),
+        finite=True,
+    )  # fmt: skip
 
 
 def _cumulative(largest: bool) -> Any:
