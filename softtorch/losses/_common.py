@@ -44,6 +44,7 @@ __all__ = [
     "check_options",
     "cutoff",
     "cutoff_width",
+    "longer_than",
     "masked_standardize",
     "reduce_queries",
     "soft_ranks",
@@ -154,11 +155,21 @@ def cutoff_width(
     return check_softness(cutoff_softness)
 
 
-def cutoff(x: torch.Tensor, width: SoftnessLike, mode: str) -> torch.Tensor:
-    """Soft step of ``x = k + 1/2 - rank``: ``1[x > 0]`` in hard mode, else ``sigmoidal``."""
-    if mode == "hard":
-        return (x > 0).to(x.dtype)
-    return step(x, width, mode)
+def cutoff(
+    x: torch.Tensor, width: SoftnessLike, mode: str, active: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Soft step of ``x = k + 1/2 - rank``: ``1[x > 0]`` in hard mode, else ``sigmoidal``;
+    exactly 1 in the lists where ``active`` (broadcastable) is False (lists of at most ``k``
+    real entries, which the cutoff keeps whole, as it does an unpadded list of that length)."""
+    c = (x > 0).to(x.dtype) if mode == "hard" else step(x, width, mode)
+    if active is None:
+        return c
+    return torch.where(active, c, 1.0)
+
+
+def longer_than(mask: torch.Tensor, k: int) -> torch.Tensor:
+    """``(..., 1)``: whether each list has more than ``k`` real entries."""
+    return mask.sum(-1, keepdim=True) > k
 
 
 def masked_standardize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,7 @@ from ._common import (
     check_options,
     cutoff,
     cutoff_width,
+    longer_than,
     reduce_queries,
     safe_div,
     soft_ranks,
@@ -136,8 +137,9 @@ def ndcg_loss(
     iw = _discount(pos)
     if kk is not None:
         width = cutoff_width(cutoff_softness, softness_, kk)
-        w = w * cutoff(kk + 0.5 - r, width, mode_)
-        iw = iw * cutoff(kk + 0.5 - pos, width, mode_)
+        active = longer_than(mask_, kk)
+        w = w * cutoff(kk + 0.5 - r, width, mode_, active)
+        iw = iw * cutoff(kk + 0.5 - pos, width, mode_, active)
     dcg = torch.where(mask_, g * w, 0.0).sum(-1)
     ideal = torch.sort(g, dim=-1, descending=True).values
     idcg = (ideal * iw).sum(-1)
@@ -203,7 +205,7 @@ def map_loss(
     prec = r_rel / r
     if kk is not None:
         width = cutoff_width(cutoff_softness, softness_, kk)
-        prec = prec * cutoff(kk + 0.5 - r, width, mode_)
+        prec = prec * cutoff(kk + 0.5 - r, width, mode_, longer_than(mask_, kk))
         count = count.clamp_max(float(kk))
     ap = safe_div(torch.where(relevant, prec, 0.0).sum(-1), count, defined)
     return reduce_queries(1.0 - ap, defined, reduction, empty_target_action)

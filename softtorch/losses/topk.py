@@ -34,6 +34,7 @@ from ._common import (
     check_options,
     cutoff,
     cutoff_width,
+    longer_than,
     reduce_queries,
     safe_div,
     soft_ranks,
@@ -53,7 +54,8 @@ def _membership(
     standardize: bool,
 ) -> torch.Tensor:
     r = soft_ranks(x, mask, softness, mode, method, standardize)
-    m = cutoff(k + 0.5 - r, cutoff_width(cutoff_softness, softness, k), mode)
+    width = cutoff_width(cutoff_softness, softness, k)
+    m = cutoff(k + 0.5 - r, width, mode, longer_than(mask, k))
     return torch.where(mask, m, 0.0)
 
 
