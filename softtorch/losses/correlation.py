@@ -73,8 +73,7 @@ def _weights(weights: torch.Tensor | None, x: torch.Tensor, mask: torch.Tensor) 
         raise TypeError("weights must be real, got a complex tensor")
     if weights.shape != x.shape:
         raise ValueError(
-            f"weights must have the shape of pred: got {tuple(weights.shape)} and "
-            f"{tuple(x.shape)}"
+            f"weights must have the shape of pred: got {tuple(weights.shape)} and {tuple(x.shape)}"
         )
     if bool((((weights < 0) | weights.isnan()) & mask).any()):
         raise ValueError("weights must be >= 0 (and not NaN)")
@@ -189,4 +188,3 @@ def kendall_loss(
     one = torch.ones((), dtype=vv.dtype, device=vv.device)
     tau = safe_div(num, torch.sqrt(torch.where(defined, vv, one)), defined)
     return reduce_queries(1.0 - tau, defined, reduction, empty_target_action)
-

@@ -147,4 +147,3 @@ def multilabel_topk_loss(
     defined = count > 0
     recall = safe_div((y * m).sum(-1), count.clamp_max(float(kk)), defined)
     return reduce_queries(1.0 - recall, defined, reduction, empty_target_action)
-

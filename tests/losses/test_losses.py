@@ -92,12 +92,14 @@ def test_soft_values_match_loops(mode: str, method: str) -> None:
     kw = {"softness": soft, "mode": mode, "method": method, "reduction": "none"}
     for k in (None, 3):
         got = L.ndcg_loss(s, rel, k=k, **kw)
-        want = 1 - per_list(lambda a, b: ref.soft_ndcg(a, b, k, "exp2", soft, mode, method), s, rel)
+        want = 1 - per_list(
+            lambda a, b, k=k: ref.soft_ndcg(a, b, k, "exp2", soft, mode, method), s, rel
+        )
         torch.testing.assert_close(got, want)
         hard = L.ndcg_loss(s, rel, k=k, mode="hard", reduction="none")
         assert (got - hard).abs().max() > 1e-3  # really soft
         got = L.map_loss(s, rel, k=k, **kw)
-        want = 1 - per_list(lambda a, b: ref.soft_ap(a, b, k, soft, mode, method), s, rel)
+        want = 1 - per_list(lambda a, b, k=k: ref.soft_ap(a, b, k, soft, mode, method), s, rel)
         torch.testing.assert_close(got, want)
     w = torch.rand(s.shape, generator=torch.Generator().manual_seed(2), dtype=s.dtype)
     for weights in (None, w):
