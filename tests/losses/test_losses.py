@@ -275,3 +275,41 @@ def test_exported_and_documented() -> None:
     for name in L.__all__:
         doc = getattr(L, name).__doc__
         assert doc is not None and "Args:" in doc and "Example:" in doc, name
+
+
+# ------------------------------------------------------------------------------------------------
+# slow sweep: every ordering method
+# ------------------------------------------------------------------------------------------------
+
+ALL_METHODS = ["softsort", "neuralsort", "fast_soft_sort", "ot", "sorting_network"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ALL_METHODS)
+@pytest.mark.parametrize("mode", SOFT_MODES)
+def test_sweep_methods(method: str, mode: str) -> None:
+    s, rel = lists(b=3, n=10, seed=11)
+    kw = {"mode": mode, "method": method, "reduction": "none"}
+    for k in (None, 4):
+        got = L.ndcg_loss(s, rel, k=k, softness=TINY, **kw)
+        want = 1 - per_list(lambda a, b, k=k: ref.exact_ndcg(a, b, k, "exp2"), s, rel)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+        got = L.ndcg_loss(s, rel, k=k, softness=0.5, **kw)
+        want = 1 - per_list(
+            lambda a, b, k=k: ref.soft_ndcg(a, b, k, "exp2", 0.5, mode, method), s, rel
+        )
+        torch.testing.assert_close(got, want)
+        got = L.map_loss(s, rel, k=k, softness=0.5, **kw)
+        want = 1 - per_list(lambda a, b, k=k: ref.soft_ap(a, b, k, 0.5, mode, method), s, rel)
+        torch.testing.assert_close(got, want)
+    got = L.map_loss(s, rel, softness=TINY, **kw)
+    torch.testing.assert_close(got, 1 - per_list(ref.exact_ap, s, rel), atol=1e-5, rtol=0)
+    got = L.spearman_loss(s, rel, softness=TINY, **kw)
+    torch.testing.assert_close(got, 1 - per_list(ref.exact_spearman, s, rel), atol=1e-5, rtol=0)
+    x = s.clone().requires_grad_(True)
+    for name, fn in LOSSES.items():
+        if name == "kendall":
+            continue
+        fn(x, rel, softness=0.5, method=method, mode=mode).backward()
+        assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0, name
+        x.grad = None

@@ -59,20 +59,38 @@ def per_list(name: str, s, y, lengths, **kw) -> torch.Tensor:
     return torch.tensor(out, dtype=s.dtype)
 
 
-@pytest.mark.parametrize("name", list(CASES))
-@pytest.mark.parametrize("mode", ["hard", "smooth", "c1"])
-@pytest.mark.parametrize("method", ["fast_soft_sort", "neuralsort"])
-def test_padded_batch_equals_per_list(name: str, mode: str, method: str) -> None:
+def _check_padded(name: str, mode: str, method: str | None) -> None:
     s, y, m = padded(LENGTHS)
     kw: dict = {"softness": 0.5, "mode": mode}
-    if name != "kendall":
+    if method is not None:
         kw["method"] = method
-    elif method != "fast_soft_sort":
-        pytest.skip("kendall_loss takes no method")
     red = {} if name == "topk_mask" else {"reduction": "none"}
     got = CASES[name](s, y, m, **kw, **red)
     want = per_list(name, s, y, LENGTHS, **kw, **red)
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+RANKED = [n for n in CASES if n != "kendall"]  # kendall_loss compares pairs: no method
+
+
+@pytest.mark.parametrize("name", RANKED)
+@pytest.mark.parametrize("mode", ["hard", "smooth", "c1"])
+@pytest.mark.parametrize("method", ["fast_soft_sort", "neuralsort"])
+def test_padded_batch_equals_per_list(name: str, mode: str, method: str) -> None:
+    _check_padded(name, mode, method)
+
+
+@pytest.mark.parametrize("mode", ["hard", "smooth", "c1"])
+def test_padded_kendall_equals_per_list(mode: str) -> None:
+    _check_padded("kendall", mode, None)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", RANKED)
+@pytest.mark.parametrize("mode", ["c0", "c2"])
+@pytest.mark.parametrize("method", ["softsort", "ot", "sorting_network", "fast_soft_sort"])
+def test_padded_sweep(name: str, mode: str, method: str) -> None:
+    _check_padded(name, mode, method)
 
 
 @pytest.mark.parametrize("name", list(CASES))
