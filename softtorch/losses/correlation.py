@@ -85,7 +85,7 @@ def spearman_loss(
     target: torch.Tensor,
     weights: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
-    softness: SoftnessLike = 0.1,
+    softness: SoftnessLike = 1.0,
     mode: str = "smooth",
     method: str = "fast_soft_sort",
     reduction: str = "mean",

@@ -32,12 +32,17 @@ the rank of :math:`i` among the relevant items alone. So, with :math:`r^R_i` the
 
 .. math::
 
-    \mathrm{AP@k} = \frac{1}{\min(|R|, k)} \sum_{i \in R} \frac{r^R_i}{r_i}\, c_k(r_i),
-    \qquad \mathrm{AP} = \frac{1}{|R|} \sum_{i \in R} \frac{r^R_i}{r_i}.
+    \mathrm{AP} = \frac{1}{|R|} \sum_{i \in R} \frac{r^R_i}{r_i}, \qquad
+    \mathrm{AP@k} = \frac{\sum_{i \in R} (r^R_i / r_i)\, c_k(r_i)}{\sum_{j=1}^{|R|} c_k(j)}.
 
-Without ``k`` this is torchmetrics' ``retrieval_average_precision``; with ``k`` the normaliser
-is :math:`\min(|R|, k)` (the number of relevant items a perfect top-k can hold; torchmetrics
-divides by the number of relevant items that made the top k instead).
+Without ``k`` this is torchmetrics' ``retrieval_average_precision``. With ``k`` the normaliser
+is the numerator of a perfect hard ranking (relevant items at ranks :math:`1..|R|`), which tends
+to :math:`\min(|R|, k)` (the number of relevant items a perfect top-k can hold; torchmetrics
+divides by the number of relevant items that made the top k instead) as the width -> 0.
+
+**Softness.** The default ``softness=1.0`` is softer than the ordering ops' 0.1: a loss needs
+soft ranks to have a gradient (``fast_soft_sort`` ranks are piecewise linear in the scores, with
+a zero Jacobian wherever no two items are pooled, which at softness 0.1 is almost everywhere).
 """
 
 from __future__ import annotations
@@ -78,7 +83,7 @@ def ndcg_loss(
     relevance: torch.Tensor,
     mask: torch.Tensor | None = None,
     k: int | None = None,
-    softness: SoftnessLike = 0.1,
+    softness: SoftnessLike = 1.0,
     mode: str = "smooth",
     method: str = "fast_soft_sort",
     gain: str = "exp2",
@@ -98,8 +103,9 @@ def ndcg_loss(
         relevance: graded relevance labels ``>= 0``, same shape as ``scores``.
         mask: bool, broadcastable to ``scores``, ``True`` = a real entry; each list is ranked
             among its real entries only and padded entries get zero gradient. None: all real.
-        k: the cutoff (NDCG@k), an int ``>= 1``; None or ``k >= n`` is the full list.
-        softness: softness of the soft ranks (> 0).
+        k: the cutoff (NDCG@k), an int ``>= 1``; None, or at least a list's number of real
+            entries: the full list.
+        softness: softness of the soft ranks (> 0; see the module docstring for the default).
         mode: ``hard``, ``smooth``, ``c0``, ``c1`` or ``c2`` (the ranks' and the cutoff's).
         method: the ordering method of :func:`softtorch.rank` (default ``fast_soft_sort``,
             :math:`O(n \log n)`).
@@ -153,7 +159,7 @@ def map_loss(
     relevance: torch.Tensor,
     mask: torch.Tensor | None = None,
     k: int | None = None,
-    softness: SoftnessLike = 0.1,
+    softness: SoftnessLike = 1.0,
     mode: str = "smooth",
     method: str = "fast_soft_sort",
     reduction: str = "mean",
@@ -172,8 +178,9 @@ def map_loss(
         relevance: relevance labels, same shape; an entry is relevant when its label is ``> 0``.
         mask: bool, broadcastable to ``scores``, ``True`` = a real entry (padded entries are
             never relevant and get zero gradient). None: all real.
-        k: the cutoff (AP@k, normalised by :math:`\min(|R|, k)`), an int ``>= 1``; None or
-            ``k >= n``: the full list.
+        k: the cutoff (AP@k, normalised by its value for a perfect ranking, which tends to
+            :math:`\min(|R|, k)`), an int ``>= 1``; None, or at least a list's number of real
+            entries: the full list.
         softness: softness of the soft ranks (> 0).
         mode: ``hard``, ``smooth``, ``c0``, ``c1`` or ``c2``.
         method: the ordering method of :func:`softtorch.rank` (default ``fast_soft_sort``).
@@ -205,7 +212,10 @@ def map_loss(
     prec = r_rel / r
     if kk is not None:
         width = cutoff_width(cutoff_softness, softness_, kk)
-        prec = prec * cutoff(kk + 0.5 - r, width, mode_, longer_than(mask_, kk))
-        count = count.clamp_max(float(kk))
+        active = longer_than(mask_, kk)
+        prec = prec * cutoff(kk + 0.5 - r, width, mode_, active)
+        pos = torch.arange(1, n + 1, dtype=x.dtype, device=x.device)
+        ideal = cutoff(kk + 0.5 - pos, width, mode_, active)  # relevant items at 1..|R|
+        count = torch.where(pos <= count.unsqueeze(-1), ideal, 0.0).sum(-1)
     ap = safe_div(torch.where(relevant, prec, 0.0).sum(-1), count, defined)
     return reduce_queries(1.0 - ap, defined, reduction, empty_target_action)

@@ -15,12 +15,18 @@ sums of a soft top-k permutation (``softtorch.topk(...).indices.sum(-2)``), it n
 **Multi-label top-k loss.** For a target :math:`y \in [0, 1]^n` with several positive classes
 (multi-hot), the soft top-k recall is
 
-.. math:: \mathrm{recall@k} = \frac{\sum_i y_i m_i}{\min(\sum_i y_i, k)},
+.. math:: \mathrm{recall@k} = \frac{\sum_i y_i m_i}{\sum_{j=1}^{n} y_{(j)}\, c_k(j)},
 
-the fraction of the positives that a top-k prediction can hold which it does hold (1 when the k
+with :math:`y_{(1)} \ge y_{(2)} \ge \dots` the sorted targets: the denominator is the numerator
+of a perfect hard ranking (positives first), so a perfect ranking scores exactly 1, and it tends
+to :math:`\min(\sum_i y_i, k)` for multi-hot targets as the width -> 0. So recall@k is the
+fraction of the positives that a top-k prediction can hold which it does hold (1 when the k
 highest scores cover all positives, or are all positive when there are more than k). The loss is
-``1 - recall@k``; it equals torchmetrics' ``retrieval_recall(top_k=k)`` when
-:math:`\sum_i y_i \le k` and 1 - the exact capped recall as softness -> 0.
+``1 - recall@k``; as softness -> 0 it equals 1 - torchmetrics' ``retrieval_recall(top_k=k)``
+when :math:`\sum_i y_i \le k` and 1 - the exact capped recall otherwise.
+
+The default ``softness=1.0`` (as for every loss of :mod:`softtorch.losses`) is softer than the
+ordering ops' 0.1: at 0.1 ``fast_soft_sort`` ranks are almost hard and have almost no gradient.
 """
 
 from __future__ import annotations
@@ -63,7 +69,7 @@ def topk_mask(
     scores: torch.Tensor,
     k: int,
     mask: torch.Tensor | None = None,
-    softness: SoftnessLike = 0.1,
+    softness: SoftnessLike = 1.0,
     mode: str = "smooth",
     method: str = "fast_soft_sort",
     cutoff_softness: SoftnessLike | None = None,
@@ -104,7 +110,7 @@ def multilabel_topk_loss(
     target: torch.Tensor,
     k: int,
     mask: torch.Tensor | None = None,
-    softness: SoftnessLike = 0.1,
+    softness: SoftnessLike = 1.0,
     mode: str = "smooth",
     method: str = "fast_soft_sort",
     reduction: str = "mean",
@@ -112,8 +118,9 @@ def multilabel_topk_loss(
     cutoff_softness: SoftnessLike | None = None,
     standardize: bool = True,
 ) -> torch.Tensor:
-    r"""Multi-label top-k loss :math:`1 - \sum_i y_i m_i / \min(\sum_i y_i, k)` per sample (soft
-    top-k recall, formula in the module docstring).
+    r"""Multi-label top-k loss :math:`1 - \mathrm{recall@k}` per sample: the soft top-k recall
+    :math:`\sum_i y_i m_i`, normalised by its value for a perfect ranking (formula in the module
+    docstring; the normaliser tends to :math:`\min(\sum_i y_i, k)`).
 
     Args:
         scores: class scores (logits) ``(..., n)``, one sample per leading index.
@@ -143,7 +150,10 @@ def multilabel_topk_loss(
     if bool(((y < 0) | (y > 1)).any()):
         raise ValueError("target must be in [0, 1] (multi-hot labels)")
     m = _membership(x, mask_, kk, softness_, mode_, method, cutoff_softness, standardize)
-    count = y.sum(-1)
-    defined = count > 0
-    recall = safe_div((y * m).sum(-1), count.clamp_max(float(kk)), defined)
+    pos = torch.arange(1, x.shape[-1] + 1, dtype=x.dtype, device=x.device)
+    width = cutoff_width(cutoff_softness, softness_, kk)
+    ideal = cutoff(kk + 0.5 - pos, width, mode_, longer_than(mask_, kk))
+    best = (torch.sort(y, dim=-1, descending=True).values * ideal).sum(-1)
+    defined = y.sum(-1) > 0
+    recall = safe_div((y * m).sum(-1), best, defined)
     return reduce_queries(1.0 - recall, defined, reduction, empty_target_action)

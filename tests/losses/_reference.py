@@ -86,7 +86,24 @@ def soft_ap(
     for j, i in enumerate(idx):
         c = 1.0 if k is None else _step(k + 0.5 - r[i], softness * k, mode)
         total += r_rel[j] / r[i] * c
-    return total / (len(idx) if k is None else min(len(idx), k))
+    if k is None:
+        return total / len(idx)
+    # normalised by the same sum for a perfect ranking: relevant items at ranks 1..|R|
+    return total / sum(_step(k + 0.5 - j, softness * k, mode) for j in range(1, len(idx) + 1))
+
+
+def soft_topk_recall(
+    scores: torch.Tensor, target: torch.Tensor, k: int, softness: float, mode: str, method: str
+) -> tuple[list[float], float]:
+    """Membership of each item and the top-k recall normalised by a perfect ranking's."""
+    r = st.rank(scores, dim=-1, softness=softness, mode=mode, method=method).tolist()
+    m = [_step(k + 0.5 - ri, softness * k, mode) for ri in r]
+    y = target.tolist()
+    best = sum(
+        yj * _step(k + 0.5 - j, softness * k, mode)
+        for j, yj in enumerate(sorted(y, reverse=True), start=1)
+    )
+    return m, sum(a * b for a, b in zip(y, m)) / best
 
 
 def soft_spearman(

@@ -122,6 +122,22 @@ def test_soft_values_match_loops(mode: str, method: str) -> None:
         torch.testing.assert_close(got, want)
 
 
+@pytest.mark.parametrize("mode", SOFT_MODES)
+def test_soft_topk_matches_loop(mode: str) -> None:
+    s, rel = lists(b=3, n=9, seed=12)
+    target = (rel > 1).to(s.dtype)
+    target[1] = torch.linspace(0, 1, 9, dtype=s.dtype)  # soft labels
+    for k in (1, 3):
+        member = L.topk_mask(s, k, mode=mode)
+        loss = L.multilabel_topk_loss(s, target, k, mode=mode, reduction="none")
+        for i in range(3):
+            m, recall = ref.soft_topk_recall(s[i], target[i], k, 1.0, mode, "fast_soft_sort")
+            torch.testing.assert_close(member[i], torch.tensor(m, dtype=s.dtype))
+            torch.testing.assert_close(loss[i], torch.tensor(1 - recall, dtype=s.dtype))
+        hard = L.multilabel_topk_loss(s, target, k, mode="hard", reduction="none")
+        assert (loss - hard).abs().max() > 1e-3
+
+
 def test_weights_semantics() -> None:
     s, rel = lists(b=2, n=10, seed=3)
     for loss in (L.spearman_loss, L.kendall_loss):
