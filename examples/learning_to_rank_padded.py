@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--epochs", type=int, default=None)
     parser.add_argument("--max-items", type=int, default=60, help="documents per query, at most")
     parser.add_argument("--features", type=int, default=10)
-    parser.add_argument("--softness", type=float, default=0.1)
+    parser.add_argument("--softness", type=float, default=1.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest)")
     args = parser.parse_args(argv)

@@ -33,7 +33,10 @@ the target either), torchmetrics' default variant. Kendall's tau has no expressi
 ranks of the two lists alone: this loss costs :math:`O(n^2)` time and memory per list (use
 ``spearman_loss`` for long lists).
 
-Both equal 1 - the exact correlation as softness -> 0 and lie in ``[0, 2]``.
+Both equal 1 - the exact correlation as softness -> 0 and lie in ``[0, 2]``. ``spearman_loss``
+defaults to ``softness=1.0`` like the retrieval losses (soft enough for ``fast_soft_sort`` ranks
+to have a gradient); ``kendall_loss``'s softness is the width of its soft sign on standardized
+scores in ``(0, 1)`` and defaults to 0.1.
 """
 
 from __future__ import annotations

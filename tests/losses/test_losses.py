@@ -187,6 +187,16 @@ def test_gradcheck_float64(name: str) -> None:
     assert gradcheck(lambda t: LOSSES[name](t, rel, softness=1.0), (s,), atol=1e-6)
 
 
+@pytest.mark.parametrize("name", ["ndcg@3", "spearman", "kendall", "topk"])
+def test_learnable_softness(name: str) -> None:
+    s, rel = lists(b=2, n=8, seed=13)
+    soft = torch.tensor(0.7, dtype=s.dtype, requires_grad=True)
+    loss = LOSSES[name](s, rel, softness=soft)
+    loss.backward()
+    assert soft.grad is not None and torch.isfinite(soft.grad) and soft.grad != 0
+    torch.testing.assert_close(loss.detach(), LOSSES[name](s, rel, softness=0.7))
+
+
 def test_extreme_inputs_stay_finite() -> None:
     s, rel = lists(b=2, n=8, seed=6)
     for scale, soft in ((1e6, 1e-6), (1e-6, 1e4), (1.0, 1e4)):

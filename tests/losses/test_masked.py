@@ -4,6 +4,7 @@ entries get exactly zero gradient."""
 
 from __future__ import annotations
 
+import doctest
 import inspect
 
 import pytest
@@ -114,3 +115,13 @@ def test_ndcg_random_lengths(lengths: list[int], seed: int) -> None:
         dtype=s.dtype,
     )  # fmt: skip
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("name", L.__all__)
+def test_docstring_examples(name: str) -> None:
+    fn = getattr(L, name)
+    finder = doctest.DocTestFinder()
+    runner = doctest.DocTestRunner()
+    for test in finder.find(fn, name, globs={"torch": torch, name: fn}):
+        runner.run(test)
+    assert runner.summarize(verbose=False).failed == 0
