@@ -20,6 +20,10 @@ Optional hooks with generic defaults (methods override them to save time or memo
 ``permute_values`` (``P @ x``; default: through ``permutation``) and ``permutation_with_values``
 (``(P, P @ x)``; default: through ``permutation``).
 
+Masked ops (``mask=``, :mod:`._masked`): :attr:`mask_strategy` picks the generic mechanism;
+``masked_sorted_values`` / ``masked_rank`` (default None: generic) let a method supply its own
+batched masked kernels.
+
 ``hard_permutation`` is the method's hard limit (default: one-hot rows of the exact argsort),
 used by the compatibility mode ``"_hard"`` (:mod:`softtorch.ordering._hard`).
 
@@ -53,6 +57,11 @@ class OrderingMethod(abc.ABC):
     name: ClassVar[str]
     #: Whether the method can produce soft permutations (soft indices).
     has_permutation: ClassVar[bool] = True
+    #: How masked ops (``mask=``) run the method (:mod:`._masked`): ``"sentinel"`` (padded
+    #: scores become a constant beyond the real ones; exact for methods whose result on the real
+    #: entries depends on padded entries only through saturated pairwise terms) or ``"compact"``
+    #: (one call per distinct real count on the gathered real entries).
+    mask_strategy: ClassVar[str] = "sentinel"
 
     def reflect(self, z: torch.Tensor) -> torch.Tensor:
         """Scores of the reversed order: ``1 - z`` (maps the standardized range (0, 1) onto
@@ -279,6 +288,35 @@ class OrderingMethod(abc.ABC):
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor | None:
         """Soft sorted scores ``(..., n)``, or ``None`` to use ``permutation(...) @ x``."""
+        return None
+
+    def masked_sorted_values(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Masked hook: soft sorted scores of each slice's real entries (``mask`` True) at
+        output positions ``< c`` (``c`` the slice's real count; later positions are ignored), or
+        None for the generic mechanism of :mod:`._masked`."""
+        return None
+
+    def masked_rank(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Masked hook: soft ranks in ``[1, c]`` of each slice's real entries (values at padded
+        entries are ignored), or None for the generic mechanism of :mod:`._masked`."""
         return None
 
     @abc.abstractmethod

@@ -30,9 +30,11 @@ from .._checks import (
     check_mode,
     check_softness,
 )
+from . import _mask
 from ._base import OrderingMethod, Softness, get_method
 from ._hard import HARD_LIMIT, HardLimit
 from ._logspace import clamp_log_probs, clamp_probs
+from ._masked import Masked
 from ._standardize import Stats, unstandardize
 from ._standardize import standardize as _standardize
 
@@ -116,8 +118,9 @@ def config(
     )
 
 
-def method_impl(cfg: Cfg) -> OrderingMethod:
-    """The method of ``cfg`` (its hard limit :class:`~._hard.HardLimit` for ``"_hard"``)."""
+def method_impl(cfg: Cfg, data: Data | None = None) -> OrderingMethod:
+    """The method of ``cfg`` (its hard limit :class:`~._hard.HardLimit` for ``"_hard"``), on the
+    real entries of ``data.mask`` (:class:`~._masked.Masked`) when the op has a mask."""
     try:
         impl = get_method(cfg.method)
     except KeyError:
@@ -125,7 +128,10 @@ def method_impl(cfg: Cfg) -> OrderingMethod:
             f"method {cfg.method!r} is not available in this installation "
             f"(module softtorch.ordering.{cfg.method} is missing)"
         ) from None
-    return HardLimit(impl) if cfg.mode == HARD_LIMIT else impl
+    impl = HardLimit(impl) if cfg.mode == HARD_LIMIT else impl
+    if data is not None and data.mask is not None:
+        return Masked(impl, data.mask)
+    return impl
 
 
 @dataclass(frozen=True)
@@ -134,23 +140,40 @@ class Data:
     dtype: torch.dtype  # result dtype
     dim: int | None  # canonical dim in the input, None when flattened
     ndim: int  # input ndim
+    mask: torch.Tensor | None = None  # bool, laid out like x (True = real entry)
 
     @property
     def n(self) -> int:
         return self.x.shape[-1]
 
+    @property
+    def count(self) -> torch.Tensor:
+        """Real entries per slice ``(..., 1)`` (``n`` without a mask)."""
+        if self.mask is None:
+            return torch.full((*self.x.shape[:-1], 1), self.n, device=self.x.device)
+        return _mask.counts(self.mask)
 
-def prepare(x: object, dim: int | None, *, flatten: bool, cfg: Cfg | None = None) -> Data:
+
+def prepare(
+    x: object, dim: int | None, *, flatten: bool, cfg: Cfg | None = None, mask: object = None
+) -> Data:
+    """Validated input with the reduced axis last; with a ``mask`` (:func:`._mask.check_mask`)
+    padded entries of ``x`` become ``0`` (a constant: no gradient, no ``0 * inf``)."""
     xt = as_float(x)  # type: ignore[arg-type]
+    mt = None if mask is None else _mask.check_mask(mask, xt)
     dtype = xt.dtype
     if dtype in _HALF:
         xt = xt.float()
     if dim is None and flatten:
         data = Data(xt.reshape(-1), dtype, None, xt.ndim)
+        ml = None if mt is None else mt.reshape(-1)
     else:
         d = canonical_dim(-1 if dim is None else dim, xt.ndim)
         xl = xt.reshape(1) if xt.ndim == 0 else xt.movedim(d, -1)
         data = Data(xl, dtype, d, xt.ndim)
+        ml = None if mt is None else (mt.reshape(1) if mt.ndim == 0 else mt.movedim(d, -1))
+    if ml is not None:
+        data = Data(torch.where(ml, data.x, 0.0), data.dtype, data.dim, data.ndim, ml)
     if cfg is not None and cfg.eps is not None and data.n > 0 and not cfg.eps < 1.0 / data.n:
         raise ValueError(
             f"log_prob_eps must be in (0, 1/n) = (0, {1.0 / data.n:.6g}) for n = {data.n} "
@@ -184,6 +207,8 @@ def along(t: torch.Tensor, data: Data, *, index: bool) -> torch.Tensor:
 
 
 def scores(data: Data, cfg: Cfg) -> tuple[torch.Tensor, Stats | None]:
+    if cfg.standardize and data.mask is not None:
+        return _mask.standardize(data.x, data.mask)
     if cfg.standardize:
         return _standardize(data.x)
     return data.x, None
@@ -197,7 +222,7 @@ def scores_values(
     Tries the method's fused kernel on ``data.x`` first (values already in x units: ``stats`` is
     None, and ``z`` is only computed when the method also has soft permutations).
     """
-    fused = impl.fused_sorted_values(
+    fused = None if data.mask is not None else impl.fused_sorted_values(
         data.x,
         cfg.softness,
         cfg.mode,
@@ -213,9 +238,12 @@ def scores_values(
     return z, stats, sv
 
 
-def to_x(v: torch.Tensor, stats: Stats | None, x: torch.Tensor) -> torch.Tensor:
+def to_x(
+    v: torch.Tensor, stats: Stats | None, x: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
     """Soft sorted values ``v`` (..., m) in the units of ``x`` (..., n), inside each slice's
-    ``[min x, max x]`` (NaN ignored).
+    ``[min x, max x]`` (NaN and padded entries ignored; with a ``mask`` the values at output
+    positions ``>= c`` become the fill ``0``).
 
     Soft sorted values are convex combinations of the inputs; the clamp only undoes rounding
     (``logit(sigmoid(.))`` round trips, p-norm roots) and is straight-through (no gradient of
@@ -224,10 +252,14 @@ def to_x(v: torch.Tensor, stats: Stats | None, x: torch.Tensor) -> torch.Tensor:
     out = v if stats is None else unstandardize(v, stats)
     xd = x.detach()
     nan = torch.isnan(xd)
-    lo = torch.where(nan, math.inf, xd).amin(dim=-1, keepdim=True)
-    hi = torch.where(nan, -math.inf, xd).amax(dim=-1, keepdim=True)
+    skip_lo = nan if mask is None else nan | ~mask
+    lo = torch.where(skip_lo, math.inf, xd).amin(dim=-1, keepdim=True)
+    hi = torch.where(skip_lo, -math.inf, xd).amax(dim=-1, keepdim=True)
     inside = torch.minimum(torch.maximum(out, lo.to(out.dtype)), hi.to(out.dtype))
-    return inside.detach() + (out - out.detach())  # exactly ``inside`` in value
+    res = inside.detach() + (out - out.detach())  # exactly ``inside`` in value
+    if mask is None:
+        return res
+    return _mask.fill_positions(res, _mask.counts(mask))
 
 
 def one_hot(idx: torch.Tensor, n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -243,11 +275,42 @@ def hard_index(idx: torch.Tensor, n: int, dtype: torch.dtype, cfg: Cfg) -> torch
     return out.scatter_(-1, idx.unsqueeze(-1), 0.0)
 
 
-def finish(idx: torch.Tensor, cfg: Cfg) -> torch.Tensor:
-    """Apply ``log_prob_eps`` (clamp at eps and renormalise the trailing axis) if given."""
+def finish(idx: torch.Tensor, cfg: Cfg, cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply ``log_prob_eps`` (clamp at eps and renormalise the trailing axis) if given.
+
+    With ``cols`` (bool, broadcastable to ``idx``: the real entries of a masked op) only real
+    columns are clamped and renormalised; padded columns and all-zero rows (output positions
+    beyond a slice's real count) stay zero (``-inf``).
+    """
     if cfg.eps is None or idx.shape[-1] == 0:
         return idx
-    return clamp_log_probs(idx, cfg.eps) if cfg.log else clamp_probs(idx, cfg.eps)
+    if cols is None:
+        return clamp_log_probs(idx, cfg.eps) if cfg.log else clamp_probs(idx, cfg.eps)
+    if cfg.log:
+        alive = (idx > -math.inf).any(-1, keepdim=True)
+        c = torch.where(cols, idx.clamp_min(math.log(cfg.eps)), -math.inf)
+        out = c - torch.logsumexp(c, dim=-1, keepdim=True)
+        return torch.where(alive & cols, out, -math.inf)
+    alive = (idx > 0).any(-1, keepdim=True)
+    c = torch.where(cols, idx.clamp_min(cfg.eps), 0.0)
+    out = c / c.sum(dim=-1, keepdim=True).clamp_min(cfg.eps)
+    return torch.where(alive & cols, out, 0.0)
+
+
+def cols(data: Data, *, rows: bool = True) -> torch.Tensor | None:
+    """The real columns of a masked op's SoftIndex (``(..., 1, n)`` with ``rows``), or None."""
+    if data.mask is None:
+        return None
+    return data.mask.unsqueeze(-2) if rows else data.mask
+
+
+def hard_masked_index(order: torch.Tensor, data: Data, cfg: Cfg) -> torch.Tensor:
+    """One-hot rows of ``order`` (..., r) for a masked op: rows at positions ``>= c`` are the
+    fill (zero rows, ``-inf`` in log space)."""
+    idx = hard_index(order, data.n, data.x.dtype, cfg)
+    if data.mask is None:
+        return idx
+    return _mask.fill_positions(idx, data.count, axis=-2, fill=-math.inf if cfg.log else 0.0)
 
 
 def probs(idx: torch.Tensor, cfg: Cfg) -> torch.Tensor:

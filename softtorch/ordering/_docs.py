@@ -60,6 +60,12 @@ PARAMS: dict[str, str] = {
     "return_argquantile": "Also return the SoftIndex: ``(values, soft_index)``.",
     "return_log_probs": r"Return the SoftIndex as log-probabilities :math:`\log p` (computed "
     "stably; ``-inf`` at exact zeros).",
+    "mask": "Bool tensor broadcastable to ``x``, ``True`` at real entries (lists of different "
+    "lengths padded to one length): each slice's result is the op on its ``c`` real entries "
+    "alone; padded entries get zero probability and zero gradient. Fills: values and soft-index "
+    "rows at output positions ``>= c`` are ``0`` (``-inf`` log-probabilities), ranks of padded "
+    "entries ``0``, soft-index columns of padded entries ``0``; a slice with no real entry gives "
+    "``0`` values and all-zero soft indices. ``None``: every entry is real.",
     "log_prob_eps": "Clamp the SoftIndex at ``eps`` in ``(0, 1/n)`` and renormalise, "
     r":math:`p' = \max(p, \epsilon) / \sum_j \max(p_j, \epsilon)`; ``None`` keeps ``p``.",
 }

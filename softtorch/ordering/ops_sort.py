@@ -10,15 +10,17 @@ from __future__ import annotations
 import torch
 
 from .._checks import autocast_off
-from . import _take
+from . import _mask, _take
 from ._base import Softness
 from ._common import (
     SoftIndex,
     along,
+    cols,
     config,
     expect,
     finish,
     hard_index,
+    hard_masked_index,
     method_impl,
     plain,
     prepare,
@@ -48,6 +50,7 @@ def sort(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.return_types.sort:
     r"""Soft ``torch.sort``: ``torch.return_types.sort(values, indices)``.
 
@@ -77,18 +80,23 @@ def sort(
     )
     if not return_indices:
         cfg = plain(cfg)
-    data = prepare(x, dim, flatten=False, cfg=cfg)
+    data = prepare(x, dim, flatten=False, cfg=cfg, mask=mask)
     n = data.n
     idx: torch.Tensor | None = None
-    if cfg.mode == "hard" or n == 0:
+    if (cfg.mode == "hard" or n == 0) and data.mask is not None:
+        order = _mask.real_first(data.x, data.mask, descending=bool(descending))
+        values = _mask.fill_positions(data.x.gather(-1, order), data.count)
+        if return_indices:
+            idx = hard_masked_index(order, data, cfg)
+    elif cfg.mode == "hard" or n == 0:
         values, order = _take.sort(data.x, descending=bool(descending))
         if return_indices:
             idx = hard_index(order, n, data.x.dtype, cfg)
     else:
-        impl = method_impl(cfg)
+        impl = method_impl(cfg, data)
         z, stats, sv = scores_values(impl, data, cfg, descending=bool(descending))
         if sv is not None:
-            values = to_x(sv, stats, data.x)
+            values = to_x(sv, stats, data.x, data.mask)
         elif return_indices and cfg.log:
             idx = impl.log_permutation(
                 z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
@@ -108,7 +116,7 @@ def sort(
             values = impl.permute_values(
                 zz, data.x, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options
             )
-    out_idx = None if idx is None else along(finish(idx, cfg), data, index=True)
+    out_idx = None if idx is None else along(finish(idx, cfg, cols(data)), data, index=True)
     return torch.return_types.sort((along(values, data, index=False), out_idx))
 
 
@@ -127,6 +135,7 @@ def argsort(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> SoftIndex:
     r"""Soft ``torch.argsort``: the soft permutation ``P``, SoftIndex of shape ``x.shape + (n,)``.
 
@@ -149,17 +158,20 @@ def argsort(
         log_prob_eps=log_prob_eps,
         perturbed_kwargs=perturbed_kwargs,
     )
-    data = prepare(x, dim, flatten=False, cfg=cfg)
+    data = prepare(x, dim, flatten=False, cfg=cfg, mask=mask)
     n = data.n
-    if cfg.mode == "hard" or n == 0:
+    if (cfg.mode == "hard" or n == 0) and data.mask is not None:
+        order = _mask.real_first(data.x, data.mask, descending=bool(descending))
+        out = hard_masked_index(order, data, cfg)
+    elif cfg.mode == "hard" or n == 0:
         order = torch.argsort(data.x, dim=-1, descending=bool(descending))
         out = hard_index(order, n, data.x.dtype, cfg)
     else:
         z, _ = scores(data, cfg)
-        impl = method_impl(cfg)
+        impl = method_impl(cfg, data)
         fn = impl.log_permutation if cfg.log else impl.permutation
         out = fn(z, cfg.softness, cfg.mode, descending=bool(descending), options=cfg.options)
-    return along(finish(out, cfg), data, index=True)
+    return along(finish(out, cfg, cols(data)), data, index=True)
 
 
 def _hard_rank(x: torch.Tensor, descending: bool) -> torch.Tensor:
@@ -180,6 +192,7 @@ def rank(
     ot_kwargs: dict | None = None,
     *,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
     r"""Soft ranks in ``[1, n]`` along ``dim`` (flattened input when None).
 
@@ -199,12 +212,14 @@ def rank(
         "rank", mode, softness, method, standardize, ot_kwargs, need_index=False,
         perturbed_kwargs=perturbed_kwargs,
     )  # fmt: skip
-    data = prepare(x, dim, flatten=True)
-    if cfg.mode == "hard" or data.n == 0:
+    data = prepare(x, dim, flatten=True, mask=mask)
+    if (cfg.mode == "hard" or data.n == 0) and data.mask is not None:
+        out = _mask.hard_ranks(data.x, data.mask, descending=bool(descending))
+    elif cfg.mode == "hard" or data.n == 0:
         out = _hard_rank(data.x, bool(descending))
     else:
-        impl = method_impl(cfg)
-        out = impl.fused_rank(
+        impl = method_impl(cfg, data)
+        out = None if data.mask is not None else impl.fused_rank(
             data.x,
             cfg.softness,
             cfg.mode,

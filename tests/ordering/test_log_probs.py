@@ -266,7 +266,11 @@ FNS += ("sort", "topk", "max", "min", "median", "quantile")
 @pytest.mark.parametrize("name", FNS)
 def test_signature_keyword_only_and_last(name: str) -> None:
     params = list(inspect.signature(getattr(st, name)).parameters.values())
-    # keyword-only tail: the log-probability options, then perturbed_kwargs (method options)
+    # keyword-only tail: the log-probability options, then perturbed_kwargs (method options),
+    # then mask (masked ops)
+    assert params[-1].name == "mask" and params[-1].kind is inspect.Parameter.KEYWORD_ONLY
+    assert params[-1].default is None
+    params = params[:-1]
     assert tuple(p.name for p in params[-3:]) == (*NEW, "perturbed_kwargs")
     assert all(p.kind is inspect.Parameter.KEYWORD_ONLY for p in params[-3:])
     assert params[-3].default is False and params[-2].default is None

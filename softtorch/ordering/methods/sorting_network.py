@@ -164,6 +164,7 @@ class SortingNetwork(OrderingMethod):
     """Soft bitonic sorting network; see the module docstring."""
 
     name = "sorting_network"
+    mask_strategy = "compact"  # the network depends on the padded length
 
     def sorted_values(
         self,

@@ -216,6 +216,7 @@ class OT(OrderingMethod):
     """Optimal-transport soft sorting; see the module docstring for the math and options."""
 
     name = "ot"
+    mask_strategy = "compact"  # marginals and anchors depend on the real count
 
     def permutation(
         self,

@@ -15,6 +15,7 @@ import torch
 from ..._base import OrderingMethod, Softness, register
 from . import _fused
 from .fast_soft_sort import soft_rank, soft_sort
+from .masked import masked_soft_rank, masked_soft_sort
 
 
 @register
@@ -47,6 +48,32 @@ class FastSoftSort(OrderingMethod):
     ) -> torch.Tensor:
         """Soft ranks in ``[1, n]``; see :func:`soft_rank`."""
         return soft_rank(z, softness, mode, descending=descending, options=options)
+
+    def masked_sorted_values(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Per-row anchors in one batched projection; see :mod:`.masked`."""
+        return masked_soft_sort(z, mask, softness, mode, descending=descending, options=options)
+
+    def masked_rank(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """Per-row anchors in one batched projection; see :mod:`.masked`."""
+        return masked_soft_rank(z, mask, softness, mode, descending=descending, options=options)
 
     def fused_sorted_values(
         self,

@@ -1,0 +1,306 @@
+r"""The method wrapper of masked ordering ops: every hook of an :class:`OrderingMethod` on the real
+entries of each slice (rules and fills in :mod:`._mask`).
+
+:class:`Masked` wraps a method and a mask ``m`` (``(..., n)`` bool, True = real entry) and
+implements the probability / log-probability / value / rank hooks the op layer calls, so that the
+ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
+
+* ``"sentinel"`` (softsort, neuralsort, perturbed, and every method's hard limit): padded scores
+  become a per-slice constant beyond the real ones on the side that puts them last in the hook's
+  order (:func:`._mask.sentinel`), and the method runs once on the whole batch. Pairwise methods
+  are then exact (every real / padded interaction underflows to 0); NeuralSort's row scores of
+  real entries change only by a per-row constant (the padded entries sit after the reals in the
+  row order, so ``(n + 1 - 2i) z - B`` becomes ``(c + 1 - 2i) z - B_real`` + const); perturbed
+  is exact in distribution (its noise never crosses the gap).
+* ``"compact"`` (``ot``: marginals and anchors depend on the count; ``sorting_network``: the
+  network depends on the padded length): the real entries are moved to the front (a gather)
+  and the method runs once per distinct real count ``c`` on the rows with that count, shape
+  ``(rows, c)``; results are scattered back. One call per distinct length, not per row.
+* methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
+  projection) override :meth:`OrderingMethod.masked_sorted_values` /
+  :meth:`OrderingMethod.masked_rank`.
+
+Every hook returns its result with the fills of :mod:`._mask` applied (zero rows at output
+positions ``>= c``, zero columns at padded entries, rank 0 at padded entries; ``-inf`` in log
+space); sorted values are returned unfilled in score space and filled by the op layer after
+mapping them back to ``x`` units.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from . import _mask
+from ._base import OrderingMethod, Softness
+
+_Fn = Callable[..., torch.Tensor]
+
+
+class Masked(OrderingMethod):
+    """``method`` on the real entries of each slice of the mask ``m`` (see the module doc)."""
+
+    name = "masked"
+
+    def __init__(self, method: OrderingMethod, m: torch.Tensor) -> None:
+        self.method = method
+        self.m = m
+        self.c = _mask.counts(m)
+        self.has_permutation = method.has_permutation  # type: ignore[misc]
+        self.strategy = method.mask_strategy
+
+    # ------------------------------------------------------------------ plumbing
+
+    def reflect(self, z: torch.Tensor) -> torch.Tensor:
+        return self.method.reflect(z)
+
+    def _pz(self, z: torch.Tensor, softness: Softness, *, high: bool) -> torch.Tensor:
+        return _mask.sentinel(z, self.m, softness, high=high)
+
+    def _rows_cols(self, p: torch.Tensor, log: bool) -> torch.Tensor:
+        """Fill rows at positions ``>= c`` and columns of padded entries."""
+        fill = -math.inf if log else 0.0
+        p = _mask.fill_positions(p, self.c, axis=-2, fill=fill)
+        return _mask.fill_columns(p, self.m, log=log)
+
+    def _cols(self, p: torch.Tensor, log: bool) -> torch.Tensor:
+        fill = -math.inf if log else 0.0
+        return torch.where(self.m, p, torch.as_tensor(fill, dtype=p.dtype, device=p.device))
+
+    def _grouped(
+        self, fn: _Fn, z: torch.Tensor, kind: str, *, x: torch.Tensor | None = None,
+        rows: int = 0, log: bool = False,
+    ) -> torch.Tensor:  # fmt: skip
+        """``fn(z_c[, x_c])`` on the compacted real entries, once per distinct count ``c``.
+
+        ``kind``: ``"input"`` (..., n) indexed by input, ``"pos"`` (..., n) by sorted position,
+        ``"pos_input"`` (..., r, n) (``r = rows`` or ``n`` when 0).
+        """
+        n = z.shape[-1]
+        batch = z.shape[:-1]
+        zf = z.reshape(-1, n)
+        mf = self.m.reshape(-1, n)
+        cf = self.c.reshape(-1)
+        order = torch.sort((~mf).to(torch.uint8), dim=-1, stable=True).indices  # reals first
+        zc = zf.gather(-1, order)
+        xc = None if x is None else x.expand(z.shape).reshape(-1, n).gather(-1, order)
+        r = rows or n
+        fill = -math.inf if log else 0.0
+        shape = (zf.shape[0], n) if kind != "pos_input" else (zf.shape[0], r, n)
+        out = torch.full(shape, fill, dtype=z.dtype, device=z.device)
+        for k in sorted({int(v) for v in cf.tolist()}):
+            if k == 0:
+                continue
+            sel = (cf == k).nonzero().reshape(-1)
+            args = (zc[sel, :k],) if xc is None else (zc[sel, :k], xc[sel, :k])
+            res = fn(*args, k)
+            if kind == "input":
+                part = torch.zeros(sel.shape[0], n, dtype=res.dtype, device=res.device)
+                part = part.scatter(-1, order[sel, :k], res)
+            elif kind == "pos":
+                part = torch.cat((res, res.new_zeros(sel.shape[0], n - k)), dim=-1)
+            else:
+                idx = order[sel, :k].unsqueeze(-2).expand(*res.shape[:-1], k)
+                part = torch.full((sel.shape[0], res.shape[-2], n), fill, dtype=res.dtype,
+                                  device=res.device).scatter(-1, idx, res)  # fmt: skip
+                if part.shape[-2] < r:
+                    pad = part.new_full((sel.shape[0], r - part.shape[-2], n), fill)
+                    part = torch.cat((part, pad), dim=-2)
+            out = out.index_put((sel,), part.to(out.dtype))
+        if kind == "input":
+            out = torch.where(mf, out, fill)
+        return out.reshape(*batch, *out.shape[1:])
+
+    # ------------------------------------------------------------------ soft permutations
+
+    def permutation(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return self._perm(z, softness, mode, descending, options, log=False)
+
+    def log_permutation(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return self._perm(z, softness, mode, descending, options, log=True)
+
+    def _perm(
+        self, z: torch.Tensor, softness: Softness, mode: str, descending: bool,
+        options: dict[str, Any] | None, *, log: bool,
+    ) -> torch.Tensor:  # fmt: skip
+        hook = self.method.log_permutation if log else self.method.permutation
+        if self.strategy == "compact":
+            return self._grouped(
+                lambda zz, k: hook(zz, softness, mode, descending=descending, options=options),
+                z, "pos_input", log=log,
+            )  # fmt: skip
+        p = hook(self._pz(z, softness, high=not descending), softness, mode,
+                 descending=descending, options=options)  # fmt: skip
+        return self._rows_cols(p, log)
+
+    def permutation_rows(
+        self, z: torch.Tensor, positions: torch.Tensor, softness: Softness, mode: str, *,
+        descending: bool = False, options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        p = self.permutation(z, softness, mode, descending=descending, options=options)
+        return p.index_select(-2, positions)
+
+    def log_permutation_rows(
+        self, z: torch.Tensor, positions: torch.Tensor, softness: Softness, mode: str, *,
+        descending: bool = False, options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        p = self.log_permutation(z, softness, mode, descending=descending, options=options)
+        return p.index_select(-2, positions)
+
+    def topk_permutation(
+        self, z: torch.Tensor, k: int, softness: Softness, mode: str, *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return self._topk(z, k, softness, mode, options, log=False)
+
+    def log_topk_permutation(
+        self, z: torch.Tensor, k: int, softness: Softness, mode: str, *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return self._topk(z, k, softness, mode, options, log=True)
+
+    def _topk(
+        self, z: torch.Tensor, k: int, softness: Softness, mode: str,
+        options: dict[str, Any] | None, *, log: bool,
+    ) -> torch.Tensor:  # fmt: skip
+        hook = self.method.log_topk_permutation if log else self.method.topk_permutation
+        if self.strategy == "compact":
+            return self._grouped(
+                lambda zz, c: hook(zz, min(k, c), softness, mode, options=options),
+                z, "pos_input", rows=k, log=log,
+            )  # fmt: skip
+        p = hook(self._pz(z, softness, high=False), k, softness, mode, options=options)
+        return self._rows_cols(p, log)
+
+    def argmax(
+        self, z: torch.Tensor, softness: Softness, mode: str, *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return self._arg(self.method.argmax, z, softness, mode, options, high=False, log=False)
+
+    def argmin(
+        self, z: torch.Tensor, softness: Softness, mode: str, *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return self._arg(self.method.argmin, z, softness, mode, options, high=True, log=False)
+
+    def log_argmax(
+        self, z: torch.Tensor, softness: Softness, mode: str, *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return self._arg(self.method.log_argmax, z, softness, mode, options, high=False, log=True)
+
+    def log_argmin(
+        self, z: torch.Tensor, softness: Softness, mode: str, *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        return self._arg(self.method.log_argmin, z, softness, mode, options, high=True, log=True)
+
+    def _arg(
+        self, hook: _Fn, z: torch.Tensor, softness: Softness, mode: str,
+        options: dict[str, Any] | None, *, high: bool, log: bool,
+    ) -> torch.Tensor:  # fmt: skip
+        if self.strategy == "compact":
+            return self._grouped(
+                lambda zz, k: hook(zz, softness, mode, options=options), z, "input", log=log
+            )
+        return self._cols(hook(self._pz(z, softness, high=high), softness, mode,
+                               options=options), log)  # fmt: skip
+
+    # ------------------------------------------------------------------ values and ranks
+
+    def permute_values(
+        self, z: torch.Tensor, x: torch.Tensor, softness: Softness, mode: str, *,
+        descending: bool = False, options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        if self.strategy == "compact":
+            return self._grouped(
+                lambda zz, xx, k: self.method.permute_values(
+                    zz, xx, softness, mode, descending=descending, options=options
+                ),
+                z, "pos", x=x,
+            )  # fmt: skip
+        v = self.method.permute_values(
+            self._pz(z, softness, high=not descending), x, softness, mode,
+            descending=descending, options=options,
+        )  # fmt: skip
+        return _mask.fill_positions(v, self.c)
+
+    def permutation_with_values(
+        self, z: torch.Tensor, x: torch.Tensor, softness: Softness, mode: str, *,
+        descending: bool = False, options: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+        if self.strategy == "compact":
+            p = self.permutation(z, softness, mode, descending=descending, options=options)
+            return p, (p @ x.unsqueeze(-1)).squeeze(-1)
+        p, v = self.method.permutation_with_values(
+            self._pz(z, softness, high=not descending), x, softness, mode,
+            descending=descending, options=options,
+        )  # fmt: skip
+        return self._rows_cols(p, False), _mask.fill_positions(v, self.c)
+
+    def sorted_values(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:  # fmt: skip
+        """Soft sorted scores of the real entries at positions ``< c`` (unfilled tail)."""
+        own = self.method.masked_sorted_values(
+            z, self.m, softness, mode, descending=descending, options=options
+        )
+        if own is not None:
+            return own
+        if self.strategy == "compact":
+            if not self.method.has_permutation or _sorts_values(self.method):
+                return self._grouped(
+                    lambda zz, k: _values_or_perm(self.method, zz, softness, mode, descending,
+                                                  options),  # fmt: skip
+                    z, "pos",
+                )  # fmt: skip
+            return None
+        return self.method.sorted_values(
+            self._pz(z, softness, high=not descending), softness, mode,
+            descending=descending, options=options,
+        )  # fmt: skip
+
+    def rank(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        own = self.method.masked_rank(
+            z, self.m, softness, mode, descending=descending, options=options
+        )
+        if own is None and self.strategy == "compact":
+            return self._grouped(
+                lambda zz, k: self.method.rank(zz, softness, mode, descending=descending,
+                                               options=options),  # fmt: skip
+                z, "input",
+            )  # fmt: skip
+        if own is None:
+            own = self.method.rank(
+                self._pz(z, softness, high=not descending), softness, mode,
+                descending=descending, options=options,
+            )  # fmt: skip
+        return torch.where(self.m, own, 0.0)
+
+
+def _sorts_values(method: OrderingMethod) -> bool:
+    """Whether ``method`` overrides :meth:`OrderingMethod.sorted_values`."""
+    return type(method).sorted_values is not OrderingMethod.sorted_values
+
+
+def _values_or_perm(
+    method: OrderingMethod, z: torch.Tensor, softness: Softness, mode: str, descending: bool,
+    options: dict[str, Any] | None,
+) -> torch.Tensor:  # fmt: skip
+    v = method.sorted_values(z, softness, mode, descending=descending, options=options)
+    assert v is not None
+    return v
