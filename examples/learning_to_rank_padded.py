@@ -22,6 +22,11 @@ Run::
 
 Uses one torch thread by default (``--threads``). Requires ``tqdm`` (``pip install
 softtorch[examples]``).
+
+Measured (torch 2.13, seed 0, one thread, on a shared 2-core machine under load), full mode:
+held-out NDCG@10 0.945 with the masked soft NDCG loss vs 0.878 with the MSE baseline (0.967 for a
+ranking by the hidden score, the upper bound) in 7 s (5 s CPU); ``--quick``: 0.919 vs 0.840
+(upper bound 0.969) in 9 s (5 s CPU).
 """
 
 from __future__ import annotations

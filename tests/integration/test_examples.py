@@ -66,9 +66,9 @@ def test_learning_to_rank_padded() -> None:
     (soft,) = number_after(label, out)
     (mse,) = number_after("trained on MSE regression of the labels (baseline):", out)
     (oracle,) = number_after("ranking by the hidden score (upper bound):", out)
-    # claimed: 0.905 vs MSE baseline 0.840, upper bound 0.969
+    # claimed: 0.919 vs MSE baseline 0.840, upper bound 0.969
     assert soft > mse + 0.03, (soft, mse)
-    assert abs(soft - 0.905) < 0.02 and abs(mse - 0.840) < 0.02 and soft <= oracle
+    assert abs(soft - 0.919) < 0.02 and abs(mse - 0.840) < 0.02 and soft <= oracle
 
 
 def test_topk_classification() -> None:
