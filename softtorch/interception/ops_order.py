@@ -22,6 +22,7 @@ from ..ordering import ops
 from ..ordering._standardize import standardize
 from ..simplex import project_simplex
 from .context import DECLINE, Ctx, finite_input
+from .infinite import has_inf, reduction_mask, sort_rows
 from .ops_logic import _flat
 
 
@@ -35,8 +36,13 @@ def sort(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
+    def soft() -> tuple[Tensor, Tensor | None]:
+        if has_inf(input):
+            return sort_rows(input, dim, bool(descending), c.kw())
+        return tuple(ops.sort(input, dim, descending, **c.kw()))  # type: ignore[return-value]
+
     return c.pair(
-        lambda: tuple(ops.sort(finite_input(input, dim), dim, descending, **c.kw())),
+        soft,
         lambda: torch.sort(input, dim=dim, descending=descending, stable=bool(stable)),
         finite=True,
     )
@@ -52,8 +58,13 @@ def argsort(
 
 
 def msort(c: Ctx, input: Tensor) -> Any:
+    def soft() -> Tensor:
+        if has_inf(input):
+            return sort_rows(input, 0, False, c.kw())[0]
+        return ops.sort(input, 0, **c.kw(), return_indices=False).values
+
     return c.value(
-        lambda: ops.sort(finite_input(input, 0), 0, **c.kw(), return_indices=False).values,
+        soft,
         lambda: torch.msort(input),
         finite=True,
     )
@@ -65,8 +76,13 @@ def topk(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
+    def soft() -> tuple[Tensor, Tensor | None]:
+        if has_inf(input) and 0 < k:
+            return sort_rows(input, dim, bool(largest), c.kw(), k=k)
+        return tuple(ops.topk(input, k, dim, **c.kw(), largest=largest))  # type: ignore[return-value]
+
     return c.pair(
-        lambda: tuple(ops.topk(finite_input(input, dim), k, dim, **c.kw(), largest=largest)),
+        soft,
         lambda: torch.topk(input, k, dim, largest=largest, sorted=True),
         finite=True,
     )
@@ -78,9 +94,12 @@ def kthvalue(c: Ctx, input: Tensor, k: int, dim: int = -1, keepdim: bool = False
 
     def soft() -> tuple[Tensor, Tensor | None]:
         d = canonical_dim(dim, input.ndim)
-        res = ops.sort(finite_input(input, d), d, **c.kw())
-        values = res.values.select(d, k - 1)
-        idx = None if res.indices is None else res.indices.select(d, k - 1)
+        if has_inf(input):
+            vals, sidx = sort_rows(input, d, False, c.kw())
+        else:
+            vals, sidx = ops.sort(input, d, **c.kw())
+        values = vals.select(d, k - 1)
+        idx = None if sidx is None else sidx.select(d, k - 1)
         if keepdim:
             values = values.unsqueeze(d)
             idx = None if idx is None else idx.unsqueeze(d)
@@ -104,10 +123,12 @@ def _extreme(largest: bool) -> Any:
             return DECLINE
         if dim is None:
             return c.value(
-                lambda: soft_fn(finite_input(input, None), **c.kw()), lambda: exact(input), True
-            )
+                lambda: soft_fn(finite_input(input, None), **c.kw(), **reduction_mask(
+                    input, largest)), lambda: exact(input), True,
+            )  # fmt: skip
         return c.pair(
-            lambda: tuple(soft_fn(finite_input(input, dim), dim, keepdim, **c.kw())),
+            lambda: tuple(soft_fn(finite_input(input, dim), dim, keepdim, **c.kw(),
+                                  **reduction_mask(input, largest))),  # fmt: skip
             lambda: exact(input, dim, keepdim),
             finite=True,
         )
@@ -130,10 +151,12 @@ def _amax(largest: bool) -> Any:
 
         def soft() -> Tensor:
             if not dims or input.ndim == 0:
-                out = soft_fn(finite_input(input, None), **c.kw())
+                m = reduction_mask(input, largest)
+                out = soft_fn(finite_input(input, None), **c.kw(), **m)
                 return out.reshape([1] * input.ndim) if keepdim else out
             flat, keep = _flat(input, dims)
-            out = soft_fn(finite_input(flat, -1), -1, **c.kw()).values
+            m = reduction_mask(flat, largest)
+            out = soft_fn(finite_input(flat, -1), -1, **c.kw(), **m).values
             return out.reshape(keep) if keepdim else out
 
         return c.value(soft, lambda: exact(input, dim, keepdim), finite=True)
@@ -151,7 +174,8 @@ def _arg(largest: bool) -> Any:
 
     def handler(c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False) -> Any:
         return c.index(
-            lambda: soft_fn(finite_input(input, dim), dim, keepdim, **c.kw(index=True)),
+            lambda: soft_fn(finite_input(input, dim), dim, keepdim, **c.kw(index=True),
+                            **reduction_mask(input, largest)),  # fmt: skip
             lambda: exact(input, dim, keepdim),
         )
 

@@ -13,15 +13,18 @@ from typing import Any
 import torch
 
 from .._checks import as_float, autocast_off
-from . import _take
+from . import _mask, _take
 from ._base import OrderingMethod, Softness
 from ._common import (
     Cfg,
+    Data,
     SoftIndex,
+    cols,
     config,
     expect,
     finish,
     hard_index,
+    hard_masked_index,
     method_impl,
     plain,
     prepare,
@@ -46,23 +49,38 @@ def _soft_arg_extreme(
     return fn(z, cfg.softness, cfg.mode, options=cfg.options)
 
 
-def _arg_extreme(x: object, dim: int | None, keepdim: bool, cfg: Cfg, largest: bool) -> SoftIndex:
-    data = prepare(x, dim, flatten=True, cfg=cfg)
+def _hard_masked(data: Data, cfg: Cfg, largest: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masked hard extreme: ``(values, one-hot index)``; empty slices give ``0`` and a zero row
+    (``-inf`` in log space)."""
+    assert data.mask is not None
+    first = _mask.real_first(data.x, data.mask, descending=largest)[..., :1]
+    idx = hard_masked_index(first, data, cfg)[..., 0, :]
+    values = _mask.fill_positions(data.x.gather(-1, first), data.count)[..., 0]
+    return values, idx
+
+
+def _arg_extreme(
+    x: object, dim: int | None, keepdim: bool, cfg: Cfg, largest: bool, mask: object
+) -> SoftIndex:
+    data = prepare(x, dim, flatten=True, cfg=cfg, mask=mask)
     n = data.n
-    if cfg.mode == "hard" or n == 0:
+    if (cfg.mode == "hard" or n == 0) and data.mask is not None and n:
+        out = _hard_masked(data, cfg, largest)[1]
+    elif cfg.mode == "hard" or n == 0:
         hard = torch.argmax if largest else torch.argmin
         idx = hard(data.x, dim=-1) if n else hard(as_float(x), dim=dim)  # type: ignore[arg-type]
         out = hard_index(idx, n, data.x.dtype, cfg)
     else:
         z, _ = scores(data, cfg)
-        out = _soft_arg_extreme(method_impl(cfg), z, cfg, largest)
-    return reduced(finish(out, cfg), data, keepdim, trailing=1)
+        out = _soft_arg_extreme(method_impl(cfg, data), z, cfg, largest)
+    return reduced(finish(out, cfg, cols(data, rows=False)), data, keepdim, trailing=1)
 
 
 def _extreme(
-    x: object, dim: int | None, keepdim: bool, cfg: Cfg, gated_grad: bool, largest: bool
-) -> Any:
-    data = prepare(x, dim, flatten=True, cfg=cfg)
+    x: object, dim: int | None, keepdim: bool, cfg: Cfg, gated_grad: bool, largest: bool,
+    mask: object,
+) -> Any:  # fmt: skip
+    data = prepare(x, dim, flatten=True, cfg=cfg, mask=mask)
     n = data.n
     want_index = dim is not None
     if not want_index:
@@ -72,25 +90,33 @@ def _extreme(
     if n == 0:
         hard = torch.max if largest else torch.min
         return hard(as_float(x)) if dim is None else hard(as_float(x), dim, keepdim)  # type: ignore[arg-type]
-    if cfg.mode == "hard":
+    if cfg.mode == "hard" and data.mask is not None:
+        values, idx = _hard_masked(data, cfg, largest)
+    elif cfg.mode == "hard":
         values, hard_idx = _take.extreme(data.x, largest)
         idx = hard_index(hard_idx, n, data.x.dtype, cfg)
     else:
-        impl = method_impl(cfg)
+        impl = method_impl(cfg, data)
         z, stats, sv = scores_values(impl, data, cfg, descending=False)
         if sv is None:
             idx = _soft_arg_extreme(impl, z, cfg, largest)
             values = expect(probs(idx, cfg).unsqueeze(-2), data.x, gated_grad).squeeze(-1)
+        elif data.mask is not None:  # position c - 1 (largest) or 0 of each slice
+            last = (data.count - 1).clamp(min=0) if largest else torch.zeros_like(data.count)
+            values = to_x(sv, stats, data.x, data.mask).gather(-1, last)[..., 0]
         else:
             pick = slice(-1, None) if largest else slice(0, 1)
             values = to_x(sv[..., pick], stats, data.x)[..., 0]
+        if sv is not None:
             idx = None
             if want_index and impl.has_permutation:
                 idx = _soft_arg_extreme(impl, z, cfg, largest)
     values = reduced(values, data, keepdim, trailing=0)
     if not want_index:
         return values
-    out_i = None if idx is None else reduced(finish(idx, cfg), data, keepdim, trailing=1)
+    if idx is not None:
+        idx = reduced(finish(idx, cfg, cols(data, rows=False)), data, keepdim, trailing=1)
+    out_i = idx
     return kind((values, out_i))
 
 
@@ -109,6 +135,7 @@ def argmax(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> SoftIndex:
     r"""Soft ``torch.argmax``: a distribution over the positions of ``dim`` (SoftIndex).
 
@@ -139,7 +166,7 @@ def argmax(
         log_prob_eps=log_prob_eps,
         perturbed_kwargs=perturbed_kwargs,
     )
-    return _arg_extreme(x, dim, keepdim, cfg, largest=True)
+    return _arg_extreme(x, dim, keepdim, cfg, largest=True, mask=mask)
 
 
 @document
@@ -157,6 +184,7 @@ def argmin(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> SoftIndex:
     r"""Soft ``torch.argmin``: a distribution over the positions of ``dim`` (SoftIndex).
 
@@ -178,7 +206,7 @@ def argmin(
         log_prob_eps=log_prob_eps,
         perturbed_kwargs=perturbed_kwargs,
     )
-    return _arg_extreme(x, dim, keepdim, cfg, largest=False)
+    return _arg_extreme(x, dim, keepdim, cfg, largest=False, mask=mask)
 
 
 @document
@@ -197,6 +225,7 @@ def max(  # noqa: A001
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> Any:
     r"""Soft ``torch.max``: :math:`\sum_j p_j x_j` for ``p = argmax(x)`` (or, for
     ``fast_soft_sort`` / ``sorting_network``, the largest soft sorted value).
@@ -217,7 +246,7 @@ def max(  # noqa: A001
         log_prob_eps=log_prob_eps,
         perturbed_kwargs=perturbed_kwargs,
     )
-    return _extreme(x, dim, keepdim, cfg, gated_grad, largest=True)
+    return _extreme(x, dim, keepdim, cfg, gated_grad, largest=True, mask=mask)
 
 
 @document
@@ -236,6 +265,7 @@ def min(  # noqa: A001
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> Any:
     r"""Soft ``torch.min``: :math:`\sum_j p_j x_j` for ``p = argmin(x)`` (or, for
     ``fast_soft_sort`` / ``sorting_network``, the smallest soft sorted value).
@@ -256,4 +286,4 @@ def min(  # noqa: A001
         log_prob_eps=log_prob_eps,
         perturbed_kwargs=perturbed_kwargs,
     )
-    return _extreme(x, dim, keepdim, cfg, gated_grad, largest=False)
+    return _extreme(x, dim, keepdim, cfg, gated_grad, largest=False, mask=mask)

@@ -15,12 +15,13 @@ import torch
 
 from .._checks import INTERPOLATIONS, autocast_off, check_choice
 from ..simplex import is_concrete
-from . import _take
+from . import _mask, _take
 from ._base import Softness
 from ._common import (
     Cfg,
     Data,
     SoftIndex,
+    cols,
     config,
     expect,
     finish,
@@ -29,6 +30,7 @@ from ._common import (
     one_hot,
     plain,
     prepare,
+    probs,
     reduced,
     scores,
     scores_values,
@@ -65,9 +67,10 @@ def _check_q(q: object, data: Data) -> tuple[torch.Tensor, bool]:
 
 
 def _quantile_positions(
-    q: torch.Tensor, n: int, interpolation: str
+    q: torch.Tensor, n: int | torch.Tensor, interpolation: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Sorted positions ``lo``, ``hi`` and the weight of ``hi``, following ``torch.quantile``."""
+    """Sorted positions ``lo``, ``hi`` and the weight of ``hi``, following ``torch.quantile``
+    (per slice for a tensor ``n`` of shape ``(..., 1)``: positions ``(..., m)``)."""
     pos = q * (n - 1)
     if interpolation == "lower":
         lo = hi = pos.floor()
@@ -128,6 +131,65 @@ def _order_stat(
     return values, idx
 
 
+def _masked_order_stat(
+    data: Data,
+    cfg: Cfg,
+    q: torch.Tensor,
+    interp: str,
+    *,
+    want_values: bool,
+    want_index: bool,
+    gated_grad: bool,
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """:func:`_order_stat` of a masked op: positions ``q (c - 1)`` of each slice's ``c`` real
+    entries (rows gathered per slice from the full soft permutation / sorted values); a slice
+    without real entries gives ``0`` and a zero SoftIndex row."""
+    assert data.mask is not None
+    c = data.count
+    n = data.n
+    lo, hi, w = _quantile_positions(q, (c - 1).clamp(min=0).to(data.x.dtype) + 1, interp)
+    lo, hi = lo.clamp(0, n - 1), hi.clamp(0, n - 1)
+    empty = c == 0
+    values: torch.Tensor | None = None
+    idx: torch.Tensor | None = None
+    if cfg.mode == "hard":
+        order = _mask.real_first(data.x, data.mask, descending=False)
+        xs = data.x.gather(-1, order)
+        if want_values:
+            v = torch.lerp(xs.gather(-1, lo), xs.gather(-1, hi), w)
+            values = torch.where(empty, 0.0, v)
+        if want_index:
+            oh_lo = one_hot(order.gather(-1, lo), n, data.x.dtype)
+            oh_hi = one_hot(order.gather(-1, hi), n, data.x.dtype)
+            wc = w.unsqueeze(-1)
+            out = torch.where(empty.unsqueeze(-1), 0.0, (1.0 - wc) * oh_lo + wc * oh_hi)
+            idx = safe_log(out) if cfg.log else out
+        return values, idx
+    impl = method_impl(cfg, data)
+    if want_values:
+        z, stats, sv = scores_values(impl, data, cfg, descending=False)
+    else:
+        (z, stats), sv = scores(data, cfg), None
+    if sv is not None:
+        xs = to_x(sv, stats, data.x, data.mask)
+        values = (1.0 - w) * xs.gather(-1, lo) + w * xs.gather(-1, hi)
+    if want_index or (want_values and sv is None):
+        hook = impl.log_permutation if cfg.log else impl.permutation
+        perm = hook(z, cfg.softness, cfg.mode, descending=False, options=cfg.options)
+
+        def rows(pos: torch.Tensor) -> torch.Tensor:
+            return perm.gather(-2, pos.unsqueeze(-1).expand(*pos.shape, n))
+
+        if cfg.log:
+            idx = log_mix(rows(lo), rows(hi), w)
+        else:
+            wc = w.unsqueeze(-1)
+            idx = (1.0 - wc) * rows(lo) + wc * rows(hi)
+        if values is None and want_values:
+            values = expect(probs(idx, cfg), data.x, gated_grad)
+    return values, idx
+
+
 def _hard_quantile_index(
     data: Data, lo: torch.Tensor, hi: torch.Tensor, w: torch.Tensor, cfg: Cfg
 ) -> torch.Tensor:
@@ -151,11 +213,12 @@ def _quantile(
     want_values: bool,
     want_index: bool,
     gated_grad: bool,
+    mask: object = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     interp = check_choice(interpolation, INTERPOLATIONS, "interpolation")
     if not want_index:
         cfg = plain(cfg)
-    data = prepare(x, dim, flatten=True, cfg=cfg)
+    data = prepare(x, dim, flatten=True, cfg=cfg, mask=mask)
     qt, scalar = _check_q(q, data)
     n = data.n
     values: torch.Tensor | None = None
@@ -163,7 +226,12 @@ def _quantile(
     if data.x.numel() == 0:
         torch.quantile(data.x, qt, dim=-1)  # raises like torch (empty input)
     lo, hi, w = _quantile_positions(qt, n, interp)
-    if cfg.mode == "hard":
+    if data.mask is not None:
+        values, idx = _masked_order_stat(
+            data, cfg, qt, interp, want_values=want_values, want_index=want_index,
+            gated_grad=gated_grad,
+        )  # fmt: skip
+    elif cfg.mode == "hard":
         if want_values:
             values = _take.quantile(data.x, qt, interp)
         if want_index:
@@ -187,7 +255,8 @@ def _quantile(
         t = reduced(t, data, keepdim, trailing=trailing, lead=1)
         return t.squeeze(0) if scalar else t
 
-    return layout(values, 0), layout(None if idx is None else finish(idx, cfg), 1)
+    out_idx = None if idx is None else finish(idx, cfg, cols(data))
+    return layout(values, 0), layout(out_idx, 1)
 
 
 @document
@@ -209,6 +278,7 @@ def quantile(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> Any:
     r"""Soft ``torch.quantile``: ``interpolation`` applied to the soft sorted rows.
 
@@ -247,6 +317,7 @@ def quantile(
         want_values=True,
         want_index=bool(return_argquantile),
         gated_grad=gated_grad,
+        mask=mask,
     )
     return (values, idx) if return_argquantile else values
 
@@ -268,6 +339,7 @@ def argquantile(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> SoftIndex:
     r"""SoftIndex of :func:`quantile`: :math:`(1 - w) P_{lo} + w P_{hi}`.
 
@@ -301,22 +373,33 @@ def argquantile(
         want_values=False,
         want_index=True,
         gated_grad=True,
+        mask=mask,
     )
     assert idx is not None
     return idx
 
 
 def _median(
-    x: object, dim: int | None, keepdim: bool, cfg: Cfg, gated_grad: bool, *, want_values: bool
+    x: object, dim: int | None, keepdim: bool, cfg: Cfg, gated_grad: bool, *, want_values: bool,
+    mask: object = None,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None, Data]:
     want_index = dim is not None or not want_values
     if not want_index:
         cfg = plain(cfg)
-    data = prepare(x, dim, flatten=True, cfg=cfg)
+    data = prepare(x, dim, flatten=True, cfg=cfg, mask=mask)
     n = data.n
     values: torch.Tensor | None = None
     idx: torch.Tensor | None = None
-    if cfg.mode == "hard" or n == 0:
+    if data.mask is not None and n:  # the lower middle: q = 1/2 with "lower" interpolation
+        half = torch.full((1,), 0.5, dtype=data.x.dtype, device=data.x.device)
+        has_index = cfg.mode == "hard" or method_impl(cfg).has_permutation
+        values, idx = _masked_order_stat(
+            data, cfg, half, "lower", want_values=want_values,
+            want_index=want_index and has_index, gated_grad=gated_grad,
+        )  # fmt: skip
+        values = None if values is None else values.squeeze(-1)
+        idx = None if idx is None else idx.squeeze(-2)
+    elif cfg.mode == "hard" or n == 0:
         if n == 0 and dim is None and want_values:
             values = torch.median(data.x)
         else:
@@ -340,7 +423,9 @@ def _median(
         values = None if values is None else values.squeeze(-1)
         idx = None if idx is None else idx.squeeze(-2)
     out_v = None if values is None else reduced(values, data, keepdim, trailing=0)
-    out_i = None if idx is None else reduced(finish(idx, cfg), data, keepdim, trailing=1)
+    out_i = None
+    if idx is not None:
+        out_i = reduced(finish(idx, cfg, cols(data, rows=False)), data, keepdim, trailing=1)
     return out_v, out_i, data
 
 
@@ -360,6 +445,7 @@ def median(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> Any:
     r"""Soft ``torch.median``: the lower middle, row :math:`\lfloor (n - 1) / 2 \rfloor` of the
     ascending soft permutation ``P``; the value is :math:`P_{mid} \cdot x` (or the middle soft
@@ -381,7 +467,7 @@ def median(
         log_prob_eps=log_prob_eps,
         perturbed_kwargs=perturbed_kwargs,
     )
-    values, idx, _ = _median(x, dim, keepdim, cfg, gated_grad, want_values=True)
+    values, idx, _ = _median(x, dim, keepdim, cfg, gated_grad, want_values=True, mask=mask)
     if dim is None:
         return values
     return torch.return_types.median((values, idx))
@@ -402,6 +488,7 @@ def argmedian(
     return_log_probs: bool = False,
     log_prob_eps: float | None = None,
     perturbed_kwargs: dict | None = None,
+    mask: torch.Tensor | None = None,
 ) -> SoftIndex:
     r"""SoftIndex of :func:`median`: row :math:`\lfloor (n - 1) / 2 \rfloor` of the ascending
     soft permutation (hard mode: the one-hot of ``torch.median``'s index).
@@ -421,6 +508,6 @@ def argmedian(
         log_prob_eps=log_prob_eps,
         perturbed_kwargs=perturbed_kwargs,
     )
-    _, idx, _ = _median(x, dim, keepdim, cfg, True, want_values=False)
+    _, idx, _ = _median(x, dim, keepdim, cfg, True, want_values=False, mask=mask)
     assert idx is not None
     return idx
