@@ -131,7 +131,7 @@ def spearman_loss(
     dt = tr - safe_div((w * tr).sum(-1, keepdim=True), sw, some)
     cov = (w * dr * dt).sum(-1)
     vv = (w * dr.square()).sum(-1) * (w * dt.square()).sum(-1)
-    defined = vv > 0
+    defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined
     one = torch.ones((), dtype=vv.dtype, device=vv.device)
     rho = safe_div(cov, torch.sqrt(torch.where(defined, vv, one)), defined)
     return reduce_queries(1.0 - rho, defined, reduction, empty_target_action)
@@ -187,7 +187,7 @@ def kendall_loss(
     num = (pair * stg * sp).sum((-1, -2))
     pairs = pair.sum((-1, -2)) - w.square().sum(-1)
     vv = (pair * stg.abs()).sum((-1, -2)) * pairs
-    defined = vv > 0
+    defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined
     one = torch.ones((), dtype=vv.dtype, device=vv.device)
     tau = safe_div(num, torch.sqrt(torch.where(defined, vv, one)), defined)
     return reduce_queries(1.0 - tau, defined, reduction, empty_target_action)

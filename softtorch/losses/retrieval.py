@@ -149,7 +149,7 @@ def ndcg_loss(
     dcg = torch.where(mask_, g * w, 0.0).sum(-1)
     ideal = torch.sort(g, dim=-1, descending=True).values
     idcg = (ideal * iw).sum(-1)
-    defined = idcg > 0
+    defined = ~(idcg <= 0)  # NaN propagates instead of counting as undefined
     loss = 1.0 - safe_div(dcg, idcg, defined)
     return reduce_queries(loss, defined, reduction, empty_target_action)
 

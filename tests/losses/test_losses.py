@@ -138,6 +138,23 @@ def test_soft_topk_matches_loop(mode: str) -> None:
         assert (loss - hard).abs().max() > 1e-3
 
 
+@pytest.mark.parametrize("mode", ["smooth", "c1"])
+def test_multilabel_topk_loss_trains_to_exact_top_k(mode: str) -> None:
+    """Descending on the soft loss alone puts every sample's 3 positives in its top 3."""
+    gen = torch.Generator().manual_seed(15)
+    y = torch.zeros(8, 20)
+    for i in range(8):
+        y[i, torch.randperm(20, generator=gen)[:3]] = 1.0
+    x = torch.randn(8, 20, generator=gen).requires_grad_(True)
+    assert L.multilabel_topk_loss(x, y, 3, mode="hard") > 0.5
+    opt = torch.optim.Adam([x], lr=0.1)
+    for _ in range(150):
+        opt.zero_grad()
+        L.multilabel_topk_loss(x, y, 3, mode=mode).backward()
+        opt.step()
+    assert L.multilabel_topk_loss(x, y, 3, mode="hard") == 0
+
+
 def test_weights_semantics() -> None:
     s, rel = lists(b=2, n=10, seed=3)
     for loss in (L.spearman_loss, L.kendall_loss):
@@ -206,6 +223,15 @@ def test_extreme_inputs_stay_finite() -> None:
             loss.backward()
             assert torch.isfinite(loss) and torch.isfinite(x.grad).all(), (name, scale, soft)
             x.grad = None
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+def test_nan_propagates(name: str) -> None:
+    s, rel = lists(b=2, n=6, seed=14)
+    s[0, 2] = float("nan")
+    got = LOSSES[name](s, rel, reduction="none")
+    assert torch.isnan(got[0]) and torch.isfinite(got[1])
+    assert torch.isnan(LOSSES[name](s, rel))
 
 
 # ------------------------------------------------------------------------------------------------
