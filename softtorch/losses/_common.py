@@ -27,7 +27,7 @@ import operator
 
 import torch
 
-from .._checks import MODES, as_float, check_choice, check_mode, check_softness
+from .._checks import MODES, _is_compiling, as_float, check_choice, check_mode, check_softness
 from .._sigmoidal import SoftnessLike, step
 from ..ordering._standardize import VAR_EPS
 from ..ordering.ops import rank
@@ -42,6 +42,7 @@ __all__ = [
     "check_cutoff_k",
     "check_lists",
     "check_options",
+    "check_values",
     "cutoff",
     "cutoff_width",
     "longer_than",
@@ -140,10 +141,22 @@ def soft_ranks(
     with zero gradient, to be masked out by the caller)."""
     kwargs = {"dim": -1, "softness": softness, "mode": mode, "method": method,
               "descending": descending, "standardize": standardize}  # fmt: skip
-    if bool(mask.all()):
+    if not _is_compiling() and bool(mask.all()):  # (no graph break under torch.compile)
         return rank(x, **kwargs)
     r = rank(x, mask=mask, **kwargs)
     return torch.where(mask, r, torch.ones((), dtype=r.dtype, device=r.device))
+
+
+def check_values(bad: torch.Tensor, message: str) -> None:
+    """Raise ``ValueError(message)`` if any entry of the bool tensor ``bad`` is set; while
+    ``torch.compile`` traces, a ``torch._assert_async`` guard in the graph instead (no graph
+    break; it raises ``RuntimeError`` with the message when the graph runs), as
+    :func:`softtorch._checks.check_softness` does."""
+    if _is_compiling():
+        torch._assert_async(~bad.any(), message)  # torch internal, checked on torch 2.13.0
+        return
+    if bool(bad.any()):
+        raise ValueError(message)
 
 
 def cutoff_width(

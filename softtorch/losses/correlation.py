@@ -47,6 +47,7 @@ from .._sigmoidal import SoftnessLike, step
 from ._common import (
     check_lists,
     check_options,
+    check_values,
     masked_standardize,
     reduce_queries,
     safe_div,
@@ -78,8 +79,7 @@ def _weights(weights: torch.Tensor | None, x: torch.Tensor, mask: torch.Tensor) 
         raise ValueError(
             f"weights must have the shape of pred: got {tuple(weights.shape)} and {tuple(x.shape)}"
         )
-    if bool((((weights < 0) | weights.isnan()) & mask).any()):
-        raise ValueError("weights must be >= 0 (and not NaN)")
+    check_values(((weights < 0) | weights.isnan()) & mask, "weights must be >= 0 (and not NaN)")
     return torch.where(mask, weights.to(x.dtype), 0.0)
 
 

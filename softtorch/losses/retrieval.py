@@ -55,6 +55,7 @@ from ._common import (
     check_cutoff_k,
     check_lists,
     check_options,
+    check_values,
     cutoff,
     cutoff_width,
     longer_than,
@@ -73,9 +74,7 @@ def _discount(r: torch.Tensor) -> torch.Tensor:
 
 
 def _check_relevance(relevance: torch.Tensor, mask: torch.Tensor) -> None:
-    bad = (relevance < 0) & mask
-    if bool(bad.any()):
-        raise ValueError("relevance must be >= 0 on the real (unmasked) entries")
+    check_values((relevance < 0) & mask, "relevance must be >= 0 on the real (unmasked) entries")
 
 
 def ndcg_loss(

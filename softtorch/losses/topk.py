@@ -38,6 +38,7 @@ from ._common import (
     check_cutoff_k,
     check_lists,
     check_options,
+    check_values,
     cutoff,
     cutoff_width,
     longer_than,
@@ -147,8 +148,7 @@ def multilabel_topk_loss(
     kk = check_cutoff_k(k, x.shape[-1], allow_none=False)
     assert kk is not None
     y = torch.where(mask_, y.detach(), 0.0)
-    if bool(((y < 0) | (y > 1)).any()):
-        raise ValueError("target must be in [0, 1] (multi-hot labels)")
+    check_values((y < 0) | (y > 1), "target must be in [0, 1] (multi-hot labels)")
     m = _membership(x, mask_, kk, softness_, mode_, method, cutoff_softness, standardize)
     pos = torch.arange(1, x.shape[-1] + 1, dtype=x.dtype, device=x.device)
     width = cutoff_width(cutoff_softness, softness_, kk)

@@ -234,6 +234,30 @@ def test_nan_propagates(name: str) -> None:
     assert torch.isnan(LOSSES[name](s, rel))
 
 
+@pytest.mark.parametrize(
+    "name",
+    ["ndcg@3", pytest.param("map", marks=pytest.mark.slow),
+     pytest.param("spearman", marks=pytest.mark.slow),
+     pytest.param("kendall", marks=pytest.mark.slow), pytest.param("topk", marks=pytest.mark.slow)],
+)  # fmt: skip
+def test_compiles_without_graph_breaks(name: str) -> None:
+    import torch._dynamo as dynamo
+
+    s, rel = lists(b=3, n=8, seed=16)
+    mask = torch.arange(8) < torch.tensor([[3], [8], [5]])
+
+    def fn(t: torch.Tensor) -> torch.Tensor:
+        return LOSSES[name](t, rel, mask=mask)
+
+    dynamo.reset()
+    assert dynamo.explain(fn)(s).graph_break_count == 0
+    x = s.clone().requires_grad_(True)
+    got = torch.compile(fn, backend="aot_eager")(x)
+    torch.testing.assert_close(got, fn(s))
+    got.backward()
+    assert torch.isfinite(x.grad).all() and torch.all(x.grad[~mask] == 0)
+
+
 # ------------------------------------------------------------------------------------------------
 # reduction, undefined lists, layout
 # ------------------------------------------------------------------------------------------------
