@@ -1,19 +1,24 @@
-"""Independent per-list references for the loss tests: torchmetrics' exact metrics and plain
-Python loops over the soft ranks of one unpadded list (``softtorch.rank`` without ``mask``)."""
+"""Independent per-list references for the loss tests: torchmetrics' exact metrics (tests that
+need them skip without torchmetrics) and plain Python loops over the soft ranks of one unpadded
+list (``softtorch.rank`` without ``mask``)."""
 
 from __future__ import annotations
 
 import math
+from types import ModuleType
 
+import pytest
 import torch
-from torchmetrics.functional import kendall_rank_corrcoef, spearman_corrcoef
-from torchmetrics.functional.retrieval import (
-    retrieval_average_precision,
-    retrieval_normalized_dcg,
-    retrieval_recall,
-)
 
 import softtorch as st
+
+
+def _tm() -> ModuleType:
+    """``torchmetrics.functional`` (the test extra), or skip the calling test."""
+    pytest.importorskip("torchmetrics")
+    import torchmetrics.functional as tmf
+
+    return tmf
 
 
 def exact_ndcg(scores: torch.Tensor, rel: torch.Tensor, k: int | None, gain: str) -> float:
@@ -21,25 +26,25 @@ def exact_ndcg(scores: torch.Tensor, rel: torch.Tensor, k: int | None, gain: str
     target = rel.long()
     if gain == "exp2":
         target = 2**target - 1
-    return float(retrieval_normalized_dcg(scores, target, top_k=k))
+    return float(_tm().retrieval_normalized_dcg(scores, target, top_k=k))
 
 
 def exact_ap(scores: torch.Tensor, rel: torch.Tensor) -> float:
     """torchmetrics' AP of one list (its quirk: only scores > 0 can be relevant; callers pass
     positive scores)."""
-    return float(retrieval_average_precision(scores, rel > 0))
+    return float(_tm().retrieval_average_precision(scores, rel > 0))
 
 
 def exact_recall(scores: torch.Tensor, target: torch.Tensor, k: int) -> float:
-    return float(retrieval_recall(scores, target > 0, top_k=k))
+    return float(_tm().retrieval_recall(scores, target > 0, top_k=k))
 
 
 def exact_spearman(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return float(spearman_corrcoef(pred, target))
+    return float(_tm().spearman_corrcoef(pred, target))
 
 
 def exact_kendall(pred: torch.Tensor, target: torch.Tensor) -> float:
-    return float(kendall_rank_corrcoef(pred, target))
+    return float(_tm().kendall_rank_corrcoef(pred, target))
 
 
 def _step(x: float, width: float, mode: str) -> float:
