@@ -13,12 +13,9 @@ import torch
 import softtorch as st
 
 
-def _tm() -> ModuleType:
-    """``torchmetrics.functional`` (the test extra), or skip the calling test."""
-    pytest.importorskip("torchmetrics")
-    import torchmetrics.functional as tmf
-
-    return tmf
+def _tm(sub: str = "") -> ModuleType:
+    """``torchmetrics.functional`` or its submodule ``sub`` (the test extra), or skip the test."""
+    return pytest.importorskip("torchmetrics.functional" + (f".{sub}" if sub else ""))
 
 
 def exact_ndcg(scores: torch.Tensor, rel: torch.Tensor, k: int | None, gain: str) -> float:
@@ -26,17 +23,17 @@ def exact_ndcg(scores: torch.Tensor, rel: torch.Tensor, k: int | None, gain: str
     target = rel.long()
     if gain == "exp2":
         target = 2**target - 1
-    return float(_tm().retrieval_normalized_dcg(scores, target, top_k=k))
+    return float(_tm("retrieval").retrieval_normalized_dcg(scores, target, top_k=k))
 
 
 def exact_ap(scores: torch.Tensor, rel: torch.Tensor) -> float:
     """torchmetrics' AP of one list (its quirk: only scores > 0 can be relevant; callers pass
     positive scores)."""
-    return float(_tm().retrieval_average_precision(scores, rel > 0))
+    return float(_tm("retrieval").retrieval_average_precision(scores, rel > 0))
 
 
 def exact_recall(scores: torch.Tensor, target: torch.Tensor, k: int) -> float:
-    return float(_tm().retrieval_recall(scores, target > 0, top_k=k))
+    return float(_tm("retrieval").retrieval_recall(scores, target > 0, top_k=k))
 
 
 def exact_spearman(pred: torch.Tensor, target: torch.Tensor) -> float:
