@@ -18,7 +18,8 @@ makes the cutoff's width relative to ``k`` and sends it to the exact indicator a
 two real entries or a constant target for the correlations) follow ``empty_target_action``, named
 after torchmetrics' retrieval metrics: ``"skip"`` (default; loss 0 in ``reduction="none"``,
 left out of the mean), ``"neg"`` (metric 0, loss 1) or ``"pos"`` (metric 1, loss 0); with
-``"neg"`` / ``"pos"`` they count in the mean. The mean over no defined query is 0.
+``"neg"`` / ``"pos"`` they count in the mean. The mean over no defined query is 0. A NaN in a
+list's scores makes that list's loss NaN (and the mean NaN), like torch.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ import torch
 
 from .._checks import MODES, _is_compiling, as_float, check_choice, check_mode, check_softness
 from .._sigmoidal import SoftnessLike, step
-from ..ordering._standardize import VAR_EPS
+from ..ordering import _mask as ordering_mask
 from ..ordering.ops import rank
 
 REDUCTIONS: tuple[str, ...] = ("mean", "sum", "none")
@@ -37,10 +38,10 @@ EMPTY_ACTIONS: tuple[str, ...] = ("skip", "neg", "pos")
 
 __all__ = [
     "EMPTY_ACTIONS",
-    "MODES",
     "REDUCTIONS",
     "check_cutoff_k",
     "check_lists",
+    "check_mask",
     "check_options",
     "check_values",
     "cutoff",
@@ -48,6 +49,7 @@ __all__ = [
     "longer_than",
     "masked_standardize",
     "reduce_queries",
+    "safe_div",
     "soft_ranks",
 ]
 
@@ -83,20 +85,12 @@ def check_lists(
     return xf, yf, check_mask(mask, xf)
 
 
-def check_mask(mask: object, x: torch.Tensor, name: str = "mask") -> torch.Tensor:
-    """A bool tensor of ``x``'s shape (all ``True`` for None); ``mask`` must broadcast to ``x``."""
+def check_mask(mask: object, x: torch.Tensor) -> torch.Tensor:
+    """A bool tensor of ``x``'s shape: all ``True`` for None, else ``mask`` broadcast to ``x``
+    (the ordering ops' mask check: a bool tensor that broadcasts to ``x``)."""
     if mask is None:
         return torch.ones(x.shape, dtype=torch.bool, device=x.device)
-    if not isinstance(mask, torch.Tensor) or mask.dtype != torch.bool:
-        what = mask.dtype if isinstance(mask, torch.Tensor) else type(mask).__name__
-        raise TypeError(f"{name} must be a bool tensor (True = a real entry), got {what}")
-    try:
-        return mask.to(x.device).broadcast_to(x.shape)
-    except RuntimeError:
-        raise ValueError(
-            f"{name} of shape {tuple(mask.shape)} does not broadcast to the input shape "
-            f"{tuple(x.shape)}"
-        ) from None
+    return ordering_mask.check_mask(mask, x)
 
 
 def check_options(
@@ -151,7 +145,7 @@ def check_values(bad: torch.Tensor, message: str) -> None:
     """Raise ``ValueError(message)`` if any entry of the bool tensor ``bad`` is set; while
     ``torch.compile`` traces, a ``torch._assert_async`` guard in the graph instead (no graph
     break; it raises ``RuntimeError`` with the message when the graph runs), as
-    :func:`softtorch._checks.check_softness` does."""
+    ``check_softness`` (:mod:`.._checks`) does."""
     if _is_compiling():
         torch._assert_async(~bad.any(), message)  # torch internal, checked on torch 2.13.0
         return
@@ -187,14 +181,9 @@ def longer_than(mask: torch.Tensor, k: int) -> torch.Tensor:
 
 def masked_standardize(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     r""":math:`\sigma((x - \mu)/\sqrt{\mathrm{Var}(x) + 10^{-6}})` with the mean and population
-    variance of each list's real entries (the ordering ops' standardization); padded entries 0."""
-    m = mask.to(x.dtype)
-    count = m.sum(-1, keepdim=True).clamp_min(1.0)
-    xs = torch.where(mask, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    mean = xs.sum(-1, keepdim=True) / count
-    dev = torch.where(mask, x - mean, torch.zeros((), dtype=x.dtype, device=x.device))
-    var = dev.square().sum(-1, keepdim=True) / count
-    return torch.where(mask, torch.sigmoid(dev / torch.sqrt(var + VAR_EPS)), 0.0)
+    variance of each list's real entries (the masked ordering ops' standardization); padded
+    entries hold 0.5."""
+    return ordering_mask.standardize(x, mask)[0]
 
 
 def safe_div(num: torch.Tensor, den: torch.Tensor, ok: torch.Tensor) -> torch.Tensor:
