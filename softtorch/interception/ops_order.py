@@ -2,8 +2,9 @@ r"""Handlers for order statistics, built on :mod:`softtorch.ordering.ops`.
 
 Values are soft; index results are torch's integers carrying the soft index (SoftIndex).
 ``kthvalue`` is row ``k - 1`` of the ascending soft sort; ``amax`` / ``amin`` over several dims
-reduce the merged dims; ``nanmedian`` / ``nanquantile`` are soft on NaN-free slices and torch's
-exact result on slices that contain NaN. ``cummax`` / ``cummin`` weight the prefix ``x[..j]`` with
+reduce the merged dims; ``nanmedian`` / ``nanquantile`` are the masked ops (``mask=``) with the
+NaN entries as padding (an all-NaN slice keeps torch's NaN); inputs with infinite entries:
+:mod:`.infinite`. ``cummax`` / ``cummin`` weight the prefix ``x[..j]`` with
 the mode's simplex projection (:func:`softtorch.simplex.project_simplex`) of the standardized
 scores divided by the softness, and return the expected value (an ``n x n`` weight matrix per row).
 ``topk(..., sorted=False)`` returns the sorted top k (torch leaves that order unspecified).
@@ -14,7 +15,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import canonical_dim
@@ -202,9 +202,11 @@ def median(c: Ctx, input: Tensor, dim: int | None = None, keepdim: bool = False,
     )
 
 
-def _nan_rows(input: Tensor, dim: int | None, keepdim: bool) -> Tensor:
-    nan = torch.isnan(input)
-    return nan.any() if dim is None else nan.any(dim, keepdim=keepdim)
+def _not_nan(input: Tensor) -> tuple[Tensor, Tensor]:
+    """``(clean, mask)``: NaN entries as padding (``mask`` False, value 0) and infinities as
+    :func:`finite_input` makes them, for the masked ordering ops."""
+    mask = ~torch.isnan(input)
+    return torch.where(mask, input, 0.0), mask
 
 
 def nanmedian(
@@ -212,26 +214,18 @@ def nanmedian(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
-    clean = finite_input(torch.nan_to_num(input, nan=0.0, posinf=float("inf"),
-                                         neginf=float("-inf")), dim)
-    has_nan = _nan_rows(input, dim, keepdim)
+    clean, mask = _not_nan(input)
     if dim is None:
         return c.value(
-            lambda: torch.where(has_nan, torch.nanmedian(input), ops.median(clean, **c.kw())),
+            lambda: ops.median(finite_input(clean, None), **c.kw(), mask=mask),
             lambda: torch.nanmedian(input),
+            finite=True,
         )
-    exact = torch.nanmedian(input, dim, keepdim)
-
-    def soft() -> tuple[Tensor, Tensor | None]:
-        res = ops.median(clean, dim, keepdim, **c.kw())
-        values = torch.where(has_nan, exact.values, res.values)
-        idx = res.indices
-        if idx is not None:
-            one_hot = F.one_hot(exact.indices, idx.shape[-1]).to(idx.dtype)
-            idx = torch.where(has_nan.unsqueeze(-1), one_hot, idx)
-        return values, idx
-
-    return c.pair(soft, lambda: exact)
+    return c.pair(
+        lambda: tuple(ops.median(finite_input(clean, dim), dim, keepdim, **c.kw(), mask=mask)),
+        lambda: torch.nanmedian(input, dim, keepdim),
+        finite=True,
+    )
 
 
 def quantile(
@@ -254,17 +248,13 @@ def nanquantile(
 ) -> Any:
     if _has_out(kw):
         return DECLINE
-
-    def exact() -> Tensor:
-        return torch.nanquantile(input, q, dim, keepdim, interpolation=interpolation)
-
-    def soft() -> Tensor:
-        clean = finite_input(torch.nan_to_num(input, nan=0.0, posinf=float("inf"),
-                                             neginf=float("-inf")), dim)
-        res = ops.quantile(clean, q, dim, keepdim, interpolation=interpolation, **c.kw())
-        return torch.where(_nan_rows(input, dim, keepdim), exact(), res)
-
-    return c.value(soft, exact)
+    clean, mask = _not_nan(input)
+    return c.value(
+        lambda: ops.quantile(finite_input(clean, dim), q, dim, keepdim,
+                             interpolation=interpolation, **c.kw(), mask=mask),
+        lambda: torch.nanquantile(input, q, dim, keepdim, interpolation=interpolation),
+        finite=True,
+    )  # fmt: skip
 
 
 def _cumulative(largest: bool) -> Any:

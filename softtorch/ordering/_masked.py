@@ -289,11 +289,6 @@ class Masked(OrderingMethod):
                 self._pz(z, softness, high=not descending), softness, mode,
                 descending=descending, options=options,
             )  # fmt: skip
-            if self.method.name == "neuralsort":
-                # NeuralSort gives a column without mass (a degenerate sparse case) the middle
-                # rank (n + 1) / 2; on c real entries that is (c + 1) / 2
-                n = z.shape[-1]
-                own = torch.where(own == (n + 1) / 2.0, (self.c.to(own.dtype) + 1.0) / 2.0, own)
         return torch.where(self.m, own, 0.0)
 
 

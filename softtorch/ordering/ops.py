@@ -52,6 +52,11 @@ them. ``sort`` returns ``indices=None`` for these two methods (as the published 
 ``median``, ``argmedian``, ``quantile`` and ``argquantile`` (``rank`` then returns the flat ranks,
 like ``numpy.argsort(axis=None)``); for ``sort``, ``argsort`` and ``topk`` it means the last dim.
 
+**mask.** Every op takes keyword-only ``mask=`` (bool, broadcastable to ``x``, True at real
+entries) for lists of different lengths padded to one length: each slice's result is the op on
+its real entries alone, padded entries get zero probability and zero gradient, and padded output
+positions get fixed fills (rules and mechanism: :mod:`._mask`, :mod:`._masked`).
+
 Half-precision inputs are computed in float32 and returned in their dtype; integer inputs are
 promoted to the default float dtype. Empty reductions raise like torch. Under ``torch.autocast``
 the ops run with autocast disabled (their matmuls would otherwise drop to bfloat16 / float16), so

@@ -76,3 +76,23 @@ def test_topk_and_argmax_give_padded_entries_zero_probability(method: str) -> No
     torch.testing.assert_close(p.sum(-1), torch.ones(4, dtype=p.dtype))
     (g,) = torch.autograd.grad(torch.where(fin, top.values, 0.0).sum(), xr)
     assert torch.isfinite(g).all() and (g[~m] == 0).all()
+
+
+@pytest.mark.parametrize("method", ("softsort", "neuralsort", "fast_soft_sort"))
+def test_nan_padding_in_nanmedian_and_nanquantile(method: str) -> None:
+    x, m = _data()
+    m = m.clone()
+    m[2] = False  # an all-NaN slice: torch's NaN is kept
+    xr = x.clone().requires_grad_()
+    with st.soft_mode(softness=0.5, method=method):
+        xn = torch.where(m, xr, float("nan"))
+        med = xn.nanmedian(-1).values
+        qs = torch.nanquantile(xn, 0.3, dim=-1)
+    ref_med = st.median(x, dim=-1, mask=m, softness=0.5, method=method).values
+    ref_q = st.quantile(x, 0.3, dim=-1, mask=m, softness=0.5, method=method)
+    real = m.any(-1)
+    torch.testing.assert_close(med.detach()[real], ref_med[real], **TOL)
+    torch.testing.assert_close(qs.detach()[real], ref_q[real], **TOL)
+    assert torch.isnan(med[2]) and torch.isnan(qs[2])
+    (g,) = torch.autograd.grad(med[real].sum() + qs[real].sum(), xr)
+    assert torch.isfinite(g).all() and (g[~m] == 0).all()

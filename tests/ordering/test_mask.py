@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as hs
 
 import softtorch as st
@@ -425,6 +425,7 @@ def _check_slices(method: str, mode: str, x: torch.Tensor, m: torch.Tensor, **ex
     mode=hs.sampled_from(("smooth", "c0", "c1", "c2")),
     softness=hs.sampled_from((0.05, 0.5, 3.0)),
 )
+@example(lengths=[2], pad=1, seed=0, method="neuralsort", mode="c0", softness=0.05)
 def test_property_random_lengths(
     lengths: list[int], pad: int, seed: int, method: str, mode: str, softness: float
 ) -> None:
@@ -465,3 +466,22 @@ def test_compile_masked_rank(method: str) -> None:
     torch.testing.assert_close(out, fn(x), **TOL)
     (g,) = torch.autograd.grad(out.sum(), x)
     assert (g[~m] == 0).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ("softsort", "neuralsort"))
+def test_large_rows_match_per_slice(method: str) -> None:
+    """Past ``softtorch.simplex.PLAIN_BUDGET`` elements (where streamed paths may take over)."""
+    lengths = [1100, 700, 1, 0]
+    x, m = _random_batch(lengths, 1100, 21)
+    kw = dict(softness=0.05, mode="smooth", method=method)
+    r = st.rank(x, dim=-1, mask=m, **kw)
+    v = st.sort(x, mask=m, **kw, return_indices=False).values
+    for b, c in enumerate(lengths):
+        if c == 0:
+            assert (r[b] == 0).all() and (v[b] == 0).all()
+            continue
+        xb = x[b][m[b]]
+        torch.testing.assert_close(r[b][m[b]], st.rank(xb, dim=-1, **kw), **TOL)
+        ref = st.sort(xb, **kw, return_indices=False).values
+        torch.testing.assert_close(v[b, :c], ref, **TOL)

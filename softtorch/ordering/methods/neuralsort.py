@@ -26,6 +26,7 @@ from ..._sigmoidal import step
 from ...simplex import chunked_rows, project_simplex
 from .._base import OrderingMethod, Softness, register
 from .._logspace import log_project_simplex
+from .._mask import counts, sentinel
 
 
 def _split(softness: Softness) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -208,6 +209,28 @@ class NeuralSort(OrderingMethod):
         # NaN columns stay NaN
         ok = ~(den <= torch.finfo(z.dtype).tiny)
         return torch.where(ok, num / torch.where(ok, den, 1.0), (n + 1) / 2.0)
+
+    def masked_rank(
+        self,
+        z: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        """:meth:`rank` of the real entries: the generic sentinel of :mod:`..._masked` (padded
+        scores after the real ones in the row order shift the real row scores by a per-row
+        constant), with the middle rank of a massless column taken on the real count ``c``."""
+        n = z.shape[-1]
+        zp = sentinel(z, mask, softness, high=not descending)
+        b = soft_abs_sums(zp, softness, mode)
+        sums = _rows(zp, b, _arange(n, zp), softness, mode, descending, rank=True)
+        num, den = sums[..., 0, :], sums[..., 1, :]
+        ok = ~(den <= torch.finfo(z.dtype).tiny)
+        middle = (counts(mask).to(num.dtype) + 1.0) / 2.0
+        return torch.where(ok, num / torch.where(ok, den, 1.0), middle)
 
     # log-space hooks (``return_log_probs=True``): ``log_project_simplex`` of the same row scores,
     # i.e. ``log_softmax`` for ``smooth`` (no underflow), ``-inf`` at the zeros of sparse modes
