@@ -15,7 +15,9 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
 * ``"compact"`` (``ot``: marginals and anchors depend on the count; ``sorting_network``: the
   network depends on the padded length): the real entries are moved to the front (a gather)
   and the method runs once per distinct real count ``c`` on the rows with that count, shape
-  ``(rows, c)``; results are scattered back. One call per distinct length, not per row.
+  ``(rows, c)``; results are scattered back. One call per distinct length, not per row (the
+  distinct counts are read on the host: a graph break under ``torch.compile``, and not
+  available under ``torch.func.vmap``).
 * methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
   projection) override :meth:`OrderingMethod.masked_sorted_values` /
   :meth:`OrderingMethod.masked_rank`.
@@ -91,7 +93,15 @@ class Masked(OrderingMethod):
         fill = -math.inf if log else 0.0
         shape = (zf.shape[0], n) if kind != "pos_input" else (zf.shape[0], r, n)
         out = torch.full(shape, fill, dtype=z.dtype, device=z.device)
-        for k in sorted({int(v) for v in cf.tolist()}):
+        try:
+            distinct = sorted({int(v) for v in cf.tolist()})
+        except RuntimeError as err:  # e.g. a vmap-batched mask: its values cannot be read
+            raise RuntimeError(
+                f"mask= with method {self.method.name!r} runs the method once per distinct real "
+                "count, which needs the mask's values (not available under torch.func.vmap over "
+                "the mask); pass the whole batch with its mask instead"
+            ) from err
+        for k in distinct:
             if k == 0:
                 continue
             sel = (cf == k).nonzero().reshape(-1)

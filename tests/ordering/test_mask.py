@@ -485,3 +485,32 @@ def test_large_rows_match_per_slice(method: str) -> None:
         torch.testing.assert_close(r[b][m[b]], st.rank(xb, dim=-1, **kw), **TOL)
         ref = st.sort(xb, **kw, return_indices=False).values
         torch.testing.assert_close(v[b, :c], ref, **TOL)
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c1"))
+@pytest.mark.parametrize(
+    "method",
+    ("fast_soft_sort", "softsort", "neuralsort", pytest.param("ot", marks=pytest.mark.slow)),
+)
+def test_gradcheck_masked_rank_and_sort(method: str, mode: str) -> None:
+    g = torch.Generator().manual_seed(18)
+    x = torch.randn(3, 5, dtype=torch.float64, generator=g).requires_grad_()
+    m = torch.tensor([[1, 0, 1, 1, 0], [1, 1, 1, 1, 1], [0, 0, 1, 0, 0]], dtype=torch.bool)
+    kw = dict(softness=0.8, mode=mode, method=method, mask=m)
+
+    def fn(xx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return st.rank(xx, dim=-1, **kw), st.sort(xx, **kw).values
+
+    assert torch.autograd.gradcheck(fn, (x,), atol=1e-6, rtol=1e-5)
+
+
+def test_compact_methods_under_func_transforms() -> None:
+    x, m = _batch(19)
+    x = torch.where(m, x, 0.0)
+    kw = dict(softness=0.5, method="sorting_network", mask=m)
+    g = torch.func.grad(lambda a: (st.rank(a, dim=-1, **kw) ** 2).sum())(x)
+    xr = x.clone().requires_grad_()
+    (ref,) = torch.autograd.grad((st.rank(xr, dim=-1, **kw) ** 2).sum(), xr)
+    torch.testing.assert_close(g, ref, **TOL)
+    with pytest.raises(RuntimeError, match="distinct real count"):
+        torch.func.vmap(lambda a, b: st.rank(a, dim=-1, mask=b, method="ot"))(x, m)
