@@ -1,7 +1,8 @@
 """Benchmark runner: soft ops vs hard torch ops (see benchmarks/README.md).
 
     python benchmarks/run.py [--suite SUITE|all] (SUITE: elementwise, ordering, surrogate,
-                             soft_mode, metrics, perturbed, fused, models, scaling)
+                             soft_mode, metrics, perturbed, fused, models, scaling,
+                             ranking)
                              [--quick] [--csv PATH] [--filter SUBSTR] [--repeat N] [--threads N]
                              [--mem auto|on|off]
 
@@ -56,7 +57,7 @@ from _harness import (  # noqa: E402
 
 SUITES: tuple[str, ...] = (
     "elementwise", "ordering", "surrogate", "soft_mode", "metrics", "perturbed", "fused", "models",
-    "scaling",
+    "scaling", "ranking",
 )
 CHILD_FLAG = "--_child"
 #: glibc mmap threshold (bytes) in the memory child: fixed, so large frees are unmapped at once.

@@ -11,7 +11,7 @@ the interception layer (``soft_mode``, ``SoftTensor``; :mod:`softtorch.intercept
 shadow the builtins: use them as ``softtorch.max`` etc.
 """
 
-from . import surrogate
+from . import losses, surrogate
 from ._sigmoidal import sigmoidal, softrelu
 from ._version import __version__
 from .comparison import eq, greater, greater_equal, isclose, less, less_equal, not_equal
@@ -123,6 +123,7 @@ __all__ = [
     "logical_not",
     "logical_or",
     "logical_xor",
+    "losses",
     "max_st",
     "median",
     "median_st",

@@ -104,7 +104,9 @@ def test_memory_and_csv(tmp_path: Path) -> None:
     assert set(h.CSV_COLUMNS) == set(rows[0])
 
 
-@pytest.mark.parametrize("suite", ["elementwise", "ordering", "metrics", "fused", "scaling"])
+@pytest.mark.parametrize(
+    "suite", ["elementwise", "ordering", "metrics", "fused", "scaling", "ranking"]
+)
 def test_suites_follow_the_case_contract(suite: str) -> None:
     run = _load("run")
 

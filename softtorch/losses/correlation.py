@@ -1,0 +1,193 @@
+r"""Rank-correlation losses: ``spearman_loss`` (1 - Spearman's rho) and ``kendall_loss``
+(1 - Kendall's tau), with optional per-item weights.
+
+**Spearman.** :math:`\rho` is the Pearson correlation of the ranks. The predictions' ranks are
+soft (:func:`softtorch.rank`, ascending, default ``fast_soft_sort``, :math:`O(n \log n)`); the
+target's ranks are exact, with ties given their average rank (as ``scipy.stats.rankdata`` and
+torchmetrics' ``spearman_corrcoef``), and get no gradient. With per-item weights
+:math:`w_i \ge 0` the correlation is the weighted Pearson correlation
+
+.. math::
+
+    \rho_w = \frac{\sum_i w_i (r_i - \bar r)(t_i - \bar t)}
+    {\sqrt{\sum_i w_i (r_i - \bar r)^2 \sum_i w_i (t_i - \bar t)^2}}, \qquad
+    \bar r = \frac{\sum_i w_i r_i}{\sum_i w_i},
+
+of the ranks (the ranks themselves are those among all real entries of the list: a weight says
+how much an item's rank agreement counts, not whether it takes part in the ranking; use ``mask``
+to remove items). ``w = 1`` gives Spearman's rho.
+
+**Kendall.** :math:`\tau` compares every pair: with :math:`s^t_{ij} = \mathrm{sign}(t_i - t_j)`
+and the soft sign :math:`s^p_{ij} = 2\,\mathrm{sigmoidal}(z_i - z_j, \mathrm{softness},
+\mathrm{mode}) - 1` of the standardized predictions :math:`z` (the ordering ops'
+standardization over the list's real entries; exact ``sign`` in ``hard`` mode), and pair weights
+:math:`w_i w_j`,
+
+.. math::
+
+    \tau_w = \frac{\sum_{i \ne j} w_i w_j\, s^t_{ij} s^p_{ij}}
+    {\sqrt{\sum_{i \ne j} w_i w_j |s^t_{ij}| \cdot \sum_{i \ne j} w_i w_j}},
+
+which for ``w = 1`` is Kendall's tau-b when the predictions have no ties (so tau-a without ties in
+the target either), torchmetrics' default variant. Kendall's tau has no expression through the
+ranks of the two lists alone: this loss costs :math:`O(n^2)` time and memory per list (use
+``spearman_loss`` for long lists).
+
+Both equal 1 - the exact correlation as softness -> 0 and lie in ``[0, 2]``. ``spearman_loss``
+defaults to ``softness=1.0`` like the retrieval losses (soft enough for ``fast_soft_sort`` ranks
+to have a gradient); ``kendall_loss``'s softness is the width of its soft sign on standardized
+scores in ``(0, 1)`` and defaults to 0.1.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .._sigmoidal import SoftnessLike, step
+from ._common import (
+    check_lists,
+    check_options,
+    check_values,
+    masked_standardize,
+    reduce_queries,
+    safe_div,
+    soft_ranks,
+)
+
+__all__ = ["kendall_loss", "spearman_loss"]
+
+
+def average_ranks(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Exact ascending ranks in ``[1, n_q]`` of each list's real entries, ties averaged
+    (``scipy.stats.rankdata(method="average")``); padded entries hold 1."""
+    inf = torch.tensor(float("inf"), dtype=t.dtype, device=t.device)
+    v = torch.where(mask, t, inf).detach().contiguous()
+    s = torch.sort(v, dim=-1).values
+    lo = torch.searchsorted(s, v, right=False)
+    hi = torch.searchsorted(s, v, right=True)
+    return torch.where(mask, (lo + hi + 1).to(t.dtype) / 2, 1.0)
+
+
+def _weights(weights: torch.Tensor | None, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    if weights is None:
+        return mask.to(x.dtype)
+    if not isinstance(weights, torch.Tensor):
+        raise TypeError(f"weights must be a tensor or None, got {type(weights).__name__}")
+    if weights.is_complex():
+        raise TypeError("weights must be real, got a complex tensor")
+    if weights.shape != x.shape:
+        raise ValueError(
+            f"weights must have the shape of pred: got {tuple(weights.shape)} and {tuple(x.shape)}"
+        )
+    check_values(((weights < 0) | weights.isnan()) & mask, "weights must be >= 0 (and not NaN)")
+    return torch.where(mask, weights.to(x.dtype), 0.0)
+
+
+def spearman_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    softness: SoftnessLike = 1.0,
+    mode: str = "smooth",
+    method: str = "fast_soft_sort",
+    reduction: str = "mean",
+    empty_target_action: str = "skip",
+    standardize: bool = True,
+) -> torch.Tensor:
+    r"""Soft Spearman loss :math:`1 - \rho_w` per list (formula in the module docstring).
+
+    Equals 1 - torchmetrics' ``spearman_corrcoef`` of each list as softness -> 0.
+
+    Args:
+        pred: predictions ``(..., n)``, one list per leading index.
+        target: targets, same shape (ranked exactly, ties averaged, no gradient).
+        weights: per-item weights ``>= 0``, same shape, or None (all 1).
+        mask: bool, broadcastable to ``pred``, ``True`` = a real entry; lists are ranked among
+            their real entries only, padded entries get zero gradient. None: all real.
+        softness: softness of the soft ranks (> 0).
+        mode: ``hard``, ``smooth``, ``c0``, ``c1`` or ``c2``.
+        method: the ordering method of :func:`softtorch.rank` (default ``fast_soft_sort``).
+        reduction: ``"mean"`` (over the lists with a defined correlation), ``"sum"`` or
+            ``"none"`` (shape ``pred.shape[:-1]``).
+        empty_target_action: lists whose correlation is undefined (fewer than two weighted
+            entries or a constant target): ``"skip"`` (loss 0, left out of the mean), ``"neg"``
+            (loss 1) or ``"pos"`` (loss 0, counted).
+        standardize: standardize each list before ranking (see :func:`softtorch.rank`).
+
+    Example:
+        >>> spearman_loss(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 3.0, 2.0, 4.0]),
+        ...               mode="hard")
+        tensor(0.2000)
+    """
+    mode_, softness_ = check_options(mode, softness, reduction, empty_target_action)
+    x, t, mask_ = check_lists(pred, target, mask, ("pred", "target"))
+    w = _weights(weights, x, mask_)
+    r = soft_ranks(x, mask_, softness_, mode_, method, standardize, descending=False)
+    tr = average_ranks(t, mask_)
+    sw = w.sum(-1, keepdim=True)
+    some = sw > 0
+    dr = r - safe_div((w * r).sum(-1, keepdim=True), sw, some)
+    dt = tr - safe_div((w * tr).sum(-1, keepdim=True), sw, some)
+    cov = (w * dr * dt).sum(-1)
+    vv = (w * dr.square()).sum(-1) * (w * dt.square()).sum(-1)
+    defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined
+    one = torch.ones((), dtype=vv.dtype, device=vv.device)
+    rho = safe_div(cov, torch.sqrt(torch.where(defined, vv, one)), defined)
+    return reduce_queries(1.0 - rho, defined, reduction, empty_target_action)
+
+
+def kendall_loss(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    weights: torch.Tensor | None = None,
+    mask: torch.Tensor | None = None,
+    softness: SoftnessLike = 0.1,
+    mode: str = "smooth",
+    reduction: str = "mean",
+    empty_target_action: str = "skip",
+    standardize: bool = True,
+) -> torch.Tensor:
+    r"""Soft Kendall loss :math:`1 - \tau_w` per list (formula in the module docstring);
+    :math:`O(n^2)` pairs per list.
+
+    Equals 1 - torchmetrics' ``kendall_rank_corrcoef`` (variant ``"b"``) of each list as
+    softness -> 0 (predictions without ties).
+
+    Args:
+        pred: predictions ``(..., n)``, one list per leading index.
+        target: targets, same shape (exact signs, no gradient).
+        weights: per-item weights ``>= 0`` (pair weight :math:`w_i w_j`), or None (all 1).
+        mask: bool, broadcastable to ``pred``, ``True`` = a real entry; padded entries take no
+            part (also not in the standardization) and get zero gradient. None: all real.
+        softness: width of the soft sign on the standardized predictions (> 0).
+        mode: ``hard``, ``smooth``, ``c0``, ``c1`` or ``c2`` (:func:`softtorch.sigmoidal`).
+        reduction: ``"mean"`` (over the lists with a defined tau), ``"sum"`` or ``"none"``.
+        empty_target_action: lists whose tau is undefined (no weighted pair with distinct
+            targets): ``"skip"`` (loss 0, left out of the mean), ``"neg"`` (loss 1) or
+            ``"pos"`` (loss 0, counted).
+        standardize: compare :math:`\sigma` of the z-scored predictions (scale-free softness);
+            False compares the raw predictions.
+
+    Example:
+        >>> kendall_loss(torch.tensor([1.0, 2.0, 3.0, 4.0]), torch.tensor([1.0, 3.0, 2.0, 4.0]),
+        ...              mode="hard")
+        tensor(0.3333)
+    """
+    mode_, softness_ = check_options(mode, softness, reduction, empty_target_action)
+    x, t, mask_ = check_lists(pred, target, mask, ("pred", "target"))
+    w = _weights(weights, x, mask_)
+    zero = torch.zeros((), dtype=x.dtype, device=x.device)
+    z = masked_standardize(x, mask_) if standardize else torch.where(mask_, x, zero)
+    t = torch.where(mask_, t.detach(), zero)
+    dz = z.unsqueeze(-1) - z.unsqueeze(-2)
+    sp = torch.sign(dz) if mode_ == "hard" else 2.0 * step(dz, softness_, mode_) - 1.0
+    stg = torch.sign(t.unsqueeze(-1) - t.unsqueeze(-2))
+    pair = w.unsqueeze(-1) * w.unsqueeze(-2)
+    num = (pair * stg * sp).sum((-1, -2))
+    pairs = pair.sum((-1, -2)) - w.square().sum(-1)
+    vv = (pair * stg.abs()).sum((-1, -2)) * pairs
+    defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined
+    one = torch.ones((), dtype=vv.dtype, device=vv.device)
+    tau = safe_div(num, torch.sqrt(torch.where(defined, vv, one)), defined)
+    return reduce_queries(1.0 - tau, defined, reduction, empty_target_action)
