@@ -1,0 +1,177 @@
+r"""Contractions of the entropic plan (soft sorted values, soft ranks) without the ``n x m`` plan.
+
+With the entropic plan ``Q_ij = exp(alpha_i + beta_j - a_i y_j)`` (potentials from the solver)
+renormalised as in :mod:`._autograd` (``Qn``), the values the ``sort`` / ``rank`` ops need are
+mat-vecs:
+
+* ``normalise="col"`` (soft sorted values): ``out_j = sum_i Qn_ij x_i`` with
+  ``Qn = Q diag(b / Q^T 1)``;
+* ``normalise="row"`` (soft ranks): ``out_i = sum_j Qn_ij x_j`` with ``Qn = diag(1 / Q 1) Q``.
+
+Both are evaluated by the blockwise sums of :mod:`._lowrank` (the normalisation folded into the
+potentials), in ``O(B (n + m) K nb)`` time and memory.
+
+Backward: exactly the implicit differentiation of :class:`._autograd.OTPlan` (the plan treated
+as converged, ``D = Qn``), specialised to the rank-one upstream gradient of a contraction:
+``dL/dQn = u v^T`` with ``(u, v) = (x, g)`` (col) or ``(g, x)`` (row), so ``GD = diag(u) D
+diag(v)`` and every quantity of :func:`._autograd.implicit_vjp` is a mat-vec with ``D`` or
+``D^T``: ``h = (u (D v), v (D^T u))``, ``S w_b = h_b - D^T (h_a / r)`` (matrix-free CG of
+:mod:`._linalg`), ``w_a = (h_a - D w_b) / r`` and
+
+.. math:: \frac{\partial L}{\partial a} = w_a (D y) + D (w_b y) - u (D (v y)),
+
+plus ``dL/dx = D g`` (col) or ``D^T g`` (row). ``create_graph=True`` backward passes and forward
+mode differentiate the dense Newton form of :mod:`._autograd` instead (as :class:`OTPlan` does).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ._autograd import newton_plan, plan_jvp
+from ._linalg import cg
+from ._lowrank import PlanOperator
+
+_F64 = torch.float64
+
+
+def _ones(like: torch.Tensor) -> torch.Tensor:
+    return torch.ones_like(like)
+
+
+def normalised(
+    a: torch.Tensor,
+    y: torch.Tensor,
+    b: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    x: torch.Tensor,
+    normalise: str,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(out, alpha_n, beta_n)``: the contraction (float64) and the potentials of ``Qn``."""
+    op = PlanOperator(a, y, alpha, beta)
+    if normalise == "col":
+        both = op.rmv(torch.stack([x, _ones(x)], -1))
+        c = both[..., 1]
+        return both[..., 0] * (b / c), alpha, beta + (b.log() - c.log())
+    both = op.mv(torch.stack([x, _ones(x)], -1))
+    r = both[..., 1]
+    return both[..., 0] / r, alpha - r.log(), beta
+
+
+def contraction_vjp(
+    g: torch.Tensor,
+    a: torch.Tensor,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    normalise: str,
+    rtol: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(dL/da, dL/dx)`` for the upstream gradient ``g`` of the contraction (module docstring);
+    ``alpha``, ``beta`` are the potentials of the normalised plan; all float64."""
+    op = PlanOperator(a, y, alpha, beta)
+    u, v = (x, g) if normalise == "col" else (g, x)
+    yb = y.expand_as(v)
+    Dv = op.mv(torch.stack([v, v * yb, _ones(v), yb], -1))
+    Dtu = op.rmv(torch.stack([u, _ones(u)], -1))
+    r = Dv[..., 2].clamp_min(torch.finfo(_F64).tiny)
+    c = Dtu[..., 1]
+    ha, hb = u * Dv[..., 0], v * Dtu[..., 0]
+    rhs = hb - op.rmv(ha / r)
+    shift = torch.zeros_like(rhs[..., 0])
+    wb, _ = cg(op.mv, op.rmv, c, r, rhs, shift, rtol, 1000)
+    D2 = op.mv(torch.stack([wb * yb, wb], -1))
+    wa = (ha - D2[..., 1]) / r
+    grad_a = wa * Dv[..., 3] + D2[..., 0] - u * Dv[..., 1]
+    grad_x = op.mv(g) if normalise == "col" else op.rmv(g)
+    return grad_a, grad_x
+
+
+def _dense_out(Qn: torch.Tensor, x: torch.Tensor, normalise: str) -> torch.Tensor:
+    if normalise == "col":
+        return (Qn.transpose(-1, -2) @ x.unsqueeze(-1)).squeeze(-1)
+    return (Qn @ x.expand(Qn.shape[0], -1).unsqueeze(-1)).squeeze(-1)
+
+
+class OTContract(torch.autograd.Function):
+    """``OTContract.apply(a, x, y, b, alpha, beta, normalise)``: ``Qn^T x`` (``"col"``, ``x``
+    ``(B, n)``) or ``Qn x`` (``"row"``, ``x`` ``(m,)`` or ``(B, m)``) for the entropic plan of the
+    potentials ``alpha``, ``beta`` (constants); differentiable in ``a`` and ``x``."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        a: torch.Tensor,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        b: torch.Tensor,
+        alpha: torch.Tensor,
+        beta: torch.Tensor,
+        normalise: str,
+    ) -> torch.Tensor:
+        a64, x64 = a.detach().to(_F64), x.detach().to(_F64)
+        y64, b64 = y.to(_F64), b.to(_F64)
+        if normalise == "row":
+            x64 = x64.expand(a.shape[0], -1)
+        out, _, _ = normalised(
+            a64, y64, b64, alpha.to(_F64), beta.to(_F64).expand(a.shape[0], -1), x64, normalise
+        )
+        return out.to(x.dtype)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
+        a, x, y, b, alpha, beta, normalise = inputs
+        ctx.save_for_backward(a, x, alpha, beta)
+        ctx.save_for_forward(a, x, alpha, beta)
+        ctx.y, ctx.b, ctx.normalise = y, b, normalise
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        a, x, alpha, beta = ctx.saved_tensors
+        none = (None,) * 5
+        if torch.is_grad_enabled():  # create_graph=True: the dense differentiable Newton form
+            with torch.enable_grad():
+                Qn = newton_plan(a, ctx.y, ctx.b, 0, alpha, beta, ctx.normalise)
+                out = _dense_out(Qn, x.to(Qn.dtype), ctx.normalise)
+                want = [t for t, need in zip((a, x), ctx.needs_input_grad[:2]) if need]
+                grads = iter(torch.autograd.grad(out, want, g.to(out.dtype), create_graph=True))
+            ga = next(grads) if ctx.needs_input_grad[0] else None
+            gx = next(grads) if ctx.needs_input_grad[1] else None
+            return (ga, gx, *none)
+        B = a.shape[0]
+        a64, y64, b64 = a.detach().to(_F64), ctx.y.to(_F64), ctx.b.to(_F64)
+        x64 = x.detach().to(_F64)
+        if ctx.normalise == "row":
+            x64 = x64.expand(B, -1)
+        _, al, be = normalised(
+            a64, y64, b64, alpha.to(_F64), beta.to(_F64).expand(B, -1), x64, ctx.normalise
+        )
+        rtol = 1e-10 if g.dtype == _F64 else 1e-5
+        ga, gx = contraction_vjp(g.to(_F64), a64, x64, y64, al, be, ctx.normalise, rtol)
+        ga = ga.to(a.dtype) if ctx.needs_input_grad[0] else None
+        if ctx.needs_input_grad[1]:
+            gx = gx.to(x.dtype)
+            if gx.shape != x.shape:
+                gx = gx.sum(0).reshape(x.shape)
+        else:
+            gx = None
+        return (ga, gx, *none)
+
+    @staticmethod
+    def jvp(ctx: Any, da: torch.Tensor | None, dx: torch.Tensor | None, *_: Any) -> torch.Tensor:
+        a, x, alpha, beta = ctx.saved_tensors
+        Qn = newton_plan(a.detach(), ctx.y, ctx.b, 0, alpha, beta, ctx.normalise)
+        xd = x.detach().to(Qn.dtype)
+        B = a.shape[0]
+        m = ctx.y.shape[-1]
+        rows = m if ctx.normalise == "col" else a.shape[-1]
+        out = torch.zeros(B, rows, dtype=Qn.dtype, device=Qn.device)
+        if da is not None:
+            dQ = plan_jvp(a, da, ctx.y, ctx.b, 0, alpha, beta, ctx.normalise)
+            out = out + _dense_out(dQ.to(Qn.dtype), xd, ctx.normalise)
+        if dx is not None:
+            out = out + _dense_out(Qn, dx.to(Qn.dtype), ctx.normalise)
+        return out.to(x.dtype)
