@@ -11,8 +11,16 @@ Newton solvers live here too, so the dense and the banded solver share one set.
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 
+from ..permutahedron import _kernel_guard
+
+#: Whether numba is installed (checked without importing it), and whether to use it (tests
+#: switch it off to check the torch version).
+HAS_NUMBA: bool = importlib.util.find_spec("numba") is not None
+USE_NUMBA = True
 #: Newton iterations of :func:`row_potentials` (monotone convergence, usually a handful).
 _ROW_MAX_ITER = 60
 #: Backtracking steps of the Armijo line search and its sufficient-increase constant.
@@ -51,10 +59,32 @@ def row_potentials(
     convex and increasing, so from any point with ``F' > 0`` one Newton step lands at or above
     the root and the iterates then decrease monotonically to it (for ``k = 1`` after finitely
     many steps, one per change of the active set). Starts from ``guess`` where it has an active
-    entry and from ``1 - max_j X_ij`` (a point above the root) elsewhere.
+    entry and from ``1 - max_j X_ij`` (a point above the root) elsewhere. On CPU (float64) the
+    rows run one by one in a numba kernel (:mod:`._dual_numba`), each stopping when it has
+    converged; elsewhere, or if numba is missing or fails to compile, in batched torch passes.
     """
     if kind == 0:
         return -torch.logsumexp(X, -1)
+    if USE_NUMBA and HAS_NUMBA and X.device.type == "cpu" and X.dtype == torch.float64:
+
+        def kernel() -> torch.Tensor:
+            from . import _dual_numba  # numba imported on first use
+
+            Xn = X.detach().reshape(-1, X.shape[-1]).contiguous().numpy()
+            g = guess.detach().reshape(-1).contiguous().numpy() if guess is not None else Xn[:, 0]
+            out = _dual_numba.row_potentials(Xn, kind, tol, g, guess is not None, _ROW_MAX_ITER)
+            return torch.from_numpy(out).view(X.shape[:-1])
+
+        return _kernel_guard.guarded(
+            "OT row potentials", kernel, lambda: _row_potentials_torch(X, kind, tol, guess), "torch"
+        )
+    return _row_potentials_torch(X, kind, tol, guess)
+
+
+def _row_potentials_torch(
+    X: torch.Tensor, kind: int, tol: float, guess: torch.Tensor | None
+) -> torch.Tensor:
+    """The batched torch version of :func:`row_potentials` for ``kind > 0``."""
     start = 1.0 - X.amax(-1)
     alpha = start
     if guess is not None:
@@ -77,3 +107,88 @@ def row_potentials(
             break
         alpha = torch.where(dF > 0, alpha - res / torch.where(dF > 0, dF, 1.0), start)
     return alpha
+
+
+def numba_ok(*ts: torch.Tensor) -> bool:
+    """Whether the numba kernels of :mod:`._dual_numba` run on ``ts`` (CPU, float64)."""
+    return (
+        USE_NUMBA
+        and HAS_NUMBA
+        and all(t.device.type == "cpu" and t.dtype == torch.float64 for t in ts)
+    )
+
+
+def fused_evaluate(
+    Ch: torch.Tensor, beta: torch.Tensor, kind: int, tol: float, guess: torch.Tensor | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The dense p-norm semi-dual evaluation in one numba pass per row (:mod:`._dual_numba`):
+    ``(alpha, s, Q^T 1, sum_ij Q s)`` for ``Ch`` ``(B, n, m)`` and ``beta`` ``(B, m)``, or
+    ``None`` where the kernel does not apply (the caller then runs the torch ops)."""
+    if kind == 0 or not numba_ok(Ch, beta) or Ch.dim() != 3:
+        return None
+
+    def kernel() -> tuple[torch.Tensor, ...]:
+        from . import _dual_numba  # numba imported on first use
+
+        g = guess if guess is not None else beta[:, :1].expand(Ch.shape[0], Ch.shape[1])
+        out = _dual_numba.evaluate(
+            Ch.detach().contiguous().numpy(),
+            beta.detach().contiguous().numpy(),
+            kind,
+            tol,
+            g.detach().to(torch.float64).contiguous().numpy(),
+            guess is not None,
+            _ROW_MAX_ITER,
+        )
+        return tuple(torch.from_numpy(t) for t in out)
+
+    return _kernel_guard.guarded("OT semi-dual", kernel, lambda: None, "torch")  # type: ignore[return-value]
+
+
+class BandedCurvature:
+    """``D = phi'(s)`` ``(B, n, m)`` stored on each row's span of nonzeros (numba kernels of
+    :mod:`._dual_numba`): mat-vecs cost the support of the plan, not ``n m``.
+
+    Attributes:
+        r: row sums ``D 1`` ``(B, n)`` (float64).
+        c: column sums ``D^T 1`` ``(B, m)`` (float64).
+    """
+
+    def __init__(self, parts: tuple[torch.Tensor, ...], m: int):
+        self._lo, self._ptr, self._vals, self.r, self.c = parts
+        self._m = m
+
+    def mv(self, v: torch.Tensor) -> torch.Tensor:
+        """``D v`` ``(B, n)`` for ``v`` ``(B, m)`` (float64)."""
+        from . import _dual_numba  # numba imported on first use
+
+        vv = v.detach().to(torch.float64).contiguous().numpy()
+        return torch.from_numpy(
+            _dual_numba.band_mv(self._lo.numpy(), self._ptr.numpy(), self._vals.numpy(), vv)
+        )
+
+    def rmv(self, u: torch.Tensor) -> torch.Tensor:
+        """``D^T u`` ``(B, m)`` for ``u`` ``(B, n)`` (float64)."""
+        from . import _dual_numba  # numba imported on first use
+
+        uu = u.detach().to(torch.float64).contiguous().numpy()
+        lo, ptr, vals = self._lo.numpy(), self._ptr.numpy(), self._vals.numpy()
+        return torch.from_numpy(_dual_numba.band_rmv(lo, ptr, vals, uu, self._m))
+
+
+def banded_curvature(s: torch.Tensor, kind: int) -> BandedCurvature | None:
+    """:class:`BandedCurvature` of the slacks ``s`` ``(B, n, m)`` (``kind > 0``, CPU float64),
+    or ``None`` where the kernels do not apply (the caller then uses the dense ``D``)."""
+    if kind == 0 or not numba_ok(s) or s.dim() != 3:
+        return None
+
+    def kernel() -> BandedCurvature:
+        from . import _dual_numba  # numba imported on first use
+
+        parts = _dual_numba.band_curvature(s.detach().contiguous().numpy(), kind)
+        band = BandedCurvature(tuple(torch.from_numpy(t) for t in parts), s.shape[-1])
+        band.mv(band.r[:, :0].new_zeros(s.shape[0], s.shape[-1]))  # compile the mat-vecs here
+        band.rmv(band.r)
+        return band
+
+    return _kernel_guard.guarded("OT banded curvature", kernel, lambda: None, "torch")  # type: ignore[return-value]

@@ -48,8 +48,19 @@ from dataclasses import dataclass
 import torch
 
 from ._band import band_presolve
-from ._dual import _ARMIJO, _LAM0, _LAM_MAX, _LAM_MIN, _LS_MAX, curvature, plan, row_potentials
-from ._linalg import DENSE_MAX, schur_solve
+from ._dual import (
+    _ARMIJO,
+    _LAM0,
+    _LAM_MAX,
+    _LAM_MIN,
+    _LS_MAX,
+    banded_curvature,
+    curvature,
+    fused_evaluate,
+    plan,
+    row_potentials,
+)
+from ._linalg import DENSE_MAX, cg, schur_solve
 
 #: Largest ``|Chat|`` for which Sinkhorn starts from the plain kernel ``exp(-Chat)`` (finite and
 #: far from underflow in float32); larger costs start from the warm-start potentials.
@@ -117,14 +128,19 @@ def _evaluate(
     guess: torch.Tensor | None = None,
     lam: torch.Tensor | None = None,
 ) -> _State:
-    X = beta.unsqueeze(-2) - Ch
-    alpha = row_potentials(X, kind, row_tol, guess)
-    s = X.add_(alpha.unsqueeze(-1))
-    Q = plan(s, kind)
-    col = Q.sum(-2)
-    J = alpha.sum(-1) + (b * beta).sum(-1)
-    if kind > 0:  # Q vanishes where s < 0, so sum(Q s) = sum(s_+^(k+1))
-        J = J - (Q * s).sum((-1, -2)) / (kind + 1)
+    fused = fused_evaluate(Ch, beta, kind, row_tol, guess) if kind > 0 else None
+    if fused is not None:
+        alpha, s, col, qs = fused
+        J = alpha.sum(-1) + (b * beta).sum(-1) - qs / (kind + 1)
+    else:
+        X = beta.unsqueeze(-2) - Ch
+        alpha = row_potentials(X, kind, row_tol, guess)
+        s = X.add_(alpha.unsqueeze(-1))
+        Q = plan(s, kind)
+        col = Q.sum(-2)
+        J = alpha.sum(-1) + (b * beta).sum(-1)
+        if kind > 0:  # Q vanishes where s < 0, so sum(Q s) = sum(s_+^(k+1))
+            J = J - (Q * s).sum((-1, -2)) / (kind + 1)
     if lam is None:
         lam = torch.full_like(alpha[..., 0], _LAM0)
     return _State(beta, alpha, s, col, J, (col - b).abs().amax(-1), lam)
@@ -143,19 +159,32 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
     Levenberg-Marquardt damping keeps such steps finite and adapts to the line-search outcome.
     Columns without any active entry get the step that makes their best entry active.
     """
-    D = curvature(st.s, kind)
-    r = D.sum(-1).clamp_min(torch.finfo(D.dtype).tiny)
-    c = D.sum(-2)
+    m = st.s.shape[-1]
+    band = banded_curvature(st.s, kind) if kind > 0 and m > DENSE_MAX else None
     g = b - st.col
-    shift = st.lam * c.mean(-1)
-    if D.shape[-1] > DENSE_MAX:  # an inexact direction suffices: run the CG in float32
-        f32 = torch.float32
-        d = schur_solve(
-            D.to(f32), r.to(f32), g.to(f32), shift=shift.to(f32), rtol=1e-4, max_iter=200
-        )
-        d = d.to(D.dtype)
+    if band is not None:  # matrix-free CG on the plan's support (numba)
+        r = band.r.clamp_min(torch.finfo(band.r.dtype).tiny)
+        c = band.c
+        shift = st.lam * c.mean(-1)
+        d, _ = cg(band.mv, band.rmv, c, r, g, shift, 1e-4, 200)
+        apply_d = band.mv
     else:
-        d = schur_solve(D, r, g, shift=shift, rtol=1e-4, max_iter=200)
+        D = curvature(st.s, kind)
+        r = D.sum(-1).clamp_min(torch.finfo(D.dtype).tiny)
+        c = D.sum(-2)
+        shift = st.lam * c.mean(-1)
+        if m > DENSE_MAX:  # an inexact direction suffices: run the CG in float32
+            f32 = torch.float32
+            d = schur_solve(
+                D.to(f32), r.to(f32), g.to(f32), shift=shift.to(f32), rtol=1e-4, max_iter=200
+            )
+            d = d.to(D.dtype)
+        else:
+            d = schur_solve(D, r, g, shift=shift, rtol=1e-4, max_iter=200)
+
+        def apply_d(v: torch.Tensor) -> torch.Tensor:
+            return torch.bmm(D, v.unsqueeze(-1)).squeeze(-1)
+
     if kind > 0:
         empty = c <= 0
         if bool(empty.any()):
@@ -163,7 +192,7 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
             d = d - (d * live).sum(-1, keepdim=True) / live.sum(-1, keepdim=True).clamp_min(1)
             lift = (b / st.s.shape[-2]) ** (1.0 / kind) - st.s.amax(-2)
             d = torch.where(empty, lift, d)
-    return d, -torch.bmm(D, d.unsqueeze(-1)).squeeze(-1) / r
+    return d, -apply_d(d) / r
 
 
 def _newton_step(Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: float) -> _State:
