@@ -190,7 +190,7 @@ def test_contract_double_backward_and_jvp(
     w = torch.randn(B, n, generator=_gen(9), dtype=F64)
 
     def grad_of(av: torch.Tensor, create: bool) -> torch.Tensor:
-        out = OTContract.apply(av, x, y, b, alpha, beta, normalise)
+        out = OTContract.apply(av, x, y, b, alpha, beta, normalise, 0)
         return torch.autograd.grad((out * w).sum(), av, create_graph=create)[0]
 
     g1 = grad_of(a, False)
@@ -203,13 +203,13 @@ def test_contract_double_backward_and_jvp(
     for sgn in (1, -1):
         ah = (a.detach() + sgn * h * v).requires_grad_(True)
         al, be = sinkhorn(ah.detach(), y, b, None, opts.tol, opts.max_iter, normalise)
-        out = OTContract.apply(ah, x, y, b, al, be, normalise)
+        out = OTContract.apply(ah, x, y, b, al, be, normalise, 0)
         fd.append(torch.autograd.grad((out * w).sum(), ah)[0])
     torch.testing.assert_close(hvp, (fd[0] - fd[1]) / (2 * h), rtol=1e-4, atol=1e-6)
     # forward mode: the directional derivative equals <gradient, direction>
     import torch.autograd.forward_ad as fwad
 
     with fwad.dual_level():
-        out = OTContract.apply(fwad.make_dual(a.detach(), v), x, y, b, alpha, beta, normalise)
+        out = OTContract.apply(fwad.make_dual(a.detach(), v), x, y, b, alpha, beta, normalise, 0)
         tangent = fwad.unpack_dual(out).tangent
     torch.testing.assert_close((tangent * w).sum(), (g1 * v).sum(), rtol=1e-8, atol=1e-10)

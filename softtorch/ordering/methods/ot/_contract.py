@@ -31,6 +31,7 @@ from typing import Any
 import torch
 
 from ._autograd import newton_plan, plan_jvp
+from ._dual import BandedPlan
 from ._linalg import cg
 from ._lowrank import PlanOperator
 
@@ -41,7 +42,16 @@ def _ones(like: torch.Tensor) -> torch.Tensor:
     return torch.ones_like(like)
 
 
-def normalised(
+def operator(
+    a: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, kind: int
+) -> PlanOperator | BandedPlan:
+    """The plan of the potentials as mat-vecs: blockwise sums (entropic) or row spans (p-norm)."""
+    if kind == 0:
+        return PlanOperator(a, y, alpha, beta)
+    return BandedPlan(a, y, alpha, beta, kind)
+
+
+def contract(
     a: torch.Tensor,
     y: torch.Tensor,
     b: torch.Tensor,
@@ -49,31 +59,38 @@ def normalised(
     beta: torch.Tensor,
     x: torch.Tensor,
     normalise: str,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(out, alpha_n, beta_n)``: the contraction (float64) and the potentials of ``Qn``."""
-    op = PlanOperator(a, y, alpha, beta)
+    kind: int,
+) -> tuple[torch.Tensor, PlanOperator | BandedPlan, torch.Tensor]:
+    """``(out, op, scale)``: the contraction (float64), the operator of the backward curvature
+    ``D`` and the marginal rescaling (``b / Q^T 1`` or ``1 / Q 1``). Entropic: ``D = Qn`` (the
+    rescaling folded into the potentials, as :class:`._autograd.OTPlan` saves ``Qn``); p-norm:
+    ``D = phi'(s)`` at the solver's potentials (as :func:`._autograd.curvature_of`)."""
+    op = operator(a, y, alpha, beta, kind)
     if normalise == "col":
-        both = op.rmv(torch.stack([x, _ones(x)], -1))
-        c = both[..., 1]
-        return both[..., 0] * (b / c), alpha, beta + (b.log() - c.log())
-    both = op.mv(torch.stack([x, _ones(x)], -1))
-    r = both[..., 1]
-    return both[..., 0] / r, alpha - r.log(), beta
+        both = op.qrmv(torch.stack([x, _ones(x)], -1))
+        scale = b / both[..., 1]
+        out = both[..., 0] * scale
+        if kind == 0:
+            op = operator(a, y, alpha, beta + scale.log(), 0)
+    else:
+        both = op.qmv(torch.stack([x, _ones(x)], -1))
+        scale = 1.0 / both[..., 1]
+        out = both[..., 0] * scale
+        if kind == 0:
+            op = operator(a, y, alpha + scale.log(), beta, 0)
+    return out, op, scale
 
 
 def contraction_vjp(
     g: torch.Tensor,
-    a: torch.Tensor,
+    op: PlanOperator | BandedPlan,
     x: torch.Tensor,
     y: torch.Tensor,
-    alpha: torch.Tensor,
-    beta: torch.Tensor,
     normalise: str,
     rtol: float,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(dL/da, dL/dx)`` for the upstream gradient ``g`` of the contraction (module docstring);
-    ``alpha``, ``beta`` are the potentials of the normalised plan; all float64."""
-    op = PlanOperator(a, y, alpha, beta)
+) -> torch.Tensor:
+    """``dL/da`` for the upstream gradient ``g`` of the contraction (module docstring), with
+    ``op`` applying the curvature ``D``; all float64."""
     u, v = (x, g) if normalise == "col" else (g, x)
     yb = y.expand_as(v)
     Dv = op.mv(torch.stack([v, v * yb, _ones(v), yb], -1))
@@ -86,9 +103,7 @@ def contraction_vjp(
     wb, _ = cg(op.mv, op.rmv, c, r, rhs, shift, rtol, 1000)
     D2 = op.mv(torch.stack([wb * yb, wb], -1))
     wa = (ha - D2[..., 1]) / r
-    grad_a = wa * Dv[..., 3] + D2[..., 0] - u * Dv[..., 1]
-    grad_x = op.mv(g) if normalise == "col" else op.rmv(g)
-    return grad_a, grad_x
+    return wa * Dv[..., 3] + D2[..., 0] - u * Dv[..., 1]
 
 
 def _dense_out(Qn: torch.Tensor, x: torch.Tensor, normalise: str) -> torch.Tensor:
@@ -98,8 +113,8 @@ def _dense_out(Qn: torch.Tensor, x: torch.Tensor, normalise: str) -> torch.Tenso
 
 
 class OTContract(torch.autograd.Function):
-    """``OTContract.apply(a, x, y, b, alpha, beta, normalise)``: ``Qn^T x`` (``"col"``, ``x``
-    ``(B, n)``) or ``Qn x`` (``"row"``, ``x`` ``(m,)`` or ``(B, m)``) for the entropic plan of the
+    """``OTContract.apply(a, x, y, b, alpha, beta, normalise, kind)``: ``Qn^T x`` (``"col"``,
+    ``x`` ``(B, n)``) or ``Qn x`` (``"row"``, ``x`` ``(m,)`` or ``(B, m)``) for the plan of the
     potentials ``alpha``, ``beta`` (constants); differentiable in ``a`` and ``x``."""
 
     @staticmethod
@@ -111,30 +126,30 @@ class OTContract(torch.autograd.Function):
         alpha: torch.Tensor,
         beta: torch.Tensor,
         normalise: str,
+        kind: int,
     ) -> torch.Tensor:
+        B = a.shape[0]
         a64, x64 = a.detach().to(_F64), x.detach().to(_F64)
-        y64, b64 = y.to(_F64), b.to(_F64)
         if normalise == "row":
-            x64 = x64.expand(a.shape[0], -1)
-        out, _, _ = normalised(
-            a64, y64, b64, alpha.to(_F64), beta.to(_F64).expand(a.shape[0], -1), x64, normalise
-        )
+            x64 = x64.expand(B, -1)
+        al, be = alpha.to(_F64), beta.to(_F64).expand(B, -1)
+        out, _, _ = contract(a64, y.to(_F64), b.to(_F64), al, be, x64, normalise, kind)
         return out.to(x.dtype)
 
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
-        a, x, y, b, alpha, beta, normalise = inputs
+        a, x, y, b, alpha, beta, normalise, kind = inputs
         ctx.save_for_backward(a, x, alpha, beta)
         ctx.save_for_forward(a, x, alpha, beta)
-        ctx.y, ctx.b, ctx.normalise = y, b, normalise
+        ctx.y, ctx.b, ctx.normalise, ctx.kind = y, b, normalise, kind
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         a, x, alpha, beta = ctx.saved_tensors
-        none = (None,) * 5
+        none = (None,) * 6
         if torch.is_grad_enabled():  # create_graph=True: the dense differentiable Newton form
             with torch.enable_grad():
-                Qn = newton_plan(a, ctx.y, ctx.b, 0, alpha, beta, ctx.normalise)
+                Qn = newton_plan(a, ctx.y, ctx.b, ctx.kind, alpha, beta, ctx.normalise)
                 out = _dense_out(Qn, x.to(Qn.dtype), ctx.normalise)
                 want = [t for t, need in zip((a, x), ctx.needs_input_grad[:2]) if need]
                 grads = iter(torch.autograd.grad(out, want, g.to(out.dtype), create_graph=True))
@@ -146,31 +161,36 @@ class OTContract(torch.autograd.Function):
         x64 = x.detach().to(_F64)
         if ctx.normalise == "row":
             x64 = x64.expand(B, -1)
-        _, al, be = normalised(
-            a64, y64, b64, alpha.to(_F64), beta.to(_F64).expand(B, -1), x64, ctx.normalise
-        )
-        rtol = 1e-10 if g.dtype == _F64 else 1e-5
-        ga, gx = contraction_vjp(g.to(_F64), a64, x64, y64, al, be, ctx.normalise, rtol)
-        ga = ga.to(a.dtype) if ctx.needs_input_grad[0] else None
+        al, be = alpha.to(_F64), beta.to(_F64).expand(B, -1)
+        _, op, scale = contract(a64, y64, b64, al, be, x64, ctx.normalise, ctx.kind)
+        g64 = g.to(_F64)
+        ga = gx = None
+        if ctx.needs_input_grad[0]:
+            rtol = 1e-10 if g.dtype == _F64 else 1e-5
+            ga = contraction_vjp(g64, op, x64, y64, ctx.normalise, rtol).to(a.dtype)
         if ctx.needs_input_grad[1]:
+            if ctx.kind == 0:  # op is the rescaled plan itself
+                gx = op.mv(g64) if ctx.normalise == "col" else op.rmv(g64)
+            elif ctx.normalise == "col":
+                gx = op.qmv(g64 * scale)
+            else:
+                gx = op.qrmv(g64 * scale)
             gx = gx.to(x.dtype)
             if gx.shape != x.shape:
                 gx = gx.sum(0).reshape(x.shape)
-        else:
-            gx = None
         return (ga, gx, *none)
 
     @staticmethod
     def jvp(ctx: Any, da: torch.Tensor | None, dx: torch.Tensor | None, *_: Any) -> torch.Tensor:
         a, x, alpha, beta = ctx.saved_tensors
-        Qn = newton_plan(a.detach(), ctx.y, ctx.b, 0, alpha, beta, ctx.normalise)
+        kind = ctx.kind
+        Qn = newton_plan(a.detach(), ctx.y, ctx.b, kind, alpha, beta, ctx.normalise)
         xd = x.detach().to(Qn.dtype)
         B = a.shape[0]
-        m = ctx.y.shape[-1]
-        rows = m if ctx.normalise == "col" else a.shape[-1]
+        rows = ctx.y.shape[-1] if ctx.normalise == "col" else a.shape[-1]
         out = torch.zeros(B, rows, dtype=Qn.dtype, device=Qn.device)
         if da is not None:
-            dQ = plan_jvp(a, da, ctx.y, ctx.b, 0, alpha, beta, ctx.normalise)
+            dQ = plan_jvp(a, da, ctx.y, ctx.b, kind, alpha, beta, ctx.normalise)
             out = out + _dense_out(dQ.to(Qn.dtype), xd, ctx.normalise)
         if dx is not None:
             out = out + _dense_out(Qn, dx.to(Qn.dtype), ctx.normalise)

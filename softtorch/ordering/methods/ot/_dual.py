@@ -160,20 +160,71 @@ class BandedCurvature:
 
     def mv(self, v: torch.Tensor) -> torch.Tensor:
         """``D v`` ``(B, n)`` for ``v`` ``(B, m)`` (float64)."""
-        from . import _dual_numba  # numba imported on first use
-
-        vv = v.detach().to(torch.float64).contiguous().numpy()
-        return torch.from_numpy(
-            _dual_numba.band_mv(self._lo.numpy(), self._ptr.numpy(), self._vals.numpy(), vv)
-        )
+        return band_mv(self._lo, self._ptr, self._vals, v)
 
     def rmv(self, u: torch.Tensor) -> torch.Tensor:
         """``D^T u`` ``(B, m)`` for ``u`` ``(B, n)`` (float64)."""
+        return band_rmv(self._lo, self._ptr, self._vals, u, self._m)
+
+
+def band_mv(
+    lo: torch.Tensor, ptr: torch.Tensor, vals: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """``A v`` for a row-span matrix ``(lo, ptr, vals)`` (:mod:`._dual_numba`); ``v`` ``(B, m)``
+    or ``(B, m, r)`` (float64)."""
+    from . import _dual_numba  # numba imported on first use
+
+    if v.dim() == 3:
+        return torch.stack([band_mv(lo, ptr, vals, v[..., k]) for k in range(v.shape[-1])], -1)
+    vv = v.detach().to(torch.float64).contiguous().numpy()
+    return torch.from_numpy(_dual_numba.band_mv(lo.numpy(), ptr.numpy(), vals.numpy(), vv))
+
+
+def band_rmv(
+    lo: torch.Tensor, ptr: torch.Tensor, vals: torch.Tensor, u: torch.Tensor, m: int
+) -> torch.Tensor:
+    """``A^T u`` for a row-span matrix ``(lo, ptr, vals)``; ``u`` ``(B, n)`` or ``(B, n, r)``."""
+    from . import _dual_numba  # numba imported on first use
+
+    if u.dim() == 3:
+        return torch.stack([band_rmv(lo, ptr, vals, u[..., k], m) for k in range(u.shape[-1])], -1)
+    uu = u.detach().to(torch.float64).contiguous().numpy()
+    return torch.from_numpy(_dual_numba.band_rmv(lo.numpy(), ptr.numpy(), vals.numpy(), uu, m))
+
+
+class BandedPlan:
+    """The p-norm plan ``Q = phi(s)`` and curvature ``D = phi'(s)`` of given potentials on each
+    row's span of positive slacks (:func:`._dual_numba.band_plan`), as mat-vec operators:
+    ``mv`` / ``rmv`` apply ``D`` / ``D^T``, ``qmv`` / ``qrmv`` apply ``Q`` / ``Q^T``."""
+
+    def __init__(
+        self,
+        a: torch.Tensor,
+        y: torch.Tensor,
+        alpha: torch.Tensor,
+        beta: torch.Tensor,
+        kind: int,
+    ):
         from . import _dual_numba  # numba imported on first use
 
-        uu = u.detach().to(torch.float64).contiguous().numpy()
-        lo, ptr, vals = self._lo.numpy(), self._ptr.numpy(), self._vals.numpy()
-        return torch.from_numpy(_dual_numba.band_rmv(lo, ptr, vals, uu, self._m))
+        def np64(t: torch.Tensor) -> object:
+            return t.detach().to(torch.float64).contiguous().numpy()
+
+        parts = _dual_numba.band_plan(np64(a), np64(y), np64(alpha), np64(beta), kind)
+        self._lo, self._ptr, self._q, self._d = (torch.from_numpy(t) for t in parts)
+        self._m = y.shape[-1]
+
+    def mv(self, v: torch.Tensor) -> torch.Tensor:
+        return band_mv(self._lo, self._ptr, self._d, v)
+
+    def rmv(self, u: torch.Tensor) -> torch.Tensor:
+        return band_rmv(self._lo, self._ptr, self._d, u, self._m)
+
+    def qmv(self, v: torch.Tensor) -> torch.Tensor:
+        return band_mv(self._lo, self._ptr, self._q, v)
+
+    def qrmv(self, u: torch.Tensor) -> torch.Tensor:
+        return band_rmv(self._lo, self._ptr, self._q, u, self._m)
 
 
 def banded_curvature(s: torch.Tensor, kind: int) -> BandedCurvature | None:

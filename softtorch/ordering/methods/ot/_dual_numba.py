@@ -217,3 +217,51 @@ def band_rmv(
             for t in range(ptr[k + 1] - ptr[k]):
                 out[b, j0 + t] += vals[ptr[k] + t] * ui
     return out
+
+
+@nb.njit(cache=True)
+def band_plan(
+    a: np.ndarray, y: np.ndarray, alpha: np.ndarray, beta: np.ndarray, kind: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The p-norm plan ``Q = phi(s)`` and its curvature ``D = phi'(s)`` of the slacks
+    ``s_ij = alpha_i + beta_j - a_i y_j``, stored like :func:`band_curvature` (``lo``, ``ptr`` and
+    the float64 values of ``Q`` and ``D`` on each row's span of positive slacks)."""
+    B, n = a.shape
+    m = y.shape[0]
+    lo = np.empty((B, n), dtype=np.int64)
+    ptr = np.zeros(B * n + 1, dtype=np.int64)
+    for b in range(B):
+        for i in range(n):
+            first = m
+            last = -1
+            for j in range(m):
+                if (alpha[b, i] - a[b, i] * y[j]) + beta[b, j] > 0:
+                    if first == m:
+                        first = j
+                    last = j
+            lo[b, i] = first
+            k = b * n + i
+            ptr[k + 1] = ptr[k] + max(0, last - first + 1)
+    qv = np.empty(ptr[B * n], dtype=np.float64)
+    dv = np.empty(ptr[B * n], dtype=np.float64)
+    for b in range(B):
+        for i in range(n):
+            k = b * n + i
+            for t in range(ptr[k + 1] - ptr[k]):
+                j = lo[b, i] + t
+                v = (alpha[b, i] - a[b, i] * y[j]) + beta[b, j]
+                q = 0.0
+                d = 0.0
+                if v > 0:
+                    if kind == 1:
+                        q = v
+                        d = 1.0
+                    elif kind == 2:
+                        q = v * v
+                        d = 2.0 * v
+                    else:
+                        q = v * v * v
+                        d = 3.0 * v * v
+                qv[ptr[k] + t] = q
+                dv[ptr[k] + t] = d
+    return lo, ptr, qv, dv

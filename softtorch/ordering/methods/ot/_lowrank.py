@@ -138,6 +138,10 @@ class PlanOperator:
             return self.rmv(u.unsqueeze(-1)).squeeze(-1)
         return self.cols.dot(self.beta.expand(u.shape[0], -1), self.alpha, u)
 
+    # the entropic plan is its own curvature: Q = D
+    qmv = mv
+    qrmv = rmv
+
 
 def sinkhorn(
     a: torch.Tensor,

@@ -76,6 +76,7 @@ from ..._base import OrderingMethod, Softness, register
 from . import _lowrank as lowrank
 from ._autograd import OTPlan, Potentials, transform_plan
 from ._contract import OTContract
+from ._dual import numba_ok
 from ._logplan import OTLogPlan
 from ._ops import traced_plan
 from ._solver import OTConvergenceWarning, SolverOptions
@@ -262,25 +263,24 @@ def ot_contract(
     potentials: tuple[_Setup, torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor | None:
     """``Qn^T x`` (``normalise="col"``, ``x`` like ``z``: soft sorted values) or ``Qn x``
-    (``"row"``, ``x`` ``(m,)``: soft ranks) of the entropic plan without the ``n x m`` plan
-    (:mod:`._contract`), or ``None`` where that path does not apply (not ``smooth``, traced or
-    ``torch.func``-wrapped inputs, trivial sizes, problems too sharp for :mod:`._lowrank`): the
-    caller then contracts the plan of :func:`ot_plan`. ``potentials`` reuses a solve of
-    :func:`_plan` for the same problem."""
-    if mode != "smooth" or _traced(z) or not is_concrete(z) or not is_concrete(x):
+    (``"row"``, ``x`` ``(m,)``: soft ranks) of the plan without the ``n x m`` plan
+    (:mod:`._contract`), or ``None`` where that path does not apply (traced or
+    ``torch.func``-wrapped inputs, trivial or small sizes, entropic problems too sharp for
+    :mod:`._lowrank`, p-norm problems without the numba kernels): the caller then contracts the
+    plan of :func:`ot_plan`. ``potentials`` reuses a solve of :func:`_plan` for the same
+    problem."""
+    if _traced(z) or not is_concrete(z) or not is_concrete(x):
         return None
     if potentials is None:
         st = _setup(z, anchors, b, softness, mode, options, False)
-        if st is None or _traced(st.a) or not is_concrete(st.a):
-            return None
-        if not lowrank.eligible(st.a.detach(), st.yc):
+        if st is None or _traced(st.a) or not is_concrete(st.a) or not _contractible(st):
             return None
         alpha, beta = Potentials.apply(
             st.a.detach(), st.yc, st.bw, st.kind, st.opts, st.beta0, normalise
         )
     else:
         st, alpha, beta = potentials
-        if not lowrank.eligible(st.a.detach(), st.yc):
+        if not _contractible(st):
             return None
     n = z.shape[-1]
     batch = z.shape[:-1]
@@ -290,10 +290,18 @@ def ot_contract(
         xs = torch.where(good, xs, torch.zeros_like(xs))
     else:
         xs = x.to(device=z.device)
-    out = OTContract.apply(st.a, xs, st.yc, st.bw, alpha, beta, normalise)
+    out = OTContract.apply(st.a, xs, st.yc, st.bw, alpha, beta, normalise, st.kind)
     if bool(st.bad.any()):
         out = torch.where(good, out, torch.full_like(out, math.nan))
     return out.reshape(*batch, out.shape[-1])
+
+
+def _contractible(st: _Setup) -> bool:
+    """Whether :func:`ot_contract` handles the problem (see there)."""
+    a = st.a.detach()
+    if st.kind == 0:
+        return lowrank.eligible(a, st.yc)
+    return a.shape[-1] * st.yc.shape[-1] >= lowrank.MIN_SIZE and numba_ok(a.double())
 
 
 def _traced(t: torch.Tensor) -> bool:
