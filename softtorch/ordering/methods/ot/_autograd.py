@@ -56,7 +56,7 @@ from typing import Any
 import torch
 
 from . import _lowrank as lowrank
-from ._dual import curvature, plan
+from ._dual import curvature, dense_plan, plan
 from ._linalg import schur_solve
 from ._solver import SolverOptions, solve
 
@@ -109,7 +109,9 @@ def solve_plan(
     Q = sol.Q
     if Q is None and not want_plan:
         Q = a.new_empty(0)
-    elif Q is None:
+    elif Q is None and kind > 0:
+        Q = dense_plan(aw, yw, sol.alpha, sol.beta, kind, bw, normalise, a.dtype)
+    if Q is None:
         s = _slacks(aw.to(sol.alpha.dtype), yw.to(sol.alpha.dtype), sol.alpha, sol.beta)
         Q = plan(s, kind)
         tiny = torch.finfo(Q.dtype).tiny

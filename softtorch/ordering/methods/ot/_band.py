@@ -26,6 +26,7 @@ from ._dual import (
     _LAM_MAX,
     _LAM_MIN,
     _LS_MAX,
+    best_anchor,
     curvature,
     numba_ok,
     plan,
@@ -199,7 +200,7 @@ def band_presolve(
     order = torch.argsort(y)
     pb = _Problem(a, y[order], b[order], kind, row_tol)
     beta = beta0[:, order]
-    center = (beta.unsqueeze(-2) - a.unsqueeze(-1) * pb.y).argmax(-1)  # best anchor of each row
+    center = best_anchor(a, pb.y, beta)  # best anchor of each row
     st = pb.evaluate(beta, *pb.windows(center, min(pb.m, _W0)))
     lam = torch.full_like(st.obj, _LAM0)
     used = rewindows = 0

@@ -166,6 +166,15 @@ class BandedCurvature:
         """``D^T u`` ``(B, m)`` for ``u`` ``(B, n)`` (float64)."""
         return band_rmv(self._lo, self._ptr, self._vals, u, self._m)
 
+    def normal(self, v: torch.Tensor, rinv: torch.Tensor) -> torch.Tensor:
+        """``D^T diag(rinv) D v`` ``(B, m)`` in one pass (float64)."""
+        from . import _dual_numba  # numba imported on first use
+
+        vv = v.detach().to(torch.float64).contiguous().numpy()
+        ri = rinv.detach().to(torch.float64).contiguous().numpy()
+        lo, ptr, vals = self._lo.numpy(), self._ptr.numpy(), self._vals.numpy()
+        return torch.from_numpy(_dual_numba.band_normal_mv(lo, ptr, vals, ri, vv, self._m))
+
 
 def band_mv(
     lo: torch.Tensor, ptr: torch.Tensor, vals: torch.Tensor, v: torch.Tensor
@@ -240,6 +249,65 @@ def banded_curvature(s: torch.Tensor, kind: int) -> BandedCurvature | None:
         band = BandedCurvature(tuple(torch.from_numpy(t) for t in parts), s.shape[-1])
         band.mv(band.r[:, :0].new_zeros(s.shape[0], s.shape[-1]))  # compile the mat-vecs here
         band.rmv(band.r)
+        band.normal(band.r[:, :0].new_zeros(s.shape[0], s.shape[-1]), band.r)
         return band
 
     return _kernel_guard.guarded("OT banded curvature", kernel, lambda: None, "torch")  # type: ignore[return-value]
+
+
+def dense_plan(
+    a: torch.Tensor,
+    y: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    kind: int,
+    b: torch.Tensor,
+    normalise: str,
+    dtype: torch.dtype,
+) -> torch.Tensor | None:
+    """The rescaled p-norm plan ``(B, n, m)`` in ``dtype`` from the potentials in one numba pass
+    (:func:`._dual_numba.dense_plan`), or ``None`` where the kernel does not apply."""
+    if kind == 0 or not numba_ok(alpha, beta) or a.device.type != "cpu":
+        return None
+
+    def kernel() -> torch.Tensor:
+        from . import _dual_numba  # numba imported on first use
+
+        def np64(t: torch.Tensor) -> object:
+            return t.detach().to(torch.float64).contiguous().numpy()
+
+        out = torch.empty(*a.shape, y.shape[-1], dtype=dtype)
+        _dual_numba.dense_plan(
+            np64(a),
+            np64(y),
+            np64(alpha),
+            np64(beta),
+            kind,
+            np64(b),
+            normalise == "col",
+            out.numpy(),
+        )
+        return out
+
+    return _kernel_guard.guarded("OT plan", kernel, lambda: None, "torch")  # type: ignore[return-value]
+
+
+def best_anchor(a: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """``argmax_j (beta_j - a_i y_j)`` ``(B, n)`` (first maximum): one numba pass on CPU
+    float64, the dense torch ``argmax`` elsewhere."""
+
+    def fallback() -> torch.Tensor:
+        return (beta.unsqueeze(-2) - a.unsqueeze(-1) * y).argmax(-1)
+
+    if not numba_ok(a, y, beta):
+        return fallback()
+
+    def kernel() -> torch.Tensor:
+        from . import _dual_numba  # numba imported on first use
+
+        def np64(t: torch.Tensor) -> object:
+            return t.detach().contiguous().numpy()
+
+        return torch.from_numpy(_dual_numba.best_anchor(np64(a), np64(y), np64(beta)))
+
+    return _kernel_guard.guarded("OT best anchor", kernel, fallback, "torch")

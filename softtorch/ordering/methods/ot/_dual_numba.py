@@ -265,3 +265,83 @@ def band_plan(
                 qv[ptr[k] + t] = q
                 dv[ptr[k] + t] = d
     return lo, ptr, qv, dv
+
+
+@nb.njit(cache=True)
+def band_normal_mv(
+    lo: np.ndarray, ptr: np.ndarray, vals: np.ndarray, rinv: np.ndarray, v: np.ndarray, m: int
+) -> np.ndarray:
+    """``D^T diag(rinv) D v`` ``(B, m)`` in one pass over each row's span (the Schur mat-vec of
+    the CG in :mod:`._linalg`, which otherwise makes two passes)."""
+    B, n = lo.shape
+    out = np.zeros((B, m), dtype=np.float64)
+    for b in range(B):
+        for i in range(n):
+            k = b * n + i
+            j0 = lo[b, i]
+            w = ptr[k + 1] - ptr[k]
+            acc = 0.0
+            for t in range(w):
+                acc += vals[ptr[k] + t] * v[b, j0 + t]
+            acc *= rinv[b, i]
+            for t in range(w):
+                out[b, j0 + t] += vals[ptr[k] + t] * acc
+    return out
+
+
+@nb.njit(cache=True)
+def dense_plan(
+    a: np.ndarray,
+    y: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    kind: int,
+    b: np.ndarray,
+    by_col: bool,
+    out: np.ndarray,
+) -> None:
+    """``Q = phi(alpha_i + beta_j - a_i y_j)`` rescaled to exact columns ``b`` (``by_col``) or
+    unit rows, written into ``out`` ``(B, n, m)`` (any float dtype); sums in float64."""
+    B, n = a.shape
+    m = y.shape[0]
+    tiny = 2.2250738585072014e-308
+    row = np.empty(m, dtype=np.float64)
+    col = np.zeros(m, dtype=np.float64)
+    for bb in range(B):
+        col[:] = 0.0
+        for i in range(n):
+            acc = 0.0
+            for j in range(m):
+                q = _phi((alpha[bb, i] - a[bb, i] * y[j]) + beta[bb, j], kind)
+                row[j] = q
+                acc += q
+                col[j] += q
+            scale = 1.0 if by_col else 1.0 / max(acc, tiny)
+            for j in range(m):
+                out[bb, i, j] = row[j] * scale
+        if by_col:
+            for j in range(m):
+                col[j] = b[j] / max(col[j], tiny)
+            for i in range(n):
+                for j in range(m):
+                    out[bb, i, j] = out[bb, i, j] * col[j]
+
+
+@nb.njit(cache=True)
+def best_anchor(a: np.ndarray, y: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """``argmax_j (beta_j - a_i y_j)`` ``(B, n)`` (first maximum), without the ``(B, n, m)``
+    array."""
+    B, n = a.shape
+    m = y.shape[0]
+    out = np.zeros((B, n), dtype=np.int64)
+    for b in range(B):
+        for i in range(n):
+            best = -math.inf
+            arg = 0
+            for j in range(m):
+                v = beta[b, j] - a[b, i] * y[j]
+                if v > best:
+                    best = v
+                    arg = j
+            out[b, i] = arg
+    return out

@@ -166,7 +166,7 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
         r = band.r.clamp_min(torch.finfo(band.r.dtype).tiny)
         c = band.c
         shift = st.lam * c.mean(-1)
-        d, _ = cg(band.mv, band.rmv, c, r, g, shift, 1e-4, 200)
+        d, _ = cg(band.mv, band.rmv, c, r, g, shift, 1e-4, 200, band.normal)
         apply_d = band.mv
     else:
         D = curvature(st.s, kind)
