@@ -36,9 +36,10 @@ from ._linalg import cg
 
 _W0 = 64
 _MAX_FILL = 0.5
-#: With the numba kernels of :mod:`._dual_numba` the dense solver is cheap enough that the
-#: windows only pay off for short supports.
+#: With the numba kernels of :mod:`._dual_numba` and at most ``_DENSE_CHEAP`` anchors the dense
+#: solver is cheap enough that the windows only pay off for short supports.
 _MAX_FILL_NUMBA = 0.125
+_DENSE_CHEAP = 2048
 _MAX_REWINDOW = 8
 
 
@@ -119,7 +120,8 @@ class _Problem:
         center = st.start + torch.where(hi >= lo, (lo + hi) // 2, W // 2)
         width = int((hi - lo + 1).clamp_min(0).amax())
         W_new = max(2 * width + 16, W + (W // 2 if bool(st.edge.any()) else 0))
-        fill = _MAX_FILL_NUMBA if numba_ok(st.s.new_empty(0)) else _MAX_FILL
+        small = self.m <= _DENSE_CHEAP and numba_ok(st.s.new_empty(0))
+        fill = _MAX_FILL_NUMBA if small else _MAX_FILL
         if W_new > self.m * fill:  # too wide to pay off: leave the rest to the dense solver
             return None
         return self.windows(center, W_new)

@@ -35,6 +35,10 @@ With ``m >= BAND_MIN`` anchors the p-norm solver first runs the banded pre-solve
 :mod:`._band` (the plans' supports are short intervals of anchors) and then checks / polishes
 its result on the full problem.
 
+On CPU the p-norm solver's dense passes run in the numba kernels of :mod:`._dual_numba` (one
+pass per row for the semi-dual evaluation; the Newton systems' CG on each row's span of nonzero
+curvatures), with the torch ops as fallback.
+
 Convergence is measured as the largest column-marginal error ``max_j |(Q^T 1)_j - b_j|`` (rows are
 exact by construction). Non-convergence emits :class:`OTConvergenceWarning`.
 """
