@@ -53,7 +53,7 @@ def test_row_potentials_numba_matches_torch(
 @pytest.mark.parametrize("kind", [1, 2, 3])
 def test_fused_evaluate_matches_torch(kind: int, monkeypatch: pytest.MonkeyPatch) -> None:
     a, y, beta = _problem(10 + kind)
-    Ch = a.unsqueeze(-1) * y
+    Ch = _solver.Cost(a, y)
     b = torch.ones(y.shape[-1], dtype=F64) * (a.shape[-1] / y.shape[-1])
     fast = _solver._evaluate(Ch, b, beta, kind, 1e-13)
     monkeypatch.setattr(_dual, "USE_NUMBA", False)

@@ -119,20 +119,26 @@ def numba_ok(*ts: torch.Tensor) -> bool:
 
 
 def fused_evaluate(
-    Ch: torch.Tensor, beta: torch.Tensor, kind: int, tol: float, guess: torch.Tensor | None
+    a: torch.Tensor,
+    y: torch.Tensor,
+    beta: torch.Tensor,
+    kind: int,
+    tol: float,
+    guess: torch.Tensor | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
-    """The dense p-norm semi-dual evaluation in one numba pass per row (:mod:`._dual_numba`):
-    ``(alpha, s, Q^T 1, sum_ij Q s)`` for ``Ch`` ``(B, n, m)`` and ``beta`` ``(B, m)``, or
-    ``None`` where the kernel does not apply (the caller then runs the torch ops)."""
-    if kind == 0 or not numba_ok(Ch, beta) or Ch.dim() != 3:
+    """The dense p-norm semi-dual evaluation for the cost ``a y^T`` (``(B, n)``, ``(m,)``) in one
+    numba pass per row (:mod:`._dual_numba`): ``(alpha, s, Q^T 1, sum_ij Q s)``, or ``None``
+    where the kernel does not apply (the caller then runs the torch ops)."""
+    if kind == 0 or not numba_ok(a, y, beta) or a.dim() != 2:
         return None
 
     def kernel() -> tuple[torch.Tensor, ...]:
         from . import _dual_numba  # numba imported on first use
 
-        g = guess if guess is not None else beta[:, :1].expand(Ch.shape[0], Ch.shape[1])
+        g = guess if guess is not None else a
         out = _dual_numba.evaluate(
-            Ch.detach().contiguous().numpy(),
+            a.detach().contiguous().numpy(),
+            y.detach().contiguous().numpy(),
             beta.detach().contiguous().numpy(),
             kind,
             tol,

@@ -98,7 +98,8 @@ def _phi(s: float, kind: int) -> float:
 
 @nb.njit(cache=True)
 def evaluate(
-    Ch: np.ndarray,
+    a: np.ndarray,
+    y: np.ndarray,
     beta: np.ndarray,
     kind: int,
     tol: float,
@@ -107,12 +108,14 @@ def evaluate(
     max_iter: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The dense semi-dual evaluation of :func:`._solver._evaluate` in one pass per row:
-    ``X = beta - Ch``, the row potentials ``alpha`` (as :func:`row_potentials`), the slacks
-    ``s = X + alpha``, the column sums of ``Q = phi(s)`` and ``sum_ij Q s`` per batch element.
+    ``X = beta - Ch`` with ``Ch_ij = a_i y_j`` formed on the fly, the row potentials ``alpha``
+    (as :func:`row_potentials`), the slacks ``s = X + alpha``, the column sums of ``Q = phi(s)``
+    and ``sum_ij Q s`` per batch element.
 
-    ``Ch`` ``(B, n, m)``, ``beta`` ``(B, m)``, ``guess`` ``(B, n)``; all float64.
+    ``a`` ``(B, n)``, ``y`` ``(m,)``, ``beta`` ``(B, m)``, ``guess`` ``(B, n)``; all float64.
     """
-    B, n, m = Ch.shape
+    B, n = a.shape
+    m = y.shape[0]
     alpha = np.empty((B, n), dtype=np.float64)
     s = np.empty((B, n, m), dtype=np.float64)
     col = np.zeros((B, m), dtype=np.float64)
@@ -122,7 +125,7 @@ def evaluate(
         for i in range(n):
             row = s[b, i]
             for j in range(m):
-                row[j] = beta[b, j] - Ch[b, i, j]
+                row[j] = beta[b, j] - a[b, i] * y[j]
             al = _solve_row(row, kind, tol, guess[b, i], has_guess, max_iter, buf)
             alpha[b, i] = al
             acc = 0.0

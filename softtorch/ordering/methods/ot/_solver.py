@@ -48,6 +48,7 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
@@ -123,8 +124,28 @@ class _State:
 _FIELDS = ("beta", "alpha", "s", "col", "J", "err", "lam")
 
 
+class Cost:
+    """The scaled cost ``Chat = a y^T`` of a batch: rows ``a`` ``(B, n)``, anchors ``y`` ``(m,)``,
+    and optionally the dense ``Chat`` already formed (built on demand otherwise; the numba
+    evaluation of :mod:`._dual_numba` never needs it)."""
+
+    def __init__(self, a: torch.Tensor, y: torch.Tensor, dense: torch.Tensor | None = None):
+        self.a, self.y, self._dense = a, y, dense
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.a.dtype
+
+    def dense(self) -> torch.Tensor:
+        """``Chat`` ``(B, n, m)``."""
+        return self._dense if self._dense is not None else self.a.unsqueeze(-1) * self.y
+
+    def __getitem__(self, idx: torch.Tensor) -> Cost:
+        return Cost(self.a[idx], self.y, None if self._dense is None else self._dense[idx])
+
+
 def _evaluate(
-    Ch: torch.Tensor,
+    Ch: Cost,
     b: torch.Tensor,
     beta: torch.Tensor,
     kind: int,
@@ -132,12 +153,12 @@ def _evaluate(
     guess: torch.Tensor | None = None,
     lam: torch.Tensor | None = None,
 ) -> _State:
-    fused = fused_evaluate(Ch, beta, kind, row_tol, guess) if kind > 0 else None
+    fused = fused_evaluate(Ch.a, Ch.y, beta, kind, row_tol, guess) if kind > 0 else None
     if fused is not None:
         alpha, s, col, qs = fused
         J = alpha.sum(-1) + (b * beta).sum(-1) - qs / (kind + 1)
     else:
-        X = beta.unsqueeze(-2) - Ch
+        X = beta.unsqueeze(-2) - Ch.dense()
         alpha = row_potentials(X, kind, row_tol, guess)
         s = X.add_(alpha.unsqueeze(-1))
         Q = plan(s, kind)
@@ -199,7 +220,7 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
     return d, -apply_d(d) / r
 
 
-def _newton_step(Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: float) -> _State:
+def _newton_step(Ch: Cost, b: torch.Tensor, st: _State, kind: int, tol: float) -> _State:
     """One damped Newton step on every batch element of ``st`` (Armijo backtracking).
 
     Updates ``st`` in place (accepted elements only) and returns it.
@@ -216,7 +237,7 @@ def _newton_step(Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: 
         full = bool(pending.all())
         idx = torch.arange(pending.numel(), device=t.device) if full else pending.nonzero()[:, 0]
 
-        def sel(x: torch.Tensor, idx: torch.Tensor = idx, full: bool = full) -> torch.Tensor:
+        def sel(x: Any, idx: torch.Tensor = idx, full: bool = full) -> Any:
             return x if full else x[idx]
 
         ti = sel(t).unsqueeze(-1)
@@ -243,7 +264,7 @@ def _newton_step(Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: 
 
 
 def _newton(
-    Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: float, budget: int
+    Ch: Cost, b: torch.Tensor, st: _State, kind: int, tol: float, budget: int
 ) -> tuple[_State, int]:
     """Newton iterations on the elements with ``err > tol``; returns the state and steps used."""
     used = 0
@@ -374,7 +395,7 @@ def solve(
         sol, status = _sinkhorn(a, y, b, beta0, tol, opts.max_iter, normalise)
         if status == "converged":
             return sol
-        Ch, b = (a.unsqueeze(-1) * y).double(), b.double()
+        Ch, b = Cost(a.double(), y.double(), (a.unsqueeze(-1) * y).double()), b.double()
         beta = sol.beta if status != "overflow" or beta0 is None else beta0
         st = _evaluate(Ch, b, beta.double(), 0, _row_tol(tol, torch.float64))
         st, more = _newton(Ch, b, st, 0, tol, opts.max_iter - sol.iters)
@@ -388,7 +409,7 @@ def solve(
                 guess, start, used = band_presolve(
                     a, y, b, kind, tol, row_tol, opts.max_iter, beta0
                 )
-        Ch = a.unsqueeze(-1) * y
+        Ch = Cost(a, y)
         st = _evaluate(Ch, b, start, kind, row_tol, guess)
         st, more = _newton(Ch, b, st, kind, tol, opts.max_iter - used)
         used += more
