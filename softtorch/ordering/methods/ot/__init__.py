@@ -5,11 +5,17 @@ The formulation (marginals, cost, regularisers, anchors for sort / rank / top-k)
 
 * :mod:`._linalg`: the regularised Schur-complement systems of the Newton steps and of the
   implicit backward (dense Cholesky, matrix-free CG).
-* :mod:`._dual`: the plan ``phi``, its derivative and the row potentials, shared by both solvers.
+* :mod:`._dual`: the plan ``phi``, its derivative and the row potentials, shared by both solvers,
+  with the numba kernels of :mod:`._dual_numba` (fused p-norm semi-dual evaluation, plans and
+  curvatures stored on each row's span of nonzeros) and their torch fallbacks.
+* :mod:`._lowrank`: entropic kernel sums for the rank-one cost by blockwise Taylor expansion
+  (log-domain Sinkhorn and plan mat-vecs without the ``n x m`` kernel).
 * :mod:`._band`: the banded pre-solver for p-norm problems with many anchors (a warm start).
 * :mod:`._solver`: stabilised Sinkhorn (entropic) and the semi-dual Newton solver (all modes).
 * :mod:`._autograd`: the plan as an ``autograd.Function`` with implicit differentiation.
 * :mod:`._logplan`: the entropic log-plan (``return_log_probs=True``).
+* :mod:`._contract`: soft sorted values and ranks as mat-vecs with the plan (no ``n x m``
+  output), with the implicit backward specialised to their rank-one upstream gradients.
 * :mod:`._ops`: the solver and the backward Schur solve as ``torch.library`` custom ops.
 * :mod:`.method`: option parsing, :func:`ot_plan` and the :class:`OT` ordering method.
 """

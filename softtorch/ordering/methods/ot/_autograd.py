@@ -55,7 +55,8 @@ from typing import Any
 
 import torch
 
-from ._dual import curvature, plan
+from . import _lowrank as lowrank
+from ._dual import curvature, dense_plan, plan
 from ._linalg import schur_solve
 from ._solver import SolverOptions, solve
 
@@ -85,18 +86,31 @@ def solve_plan(
     opts: SolverOptions,
     beta0: torch.Tensor | None,
     normalise: str,
+    want_plan: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Run the solver on plain (detached) tensors: ``(Q, alpha, beta)``, ``Q`` in ``a``'s dtype and
-    the potentials in the work dtype."""
+    the potentials in the work dtype (float64 from the blockwise Sinkhorn of :mod:`._lowrank`).
+    ``want_plan=False`` returns an empty ``Q`` where the solver did not form it anyway."""
     cmax = float(a.abs().amax()) * float(y.abs().amax())
     dtype = work_dtype(a.dtype, cmax, opts.tol, kind)
     floor = 16 * torch.finfo(torch.float64).eps * cmax  # rounding level of the slacks
     if floor > opts.tol:
         opts = SolverOptions(tol=floor, max_iter=opts.max_iter, what=opts.what)
+    if kind == 0 and lowrank.eligible(a, y):  # blockwise log-domain Sinkhorn (._lowrank)
+        pot = lowrank.sinkhorn(a, y, b, beta0, opts.tol, opts.max_iter, normalise)
+        if pot is not None:
+            alpha, beta = pot
+            if not want_plan:
+                return a.new_empty(0), alpha, beta
+            return entropic_plan(a, y, alpha, beta, dtype), alpha, beta
     aw, yw, bw = a.to(dtype), y.to(dtype), b.to(dtype)
     start = None if beta0 is None else beta0.to(dtype)
     sol = solve(aw, yw, bw, kind, opts, start, normalise)
     Q = sol.Q
+    if Q is None and not want_plan:
+        Q = a.new_empty(0)
+    elif Q is None and kind > 0:
+        Q = dense_plan(aw, yw, sol.alpha, sol.beta, kind, bw, normalise, a.dtype)
     if Q is None:
         s = _slacks(aw.to(sol.alpha.dtype), yw.to(sol.alpha.dtype), sol.alpha, sol.beta)
         Q = plan(s, kind)
@@ -107,6 +121,22 @@ def solve_plan(
             Q = Q / Q.sum(-1, keepdim=True).clamp_min(tiny)
     # beta may be the warm start itself (an input): return a fresh tensor
     return Q.to(a.dtype), sol.alpha, sol.beta.clone()
+
+
+def entropic_plan(
+    a: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, dtype: torch.dtype
+) -> torch.Tensor:
+    """``exp(alpha + beta - a y^T)`` in ``a``'s dtype, its slacks formed in ``dtype`` (row blocks
+    when ``dtype`` is wider, so no full-size temporary of the wider dtype is built)."""
+    if dtype == a.dtype:
+        return _slacks(a, y.to(dtype), alpha.to(dtype), beta.to(dtype)).exp_()
+    B, n = a.shape
+    out = a.new_empty(B, n, y.shape[-1])
+    step = max(1, (1 << 22) // max(1, B * y.shape[-1]))
+    aw, yw, al, be = a.to(dtype), y.to(dtype), alpha.to(dtype), beta.to(dtype)
+    for i in range(0, n, step):
+        out[:, i : i + step] = _slacks(aw[:, i : i + step], yw, al[:, i : i + step], be).exp_()
+    return out
 
 
 def _slacks(
@@ -232,7 +262,7 @@ class Potentials(torch.autograd.Function):
         beta0: torch.Tensor | None,
         normalise: str,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        _, alpha, beta = solve_plan(a.detach(), y, b, kind, opts, beta0, normalise)
+        _, alpha, beta = solve_plan(a.detach(), y, b, kind, opts, beta0, normalise, False)
         return alpha, beta
 
     @staticmethod

@@ -20,11 +20,26 @@ from dataclasses import dataclass
 
 import torch
 
-from ._dual import _ARMIJO, _LAM0, _LAM_MAX, _LAM_MIN, _LS_MAX, curvature, plan, row_potentials
+from ._dual import (
+    _ARMIJO,
+    _LAM0,
+    _LAM_MAX,
+    _LAM_MIN,
+    _LS_MAX,
+    best_anchor,
+    curvature,
+    numba_ok,
+    plan,
+    row_potentials,
+)
 from ._linalg import cg
 
 _W0 = 64
 _MAX_FILL = 0.5
+#: With the numba kernels of :mod:`._dual_numba` and at most ``_DENSE_CHEAP`` anchors the dense
+#: solver is cheap enough that the windows only pay off for short supports.
+_MAX_FILL_NUMBA = 0.125
+_DENSE_CHEAP = 2048
 _MAX_REWINDOW = 8
 
 
@@ -105,7 +120,9 @@ class _Problem:
         center = st.start + torch.where(hi >= lo, (lo + hi) // 2, W // 2)
         width = int((hi - lo + 1).clamp_min(0).amax())
         W_new = max(2 * width + 16, W + (W // 2 if bool(st.edge.any()) else 0))
-        if W_new > self.m * _MAX_FILL:  # too wide to pay off: leave the rest to the dense solver
+        small = self.m <= _DENSE_CHEAP and numba_ok(st.s.new_empty(0))
+        fill = _MAX_FILL_NUMBA if small else _MAX_FILL
+        if W_new > self.m * fill:  # too wide to pay off: leave the rest to the dense solver
             return None
         return self.windows(center, W_new)
 
@@ -185,7 +202,7 @@ def band_presolve(
     order = torch.argsort(y)
     pb = _Problem(a, y[order], b[order], kind, row_tol)
     beta = beta0[:, order]
-    center = (beta.unsqueeze(-2) - a.unsqueeze(-1) * pb.y).argmax(-1)  # best anchor of each row
+    center = best_anchor(a, pb.y, beta)  # best anchor of each row
     st = pb.evaluate(beta, *pb.windows(center, min(pb.m, _W0)))
     lam = torch.full_like(st.obj, _LAM0)
     used = rewindows = 0

@@ -11,8 +11,16 @@ Newton solvers live here too, so the dense and the banded solver share one set.
 
 from __future__ import annotations
 
+import importlib.util
+
 import torch
 
+from ..permutahedron import _kernel_guard
+
+#: Whether numba is installed (checked without importing it), and whether to use it (tests
+#: switch it off to check the torch version).
+HAS_NUMBA: bool = importlib.util.find_spec("numba") is not None
+USE_NUMBA = True
 #: Newton iterations of :func:`row_potentials` (monotone convergence, usually a handful).
 _ROW_MAX_ITER = 60
 #: Backtracking steps of the Armijo line search and its sufficient-increase constant.
@@ -51,10 +59,32 @@ def row_potentials(
     convex and increasing, so from any point with ``F' > 0`` one Newton step lands at or above
     the root and the iterates then decrease monotonically to it (for ``k = 1`` after finitely
     many steps, one per change of the active set). Starts from ``guess`` where it has an active
-    entry and from ``1 - max_j X_ij`` (a point above the root) elsewhere.
+    entry and from ``1 - max_j X_ij`` (a point above the root) elsewhere. On CPU (float64) the
+    rows run one by one in a numba kernel (:mod:`._dual_numba`), each stopping when it has
+    converged; elsewhere, or if numba is missing or fails to compile, in batched torch passes.
     """
     if kind == 0:
         return -torch.logsumexp(X, -1)
+    if USE_NUMBA and HAS_NUMBA and X.device.type == "cpu" and X.dtype == torch.float64:
+
+        def kernel() -> torch.Tensor:
+            from . import _dual_numba  # numba imported on first use
+
+            Xn = X.detach().reshape(-1, X.shape[-1]).contiguous().numpy()
+            g = guess.detach().reshape(-1).contiguous().numpy() if guess is not None else Xn[:, 0]
+            out = _dual_numba.row_potentials(Xn, kind, tol, g, guess is not None, _ROW_MAX_ITER)
+            return torch.from_numpy(out).view(X.shape[:-1])
+
+        return _kernel_guard.guarded(
+            "OT row potentials", kernel, lambda: _row_potentials_torch(X, kind, tol, guess), "torch"
+        )
+    return _row_potentials_torch(X, kind, tol, guess)
+
+
+def _row_potentials_torch(
+    X: torch.Tensor, kind: int, tol: float, guess: torch.Tensor | None
+) -> torch.Tensor:
+    """The batched torch version of :func:`row_potentials` for ``kind > 0``."""
     start = 1.0 - X.amax(-1)
     alpha = start
     if guess is not None:
@@ -77,3 +107,213 @@ def row_potentials(
             break
         alpha = torch.where(dF > 0, alpha - res / torch.where(dF > 0, dF, 1.0), start)
     return alpha
+
+
+def numba_ok(*ts: torch.Tensor) -> bool:
+    """Whether the numba kernels of :mod:`._dual_numba` run on ``ts`` (CPU, float64)."""
+    return (
+        USE_NUMBA
+        and HAS_NUMBA
+        and all(t.device.type == "cpu" and t.dtype == torch.float64 for t in ts)
+    )
+
+
+def fused_evaluate(
+    a: torch.Tensor,
+    y: torch.Tensor,
+    beta: torch.Tensor,
+    kind: int,
+    tol: float,
+    guess: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """The dense p-norm semi-dual evaluation for the cost ``a y^T`` (``(B, n)``, ``(m,)``) in one
+    numba pass per row (:mod:`._dual_numba`): ``(alpha, s, Q^T 1, sum_ij Q s)``, or ``None``
+    where the kernel does not apply (the caller then runs the torch ops)."""
+    if kind == 0 or not numba_ok(a, y, beta) or a.dim() != 2:
+        return None
+
+    def kernel() -> tuple[torch.Tensor, ...]:
+        from . import _dual_numba  # numba imported on first use
+
+        g = guess if guess is not None else a
+        out = _dual_numba.evaluate(
+            a.detach().contiguous().numpy(),
+            y.detach().contiguous().numpy(),
+            beta.detach().contiguous().numpy(),
+            kind,
+            tol,
+            g.detach().to(torch.float64).contiguous().numpy(),
+            guess is not None,
+            _ROW_MAX_ITER,
+        )
+        return tuple(torch.from_numpy(t) for t in out)
+
+    return _kernel_guard.guarded("OT semi-dual", kernel, lambda: None, "torch")  # type: ignore[return-value]
+
+
+class BandedCurvature:
+    """``D = phi'(s)`` ``(B, n, m)`` stored on each row's span of nonzeros (numba kernels of
+    :mod:`._dual_numba`): mat-vecs cost the support of the plan, not ``n m``.
+
+    Attributes:
+        r: row sums ``D 1`` ``(B, n)`` (float64).
+        c: column sums ``D^T 1`` ``(B, m)`` (float64).
+    """
+
+    def __init__(self, parts: tuple[torch.Tensor, ...], m: int):
+        self._lo, self._ptr, self._vals, self.r, self.c = parts
+        self._m = m
+
+    def mv(self, v: torch.Tensor) -> torch.Tensor:
+        """``D v`` ``(B, n)`` for ``v`` ``(B, m)`` (float64)."""
+        return band_mv(self._lo, self._ptr, self._vals, v)
+
+    def rmv(self, u: torch.Tensor) -> torch.Tensor:
+        """``D^T u`` ``(B, m)`` for ``u`` ``(B, n)`` (float64)."""
+        return band_rmv(self._lo, self._ptr, self._vals, u, self._m)
+
+    def normal(self, v: torch.Tensor, rinv: torch.Tensor) -> torch.Tensor:
+        """``D^T diag(rinv) D v`` ``(B, m)`` in one pass (float64)."""
+        from . import _dual_numba  # numba imported on first use
+
+        vv = v.detach().to(torch.float64).contiguous().numpy()
+        ri = rinv.detach().to(torch.float64).contiguous().numpy()
+        lo, ptr, vals = self._lo.numpy(), self._ptr.numpy(), self._vals.numpy()
+        return torch.from_numpy(_dual_numba.band_normal_mv(lo, ptr, vals, ri, vv, self._m))
+
+
+def band_mv(
+    lo: torch.Tensor, ptr: torch.Tensor, vals: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """``A v`` for a row-span matrix ``(lo, ptr, vals)`` (:mod:`._dual_numba`); ``v`` ``(B, m)``
+    or ``(B, m, r)`` (float64)."""
+    from . import _dual_numba  # numba imported on first use
+
+    if v.dim() == 3:
+        return torch.stack([band_mv(lo, ptr, vals, v[..., k]) for k in range(v.shape[-1])], -1)
+    vv = v.detach().to(torch.float64).contiguous().numpy()
+    return torch.from_numpy(_dual_numba.band_mv(lo.numpy(), ptr.numpy(), vals.numpy(), vv))
+
+
+def band_rmv(
+    lo: torch.Tensor, ptr: torch.Tensor, vals: torch.Tensor, u: torch.Tensor, m: int
+) -> torch.Tensor:
+    """``A^T u`` for a row-span matrix ``(lo, ptr, vals)``; ``u`` ``(B, n)`` or ``(B, n, r)``."""
+    from . import _dual_numba  # numba imported on first use
+
+    if u.dim() == 3:
+        return torch.stack([band_rmv(lo, ptr, vals, u[..., k], m) for k in range(u.shape[-1])], -1)
+    uu = u.detach().to(torch.float64).contiguous().numpy()
+    return torch.from_numpy(_dual_numba.band_rmv(lo.numpy(), ptr.numpy(), vals.numpy(), uu, m))
+
+
+class BandedPlan:
+    """The p-norm plan ``Q = phi(s)`` and curvature ``D = phi'(s)`` of given potentials on each
+    row's span of positive slacks (:func:`._dual_numba.band_plan`), as mat-vec operators:
+    ``mv`` / ``rmv`` apply ``D`` / ``D^T``, ``qmv`` / ``qrmv`` apply ``Q`` / ``Q^T``."""
+
+    def __init__(
+        self,
+        a: torch.Tensor,
+        y: torch.Tensor,
+        alpha: torch.Tensor,
+        beta: torch.Tensor,
+        kind: int,
+    ):
+        from . import _dual_numba  # numba imported on first use
+
+        def np64(t: torch.Tensor) -> object:
+            return t.detach().to(torch.float64).contiguous().numpy()
+
+        parts = _dual_numba.band_plan(np64(a), np64(y), np64(alpha), np64(beta), kind)
+        self._lo, self._ptr, self._q, self._d = (torch.from_numpy(t) for t in parts)
+        self._m = y.shape[-1]
+
+    def mv(self, v: torch.Tensor) -> torch.Tensor:
+        return band_mv(self._lo, self._ptr, self._d, v)
+
+    def rmv(self, u: torch.Tensor) -> torch.Tensor:
+        return band_rmv(self._lo, self._ptr, self._d, u, self._m)
+
+    def qmv(self, v: torch.Tensor) -> torch.Tensor:
+        return band_mv(self._lo, self._ptr, self._q, v)
+
+    def qrmv(self, u: torch.Tensor) -> torch.Tensor:
+        return band_rmv(self._lo, self._ptr, self._q, u, self._m)
+
+
+def banded_curvature(s: torch.Tensor, kind: int) -> BandedCurvature | None:
+    """:class:`BandedCurvature` of the slacks ``s`` ``(B, n, m)`` (``kind > 0``, CPU float64),
+    or ``None`` where the kernels do not apply (the caller then uses the dense ``D``)."""
+    if kind == 0 or not numba_ok(s) or s.dim() != 3:
+        return None
+
+    def kernel() -> BandedCurvature:
+        from . import _dual_numba  # numba imported on first use
+
+        parts = _dual_numba.band_curvature(s.detach().contiguous().numpy(), kind)
+        band = BandedCurvature(tuple(torch.from_numpy(t) for t in parts), s.shape[-1])
+        band.mv(band.r[:, :0].new_zeros(s.shape[0], s.shape[-1]))  # compile the mat-vecs here
+        band.rmv(band.r)
+        band.normal(band.r[:, :0].new_zeros(s.shape[0], s.shape[-1]), band.r)
+        return band
+
+    return _kernel_guard.guarded("OT banded curvature", kernel, lambda: None, "torch")  # type: ignore[return-value]
+
+
+def dense_plan(
+    a: torch.Tensor,
+    y: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    kind: int,
+    b: torch.Tensor,
+    normalise: str,
+    dtype: torch.dtype,
+) -> torch.Tensor | None:
+    """The rescaled p-norm plan ``(B, n, m)`` in ``dtype`` from the potentials in one numba pass
+    (:func:`._dual_numba.dense_plan`), or ``None`` where the kernel does not apply."""
+    if kind == 0 or not numba_ok(alpha, beta) or a.device.type != "cpu":
+        return None
+
+    def kernel() -> torch.Tensor:
+        from . import _dual_numba  # numba imported on first use
+
+        def np64(t: torch.Tensor) -> object:
+            return t.detach().to(torch.float64).contiguous().numpy()
+
+        out = torch.empty(*a.shape, y.shape[-1], dtype=dtype)
+        _dual_numba.dense_plan(
+            np64(a),
+            np64(y),
+            np64(alpha),
+            np64(beta),
+            kind,
+            np64(b),
+            normalise == "col",
+            out.numpy(),
+        )
+        return out
+
+    return _kernel_guard.guarded("OT plan", kernel, lambda: None, "torch")  # type: ignore[return-value]
+
+
+def best_anchor(a: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+    """``argmax_j (beta_j - a_i y_j)`` ``(B, n)`` (first maximum): one numba pass on CPU
+    float64, the dense torch ``argmax`` elsewhere."""
+
+    def fallback() -> torch.Tensor:
+        return (beta.unsqueeze(-2) - a.unsqueeze(-1) * y).argmax(-1)
+
+    if not numba_ok(a, y, beta):
+        return fallback()
+
+    def kernel() -> torch.Tensor:
+        from . import _dual_numba  # numba imported on first use
+
+        def np64(t: torch.Tensor) -> object:
+            return t.detach().contiguous().numpy()
+
+        return torch.from_numpy(_dual_numba.best_anchor(np64(a), np64(y), np64(beta)))
+
+    return _kernel_guard.guarded("OT best anchor", kernel, fallback, "torch")

@@ -81,11 +81,13 @@ def cg(
     shift: torch.Tensor,
     rtol: float,
     max_iter: int,
+    apply_normal: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Preconditioned CG on the regularised Schur system, matrix-free.
 
     ``apply_d(v)`` computes ``D v`` ``(B, n)`` and ``apply_dt(u)`` computes ``D^T u`` ``(B, m)``;
-    ``c = D^T 1``, ``r = D 1``. Returns the solution and the mask of unconverged elements.
+    ``c = D^T 1``, ``r = D 1``; ``apply_normal(v, 1 / r)``, if given, computes
+    ``D^T diag(1 / r) D v`` in one go. Returns the solution and the mask of unconverged elements.
     """
     gamma, delta = _regularisers(c)
     delta = delta + shift
@@ -98,7 +100,10 @@ def cg(
     tiny = torch.finfo(rhs.dtype).tiny
 
     def matvec(v: torch.Tensor) -> torch.Tensor:
-        out = apply_dt(apply_d(v).mul_(rinv)).neg_()  # -D^T (D v / r)
+        if apply_normal is not None:
+            out = apply_normal(v, rinv).neg_()
+        else:
+            out = apply_dt(apply_d(v).mul_(rinv)).neg_()  # -D^T (D v / r)
         return out.addcmul_(cd, v).addcmul_(g, v.sum(-1, keepdim=True))
 
     x = torch.zeros_like(rhs)

@@ -35,6 +35,10 @@ With ``m >= BAND_MIN`` anchors the p-norm solver first runs the banded pre-solve
 :mod:`._band` (the plans' supports are short intervals of anchors) and then checks / polishes
 its result on the full problem.
 
+On CPU the p-norm solver's dense passes run in the numba kernels of :mod:`._dual_numba` (one
+pass per row for the semi-dual evaluation; the Newton systems' CG on each row's span of nonzero
+curvatures), with the torch ops as fallback.
+
 Convergence is measured as the largest column-marginal error ``max_j |(Q^T 1)_j - b_j|`` (rows are
 exact by construction). Non-convergence emits :class:`OTConvergenceWarning`.
 """
@@ -44,12 +48,24 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from ._band import band_presolve
-from ._dual import _ARMIJO, _LAM0, _LAM_MAX, _LAM_MIN, _LS_MAX, curvature, plan, row_potentials
-from ._linalg import DENSE_MAX, schur_solve
+from ._dual import (
+    _ARMIJO,
+    _LAM0,
+    _LAM_MAX,
+    _LAM_MIN,
+    _LS_MAX,
+    banded_curvature,
+    curvature,
+    fused_evaluate,
+    plan,
+    row_potentials,
+)
+from ._linalg import DENSE_MAX, cg, schur_solve
 
 #: Largest ``|Chat|`` for which Sinkhorn starts from the plain kernel ``exp(-Chat)`` (finite and
 #: far from underflow in float32); larger costs start from the warm-start potentials.
@@ -108,8 +124,28 @@ class _State:
 _FIELDS = ("beta", "alpha", "s", "col", "J", "err", "lam")
 
 
+class Cost:
+    """The scaled cost ``Chat = a y^T`` of a batch: rows ``a`` ``(B, n)``, anchors ``y`` ``(m,)``,
+    and optionally the dense ``Chat`` already formed (built on demand otherwise; the numba
+    evaluation of :mod:`._dual_numba` never needs it)."""
+
+    def __init__(self, a: torch.Tensor, y: torch.Tensor, dense: torch.Tensor | None = None):
+        self.a, self.y, self._dense = a, y, dense
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.a.dtype
+
+    def dense(self) -> torch.Tensor:
+        """``Chat`` ``(B, n, m)``."""
+        return self._dense if self._dense is not None else self.a.unsqueeze(-1) * self.y
+
+    def __getitem__(self, idx: torch.Tensor) -> Cost:
+        return Cost(self.a[idx], self.y, None if self._dense is None else self._dense[idx])
+
+
 def _evaluate(
-    Ch: torch.Tensor,
+    Ch: Cost,
     b: torch.Tensor,
     beta: torch.Tensor,
     kind: int,
@@ -117,14 +153,19 @@ def _evaluate(
     guess: torch.Tensor | None = None,
     lam: torch.Tensor | None = None,
 ) -> _State:
-    X = beta.unsqueeze(-2) - Ch
-    alpha = row_potentials(X, kind, row_tol, guess)
-    s = X.add_(alpha.unsqueeze(-1))
-    Q = plan(s, kind)
-    col = Q.sum(-2)
-    J = alpha.sum(-1) + (b * beta).sum(-1)
-    if kind > 0:  # Q vanishes where s < 0, so sum(Q s) = sum(s_+^(k+1))
-        J = J - (Q * s).sum((-1, -2)) / (kind + 1)
+    fused = fused_evaluate(Ch.a, Ch.y, beta, kind, row_tol, guess) if kind > 0 else None
+    if fused is not None:
+        alpha, s, col, qs = fused
+        J = alpha.sum(-1) + (b * beta).sum(-1) - qs / (kind + 1)
+    else:
+        X = beta.unsqueeze(-2) - Ch.dense()
+        alpha = row_potentials(X, kind, row_tol, guess)
+        s = X.add_(alpha.unsqueeze(-1))
+        Q = plan(s, kind)
+        col = Q.sum(-2)
+        J = alpha.sum(-1) + (b * beta).sum(-1)
+        if kind > 0:  # Q vanishes where s < 0, so sum(Q s) = sum(s_+^(k+1))
+            J = J - (Q * s).sum((-1, -2)) / (kind + 1)
     if lam is None:
         lam = torch.full_like(alpha[..., 0], _LAM0)
     return _State(beta, alpha, s, col, J, (col - b).abs().amax(-1), lam)
@@ -143,19 +184,32 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
     Levenberg-Marquardt damping keeps such steps finite and adapts to the line-search outcome.
     Columns without any active entry get the step that makes their best entry active.
     """
-    D = curvature(st.s, kind)
-    r = D.sum(-1).clamp_min(torch.finfo(D.dtype).tiny)
-    c = D.sum(-2)
+    m = st.s.shape[-1]
+    band = banded_curvature(st.s, kind) if kind > 0 and m > DENSE_MAX else None
     g = b - st.col
-    shift = st.lam * c.mean(-1)
-    if D.shape[-1] > DENSE_MAX:  # an inexact direction suffices: run the CG in float32
-        f32 = torch.float32
-        d = schur_solve(
-            D.to(f32), r.to(f32), g.to(f32), shift=shift.to(f32), rtol=1e-4, max_iter=200
-        )
-        d = d.to(D.dtype)
+    if band is not None:  # matrix-free CG on the plan's support (numba)
+        r = band.r.clamp_min(torch.finfo(band.r.dtype).tiny)
+        c = band.c
+        shift = st.lam * c.mean(-1)
+        d, _ = cg(band.mv, band.rmv, c, r, g, shift, 1e-4, 200, band.normal)
+        apply_d = band.mv
     else:
-        d = schur_solve(D, r, g, shift=shift, rtol=1e-4, max_iter=200)
+        D = curvature(st.s, kind)
+        r = D.sum(-1).clamp_min(torch.finfo(D.dtype).tiny)
+        c = D.sum(-2)
+        shift = st.lam * c.mean(-1)
+        if m > DENSE_MAX:  # an inexact direction suffices: run the CG in float32
+            f32 = torch.float32
+            d = schur_solve(
+                D.to(f32), r.to(f32), g.to(f32), shift=shift.to(f32), rtol=1e-4, max_iter=200
+            )
+            d = d.to(D.dtype)
+        else:
+            d = schur_solve(D, r, g, shift=shift, rtol=1e-4, max_iter=200)
+
+        def apply_d(v: torch.Tensor) -> torch.Tensor:
+            return torch.bmm(D, v.unsqueeze(-1)).squeeze(-1)
+
     if kind > 0:
         empty = c <= 0
         if bool(empty.any()):
@@ -163,10 +217,10 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
             d = d - (d * live).sum(-1, keepdim=True) / live.sum(-1, keepdim=True).clamp_min(1)
             lift = (b / st.s.shape[-2]) ** (1.0 / kind) - st.s.amax(-2)
             d = torch.where(empty, lift, d)
-    return d, -torch.bmm(D, d.unsqueeze(-1)).squeeze(-1) / r
+    return d, -apply_d(d) / r
 
 
-def _newton_step(Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: float) -> _State:
+def _newton_step(Ch: Cost, b: torch.Tensor, st: _State, kind: int, tol: float) -> _State:
     """One damped Newton step on every batch element of ``st`` (Armijo backtracking).
 
     Updates ``st`` in place (accepted elements only) and returns it.
@@ -183,7 +237,7 @@ def _newton_step(Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: 
         full = bool(pending.all())
         idx = torch.arange(pending.numel(), device=t.device) if full else pending.nonzero()[:, 0]
 
-        def sel(x: torch.Tensor, idx: torch.Tensor = idx, full: bool = full) -> torch.Tensor:
+        def sel(x: Any, idx: torch.Tensor = idx, full: bool = full) -> Any:
             return x if full else x[idx]
 
         ti = sel(t).unsqueeze(-1)
@@ -210,7 +264,7 @@ def _newton_step(Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: 
 
 
 def _newton(
-    Ch: torch.Tensor, b: torch.Tensor, st: _State, kind: int, tol: float, budget: int
+    Ch: Cost, b: torch.Tensor, st: _State, kind: int, tol: float, budget: int
 ) -> tuple[_State, int]:
     """Newton iterations on the elements with ``err > tol``; returns the state and steps used."""
     used = 0
@@ -341,7 +395,7 @@ def solve(
         sol, status = _sinkhorn(a, y, b, beta0, tol, opts.max_iter, normalise)
         if status == "converged":
             return sol
-        Ch, b = (a.unsqueeze(-1) * y).double(), b.double()
+        Ch, b = Cost(a.double(), y.double(), (a.unsqueeze(-1) * y).double()), b.double()
         beta = sol.beta if status != "overflow" or beta0 is None else beta0
         st = _evaluate(Ch, b, beta.double(), 0, _row_tol(tol, torch.float64))
         st, more = _newton(Ch, b, st, 0, tol, opts.max_iter - sol.iters)
@@ -355,7 +409,7 @@ def solve(
                 guess, start, used = band_presolve(
                     a, y, b, kind, tol, row_tol, opts.max_iter, beta0
                 )
-        Ch = a.unsqueeze(-1) * y
+        Ch = Cost(a, y)
         st = _evaluate(Ch, b, start, kind, row_tol, guess)
         st, more = _newton(Ch, b, st, kind, tol, opts.max_iter - used)
         used += more

@@ -51,6 +51,12 @@ renormalisation); defaults ``1e-4`` (float32 and lower precisions) / ``1e-9`` (f
 at the rounding level of ``C / eps``. Defaults for the caps: 1000 Sinkhorn (+ Newton)
 iterations, 200 Newton iterations. Hitting a cap emits :class:`OTConvergenceWarning`.
 
+Sort values and ranks (``sort`` without soft indices, ``rank``, and the values next to the soft
+indices of ``sort``) contract the plan without forming it where that pays off
+(:mod:`._contract`): the entropic plan through the blockwise sums of :mod:`._lowrank` (when the
+cost range needs few blocks), the p-norm plans on their row spans (numba). The entropic solver
+then runs as blockwise log-domain Sinkhorn (the same iterates as the dense one, float64).
+
 Precision: float32 (and lower-precision, computed in float32) inputs are solved in float32 when
 ``max |C / eps|`` is small enough for float32 to reach the tolerance, otherwise in float64; the
 p-norm solver and the entropic Newton fallback always run in float64. Outputs have the input
@@ -64,6 +70,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -72,7 +79,10 @@ from torch._subclasses.fake_tensor import is_fake  # torch internal, checked on 
 from ...._checks import as_float, check_mode, check_softness
 from ....simplex import is_concrete
 from ..._base import OrderingMethod, Softness, register
-from ._autograd import OTPlan, transform_plan
+from . import _lowrank as lowrank
+from ._autograd import OTPlan, Potentials, transform_plan
+from ._contract import OTContract
+from ._dual import numba_ok
 from ._logplan import OTLogPlan
 from ._ops import traced_plan
 from ._solver import OTConvergenceWarning, SolverOptions
@@ -137,34 +147,39 @@ def _hard_beta(zc: torch.Tensor, yc: torch.Tensor, b: torch.Tensor) -> torch.Ten
     return beta
 
 
-def ot_plan(
+@dataclass
+class _Setup:
+    """The solver inputs of :func:`ot_plan` for a batch of rows (``(B, n)``, ``B >= 1``)."""
+
+    a: torch.Tensor  # (B, n) scaled centred scores -2 (z - mean z) / softness (work dtype)
+    yc: torch.Tensor  # (m,) centred anchors
+    bw: torch.Tensor  # (m,) capacities
+    kind: int
+    opts: SolverOptions
+    beta0: torch.Tensor  # (B, m) warm start (float64)
+    bad: torch.Tensor  # (B, 1) rows with NaN / inf
+
+
+def _setup(
     z: torch.Tensor,
     anchors: torch.Tensor,
     b: torch.Tensor,
     softness: Softness,
     mode: str,
     options: dict[str, Any] | None,
-    normalise: str = "col",
-    log: bool = False,
-) -> torch.Tensor:
-    """Regularised plan ``Q`` (permutation units, ``(..., n, m)``) from ``z`` to the anchors.
-
-    ``normalise`` picks which marginal is made exact by rescaling: ``"col"`` (anchors; used for
-    soft permutations) or ``"row"`` (inputs; used for ranks). ``log=True`` (``smooth`` only)
-    returns ``log Q`` computed from the dual slacks (:mod:`._logplan`).
-    """
+    log: bool,
+) -> _Setup | None:
+    """Validate the arguments and build the solver inputs; ``None`` for the trivial sizes
+    (no rows, ``n = 0`` or ``n = 1``) that :func:`ot_plan` answers directly."""
     mode = check_mode(mode, tuple(_KIND))
     softness = check_softness(softness)
     z = as_float(z, "z")
     work = z if z.dtype in (torch.float32, torch.float64) else z.float()
     opts = parse_options(options, mode, work.dtype)
-    n, m = z.shape[-1], anchors.numel()
-    batch = z.shape[:-1]
+    n = z.shape[-1]
     flat = work.reshape(-1, n) if n else work
-    if flat.shape[0] == 0 or n == 0:
-        return z.new_zeros(*batch, n, m)
-    if n == 1:  # a single input fills the single anchor; keep the graph (zero gradient, NaN kept)
-        return (z * 0 + (0 if log else 1)).unsqueeze(-1).expand(*batch, 1, m)
+    if flat.shape[0] == 0 or n <= 1:
+        return None
     if isinstance(softness, torch.Tensor):
         if is_concrete(softness):  # check_softness skips tensors that require grad
             value = float(softness.detach())
@@ -182,7 +197,50 @@ def ot_plan(
     a = zc * (-2.0 / softness)  # Chat_ij = a_i * yc_j
     with torch.no_grad():  # warm start from the same (rounded) costs, in float64
         beta0 = _hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
-    kind = _KIND[mode]
+    return _Setup(a, yc, bw, _KIND[mode], opts, beta0, bad)
+
+
+def ot_plan(
+    z: torch.Tensor,
+    anchors: torch.Tensor,
+    b: torch.Tensor,
+    softness: Softness,
+    mode: str,
+    options: dict[str, Any] | None,
+    normalise: str = "col",
+    log: bool = False,
+) -> torch.Tensor:
+    """Regularised plan ``Q`` (permutation units, ``(..., n, m)``) from ``z`` to the anchors.
+
+    ``normalise`` picks which marginal is made exact by rescaling: ``"col"`` (anchors; used for
+    soft permutations) or ``"row"`` (inputs; used for ranks). ``log=True`` (``smooth`` only)
+    returns ``log Q`` computed from the dual slacks (:mod:`._logplan`).
+    """
+    return _plan(z, anchors, b, softness, mode, options, normalise, log)[0]
+
+
+def _plan(
+    z: torch.Tensor,
+    anchors: torch.Tensor,
+    b: torch.Tensor,
+    softness: Softness,
+    mode: str,
+    options: dict[str, Any] | None,
+    normalise: str = "col",
+    log: bool = False,
+) -> tuple[torch.Tensor, tuple[_Setup, torch.Tensor, torch.Tensor] | None]:
+    """:func:`ot_plan` and, on the eager non-log path, the setup and the solver's potentials."""
+    z = as_float(z, "z")
+    st = _setup(z, anchors, b, softness, mode, options, log)
+    n, m = z.shape[-1], anchors.numel()
+    batch = z.shape[:-1]
+    if st is None:
+        if n == 1 and not z.shape.numel() == 0:
+            # a single input fills the single anchor; keep the graph (zero gradient, NaN kept)
+            return (z * 0 + (0 if log else 1)).unsqueeze(-1).expand(*batch, 1, m), None
+        return z.new_zeros(*batch, n, m), None
+    a, yc, bw, kind, opts, beta0, bad = (st.a, st.yc, st.bw, st.kind, st.opts, st.beta0, st.bad)
+    extra = None
     if _traced(a):  # torch.compile / fake tensors: the solver as opaque custom ops (._ops)
         Q = traced_plan(a, yc, bw, kind, opts, beta0, normalise, log=log)
     elif not is_concrete(a):  # torch.func transforms: differentiable Newton form (._autograd)
@@ -191,11 +249,65 @@ def ot_plan(
         if log:
             Q = OTLogPlan.apply(a, yc, bw, opts, beta0, normalise)
         else:
-            Q = OTPlan.apply(a, yc, bw, kind, opts, beta0, normalise)[0]
+            Q, alpha, beta = OTPlan.apply(a, yc, bw, kind, opts, beta0, normalise)
+            extra = (st, alpha, beta)
         if not bool(bad.any()):
-            return Q.reshape(*batch, n, m).to(z.dtype)
+            return Q.reshape(*batch, n, m).to(z.dtype), extra
     Q = torch.where(bad.unsqueeze(-1), torch.full_like(Q, math.nan), Q)
-    return Q.reshape(*batch, n, m).to(z.dtype)
+    return Q.reshape(*batch, n, m).to(z.dtype), extra
+
+
+def ot_contract(
+    z: torch.Tensor,
+    x: torch.Tensor,
+    anchors: torch.Tensor,
+    b: torch.Tensor,
+    softness: Softness,
+    mode: str,
+    options: dict[str, Any] | None,
+    normalise: str,
+    potentials: tuple[_Setup, torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor | None:
+    """``Qn^T x`` (``normalise="col"``, ``x`` like ``z``: soft sorted values) or ``Qn x``
+    (``"row"``, ``x`` ``(m,)``: soft ranks) of the plan without the ``n x m`` plan
+    (:mod:`._contract`), or ``None`` where that path does not apply (traced or
+    ``torch.func``-wrapped inputs, trivial or small sizes, entropic problems too sharp for
+    :mod:`._lowrank`, p-norm problems without the numba kernels): the caller then contracts the
+    plan of :func:`ot_plan`. ``potentials`` reuses a solve of :func:`_plan` for the same
+    problem."""
+    if _traced(z) or not is_concrete(z) or not is_concrete(x):
+        return None
+    if potentials is None:
+        st = _setup(z, anchors, b, softness, mode, options, False)
+        if st is None or _traced(st.a) or not is_concrete(st.a) or not _contractible(st):
+            return None
+        alpha, beta = Potentials.apply(
+            st.a.detach(), st.yc, st.bw, st.kind, st.opts, st.beta0, normalise
+        )
+    else:
+        st, alpha, beta = potentials
+        if not _contractible(st):
+            return None
+    n = z.shape[-1]
+    batch = z.shape[:-1]
+    good = ~st.bad
+    if normalise == "col":
+        xs = x.reshape(-1, n)
+        xs = torch.where(good, xs, torch.zeros_like(xs))
+    else:
+        xs = x.to(device=z.device)
+    out = OTContract.apply(st.a, xs, st.yc, st.bw, alpha, beta, normalise, st.kind)
+    if bool(st.bad.any()):
+        out = torch.where(good, out, torch.full_like(out, math.nan))
+    return out.reshape(*batch, out.shape[-1])
+
+
+def _contractible(st: _Setup) -> bool:
+    """Whether :func:`ot_contract` handles the problem (see there)."""
+    a = st.a.detach()
+    if st.kind == 0:
+        return lowrank.eligible(a, st.yc)
+    return a.shape[-1] * st.yc.shape[-1] >= lowrank.MIN_SIZE and numba_ok(a.double())
 
 
 def _traced(t: torch.Tensor) -> bool:
@@ -231,6 +343,47 @@ class OT(OrderingMethod):
         Q = ot_plan(z, _grid(n, z), torch.ones(n, dtype=torch.float64), softness, mode, options)
         P = Q.transpose(-1, -2)
         return P.flip(-2) if descending else P
+
+    def permute_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        n = z.shape[-1]
+        ones = torch.ones(n, dtype=torch.float64)
+        out = ot_contract(z, x, _grid(n, z), ones, softness, mode, options, "col")
+        if out is None:
+            return super().permute_values(
+                z, x, softness, mode, descending=descending, options=options
+            )
+        return out.flip(-1) if descending else out
+
+    def permutation_with_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        n = z.shape[-1]
+        grid, ones = _grid(n, z), torch.ones(n, dtype=torch.float64)
+        Q, pot = _plan(z, grid, ones, softness, mode, options)
+        P = Q.transpose(-1, -2)
+        P = P.flip(-2) if descending else P
+        out = None
+        if pot is not None:
+            out = ot_contract(z, x, grid, ones, softness, mode, options, "col", pot)
+        if out is None:
+            return P, (P @ x.unsqueeze(-1).to(P.dtype)).squeeze(-1)
+        return P, out.flip(-1) if descending else out
 
     def topk_permutation(
         self,
@@ -268,9 +421,11 @@ class OT(OrderingMethod):
     ) -> torch.Tensor:
         n = z.shape[-1]
         ones = torch.ones(n, dtype=torch.float64)
-        Q = ot_plan(z, _grid(n, z), ones, softness, mode, options, normalise="row")
-        j = torch.arange(1, n + 1, dtype=Q.dtype, device=Q.device)
-        ranks = Q @ j
+        j = torch.arange(1, n + 1, dtype=as_float(z, "z").dtype, device=z.device)
+        ranks = ot_contract(z, j, _grid(n, z), ones, softness, mode, options, "row")
+        if ranks is None:
+            Q = ot_plan(z, _grid(n, z), ones, softness, mode, options, normalise="row")
+            ranks = Q @ j.to(Q.dtype)
         return (n + 1) - ranks if descending else ranks
 
     # log-space hooks (``return_log_probs=True``): ``smooth`` uses the log-plan of the dual slacks
