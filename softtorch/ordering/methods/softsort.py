@@ -12,6 +12,9 @@ combination of ``1..n``.
 
 Large inputs are evaluated in row blocks (:func:`softtorch.simplex.chunked_rows`): ``P @ x`` and
 ranks never hold an ``n x n`` matrix for autograd, a returned ``P`` is the only ``n x n`` tensor.
+In ``smooth`` mode, large ``P @ x`` and ranks skip ``P`` altogether: the anchors are the sorted
+scores, so both are Laplace-kernel smoothings on sorted points, ``O(n)`` memory
+(:mod:`._laplace`; when it applies: :mod:`._stream`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from ...simplex import chunked_rows, project_simplex
 from .. import _take
 from .._base import OrderingMethod, Softness, register
 from .._logspace import log_project_simplex
+from . import _laplace
+from ._stream import stream_softness, use_stream
 
 
 def _distance_scores(rows: torch.Tensor, cols: torch.Tensor, softness: Softness) -> torch.Tensor:
@@ -148,6 +153,8 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, x):  # smooth, large: O(n) memory (see ._stream)
+            return _laplace.softsort_values(z, x, stream_softness(softness), descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=False)
 
@@ -173,6 +180,8 @@ class SoftSort(OrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z):  # smooth, large: O(n) memory (see ._stream)
+            return _laplace.softsort_rank(z, stream_softness(softness), descending)
         zs = _sorted(z, descending)
         idx = _positions(z.shape[-1], z).expand_as(z)
         return _soft_rows(z, zs, softness, mode, weights=idx, keep_rows=False)
