@@ -157,7 +157,7 @@ class _LaplaceSmooth(torch.autograd.Function):
         k_ab, ks_ab = kernel_sums(ud, torch.stack((a, b), dim=-2), ctx.inv_s, ctx.block)
         gu = gw = None
         if ctx.needs_input_grad[0]:
-            gu = (a * ks_v[..., 0, :] + b * ks_v[..., 1, :] + wd * ks_ab[..., 0, :])
+            gu = a * ks_v[..., 0, :] + b * ks_v[..., 1, :] + wd * ks_ab[..., 0, :]
             gu = (gu + ks_ab[..., 1, :]) * (-ctx.inv_s)
             gu = gu.to(u.dtype)
         if ctx.needs_input_grad[1]:

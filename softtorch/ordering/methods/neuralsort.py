@@ -26,6 +26,8 @@ from ..._sigmoidal import step
 from ...simplex import chunked_rows, project_simplex
 from .._base import OrderingMethod, Softness, register
 from .._logspace import log_project_simplex
+from . import _neuralsort_stream as _stream_ns
+from ._stream import stream_softness, use_stream
 
 
 def _split(softness: Softness) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -38,6 +40,8 @@ def _batch(z: torch.Tensor) -> int:
 
 def soft_abs_sums(z: torch.Tensor, softness: Softness, mode: str) -> torch.Tensor:
     r""":math:`B_k = \sum_j |z_k - z_j|_s` along the last axis (``O(n)`` memory)."""
+    if use_stream(mode, softness, z):  # smooth, large: fused passes (see ._stream)
+        return _stream_ns.soft_abs_sums(z, stream_softness(softness))
     extra, has_s = _split(softness)
 
     def fn(a: int, b: int, zz: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
@@ -173,6 +177,10 @@ class NeuralSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, x):  # smooth, large: banded rows (see ._stream)
+            y = _stream_ns.values(z, x, stream_softness(softness), descending)
+            if y is not None:
+                return y
         b = soft_abs_sums(z, softness, mode)
         pos = _arange(z.shape[-1], z)
         return _rows(z, b, pos, softness, mode, descending, weights=x, keep_rows=False)
@@ -200,6 +208,10 @@ class NeuralSort(OrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z):  # smooth, large: banded rows (see ._stream)
+            r = _stream_ns.rank(z, stream_softness(softness), descending)
+            if r is not None:
+                return r
         n = z.shape[-1]
         b = soft_abs_sums(z, softness, mode)
         sums = _rows(z, b, _arange(n, z), softness, mode, descending, rank=True)
