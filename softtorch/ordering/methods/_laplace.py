@@ -43,8 +43,6 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from .. import _take
-
 #: Points per block of the scans (work ``O(n * BLOCK)``, memory ``O(n * BLOCK)`` for one level).
 BLOCK: int = 16
 
@@ -182,44 +180,3 @@ def laplace_smooth(
         ``y`` of ``u``'s shape and dtype (first-order gradients w.r.t. ``u`` and ``w``).
     """
     return _LaplaceSmooth.apply(u, w, 1.0 / softness, block)
-
-
-def _ascending(t: torch.Tensor, descending: bool) -> torch.Tensor:
-    return t.flip(-1) if descending else t
-
-
-def softsort_values(
-    z: torch.Tensor, x: torch.Tensor, softness: float, descending: bool, block: int = BLOCK
-) -> torch.Tensor:
-    r"""SoftSort's ``P @ x`` (rows: the sorted scores as anchors) without ``P``.
-
-    Args:
-        z: finite scores ``(..., n)``.
-        x: finite values of ``z``'s shape.
-        softness: ``s > 0``.
-        descending: anchors in descending order.
-        block: points per dense block of the scans.
-    """
-    zs, idx = _take.sort(z, descending=descending)
-    xs = x.gather(-1, idx)
-    y = laplace_smooth(_ascending(zs, descending), _ascending(xs, descending), softness, block)
-    return _ascending(y, descending)
-
-
-def softsort_rank(
-    z: torch.Tensor, softness: float, descending: bool, block: int = BLOCK
-) -> torch.Tensor:
-    r"""SoftSort's ranks :math:`r_k = \sum_i i\,\mathrm{softmax}_i(-|\hat z_i - z_k| / s)`: the
-    same smoothing with the positions ``1..n`` as weights, read back at each input's position.
-
-    Args:
-        z: finite scores ``(..., n)``.
-        softness: ``s > 0``.
-        descending: position 1 is the largest score.
-        block: points per dense block of the scans.
-    """
-    zs, idx = _take.sort(z, descending=descending)
-    pos = torch.arange(1, z.shape[-1] + 1, device=z.device, dtype=z.dtype)
-    y = laplace_smooth(_ascending(zs, descending), _ascending(pos, descending), softness, block)
-    y = _ascending(y, descending)
-    return torch.zeros_like(y).scatter(-1, idx, y)

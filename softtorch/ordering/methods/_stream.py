@@ -1,17 +1,18 @@
 r"""When the streamed (no ``n x n``) paths of the ``O(n^2)`` methods replace the dense ones.
 
-The streamed paths (:mod:`._laplace` for SoftSort, :mod:`._neuralsort_stream` for NeuralSort)
-compute the same values as the dense row-block paths, but keep only ``O(n)`` tensors for autograd
-and have first-order gradients only. They are used when all of these hold:
+The streamed paths (:mod:`._softsort_stream` for SoftSort, :mod:`._neuralsort_stream` for
+NeuralSort) compute the same values as the dense row-block paths, but keep only ``O(n)`` tensors
+for autograd (besides a returned soft permutation) and have first-order gradients only. They
+are used when all of these hold:
 
 * the mode is ``smooth`` (the sparse modes keep the dense path);
 * the softness is a Python float or a tensor that does not require a gradient;
 * eager mode on concrete tensors: not while ``torch.compile`` traces, not under ``torch.func``
   transforms or forward-mode AD (those keep the dense composite, double backward included);
 * every score and weight is finite (NaN / inf propagate exactly as in the dense path);
-* the problem is large: ``batch * n * n > STREAM_MIN`` elements, the size from which the dense
-  path itself stops keeping an autograd graph (:data:`softtorch.simplex.PLAIN_BUDGET`), so small
-  problems keep double backward.
+* the problem is large: ``batch * rows * n > STREAM_MIN`` elements (``rows = n`` except for
+  ``topk`` / selected rows), the size from which the dense path itself stops keeping an autograd
+  graph (:data:`softtorch.simplex.PLAIN_BUDGET`), so small problems keep double backward.
 """
 
 from __future__ import annotations
@@ -35,13 +36,16 @@ def stream_softness(softness: Softness) -> float | None:
     return float(softness)
 
 
-def use_stream(mode: str, softness: Softness, *tensors: torch.Tensor) -> bool:
+def use_stream(
+    mode: str, softness: Softness, *tensors: torch.Tensor, rows: int | None = None
+) -> bool:
     """Whether the streamed path applies (see the module docstring).
 
     Args:
         mode: the ordering mode.
         softness: the softness.
         *tensors: the scores first, then any weights; all ``(..., n)``.
+        rows: rows of the result (``n`` when None): the size is ``batch * rows * n``.
     """
     if mode != "smooth" or stream_softness(softness) is None:
         return False
@@ -50,7 +54,7 @@ def use_stream(mode: str, softness: Softness, *tensors: torch.Tensor) -> bool:
     z = tensors[0]
     n = z.shape[-1]
     batch = z.numel() // max(n, 1)
-    if n < 2 or batch * n * n <= STREAM_MIN:
+    if n < 2 or batch * n * (n if rows is None else rows) <= STREAM_MIN:
         return False
     if not all(is_concrete(t) for t in tensors):
         return False

@@ -14,6 +14,10 @@ The ascending permutation is the descending one with its rows reversed (coeffici
 ``B`` costs ``O(n^2)`` work (the soft abs has no sort + cumsum shortcut) but only ``O(n)`` memory:
 it and every ``n x n`` score matrix are evaluated in row blocks
 (:func:`softtorch.simplex.chunked_rows`) that backward recomputes.
+
+Large ``smooth`` inputs take streamed paths (:mod:`._stream` says when): ``B`` in one fused pass
+(and one in backward), and ``P @ x`` and the ranks on the band of each row outside which the dense
+softmax is exactly zero, without any ``n x n`` tensor (:mod:`._neuralsort_stream`).
 """
 
 from __future__ import annotations

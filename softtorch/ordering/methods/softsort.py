@@ -14,7 +14,7 @@ Large inputs are evaluated in row blocks (:func:`softtorch.simplex.chunked_rows`
 ranks never hold an ``n x n`` matrix for autograd, a returned ``P`` is the only ``n x n`` tensor.
 In ``smooth`` mode, large ``P @ x`` and ranks skip ``P`` altogether: the anchors are the sorted
 scores, so both are Laplace-kernel smoothings on sorted points, ``O(n)`` memory
-(:mod:`._laplace`; when it applies: :mod:`._stream`).
+(:mod:`._softsort_stream`; when it applies: :mod:`._stream`).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from ...simplex import chunked_rows, project_simplex
 from .. import _take
 from .._base import OrderingMethod, Softness, register
 from .._logspace import log_project_simplex
-from . import _laplace
+from . import _softsort_stream as _stream_ss
 from ._stream import stream_softness, use_stream
 
 
@@ -96,6 +96,8 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z):  # smooth, large: written block by block
+            return _stream_ss.softsort_permutation(z, stream_softness(softness), descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode)
 
@@ -109,6 +111,9 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, rows=positions.shape[0]):
+            s = stream_softness(softness)
+            return _stream_ss.softsort_permutation(z, s, descending, positions)
         zs = _take.index_select_last(_sorted(z, descending), positions)
         return _soft_rows(zs, z, softness, mode)
 
@@ -121,6 +126,8 @@ class SoftSort(OrderingMethod):
         *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, rows=k):
+            return _stream_ss.softsort_topk_permutation(z, k, stream_softness(softness))
         return _soft_rows(_take.topk(z, k)[0], z, softness, mode)
 
     def argmax(
@@ -154,7 +161,7 @@ class SoftSort(OrderingMethod):
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         if use_stream(mode, softness, z, x):  # smooth, large: O(n) memory (see ._stream)
-            return _laplace.softsort_values(z, x, stream_softness(softness), descending)
+            return _stream_ss.softsort_values(z, x, stream_softness(softness), descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=False)
 
@@ -168,6 +175,10 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if use_stream(mode, softness, z, x):  # smooth, large: P block by block, P @ x in O(n)
+            s = stream_softness(softness)
+            perm = _stream_ss.softsort_permutation(z, s, descending)
+            return perm, _stream_ss.softsort_values(z, x, s, descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=True)
 
@@ -181,7 +192,7 @@ class SoftSort(OrderingMethod):
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         if use_stream(mode, softness, z):  # smooth, large: O(n) memory (see ._stream)
-            return _laplace.softsort_rank(z, stream_softness(softness), descending)
+            return _stream_ss.softsort_rank(z, stream_softness(softness), descending)
         zs = _sorted(z, descending)
         idx = _positions(z.shape[-1], z).expand_as(z)
         return _soft_rows(z, zs, softness, mode, weights=idx, keep_rows=False)

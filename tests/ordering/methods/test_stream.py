@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import softtorch as st
-from softtorch.ordering.methods import _laplace, _neuralsort_stream, _stream
+from softtorch.ordering.methods import _laplace, _neuralsort_stream, _softsort_stream, _stream
 from softtorch.ordering.methods.permutahedron import _kernel_guard
 
 DENSE = 1 << 62
@@ -23,6 +23,7 @@ DENSE = 1 << 62
 def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_laplace, "BLOCK", 4)
     monkeypatch.setattr(_neuralsort_stream, "BLOCK_ELEMENTS", 64)
+    monkeypatch.setattr(_softsort_stream, "PERM_BLOCK", 50)
 
 
 @pytest.fixture(params=["auto", "torch"])
@@ -152,6 +153,45 @@ def test_stream_order_statistics_match_dense(
     v0, g0 = _run(monkeypatch, False, fn, x)
     torch.testing.assert_close(v1, v0, rtol=1e-10, atol=1e-10)
     torch.testing.assert_close(g1, g0, rtol=1e-8, atol=1e-9)
+
+
+@pytest.mark.parametrize("descending", [False, True])
+def test_softsort_soft_indices_match_dense(
+    monkeypatch: pytest.MonkeyPatch, small_blocks: None, descending: bool
+) -> None:
+    """argsort / sort with indices / topk / quantile rows: P written block by block."""
+    x = _inputs()
+    n = x.shape[-1]
+    w = torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def fn(xx: torch.Tensor) -> torch.Tensor:
+        kw = {"softness": 0.1, "method": "softsort"}
+        r = st.sort(xx, descending=descending, **kw)
+        a = st.argsort(xx, descending=not descending, **kw)
+        t = st.topk(xx, 4, largest=not descending, **kw)
+        q = st.argquantile(xx, torch.tensor([0.3, 0.6], dtype=xx.dtype), dim=-1, **kw)
+        parts = (
+            r.values,
+            (r.indices * w).sum(-1),
+            (a * w.T).sum(-1),
+            (t.indices * w[:4]).sum(-1),
+            t.values,
+            (q.movedim(0, -2) * w[:2]).sum(-1),
+        )
+        return torch.cat(parts, dim=-1)
+
+    v1, g1 = _run(monkeypatch, True, fn, x)
+    v0, g0 = _run(monkeypatch, False, fn, x)
+    torch.testing.assert_close(v1, v0, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(g1, g0, rtol=1e-8, atol=1e-9)
+
+
+def test_softsort_permutation_gradcheck(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_softsort_stream, "PERM_BLOCK", 6)
+    x = torch.tensor([[0.3, -1.2, 0.8, 0.05, 1.7, -0.4]], dtype=torch.float64)
+    for desc in (False, True):
+        fn = lambda z: _softsort_stream.softsort_permutation(z, 0.4, desc, block=2)  # noqa: B023, E731
+        assert torch.autograd.gradcheck(fn, (x.clone().requires_grad_(),))
 
 
 def test_neuralsort_gradcheck(monkeypatch: pytest.MonkeyPatch, small_blocks: None) -> None:
