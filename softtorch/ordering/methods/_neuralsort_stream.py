@@ -23,7 +23,8 @@ MB and recomputed in backward. When the check fails the caller keeps the dense p
 Gradients (first order; ``dS = P \odot (G - \langle P, G\rangle_{row})`` for the loss gradient
 ``G`` w.r.t. ``P``): :math:`\nabla z_j \mathrel{+}= \sum_i dS_{ij} c_i / s`,
 :math:`\nabla B_j = -\sum_i dS_{ij}/s`, then :math:`\nabla z` of ``B`` by the second pass.
-Values ``y = P x``: :math:`G_{ij} = g_i x_j`; ranks ``r = num / den`` with the column sums
+Requested rows of ``P`` are written as zeros plus the bands (exactly the dense rows), ``G`` is
+the incoming gradient gathered on the bands. Values ``y = P x``: :math:`G_{ij} = g_i x_j`; ranks ``r = num / den`` with the column sums
 :math:`num_k = \sum_i (i + 1) P_{ik}`, :math:`den_k = \sum_i P_{ik}`:
 :math:`G_{ik} = ((i + 1) - r_k)\, g_k / den_k`.
 """
@@ -238,8 +239,11 @@ class _Plan:
         return t.unsqueeze(-2).expand(*idx.shape[:-1], t.shape[-1]).gather(-1, idx)
 
 
-def plan(z: torch.Tensor, softness: float, descending: bool) -> _Plan | None:
-    """Sums, sorted scores and the bands of all ``n`` rows; None when a row is not unimodal."""
+def plan(
+    z: torch.Tensor, softness: float, descending: bool, positions: torch.Tensor | None = None
+) -> _Plan | None:
+    """Sums, sorted scores and the bands of the rows ``positions`` (all ``n`` rows when None);
+    None when a row is not unimodal."""
     inv_s = 1.0 / softness
     zd = z.detach().to(torch.float64)
     n = z.shape[-1]
@@ -248,6 +252,8 @@ def plan(z: torch.Tensor, softness: float, descending: bool) -> _Plan | None:
     bs = b.gather(-1, perm)
     c = (n - 1 - 2 * torch.arange(n, device=z.device)).to(torch.float64)
     coef = c if descending else -c
+    if positions is not None:
+        coef = coef.index_select(0, positions)
     bands = _bands(zs, bs, coef, inv_s, _cutoff(z.dtype))
     if bands is None:
         return None
@@ -431,3 +437,69 @@ def rank(z: torch.Tensor, softness: float, descending: bool) -> torch.Tensor | N
     """
     pl = plan(z, softness, descending)
     return None if pl is None else _Rank.apply(z, pl)
+
+
+class _PermRows(torch.autograd.Function):
+    """Rows of ``P`` written as zeros plus their bands (exactly the dense rows)."""
+
+    @staticmethod
+    def forward(ctx: Any, z: torch.Tensor, pl: _Plan) -> torch.Tensor:  # type: ignore[override]
+        m, n = pl.coef.shape[-1], z.shape[-1]
+        out = z.new_zeros(*z.shape[:-1], m, n)
+        for a, b in pl.blocks():
+            p, idx, _ = pl.rows(a, b)
+            out[..., a:b, :].scatter_add_(-1, pl.gather(pl.perm, idx), p.to(z.dtype))
+        ctx.save_for_backward(z)
+        ctx.pl = pl
+        ctx.set_materialize_grads(False)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        (z,) = ctx.saved_tensors
+        if g is None:
+            return None, None
+        pl = ctx.pl
+        gzs, gbs = torch.zeros_like(pl.zs), torch.zeros_like(pl.zs)
+        for a, b in pl.blocks():
+            p, idx, c = pl.rows(a, b)
+            gb = g[..., a:b, :].gather(-1, pl.gather(pl.perm, idx)).to(p.dtype)
+            pg = p * gb
+            ds = pg - p * pg.sum(-1, keepdim=True)
+            _scatter(gzs, idx, ds * (c.unsqueeze(-1) * pl.inv_s))
+            _scatter(gbs, idx, ds * -pl.inv_s)
+        return _finish_grads(pl, z, gzs, gbs), None
+
+
+def permutation_rows(
+    z: torch.Tensor, positions: torch.Tensor, softness: float, descending: bool
+) -> torch.Tensor | None:
+    """Rows ``positions`` of NeuralSort's soft permutation (``smooth``), zeros outside the
+    bands; None when the bands do not apply.
+
+    Args:
+        z: finite scores ``(..., n)``.
+        positions: 1-D int64 rows.
+        softness: ``s > 0``.
+        descending: rows in descending order.
+    """
+    pl = plan(z, softness, descending, positions)
+    return None if pl is None else _PermRows.apply(z, pl)
+
+
+def permutation_with_values(
+    z: torch.Tensor, x: torch.Tensor, softness: float, descending: bool
+) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``(P, P @ x)`` sharing one plan; None when the bands do not apply.
+
+    Args:
+        z: finite scores ``(..., n)``.
+        x: finite values of ``z``'s shape.
+        softness: ``s > 0``.
+        descending: rows in descending order.
+    """
+    pl = plan(z, softness, descending)
+    if pl is None:
+        return None
+    return _PermRows.apply(z, pl), _Values.apply(z, x, pl)

@@ -16,8 +16,9 @@ it and every ``n x n`` score matrix are evaluated in row blocks
 (:func:`softtorch.simplex.chunked_rows`) that backward recomputes.
 
 Large ``smooth`` inputs take streamed paths (:mod:`._stream` says when): ``B`` in one fused pass
-(and one in backward), and ``P @ x`` and the ranks on the band of each row outside which the dense
-softmax is exactly zero, without any ``n x n`` tensor (:mod:`._neuralsort_stream`).
+(and one in backward), and ``P @ x``, the ranks and requested rows of ``P`` on the band of each row
+outside which the dense softmax is exactly zero, without any ``n x n`` autograd tensor
+(:mod:`._neuralsort_stream`).
 """
 
 from __future__ import annotations
@@ -134,6 +135,10 @@ class NeuralSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, rows=positions.shape[0]):  # banded rows (._stream)
+            p = _stream_ns.permutation_rows(z, positions, stream_softness(softness), descending)
+            if p is not None:
+                return p
         b = soft_abs_sums(z, softness, mode)
         return _rows(z, b, positions, softness, mode, descending)
 
@@ -199,6 +204,10 @@ class NeuralSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if use_stream(mode, softness, z, x):  # smooth, large: banded rows (see ._stream)
+            pv = _stream_ns.permutation_with_values(z, x, stream_softness(softness), descending)
+            if pv is not None:
+                return pv
         b = soft_abs_sums(z, softness, mode)
         pos = _arange(z.shape[-1], z)
         return _rows(z, b, pos, softness, mode, descending, weights=x, keep_rows=True)

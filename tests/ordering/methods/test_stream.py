@@ -156,8 +156,9 @@ def test_stream_order_statistics_match_dense(
 
 
 @pytest.mark.parametrize("descending", [False, True])
-def test_softsort_soft_indices_match_dense(
-    monkeypatch: pytest.MonkeyPatch, small_blocks: None, descending: bool
+@pytest.mark.parametrize("method", ["softsort", "neuralsort"])
+def test_soft_indices_match_dense(
+    monkeypatch: pytest.MonkeyPatch, small_blocks: None, method: str, descending: bool
 ) -> None:
     """argsort / sort with indices / topk / quantile rows: P written block by block."""
     x = _inputs()
@@ -165,7 +166,7 @@ def test_softsort_soft_indices_match_dense(
     w = torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
 
     def fn(xx: torch.Tensor) -> torch.Tensor:
-        kw = {"softness": 0.1, "method": "softsort"}
+        kw = {"softness": 0.1, "method": method}
         r = st.sort(xx, descending=descending, **kw)
         a = st.argsort(xx, descending=not descending, **kw)
         t = st.topk(xx, 4, largest=not descending, **kw)
