@@ -11,7 +11,8 @@ With :math:`\varphi(d) = d\,(2\sigma(d/s) - 1) = |d|\,\frac{1 - e}{1 + e}`,
 
 One pass over the ``n x n`` pairs, ``O(n)`` memory; the exponential is the vectorisable
 polynomial of :mod:`softtorch.kernels._numba_kernels` and the inner sums may be reassociated
-(``fastmath`` ``reassoc``) so that LLVM vectorises them. This module imports numba at import time;
+(``fastmath`` ``reassoc``) so that LLVM vectorises them. The ``*_parallel`` variants spread the
+rows over torch's intra-op threads. This module imports numba at import time;
 :mod:`._neuralsort_stream` imports it on the first CPU call.
 """
 
@@ -26,20 +27,47 @@ _FM = {"contract", "reassoc", "nsz", "arcp"}
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _abs_row(row, zj, inv_s):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    acc = 0.0
+    for k in range(row.shape[0]):
+        d = abs(zj - row[k])
+        e = _exp(-d * inv_s)
+        acc += d * (1.0 - e) / (1.0 + e)
+    return acc
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _vjp_row(row, hr, zm, hm, inv_s):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    acc = 0.0
+    for k in range(row.shape[0]):
+        d = zm - row[k]
+        a = abs(d)
+        e = _exp(-a * inv_s)
+        q = 1.0 / (1.0 + e)
+        der = (1.0 - e) * q + 2.0 * a * inv_s * e * q * q
+        acc += (hm + hr[k]) * np.copysign(der, d)
+    return acc
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
 def abs_sums(z: np.ndarray, inv_s: float) -> np.ndarray:  # pragma: no cover - compiled
     """``B[b, j] = sum_k phi(z[b, j] - z[b, k])`` for ``z`` of shape ``(batch, n)``."""
     nb_, n = z.shape
     out = np.empty_like(z)
     for b in range(nb_):
-        row = z[b]
         for j in range(n):
-            zj = row[j]
-            acc = 0.0
-            for k in range(n):
-                d = abs(zj - row[k])
-                e = _exp(-d * inv_s)
-                acc += d * (1.0 - e) / (1.0 + e)
-            out[b, j] = acc
+            out[b, j] = _abs_row(z[b], z[b, j], inv_s)
+    return out
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False, parallel=True)
+def abs_sums_parallel(z: np.ndarray, inv_s: float) -> np.ndarray:  # pragma: no cover - compiled
+    """:func:`abs_sums` with the ``batch * n`` rows spread over threads."""
+    nb_, n = z.shape
+    out = np.empty_like(z)
+    for t in nb.prange(nb_ * n):
+        b, j = t // n, t % n
+        out[b, j] = _abs_row(z[b], z[b, j], inv_s)
     return out
 
 
@@ -49,20 +77,21 @@ def abs_sums_vjp(z: np.ndarray, h: np.ndarray, inv_s: float) -> np.ndarray:  # p
     nb_, n = z.shape
     out = np.empty_like(z)
     for b in range(nb_):
-        row = z[b]
-        hr = h[b]
         for m in range(n):
-            zm = row[m]
-            hm = hr[m]
-            acc = 0.0
-            for k in range(n):
-                d = zm - row[k]
-                a = abs(d)
-                e = _exp(-a * inv_s)
-                q = 1.0 / (1.0 + e)
-                der = (1.0 - e) * q + 2.0 * a * inv_s * e * q * q
-                acc += (hm + hr[k]) * np.copysign(der, d)
-            out[b, m] = acc
+            out[b, m] = _vjp_row(z[b], h[b], z[b, m], h[b, m], inv_s)
+    return out
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False, parallel=True)
+def abs_sums_vjp_parallel(
+    z: np.ndarray, h: np.ndarray, inv_s: float
+) -> np.ndarray:  # pragma: no cover
+    """:func:`abs_sums_vjp` with the ``batch * n`` rows spread over threads."""
+    nb_, n = z.shape
+    out = np.empty_like(z)
+    for t in nb.prange(nb_ * n):
+        b, m = t // n, t % n
+        out[b, m] = _vjp_row(z[b], h[b], z[b, m], h[b, m], inv_s)
     return out
 
 

@@ -24,7 +24,8 @@ Gradients (first order; ``dS = P \odot (G - \langle P, G\rangle_{row})`` for the
 ``G`` w.r.t. ``P``): :math:`\nabla z_j \mathrel{+}= \sum_i dS_{ij} c_i / s`,
 :math:`\nabla B_j = -\sum_i dS_{ij}/s`, then :math:`\nabla z` of ``B`` by the second pass.
 Requested rows of ``P`` are written as zeros plus the bands (exactly the dense rows), ``G`` is
-the incoming gradient gathered on the bands. Values ``y = P x``: :math:`G_{ij} = g_i x_j`; ranks ``r = num / den`` with the column sums
+the incoming gradient gathered on the bands. Values ``y = P x``: :math:`G_{ij} = g_i x_j`; ranks
+``r = num / den`` with the column sums
 :math:`num_k = \sum_i (i + 1) P_{ik}`, :math:`den_k = \sum_i P_{ik}`:
 :math:`G_{ik} = ((i + 1) - r_k)\, g_k / den_k`.
 """
@@ -44,6 +45,8 @@ from .permutahedron import _kernel_guard
 BLOCK_ELEMENTS: int = 1 << 18
 #: Largest total score rise allowed where the secant slopes decrease (see the module docstring).
 WIGGLE: float = 1e-3
+#: Scores from which the sums kernels run on several threads (when torch has several).
+PARALLEL_MIN: int = 1 << 11
 _HAS_NUMBA = importlib.util.find_spec("numba") is not None
 _FAMILY = "neuralsort sums"
 _backend = "auto"
@@ -100,6 +103,19 @@ def _use_numba(z: torch.Tensor) -> bool:
     return _backend == "auto" and _HAS_NUMBA and z.device.type == "cpu"
 
 
+def _run_sums(name: str, *args: Any) -> Any:
+    """Run sums kernel ``name``, on torch's intra-op threads when there are several."""
+    mod = _numba()
+    threads = torch.get_num_threads()
+    if threads > 1 and args[0].size >= PARALLEL_MIN:
+        nb = importlib.import_module("numba")
+        guard = importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard
+        with guard():
+            nb.set_num_threads(min(threads, nb.config.NUMBA_NUM_THREADS))
+            return getattr(mod, name + "_parallel")(*args)
+    return getattr(mod, name)(*args)
+
+
 def abs_sums(z: torch.Tensor, inv_s: float) -> torch.Tensor:
     r""":math:`B_j = \sum_k \varphi(z_j - z_k)` of float64 ``z`` ``(..., n)`` (no gradient)."""
     if not _use_numba(z):
@@ -107,7 +123,7 @@ def abs_sums(z: torch.Tensor, inv_s: float) -> torch.Tensor:
     flat = z.reshape(-1, z.shape[-1]).contiguous()
 
     def kernel() -> torch.Tensor:
-        return torch.from_numpy(_numba().abs_sums(flat.numpy(), inv_s)).reshape(z.shape)
+        return torch.from_numpy(_run_sums("abs_sums", flat.numpy(), inv_s)).reshape(z.shape)
 
     return _kernel_guard.guarded(_FAMILY, kernel, lambda: _torch_sums(z, inv_s), "the torch sums")
 
@@ -120,7 +136,7 @@ def abs_sums_vjp(z: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Tensor
     hf = h.reshape(-1, h.shape[-1]).contiguous()
 
     def kernel() -> torch.Tensor:
-        out = _numba().abs_sums_vjp(flat.numpy(), hf.numpy(), inv_s)
+        out = _run_sums("abs_sums_vjp", flat.numpy(), hf.numpy(), inv_s)
         return torch.from_numpy(out).reshape(z.shape)
 
     return _kernel_guard.guarded(

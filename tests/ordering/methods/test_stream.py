@@ -314,3 +314,18 @@ def test_dispatch_keeps_dense_semantics(monkeypatch: pytest.MonkeyPatch) -> None
         assert torch.isfinite(gs) and gs != 0
         (hx,) = torch.autograd.grad(gx.sum(), xx)  # double backward: the dense path's graph
         assert torch.isfinite(hx).all()
+
+
+def test_parallel_sums_match_serial(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_neuralsort_stream, "PARALLEL_MIN", 1)
+    z = _inputs(33, (2,))
+    h = torch.randn_like(z)
+    serial = (_neuralsort_stream._torch_sums(z, 4.0), _neuralsort_stream._torch_sums_vjp(z, h, 4.0))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        par = (_neuralsort_stream.abs_sums(z, 4.0), _neuralsort_stream.abs_sums_vjp(z, h, 4.0))
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(par, serial):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
