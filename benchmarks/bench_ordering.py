@@ -6,10 +6,11 @@ Ops: ``sort``, ``rank``, ``topk`` (k = max(1, n // 10)), ``max``, ``quantile`` (
 at softness 0.1, mode ``smooth`` (``fast_soft_sort`` also ``c0``, the L2 regulariser, in the full
 run), at (batch, n) in (256, 10), (64, 100), (16, 1000), (1, 10000). Scaling rows:
 ``fast_soft_sort`` sort/rank at (8, 1e5), (1, 1e5), (1, 1e6) and ``sort``
-of every method at (1, 1e5). Streamed rows (values without an ``n x n`` matrix): ``sort_values``
-(``sort(..., return_indices=False)``) of ``softsort`` / ``neuralsort`` at (1, 1e4) and (1, 1e5), and
-their ``rank``, ``max``, ``quantile`` at (1, 1e5). Peers: ``torchsort.soft_sort`` /
-``soft_rank`` (regularization ``l2`` and ``kl``, strength 0.1) at the ``fast_soft_sort`` shapes when torchsort is importable.
+of every method at (1, 1e5). Streamed rows (values without an ``n x n`` matrix):
+``sort_values`` (``sort(..., return_indices=False)``) of ``softsort`` / ``neuralsort`` at (1, 1e4)
+and (1, 1e5), and their ``rank``, ``max``, ``quantile`` at (1, 1e5). Peers:
+``torchsort.soft_sort`` / ``soft_rank`` (regularization ``l2`` and ``kl``, strength 0.1) at the
+``fast_soft_sort`` shapes when torchsort is importable.
 
 Cases whose predicted memory exceeds the budget (``_harness.max_mem_bytes``) are listed as skipped,
 so no n x n matrix is built at n = 1e5. ``softtorch`` is imported lazily inside each case.
