@@ -6,8 +6,11 @@ Ops: ``sort``, ``rank``, ``topk`` (k = max(1, n // 10)), ``max``, ``quantile`` (
 at softness 0.1, mode ``smooth`` (``fast_soft_sort`` also ``c0``, the L2 regulariser, in the full
 run), at (batch, n) in (256, 10), (64, 100), (16, 1000), (1, 10000). Scaling rows:
 ``fast_soft_sort`` sort/rank at (8, 1e5), (1, 1e5), (1, 1e6) and ``sort``
-of every method at (1, 1e5). Peers: ``torchsort.soft_sort`` / ``soft_rank`` (regularization
-``l2`` and ``kl``, strength 0.1) at the ``fast_soft_sort`` shapes when torchsort is importable.
+of every method at (1, 1e5). Streamed rows (values without an ``n x n`` matrix):
+``sort_values`` (``sort(..., return_indices=False)``) of ``softsort`` / ``neuralsort`` at (1, 1e4)
+and (1, 1e5), and their ``rank``, ``max``, ``quantile`` at (1, 1e5). Peers:
+``torchsort.soft_sort`` / ``soft_rank`` (regularization ``l2`` and ``kl``, strength 0.1) at the
+``fast_soft_sort`` shapes when torchsort is importable.
 
 Cases whose predicted memory exceeds the budget (``_harness.max_mem_bytes``) are listed as skipped,
 so no n x n matrix is built at n = 1e5. ``softtorch`` is imported lazily inside each case.
@@ -36,6 +39,9 @@ QUICK_SHAPES: tuple[tuple[int, int], ...] = ((8, 16),)
 FSS_SCALING: tuple[tuple[int, int], ...] = ((8, 100_000), (1, 100_000), (1, 1_000_000))
 QUICK_FSS_SCALING: tuple[tuple[int, int], ...] = ((1, 1000),)
 SORT_SCALING: tuple[tuple[int, int], ...] = ((1, 100_000),)
+STREAM_METHODS: tuple[str, ...] = ("softsort", "neuralsort")
+#: Ops whose softsort / neuralsort results are values computed without an n x n matrix.
+STREAM_OPS: tuple[str, ...] = ("sort_values", "rank", "max", "quantile")
 TORCHSORT_REGS: tuple[str, ...] = ("l2", "kl")
 _F32 = 4  # bytes
 
@@ -67,6 +73,8 @@ def predicted_bytes(op: str, method: str, batch: int, n: int) -> float:
         return sampled + 8.0 * batch * n * rows * _F32
     if method == "fast_soft_sort":
         return 40.0 * batch * n * _F32
+    if method in STREAM_METHODS and op in STREAM_OPS:  # O(n) + blocks of a few MB
+        return 64.0 * batch * n * 8 + 64e6
     if method == "sorting_network":
         if op in ("sort", "max", "quantile"):
             return 4.0 * batch * n * _network_layers(n) * _F32
@@ -85,13 +93,15 @@ def _soft_fn(op: str, method: str, mode: str, n: int) -> Callable[[torch.Tensor]
 
     def fn(x: torch.Tensor) -> Any:
         st = _softtorch()
-        f = getattr(st, op, None)
+        f = getattr(st, "sort" if op == "sort_values" else op, None)
         if f is None:
             raise AttributeError(f"softtorch.{op} is not available")
         if op == "topk":
             return f(x, topk_k(n), **kw)
         if op == "quantile":
             return f(x, Q, **kw)
+        if op == "sort_values":
+            return f(x, return_indices=False, **kw).values
         return f(x, **kw)
 
     return fn
@@ -105,6 +115,8 @@ def _hard_rank(x: torch.Tensor, descending: bool = True) -> torch.Tensor:
 def _baseline(op: str, n: int) -> Callable[[torch.Tensor], Any]:
     if op == "sort":
         return lambda x: torch.sort(x, dim=-1)
+    if op == "sort_values":
+        return lambda x: torch.sort(x, dim=-1).values
     if op == "rank":
         return _hard_rank
     if op == "topk":
@@ -208,5 +220,9 @@ def cases(quick: bool = False) -> list[dict[str, Any]]:
             for method in METHODS:
                 if method != "fast_soft_sort":
                     out.append(_case("sort", method, "smooth", batch, n))
+        for method in STREAM_METHODS:
+            out.append(_case("sort_values", method, "smooth", 1, 10_000))
+            for op in STREAM_OPS:
+                out.append(_case(op, method, "smooth", 1, 100_000))
     out += _peer_cases(shapes + fss_scaling)
     return out

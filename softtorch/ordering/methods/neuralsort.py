@@ -14,6 +14,11 @@ The ascending permutation is the descending one with its rows reversed (coeffici
 ``B`` costs ``O(n^2)`` work (the soft abs has no sort + cumsum shortcut) but only ``O(n)`` memory:
 it and every ``n x n`` score matrix are evaluated in row blocks
 (:func:`softtorch.simplex.chunked_rows`) that backward recomputes.
+
+Large ``smooth`` inputs take streamed paths (:mod:`._stream` says when): ``B`` in one fused pass
+(and one in backward), and ``P @ x``, the ranks and requested rows of ``P`` on the band of each row
+outside which the dense softmax is exactly zero, without any ``n x n`` autograd tensor
+(:mod:`._neuralsort_stream`).
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ from ...simplex import chunked_rows, project_simplex
 from .._base import OrderingMethod, Softness, register
 from .._logspace import log_project_simplex
 from .._mask import counts, sentinel
+from . import _neuralsort_stream as _stream_ns
+from ._stream import stream_softness, use_stream
 
 
 def _split(softness: Softness) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -39,6 +46,8 @@ def _batch(z: torch.Tensor) -> int:
 
 def soft_abs_sums(z: torch.Tensor, softness: Softness, mode: str) -> torch.Tensor:
     r""":math:`B_k = \sum_j |z_k - z_j|_s` along the last axis (``O(n)`` memory)."""
+    if use_stream(mode, softness, z):  # smooth, large: fused passes (see ._stream)
+        return _stream_ns.soft_abs_sums(z, stream_softness(softness))
     extra, has_s = _split(softness)
 
     def fn(a: int, b: int, zz: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
@@ -127,6 +136,10 @@ class NeuralSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, rows=positions.shape[0]):  # banded rows (._stream)
+            p = _stream_ns.permutation_rows(z, positions, stream_softness(softness), descending)
+            if p is not None:
+                return p
         b = soft_abs_sums(z, softness, mode)
         return _rows(z, b, positions, softness, mode, descending)
 
@@ -174,6 +187,10 @@ class NeuralSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, x):  # smooth, large: banded rows (see ._stream)
+            y = _stream_ns.values(z, x, stream_softness(softness), descending)
+            if y is not None:
+                return y
         b = soft_abs_sums(z, softness, mode)
         pos = _arange(z.shape[-1], z)
         return _rows(z, b, pos, softness, mode, descending, weights=x, keep_rows=False)
@@ -188,6 +205,10 @@ class NeuralSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if use_stream(mode, softness, z, x):  # smooth, large: banded rows (see ._stream)
+            pv = _stream_ns.permutation_with_values(z, x, stream_softness(softness), descending)
+            if pv is not None:
+                return pv
         b = soft_abs_sums(z, softness, mode)
         pos = _arange(z.shape[-1], z)
         return _rows(z, b, pos, softness, mode, descending, weights=x, keep_rows=True)
@@ -201,6 +222,10 @@ class NeuralSort(OrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z):  # smooth, large: banded rows (see ._stream)
+            r = _stream_ns.rank(z, stream_softness(softness), descending)
+            if r is not None:
+                return r
         n = z.shape[-1]
         b = soft_abs_sums(z, softness, mode)
         sums = _rows(z, b, _arange(n, z), softness, mode, descending, rank=True)

@@ -12,6 +12,9 @@ combination of ``1..n``.
 
 Large inputs are evaluated in row blocks (:func:`softtorch.simplex.chunked_rows`): ``P @ x`` and
 ranks never hold an ``n x n`` matrix for autograd, a returned ``P`` is the only ``n x n`` tensor.
+In ``smooth`` mode, large ``P @ x`` and ranks skip ``P`` altogether: the anchors are the sorted
+scores, so both are Laplace-kernel smoothings on sorted points, ``O(n)`` memory
+(:mod:`._softsort_stream`; when it applies: :mod:`._stream`).
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from ...simplex import chunked_rows, project_simplex
 from .. import _take
 from .._base import OrderingMethod, Softness, register
 from .._logspace import log_project_simplex
+from . import _softsort_stream as _stream_ss
+from ._stream import stream_softness, use_stream
 
 
 def _distance_scores(rows: torch.Tensor, cols: torch.Tensor, softness: Softness) -> torch.Tensor:
@@ -91,6 +96,8 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z):  # smooth, large: written block by block
+            return _stream_ss.softsort_permutation(z, stream_softness(softness), descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode)
 
@@ -104,6 +111,9 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, rows=positions.shape[0]):
+            s = stream_softness(softness)
+            return _stream_ss.softsort_permutation(z, s, descending, positions)
         zs = _take.index_select_last(_sorted(z, descending), positions)
         return _soft_rows(zs, z, softness, mode)
 
@@ -116,6 +126,8 @@ class SoftSort(OrderingMethod):
         *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, rows=k):
+            return _stream_ss.softsort_topk_permutation(z, k, stream_softness(softness))
         return _soft_rows(_take.topk(z, k)[0], z, softness, mode)
 
     def argmax(
@@ -148,6 +160,8 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z, x):  # smooth, large: O(n) memory (see ._stream)
+            return _stream_ss.softsort_values(z, x, stream_softness(softness), descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=False)
 
@@ -161,6 +175,10 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        if use_stream(mode, softness, z, x):  # smooth, large: P block by block, P @ x in O(n)
+            s = stream_softness(softness)
+            perm = _stream_ss.softsort_permutation(z, s, descending)
+            return perm, _stream_ss.softsort_values(z, x, s, descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=True)
 
@@ -173,6 +191,8 @@ class SoftSort(OrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
+        if use_stream(mode, softness, z):  # smooth, large: O(n) memory (see ._stream)
+            return _stream_ss.softsort_rank(z, stream_softness(softness), descending)
         zs = _sorted(z, descending)
         idx = _positions(z.shape[-1], z).expand_as(z)
         return _soft_rows(z, zs, softness, mode, weights=idx, keep_rows=False)

@@ -1,0 +1,61 @@
+r"""When the streamed (no ``n x n``) paths of the ``O(n^2)`` methods replace the dense ones.
+
+The streamed paths (:mod:`._softsort_stream` for SoftSort, :mod:`._neuralsort_stream` for
+NeuralSort) compute the same values as the dense row-block paths, but keep only ``O(n)`` tensors
+for autograd (besides a returned soft permutation) and have first-order gradients only. They
+are used when all of these hold:
+
+* the mode is ``smooth`` (the sparse modes keep the dense path);
+* the softness is a Python float or a tensor that does not require a gradient;
+* eager mode on concrete tensors: not while ``torch.compile`` traces, not under ``torch.func``
+  transforms or forward-mode AD (those keep the dense composite, double backward included);
+* every score and weight is finite (NaN / inf propagate exactly as in the dense path);
+* the problem is large: ``batch * rows * n > STREAM_MIN`` elements (``rows = n`` except for
+  ``topk`` / selected rows), the size from which the dense path itself stops keeping an autograd
+  graph (:data:`softtorch.simplex.PLAIN_BUDGET`), so small problems keep double backward.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..._checks import forward_ad_active
+from ...simplex import PLAIN_BUDGET, is_concrete
+from .._base import Softness
+
+#: Problems of more than this many ``batch * n * n`` elements take the streamed path.
+STREAM_MIN: int = PLAIN_BUDGET
+
+
+def stream_softness(softness: Softness) -> float | None:
+    """The softness as a float when the streamed path can use it (no gradient), else None."""
+    if isinstance(softness, torch.Tensor):
+        if softness.requires_grad or not is_concrete(softness):
+            return None
+        return float(softness)
+    return float(softness)
+
+
+def use_stream(
+    mode: str, softness: Softness, *tensors: torch.Tensor, rows: int | None = None
+) -> bool:
+    """Whether the streamed path applies (see the module docstring).
+
+    Args:
+        mode: the ordering mode.
+        softness: the softness.
+        *tensors: the scores first, then any weights; all ``(..., n)``.
+        rows: rows of the result (``n`` when None): the size is ``batch * rows * n``.
+    """
+    if mode != "smooth" or stream_softness(softness) is None:
+        return False
+    if torch.compiler.is_compiling() or forward_ad_active():
+        return False
+    z = tensors[0]
+    n = z.shape[-1]
+    batch = z.numel() // max(n, 1)
+    if n < 2 or batch * n * (n if rows is None else rows) <= STREAM_MIN:
+        return False
+    if not all(is_concrete(t) for t in tensors):
+        return False
+    return all(bool(torch.isfinite(t).all()) for t in tensors)
