@@ -23,6 +23,10 @@ import torch
 from ._checks import ELEMENTWISE_MODES, as_float_pair, check_mode, check_softness, upcast_half
 from ._sigmoidal import SoftnessLike, step
 from .elementwise import abs as soft_abs
+from .kernels import fused
+from .kernels.composite import CMP, EQ, NE
+
+_HALF = (torch.float16, torch.bfloat16)
 
 SoftBool = torch.Tensor
 
@@ -69,7 +73,9 @@ def greater(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.gt(x, y).to(x.dtype)
-    return _step(_diff(x, y) - epsilon, softness, mode)
+    if x.dtype in _HALF:  # the difference in half precision, as torch would
+        return _step(_diff(x, y) - epsilon, softness, mode)
+    return fused.binary(x, y, softness, mode, CMP, shift=-epsilon)
 
 
 def greater_equal(
@@ -89,7 +95,9 @@ def greater_equal(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.ge(x, y).to(x.dtype)
-    return _step(_diff(x, y) + epsilon, softness, mode)
+    if x.dtype in _HALF:  # the difference in half precision, as torch would
+        return _step(_diff(x, y) + epsilon, softness, mode)
+    return fused.binary(x, y, softness, mode, CMP, shift=epsilon)
 
 
 def less(
@@ -166,7 +174,7 @@ def eq(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.eq(x, y).to(x.dtype)
-    return _close(x, y, softness, mode, epsilon)
+    return fused.binary(x, y, softness, mode, EQ, tol=epsilon)
 
 
 def not_equal(
@@ -186,7 +194,7 @@ def not_equal(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.ne(x, y).to(x.dtype)
-    return 1.0 - _close(x, y, softness, mode, epsilon)
+    return fused.binary(x, y, softness, mode, NE, tol=epsilon)
 
 
 def isclose(
@@ -211,6 +219,8 @@ def isclose(
     rtol, atol = _tolerance(rtol, "rtol"), _tolerance(atol, "atol")
     if mode == "hard":
         return torch.isclose(x, y, rtol=rtol, atol=atol).to(x.dtype)
+    if rtol == 0.0:  # a constant tolerance: soft eq
+        return fused.binary(x, y, softness, mode, EQ, tol=atol + epsilon)
     return _close(x, y, softness, mode, epsilon, rtol, atol)
 
 

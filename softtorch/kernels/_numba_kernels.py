@@ -281,16 +281,29 @@ def _unary(x: Any, s: Any, w10: Any, mode: int, op: int) -> tuple[Any, Any]:
 
 
 @nb.njit(**_ELEM)
-def _binary(dx: Any, tol: Any, s: Any, w10: Any, mode: int, op: int) -> tuple[Any, Any]:
-    """(f(d), f'(d)) for d = x - y + shift: the step (CMP), soft eq (EQ) or not_equal (NE)."""
+def _binary(x: Any, y: Any, shift: Any, tol: Any, s: Any, w10: Any, mode: int,
+            op: int) -> tuple[Any, Any]:
+    """(f(d), f'(d)) for d = x - y + shift: the step (CMP), soft eq (EQ) or not_equal (NE).
+
+    Equal operands have ``x - y = 0`` (``inf`` vs ``inf`` too, not NaN; there the derivative is 0,
+    as :func:`softtorch.comparison.greater`'s masked difference); EQ / NE with an infinite
+    difference are exactly 0 / 1 with a zero derivative (an infinite operand is close only to
+    itself)."""
+    zero, one, two = _c(x, 0), _c(x, 1), _c(x, 2)
+    same = x == y
+    diff = x - y
+    inf_eq = same and diff != diff
+    dx = (zero if same else diff) + shift
     if op == CMP:
-        return _sig(dx, s, w10, mode)
-    one, two = _c(dx, 1), _c(dx, 2)
+        v, d = _sig(dx, s, w10, mode)
+        return v, (zero if inf_eq else d)
     a, da = _unary(dx, s, w10, mode, ABS)
     sg, d = _sig(tol - a, s, w10, mode)
     v = two * sg
-    g = _c(dx, 0) if v > one else -two * d * da
+    far = (a == _c(x, np.inf)) and not same
+    g = zero if (v > one or same or far) else -two * d * da
     v = one if v > one else v
+    v = zero if far else v
     if op == EQ:
         return v, g
     return one - v, -g
@@ -299,22 +312,25 @@ def _binary(dx: Any, tol: Any, s: Any, w10: Any, mode: int, op: int) -> tuple[An
 @nb.njit(**_ELEM)
 def _clamp(x: Any, lo: Any, hi: Any, has_lo: bool, has_hi: bool, s: Any, w10: Any, mode: int,
            gated: bool) -> tuple[Any, Any, Any, Any]:
-    """(value, d/dx, d/dlo, d/dhi) of the soft clamp; infinite far bounds are dropped."""
+    """(value, d/dx, d/dlo, d/dhi) of the soft clamp as soft ``min(max(x, lo), hi)``: first
+    ``m = lo + R(x - lo)``, then ``hi - R(hi - m)`` (the order of :func:`softtorch.clamp`, so the
+    rounding is the same). A bound ``lo = -inf`` / ``hi = +inf`` is dropped, ``lo = +inf`` gives
+    ``m = +inf`` and ``hi = -inf`` gives ``-inf`` (never ``inf - inf``)."""
     zero, one, inf = _c(x, 0), _c(x, 1), _c(x, np.inf)
     op = GATED if gated else RAMP
-    use_lo = has_lo and lo != -inf
-    use_hi = has_hi and hi != inf
-    if use_lo and use_hi:
-        r1, d1 = _unary(x - lo, s, w10, mode, op)
-        r2, d2 = _unary((hi - lo) - r1, s, w10, mode, op)
-        return hi - r2, d2 * d1, d2 * (one - d1), one - d2
-    if use_lo:
-        r1, d1 = _unary(x - lo, s, w10, mode, op)
-        return lo + r1, d1, one - d1, zero
-    if use_hi:
-        r2, d2 = _unary(hi - x, s, w10, mode, op)
-        return hi - r2, d2, zero, one - d2
-    return x, one, zero, zero
+    m, dmx, dml = x, one, zero
+    if has_lo and lo != -inf:
+        if lo == inf:
+            m, dmx, dml = lo, zero, one
+        else:
+            r1, d1 = _unary(x - lo, s, w10, mode, op)
+            m, dmx, dml = lo + r1, d1, one - d1
+    if has_hi and hi != inf:
+        if hi == -inf:
+            return hi, zero, zero, one
+        r2, d2 = _unary(hi - m, s, w10, mode, op)
+        return hi - r2, d2 * dmx, d2 * dml, one - d2
+    return m, dmx, dml, zero
 
 
 @nb.njit(**_ELEM)
@@ -363,11 +379,11 @@ def _binary_fwd(x, y, out, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN202
     mode, op = mt.ndim - 1, ot.ndim - 1
     if y.size == x.size:
         for i in range(x.size):
-            out[i] = _binary((x[i] - y[i]) + shift, tol, s, w10, mode, op)[0]
+            out[i] = _binary(x[i], y[i], shift, tol, s, w10, mode, op)[0]
     else:
         y0 = y[0]
         for i in range(x.size):
-            out[i] = _binary((x[i] - y0) + shift, tol, s, w10, mode, op)[0]
+            out[i] = _binary(x[i], y0, shift, tol, s, w10, mode, op)[0]
 
 
 @nb.njit(**_LOOP)
@@ -375,11 +391,11 @@ def _binary_bwd(x, y, g, gx, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN20
     mode, op = mt.ndim - 1, ot.ndim - 1
     if y.size == x.size:
         for i in range(x.size):
-            gx[i] = g[i] * _binary((x[i] - y[i]) + shift, tol, s, w10, mode, op)[1]
+            gx[i] = g[i] * _binary(x[i], y[i], shift, tol, s, w10, mode, op)[1]
     else:
         y0 = y[0]
         for i in range(x.size):
-            gx[i] = g[i] * _binary((x[i] - y0) + shift, tol, s, w10, mode, op)[1]
+            gx[i] = g[i] * _binary(x[i], y0, shift, tol, s, w10, mode, op)[1]
 
 
 @nb.njit(**_ELEM)

@@ -431,8 +431,8 @@ def clamp(
     x: Tensor, lo: Tensor | None, hi: Tensor | None, softness: Softness, mode: str,
     gated: bool = False,
 ) -> Tensor:
-    """Fused soft clamp :math:`b - R_s(b - a - R_s(x - a))` (one-sided forms when a bound is
-    ``None``; an infinite far bound counts as absent).
+    """Fused soft clamp :math:`b - R_s(b - (a + R_s(x - a)))` (one-sided forms when a bound is
+    ``None``; infinite bounds as in :func:`.composite.clamp`).
 
     Args:
         x: floating input.
