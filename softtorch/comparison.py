@@ -145,15 +145,15 @@ def _close(
     xc, dtype = upcast_half(x)
     yc, _ = upcast_half(y)
     same = xc == yc
-    d = torch.where(same, torch.zeros_like(xc), xc - yc)
+    # an infinite operand is close only to itself (torch.isclose), never inf - inf = NaN
+    far = (torch.isinf(xc) | torch.isinf(yc)) & ~same
+    d = torch.where(same | far, torch.zeros_like(xc), xc - yc)
     tol = torch.full_like(d, atol + epsilon)
     if rtol != 0.0:
         ay = torch.abs(yc)
         tol = tol + torch.where(ay == 0, torch.zeros_like(ay), rtol * ay)
     a = soft_abs(d, softness, mode)
     out = (2.0 * step(tol - a, softness, mode)).clamp(max=1.0)
-    # an infinite operand is close only to itself (torch.isclose), never inf - inf = NaN
-    far = (torch.isinf(xc) | torch.isinf(yc)) & ~same
     return torch.where(far, torch.zeros_like(out), out).to(dtype)
 
 

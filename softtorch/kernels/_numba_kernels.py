@@ -270,14 +270,15 @@ def _unary(x: Any, s: Any, w10: Any, mode: int, op: int) -> tuple[Any, Any]:
     if op == RAMP:
         return _ramp(x, s, w10, mode)
     sg, d = _sig(x, s, w10, mode)
+    xd = _c(x, 0) if d == _c(x, 0) else x * d  # saturated: 0, also for x = +-inf
     if op == GATED:
-        return x * sg, sg + x * d
+        return x * sg, sg + xd
     if op == STEP:
         return sg, d
     sn = two * sg - one
     if op == SIGN:
         return sn, two * d
-    return x * sn, sn + two * x * d
+    return x * sn, sn + two * xd
 
 
 @nb.njit(**_ELEM)
@@ -300,7 +301,8 @@ def _binary(x: Any, y: Any, shift: Any, tol: Any, s: Any, w10: Any, mode: int,
     a, da = _unary(dx, s, w10, mode, ABS)
     sg, d = _sig(tol - a, s, w10, mode)
     v = two * sg
-    far = (a == _c(x, np.inf)) and not same
+    inf = _c(x, np.inf)
+    far = (abs(x) == inf or abs(y) == inf) and not same
     g = zero if (v > one or same or far) else -two * d * da
     v = one if v > one else v
     v = zero if far else v

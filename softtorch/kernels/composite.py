@@ -58,7 +58,8 @@ def binary(
     """Composite of the comparison ``op`` on ``d = x - y + shift`` (see the module docstring).
 
     Equal infinities have ``x - y = 0`` (not NaN) with a zero gradient; for EQ / NE every pair of
-    equal operands does, and an infinite operand is close only to itself (EQ exactly 0).
+    equal operands does, and an infinite operand is close only to itself (EQ exactly 0, with a
+    zero gradient).
 
     Args:
         x, y: floating operands (broadcastable, one dtype).
@@ -73,12 +74,12 @@ def binary(
     if op == CMP:
         d = torch.where(same & torch.isinf(x), torch.zeros_like(d), d)
         return step(d + shift if shift != 0.0 else d, softness, mode)
-    d = torch.where(same, torch.zeros_like(d), d)
+    far = (torch.isinf(x) | torch.isinf(y)) & ~same
+    d = torch.where(same | far, torch.zeros_like(d), d)  # far: no inf * 0 in the gradient
     if shift != 0.0:
         d = d + shift
     a = d * (2.0 * step(d, softness, mode) - 1.0)
     v = (2.0 * step(tol - a, softness, mode)).clamp(max=1.0)
-    far = (torch.isinf(x) | torch.isinf(y)) & ~same
     v = torch.where(far, torch.zeros_like(v), v)
     return v if op == EQ else 1.0 - v
 

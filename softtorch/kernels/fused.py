@@ -348,6 +348,15 @@ def _round_window(s: float, mode: str, r: int, nd: type) -> tuple[int, float]:
 # ------------------------------------------------------------------------------- entry points
 
 
+def _broadcast(*tensors: Tensor | None) -> torch.Size | None:
+    """The broadcast shape, or None when the shapes do not broadcast (the composite then raises
+    torch's own error)."""
+    try:
+        return torch.broadcast_shapes(*(t.shape for t in tensors if t is not None))
+    except RuntimeError:
+        return None
+
+
 def _prep(t: Tensor) -> Tensor:
     t = t.float() if t.dtype in _HALF else t
     return t.contiguous()
@@ -412,8 +421,10 @@ def binary(
         shift: ``-eps`` (``greater``) or ``+eps`` (``greater_equal``).
         tol: tolerance of EQ / NE (the ``epsilon`` of ``eq``).
     """
-    shape = torch.broadcast_shapes(x.shape, y.shape)
-    if math.prod(shape) == 0 or not use_kernel(softness, x, y) or x.dtype != y.dtype:
+    shape = _broadcast(x, y)
+    if shape is None or math.prod(shape) == 0 or not use_kernel(softness, x, y) or (
+        x.dtype != y.dtype
+    ):
         half = x.dtype in _HALF
         xc, yc = (x.float(), y.float()) if half else (x, y)
         return composite.binary(xc, yc, softness, mode, op, shift, tol).to(x.dtype)
@@ -441,8 +452,8 @@ def clamp(
         mode: a sigmoidal mode.
         gated: use the gated relu.
     """
-    shape = torch.broadcast_shapes(x.shape, *(b.shape for b in (lo, hi) if b is not None))
-    if math.prod(shape) == 0 or not use_kernel(softness, x, lo, hi) or any(
+    shape = _broadcast(x, lo, hi)
+    if shape is None or math.prod(shape) == 0 or not use_kernel(softness, x, lo, hi) or any(
         b is not None and b.dtype != x.dtype for b in (lo, hi)
     ):
         half = x.dtype in _HALF
