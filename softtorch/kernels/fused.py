@@ -341,7 +341,8 @@ def _round_window(s: float, mode: str, r: int, nd: type) -> tuple[int, float]:
     else:
         c = BAND
     cut = c * s
-    k = 2 * r if cut >= r else min(2 * r, math.floor(2.0 * cut) + 2)
+    # steps with |z| >= cut are saturated: at most floor(2 cut) + 1 steps lie inside
+    k = 2 * r if cut >= r else min(2 * r, math.floor(2.0 * cut) + 1)
     return k, cut
 
 
