@@ -85,6 +85,13 @@ def parallel_guard() -> contextlib.AbstractContextManager[object]:
 # enter a prange body).
 
 
+@nb.njit(**_ELEM)
+def _bound(b, i, kind):  # noqa: ANN001, ANN202
+    """Element ``i`` of a bound or of the incoming gradient: kind 0 absent (unused), 1 one
+    value (a scalar operand, a gradient expanded from one value), 2 one value per element."""
+    return b[i] if kind == 2 else b[0]
+
+
 @nb.njit(**_LOOP)
 def _unary_fwd(x, out, s, w10, mt, ot):  # noqa: ANN001, ANN202
     mode, op = mt.ndim - 1, ot.ndim - 1
@@ -93,10 +100,10 @@ def _unary_fwd(x, out, s, w10, mt, ot):  # noqa: ANN001, ANN202
 
 
 @nb.njit(**_LOOP)
-def _unary_bwd(x, g, gx, s, w10, mt, ot):  # noqa: ANN001, ANN202
-    mode, op = mt.ndim - 1, ot.ndim - 1
+def _unary_bwd(x, g, gx, s, w10, mt, ot, gt):  # noqa: ANN001, ANN202
+    mode, op, gs = mt.ndim - 1, ot.ndim - 1, gt.ndim - 1
     for i in range(x.size):
-        gx[i] = g[i] * _unary(x[i], s, w10, mode, op)[1]
+        gx[i] = _bound(g, i, 2 - gs) * _unary(x[i], s, w10, mode, op)[1]
 
 
 @nb.njit(**_LOOP)
@@ -112,21 +119,15 @@ def _binary_fwd(x, y, out, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN202
 
 
 @nb.njit(**_LOOP)
-def _binary_bwd(x, y, g, gx, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN202
-    mode, op = mt.ndim - 1, ot.ndim - 1
+def _binary_bwd(x, y, g, gx, shift, tol, s, w10, mt, ot, gt):  # noqa: ANN001, ANN202
+    mode, op, gs = mt.ndim - 1, ot.ndim - 1, gt.ndim - 1
     if y.size == x.size:
         for i in range(x.size):
-            gx[i] = g[i] * _binary(x[i], y[i], shift, tol, s, w10, mode, op)[1]
+            gx[i] = _bound(g, i, 2 - gs) * _binary(x[i], y[i], shift, tol, s, w10, mode, op)[1]
     else:
         y0 = y[0]
         for i in range(x.size):
-            gx[i] = g[i] * _binary(x[i], y0, shift, tol, s, w10, mode, op)[1]
-
-
-@nb.njit(**_ELEM)
-def _bound(b, i, kind):  # noqa: ANN001, ANN202
-    """Bound ``i``: kind 0 absent (unused), 1 one value, 2 one value per element."""
-    return b[i] if kind == 2 else b[0]
+            gx[i] = _bound(g, i, 2 - gs) * _binary(x[i], y0, shift, tol, s, w10, mode, op)[1]
 
 
 @nb.njit(**_LOOP)
@@ -138,20 +139,21 @@ def _clamp_fwd(x, lo, hi, out, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
 
 
 @nb.njit(**_LOOP)
-def _clamp_bwd(x, lo, hi, g, gx, glo, ghi, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
+def _clamp_bwd(x, lo, hi, g, gx, glo, ghi, s, w10, mt, gt, lt, ht, gst):  # noqa: ANN001, ANN202
     """One loop per gradient (several stores in one loop stop the vectoriser)."""
     mode, gated, lk, hk = mt.ndim - 1, gt.ndim == 2, lt.ndim - 1, ht.ndim - 1
+    gk = 2 - (gst.ndim - 1)
     for i in range(x.size):
-        gx[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
-                              s, w10, mode, gated)[1]
+        gx[i] = _bound(g, i, gk) * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0,
+                                          hk > 0, s, w10, mode, gated)[1]
     if glo.size > 0:
         for i in range(x.size):
-            glo[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
-                                   s, w10, mode, gated)[2]
+            glo[i] = _bound(g, i, gk) * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk),
+                                               lk > 0, hk > 0, s, w10, mode, gated)[2]
     if ghi.size > 0:
         for i in range(x.size):
-            ghi[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
-                                   s, w10, mode, gated)[3]
+            ghi[i] = _bound(g, i, gk) * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk),
+                                               lk > 0, hk > 0, s, w10, mode, gated)[3]
 
 
 @nb.njit(**_LOOP)
@@ -182,7 +184,7 @@ def _round_fwd(x, out, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
 
 
 @nb.njit(**_LOOP)
-def _round_bwd(x, g, gx, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
+def _round_bwd(x, g, gx, s, w10, mt, r, k, cut, gt):  # noqa: ANN001, ANN202
     r"""The derivative :math:`\sum_t \sigma_s'(z - t)` of :func:`_round_fwd`'s steps
     (``smooth``: :math:`\sigma(1 - \sigma)/s` with :math:`\sigma = 1/(1 + E q^t)`), times ``g``."""
     mode = mt.ndim - 1
@@ -204,8 +206,12 @@ def _round_bwd(x, g, gx, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
             else:
                 for i in range(n):
                     ob[i] += _sig(zb[i] - _c(s, t), s, w10, mode)[1]
-        for i in range(n):
-            ob[i] *= gb[i]
+        if gt.ndim == 2:
+            for i in range(n):
+                ob[i] *= g[0]
+        else:
+            for i in range(n):
+                ob[i] *= gb[i]
 
 
 @nb.njit(**_LOOP)

@@ -116,6 +116,14 @@ def _tag(code: int) -> Any:
     return _kernels().tag(code)
 
 
+def _grad(g: Tensor) -> tuple[Any, Any]:
+    """The incoming gradient as a flat array and its tag: one element when ``g`` is one value
+    expanded (the gradient of ``y.sum()``: no copy to a full tensor), else contiguous."""
+    if g.numel() > 1 and all(st == 0 for st in g.stride()):
+        return g.detach().as_strided((1,), (1,)).numpy(), _tag(1)
+    return _flat(g.contiguous()), _tag(0)
+
+
 def _composite_grads(
     fn: Callable[..., Tensor], inputs: tuple[Tensor | None, ...], grad: Tensor
 ) -> list[Tensor | None]:
@@ -155,10 +163,10 @@ class _Unary(torch.autograd.Function):
         if torch.is_grad_enabled():
             (gx,) = _composite_grads(lambda t: composite.unary(t, s, mode, op), (x,), g)
             return gx, None, None, None
-        g = g.contiguous()
+        ga, gt = _grad(g)
         gx = torch.empty_like(x)
         ps, pw, _ = _params(s, x.dtype)
-        _run("unary_bwd", x, _flat(x), _flat(g), _flat(gx), ps, pw, _mt(mode), _tag(op))
+        _run("unary_bwd", x, _flat(x), ga, _flat(gx), ps, pw, _mt(mode), _tag(op), gt)
         return gx, None, None, None
 
 
@@ -184,11 +192,11 @@ class _Binary(torch.autograd.Function):
             gx, gy = _composite_grads(
                 lambda a, b: composite.binary(a, b, s, mode, op, shift, tol), (x, y), g)
             return (gx, gy, *none5)
-        g = g.contiguous()
+        ga, gt = _grad(g)
         gx = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
-        _run("binary_bwd", x, _flat(x), _flat(y), _flat(g), _flat(gx), nd(shift), nd(tol),
-             ps, pw, _mt(mode), _tag(op))
+        _run("binary_bwd", x, _flat(x), _flat(y), ga, _flat(gx), nd(shift), nd(tol),
+             ps, pw, _mt(mode), _tag(op), gt)
         gy = None
         if ctx.needs_input_grad[1]:
             gy = -gx if y.shape == x.shape else (-gx.sum()).reshape(y.shape)
@@ -224,7 +232,7 @@ class _Clamp(torch.autograd.Function):
             gx, glo, ghi = _composite_grads(
                 lambda a, b, c: composite.clamp(a, b, c, s, mode, gated), (x, lo, hi), g)
             return gx, glo, ghi, None, None, None
-        g = g.contiguous()
+        ga, gt = _grad(g)
         gx = torch.empty_like(x)
         want_lo = lo is not None and ctx.needs_input_grad[1]
         want_hi = hi is not None and ctx.needs_input_grad[2]
@@ -233,8 +241,8 @@ class _Clamp(torch.autograd.Function):
         dummy = x.new_zeros(1)
         ps, pw, _ = _params(s, x.dtype)
         _run("clamp_bwd", x, _flat(x), _flat(dummy if lo is None else lo),
-             _flat(dummy if hi is None else hi), _flat(g), _flat(gx), _flat(glo_full),
-             _flat(ghi_full), ps, pw, _mt(mode), _tag(int(gated)), _btag(lo, x), _btag(hi, x))
+             _flat(dummy if hi is None else hi), ga, _flat(gx), _flat(glo_full),
+             _flat(ghi_full), ps, pw, _mt(mode), _tag(int(gated)), _btag(lo, x), _btag(hi, x), gt)
 
         def reduce(full: Tensor, b: Tensor) -> Tensor:
             return full if b.shape == x.shape else full.sum().reshape(b.shape)
@@ -262,11 +270,11 @@ class _Round(torch.autograd.Function):
         if torch.is_grad_enabled():
             (gx,) = _composite_grads(lambda t: composite.round(t, s, mode, r), (x,), g)
             return gx, None, None, None
-        g = g.contiguous()
+        ga, gt = _grad(g)
         gx = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
         k, cut = _round_window(s, mode, r, nd)
-        _run("round_bwd", x, _flat(x), _flat(g), _flat(gx), ps, pw, _mt(mode), r, k, nd(cut))
+        _run("round_bwd", x, _flat(x), ga, _flat(gx), ps, pw, _mt(mode), r, k, nd(cut), gt)
         return gx, None, None, None
 
 

@@ -227,3 +227,20 @@ def test_compile_and_vmap_through_public_functions() -> None:
     comp = torch.compile(lambda t: st.round(t, S, "smooth") + st.sign(t, S, "c1"),
                          backend="eager", fullgraph=True)
     torch.testing.assert_close(comp(x), st.round(x, S, "smooth") + st.sign(x, S, "c1"))
+
+
+def test_expanded_incoming_gradient_is_read_as_one_value() -> None:
+    """The gradient of ``y.sum()`` (one value expanded) gives the same input gradient as the
+    materialised tensor, on one thread and on the parallel blocks (300 x 300 elements)."""
+    x = torch.randn(300, 300, generator=torch.Generator().manual_seed(4), requires_grad=True)
+    lo = torch.tensor(-0.5, requires_grad=True)
+    fns: list[Callable[[torch.Tensor], torch.Tensor]] = [
+        lambda t: st.round(t, S, "smooth"), lambda t: st.abs(t, S, "c2"),
+        lambda t: st.clamp(t, lo, 0.5, S, "c1"), lambda t: st.eq(t, t.detach().flip(0), S),
+    ]
+    for f in fns:
+        for g in (torch.tensor(2.5), torch.tensor([[1.5]])):
+            leaves = [x, lo] if f is fns[2] else [x]
+            got = torch.autograd.grad(f(x), leaves, g.expand(300, 300))
+            want = torch.autograd.grad(f(x), leaves, g.expand(300, 300).contiguous())
+            assert all(torch.equal(a, b) for a, b in zip(got, want))
