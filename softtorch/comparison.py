@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import ELEMENTWISE_MODES, as_float_pair, check_mode, check_softness, upcast_half
-from ._sigmoidal import SoftnessLike, step
+from ._sigmoidal_math import SoftnessLike, step
 from .elementwise import abs as soft_abs
 from .kernels import fused
 from .kernels.composite import CMP, EQ, NE

@@ -19,7 +19,7 @@ from ._checks import (
     check_softness,
     upcast_half,
 )
-from ._sigmoidal import SoftnessLike
+from ._sigmoidal_math import SoftnessLike
 from .kernels import fused
 from .kernels.composite import ABS, SIGN, STEP
 

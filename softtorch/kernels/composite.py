@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._sigmoidal import SoftnessLike as Softness
-from .._sigmoidal import ramp, step
+from .._sigmoidal_math import SoftnessLike as Softness
+from .._sigmoidal_math import ramp, step
 
 #: Unary op codes (shared with the CPU kernels).
 STEP, SIGN, ABS, RAMP, GATED = 0, 1, 2, 3, 4

@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import _is_compiling, forward_ad_active
-from .._sigmoidal import BAND
-from .._sigmoidal import SoftnessLike as Softness
+from .._sigmoidal_math import BAND
+from .._sigmoidal_math import SoftnessLike as Softness
 from . import composite
 from .composite import ABS, CMP, EQ, GATED, NE, RAMP, SIGN, STEP
 
