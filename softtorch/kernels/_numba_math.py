@@ -199,7 +199,8 @@ def _sig(x: Any, s: Any, w10: Any, mode: int) -> tuple[Any, Any]:
         c, ic = _cbrt_mid(_c(x, 0.25) + r6)
         m = c - h2 * ic
         mh = m + h
-        v = mh * mh * mh
+        # exactly 0 / 1 when saturated (m + h = 0 to rounding: no -1e-50 that -inf turns to +inf)
+        v = _c(x, 0) if u <= -one else (one if u >= one else mh * mh * mh)
         ic2 = ic * ic
         dc = h2 * h2 * h * ic2 / r6
         dm = dc * (one + h2 * ic2) - two * h * ic
