@@ -12,8 +12,8 @@ values: other devices, a tensor softness (its gradient), ``torch.compile`` traci
 transforms and forward-mode AD, tensor subclasses, and :func:`set_backend` ``("torch")``. The
 double backward (``create_graph=True``) differentiates the composite formula.
 
-``smooth`` ungated ``relu`` needs no kernel: ``F.softplus(x, beta=1/s)`` is already one fused torch
-op each way (:func:`ramp`).
+``smooth`` ungated ``relu`` falls back to ``F.softplus(x, beta=1/s)`` (one fused torch op each
+way, :func:`ramp`); on CPU the kernel is faster still (its backward needs only the sigmoid).
 """
 
 from __future__ import annotations
@@ -382,8 +382,8 @@ def unary(x: Tensor, softness: Softness, mode: str, op: int) -> Tensor:
         mode: a sigmoidal mode (``smooth``, ``c0``, ``c1``, ``c2``, ``_c1_pnorm``, ``_c2_pnorm``).
         op: one of the op codes STEP, SIGN, ABS, RAMP, GATED.
     """
-    if op == RAMP and mode == "smooth" and not isinstance(softness, Tensor):
-        return ramp(x, softness, mode)
+    if op in (RAMP, GATED):
+        return ramp(x, softness, mode, gated=op == GATED)
     if x.numel() == 0 or not use_kernel(softness, x):
         xc = x.float() if x.dtype in _HALF else x
         return composite.unary(xc, softness, mode, op).to(x.dtype)
@@ -393,8 +393,9 @@ def unary(x: Tensor, softness: Softness, mode: str, op: int) -> Tensor:
 def ramp(x: Tensor, softness: Softness, mode: str, gated: bool = False) -> Tensor:
     """Fused soft relu: the integral of :math:`\\sigma_s` or, with ``gated``, :math:`x\\sigma_s(x)`.
 
-    ``smooth`` ungated is ``F.softplus(x, beta=1/s)`` (torch's own one-pass op, threshold 20 on
-    ``x/s`` as in the composite).
+    Where the kernels do not apply, ``smooth`` ungated with a float softness is
+    ``F.softplus(x, beta=1/s)`` (torch's own one-pass op, threshold 20 on ``x/s`` as in the
+    composite).
 
     Args:
         x: floating input.
@@ -402,12 +403,11 @@ def ramp(x: Tensor, softness: Softness, mode: str, gated: bool = False) -> Tenso
         mode: a sigmoidal mode.
         gated: the gated form.
     """
-    if not gated and mode == "smooth" and not isinstance(softness, Tensor):
-        xc = x.float() if x.dtype in _HALF else x
-        return F.softplus(xc, beta=1.0 / softness, threshold=20.0).to(x.dtype)
     op = GATED if gated else RAMP
     if x.numel() == 0 or not use_kernel(softness, x):
         xc = x.float() if x.dtype in _HALF else x
+        if not gated and mode == "smooth" and not isinstance(softness, Tensor):
+            return F.softplus(xc, beta=1.0 / softness, threshold=20.0).to(x.dtype)
         return composite.unary(xc, softness, mode, op).to(x.dtype)
     return _Unary.apply(_prep(x), float(softness), mode, op).to(x.dtype)
 

@@ -90,7 +90,7 @@ def test_unary_public_matches_composite(name: str, mode: str) -> None:
             ref = _value_and_grad(lambda t: fn(t, S, mode), x)
         _same(got, ref, tol)
     y = fn(x, S, mode)
-    assert _uses_kernel(y) or (name == "relu" and mode == "smooth")  # softplus is torch's op
+    assert _uses_kernel(y)
 
 
 @pytest.mark.parametrize("mode", MODES)
