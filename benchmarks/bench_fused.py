@@ -1,11 +1,12 @@
-"""Fused elementwise kernels (``softtorch.kernels``) vs today's composite formulas vs the hard op,
+"""Fused elementwise kernels (``softtorch.kernels``) vs their composite formulas vs the hard op,
 on 4M float32 elements (2048 x 2048), forward+backward, softness 0.1.
 
 Per op and mode two rows with the same baseline (the hard torch op): ``op[mode,composite]`` (the
-torch formulas of :mod:`softtorch.kernels.composite`, the same code as the public functions
-today) and ``op[mode,fused]`` (:mod:`softtorch.kernels.fused`). ``relu`` is also ``softrelu``
-(the same function); ``heaviside`` is also ``sigmoidal``. Targets (issue 19): fused <= 2x hard in
-``smooth``, <= 3x in the other modes, ``round`` <= 4x; peak memory <= 2x the hard op.
+torch formulas of :mod:`softtorch.kernels.composite`, what the public functions run where the
+kernels do not apply) and ``op[mode,fused]`` (:mod:`softtorch.kernels.fused`). ``relu`` is
+also ``softrelu`` (the same function); ``heaviside`` is also ``sigmoidal``. Targets (issue 19):
+fused <= 2x hard in ``smooth``, <= 3x in the other modes, ``round`` <= 4x; peak memory <= 2x the
+hard op.
 """
 
 from __future__ import annotations

@@ -21,8 +21,12 @@ from __future__ import annotations
 import torch
 
 from ._checks import ELEMENTWISE_MODES, as_float_pair, check_mode, check_softness, upcast_half
-from ._sigmoidal import SoftnessLike, step
+from ._sigmoidal_math import SoftnessLike, step
 from .elementwise import abs as soft_abs
+from .kernels import fused
+from .kernels.composite import CMP, EQ, NE
+
+_HALF = (torch.float16, torch.bfloat16)
 
 SoftBool = torch.Tensor
 
@@ -69,7 +73,9 @@ def greater(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.gt(x, y).to(x.dtype)
-    return _step(_diff(x, y) - epsilon, softness, mode)
+    if x.dtype in _HALF:  # the difference in half precision, as torch would
+        return _step(_diff(x, y) - epsilon, softness, mode)
+    return fused.binary(x, y, softness, mode, CMP, shift=-epsilon)
 
 
 def greater_equal(
@@ -89,7 +95,9 @@ def greater_equal(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.ge(x, y).to(x.dtype)
-    return _step(_diff(x, y) + epsilon, softness, mode)
+    if x.dtype in _HALF:  # the difference in half precision, as torch would
+        return _step(_diff(x, y) + epsilon, softness, mode)
+    return fused.binary(x, y, softness, mode, CMP, shift=epsilon)
 
 
 def less(
@@ -137,15 +145,15 @@ def _close(
     xc, dtype = upcast_half(x)
     yc, _ = upcast_half(y)
     same = xc == yc
-    d = torch.where(same, torch.zeros_like(xc), xc - yc)
+    # an infinite operand is close only to itself (torch.isclose), never inf - inf = NaN
+    far = (torch.isinf(xc) | torch.isinf(yc)) & ~same
+    d = torch.where(same | far, torch.zeros_like(xc), xc - yc)
     tol = torch.full_like(d, atol + epsilon)
     if rtol != 0.0:
         ay = torch.abs(yc)
         tol = tol + torch.where(ay == 0, torch.zeros_like(ay), rtol * ay)
     a = soft_abs(d, softness, mode)
     out = (2.0 * step(tol - a, softness, mode)).clamp(max=1.0)
-    # an infinite operand is close only to itself (torch.isclose), never inf - inf = NaN
-    far = (torch.isinf(xc) | torch.isinf(yc)) & ~same
     return torch.where(far, torch.zeros_like(out), out).to(dtype)
 
 
@@ -166,7 +174,7 @@ def eq(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.eq(x, y).to(x.dtype)
-    return _close(x, y, softness, mode, epsilon)
+    return fused.binary(x, y, softness, mode, EQ, tol=epsilon)
 
 
 def not_equal(
@@ -186,7 +194,7 @@ def not_equal(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.ne(x, y).to(x.dtype)
-    return 1.0 - _close(x, y, softness, mode, epsilon)
+    return fused.binary(x, y, softness, mode, NE, tol=epsilon)
 
 
 def isclose(
@@ -211,6 +219,8 @@ def isclose(
     rtol, atol = _tolerance(rtol, "rtol"), _tolerance(atol, "atol")
     if mode == "hard":
         return torch.isclose(x, y, rtol=rtol, atol=atol).to(x.dtype)
+    if rtol == 0.0:  # a constant tolerance: soft eq
+        return fused.binary(x, y, softness, mode, EQ, tol=atol + epsilon)
     return _close(x, y, softness, mode, epsilon, rtol, atol)
 
 

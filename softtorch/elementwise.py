@@ -9,8 +9,6 @@ returned in their own dtype.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 from ._checks import (
@@ -21,10 +19,9 @@ from ._checks import (
     check_softness,
     upcast_half,
 )
-from ._sigmoidal import SoftnessLike, ramp, step
-
-_upcast_half = upcast_half
-
+from ._sigmoidal_math import SoftnessLike
+from .kernels import fused
+from .kernels.composite import ABS, SIGN, STEP
 
 
 def _is_wrapped(x: torch.Tensor) -> bool:
@@ -64,8 +61,7 @@ def heaviside(x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth
         # hard step gets a zero one: 0 * sign(x) adds an exact +0 (NaN stays NaN)
         hard = torch.heaviside(x.detach(), torch.tensor(0.5, dtype=x.dtype, device=x.device))
         return hard + 0.0 * torch.sign(x) if x.requires_grad or _is_wrapped(x) else hard
-    xc, dtype = _upcast_half(x)
-    return step(xc, softness, mode).to(dtype)
+    return fused.unary(x, softness, mode, STEP)
 
 
 def sign(x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth") -> torch.Tensor:
@@ -80,8 +76,7 @@ def sign(x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth") ->
     x, softness, mode = _prepare(x, softness, mode)
     if mode == "hard":
         return torch.sign(x)
-    xc, dtype = _upcast_half(x)
-    return (2.0 * step(xc, softness, mode) - 1.0).to(dtype)
+    return fused.unary(x, softness, mode, SIGN)
 
 
 def abs(x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth") -> torch.Tensor:  # noqa: A001
@@ -96,8 +91,7 @@ def abs(x: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth") -> 
     x, softness, mode = _prepare(x, softness, mode)
     if mode == "hard":
         return torch.abs(x)
-    xc, dtype = _upcast_half(x)
-    return (xc * (2.0 * step(xc, softness, mode) - 1.0)).to(dtype)
+    return fused.unary(x, softness, mode, ABS)
 
 
 def relu(
@@ -116,8 +110,7 @@ def relu(
     x, softness, mode = _prepare(x, softness, mode)
     if mode == "hard":
         return torch.relu(x)
-    xc, dtype = _upcast_half(x)
-    return ramp(xc, softness, mode, gated=gated).to(dtype)
+    return fused.ramp(x, softness, mode, gated=gated)
 
 
 def _bound(b: torch.Tensor | float | None, like: torch.Tensor) -> torch.Tensor | None:
@@ -178,22 +171,8 @@ def clamp(
         x = x.to(_clamp_dtype(x, a, b))
     if mode == "hard":
         return torch.clamp(x, a, b)  # type: ignore[arg-type]
-    xc, dtype = _upcast_half(x)
-    lo, hi = _bound(a, xc), _bound(b, xc)
-
-    def r(t: torch.Tensor) -> torch.Tensor:
-        return ramp(t, softness, mode, gated=gated)
-
-    out = xc
-    if lo is not None:  # soft max(out, lo) = lo + r(out - lo)
-        finite = torch.where(torch.isinf(lo), torch.zeros_like(lo), lo)
-        soft = finite + r(out - finite)
-        out = torch.where(lo == -math.inf, out, torch.where(lo == math.inf, lo, soft))
-    if hi is not None:  # soft min(out, hi) = hi - r(hi - out)
-        finite = torch.where(torch.isinf(hi), torch.zeros_like(hi), hi)
-        soft = finite - r(finite - out)
-        out = torch.where(hi == math.inf, out, torch.where(hi == -math.inf, hi, soft))
-    return out.to(dtype)
+    xc, dtype = upcast_half(x)
+    return fused.clamp(xc, _bound(a, xc), _bound(b, xc), softness, mode, gated).to(dtype)
 
 
 def round(  # noqa: A001
@@ -221,10 +200,4 @@ def round(  # noqa: A001
         raise ValueError(f"neighbor_radius must be >= 1, got {neighbor_radius}")
     if mode == "hard":
         return torch.round(x)
-    xc, dtype = _upcast_half(x)
-    base = torch.floor(xc).detach()
-    frac = xc - base  # in [0, 1): the staircase is evaluated relative to floor(x)
-    out = base - neighbor_radius
-    for j in range(-neighbor_radius, neighbor_radius):
-        out = out + step(frac - (j + 0.5), softness, mode)
-    return out.to(dtype)
+    return fused.round(x, softness, mode, neighbor_radius)

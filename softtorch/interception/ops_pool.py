@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .._checks import _is_compiling
+from ..kernels.pool import pool as fast_pool
 from ..simplex import project_simplex
 from .context import DECLINE, Ctx
 from .tensor import wrap
@@ -88,6 +90,12 @@ def _reduce(x: Tensor, dim: int, pos: Tensor, valid: Tensor, c: Ctx) -> Tensor:
 
 
 def _pool(x: Tensor, windows: list[tuple[Tensor, Tensor]], c: Ctx) -> Tensor:
+    """Pool ``x`` over ``windows`` (one ``(pos, valid)`` per trailing spatial dim): the fused
+    pairs / strided windows of :func:`softtorch.kernels.pool.pool` (same values), or, while
+    ``torch.compile`` traces (its window geometry reads tensor values), :func:`_reduce` per dim.
+    """
+    if not _is_compiling():
+        return fast_pool(x, windows, c, _reduce)
     xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
     nd = len(windows)
     for i, (pos, valid) in enumerate(windows):

@@ -24,7 +24,7 @@ Families (value; derivative):
 * abs: :math:`x(2\sigma_s(x) - 1)`; :math:`2\sigma_s(x) - 1 + 2x\sigma_s'(x)`;
 * relu / softrelu: :math:`R_s(x)`; :math:`\sigma_s(x)`; gated: :math:`x\sigma_s(x)`;
   :math:`\sigma_s(x) + x\sigma_s'(x)`;
-* clamp: :math:`b - R(b - a - R(x - a))`; with :math:`u = x - a`, :math:`v = b - a - R(u)`:
+* clamp: :math:`b - R(b - (a + R(x - a)))`; with :math:`u = x - a`, :math:`v = b - (a + R(u))`:
   :math:`\partial_x = R'(v)R'(u)`, :math:`\partial_a = R'(v)(1 - R'(u))`,
   :math:`\partial_b = 1 - R'(v)`; one-sided :math:`a + R(x - a)`, :math:`b - R(b - x)`;
 * comparisons: :math:`\sigma_s(x - y \mp \epsilon)` (``greater`` / ``greater_equal``; ``less`` swaps

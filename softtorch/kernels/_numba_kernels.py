@@ -4,11 +4,8 @@ This module imports numba at import time; :mod:`softtorch.kernels.fused` imports
 CPU call, so ``import softtorch`` never pays for numba.
 
 Every kernel reads flat contiguous float32 / float64 arrays and computes in their own precision
-(the precision of the composite torch code), with the mode's sigmoidal :math:`\sigma_s` and its
-derivative evaluated per element (see :mod:`softtorch.kernels` for the formulas). The exponential
-and :math:`\log(1 + e)` are evaluated with range reduction and polynomials written in plain
-arithmetic (``_exp``, ``_log1p_unit``), so that LLVM vectorises the loops: libm's scalar ``exp``
-would cost 4-6x more than torch's vectorised sigmoid. Their error is about one ulp.
+(the precision of the composite torch code), with the per-element helpers of
+:mod:`._numba_math` (vectorisable ``exp`` and ``log1p``, about one ulp).
 
 Kernels run on one thread below ``PARALLEL_MIN_ELEMENTS`` and otherwise in ``CHUNK``-sized blocks
 under ``prange``, on torch's intra-op thread count (``torch.set_num_threads`` governs them too);
@@ -20,37 +17,45 @@ contraction is allowed (``fastmath={"contract"}``): NaN / inf semantics are IEEE
 from __future__ import annotations
 
 import contextlib
-import math
 import threading
 from typing import Any
 
 import numba as nb
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic, overload
 
-#: Mode codes of the kernels, in :data:`softtorch._checks.SIGMOIDAL_MODES` spelling.
-MODE_CODES: dict[str, int] = {
-    "smooth": 0, "c0": 1, "c1": 2, "c2": 3, "_c1_pnorm": 4, "_c2_pnorm": 5,
-}
-#: Unary op codes: sigmoidal / heaviside, sign, abs, integral of sigmoidal (relu), gated relu.
-STEP, SIGN, ABS, RAMP, GATED = 0, 1, 2, 3, 4
-#: Binary op codes: sigma(x - y + shift), soft eq and soft not_equal with tolerance ``tol``.
-CMP, EQ, NE = 0, 1, 2
+from ._numba_math import (
+    _ELEM,
+    _FM,
+    ABS,
+    CMP,
+    EQ,
+    GATED,
+    MODE_CODES,
+    NE,
+    RAMP,
+    SIGN,
+    SMOOTH_CUTOFF,
+    STEP,
+    _binary,
+    _c,
+    _clamp,
+    _exp,
+    _round_start,
+    _sig,
+    _unary,
+)
+
+__all__ = [
+    "ABS", "CMP", "EQ", "GATED", "MODE_CODES", "NE", "RAMP", "SIGN", "SMOOTH_CUTOFF", "STEP",
+    "parallel_guard", "run", "tag",
+]
+
 #: Below this many elements a kernel runs on one thread (waking the pool costs more).
 PARALLEL_MIN_ELEMENTS = 1 << 16
 #: Elements per parallel block.
 CHUNK = 1 << 14
 #: Elements per block of ``round``'s passes (stays in L1).
 ROUND_BLOCK = 1024
-#: ``smooth`` sigmoid arguments beyond this many softnesses are saturated in ``round``'s window
-#: (float32 / float64): the sigmoid then rounds to exactly 1 and its tail is below one ulp.
-SMOOTH_CUTOFF = {np.float32: 20.0, np.float64: 40.0}
-_FM = {"contract"}
-#: Per-element helpers: inlined by LLVM, numpy error model (no ZeroDivisionError branches,
-#: which would stop the loops from vectorising).
-_ELEM = {"cache": True, "fastmath": _FM, "error_model": "numpy", "forceinline": True}
 _LOOP = {"cache": True, "fastmath": _FM, "error_model": "numpy"}
 
 _PARALLEL_LOCK = threading.Lock()
@@ -72,276 +77,19 @@ def parallel_guard() -> contextlib.AbstractContextManager[object]:
     return contextlib.nullcontext() if _LAYER_SAFE else _PARALLEL_LOCK
 
 
-@intrinsic
-def _bits_f32(typingctx: Any, v: Any) -> Any:
-    """Reinterpret an int32 as float32 (for 2**n in :func:`_exp`)."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.FloatType())
-
-    return types.float32(types.int32), codegen
-
-
-@intrinsic
-def _bits_f64(typingctx: Any, v: Any) -> Any:
-    """Reinterpret an int64 as float64 (for 2**n in :func:`_exp`)."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
-
-
-def _c(like, v):  # noqa: ANN001, ANN202
-    """``v`` as the float type of ``like`` (a compile-time cast for constants). The Python body
-    is the reference for plain calls; compiled kernels use the overload below."""
-    return np.asarray(like).dtype.type(v)
-
-
-@overload(_c, jit_options={"error_model": "numpy", "forceinline": True})
-def _ov_c(like, v):  # noqa: ANN001, ANN202
-    if like == types.float32:
-        return lambda like, v: np.float32(v)
-    return lambda like, v: np.float64(v)
-
-
-_P32 = tuple(np.float32(1.0 / math.factorial(k)) for k in range(7, -1, -1))
-_P64 = tuple(np.float64(1.0 / math.factorial(k)) for k in range(13, -1, -1))
-_Q32 = tuple(np.float32(2.0 / (2 * k + 1)) for k in range(8, -1, -1))
-_Q64 = tuple(np.float64(2.0 / (2 * k + 1)) for k in range(18, -1, -1))
-_E32 = (np.float32(1.4426950408889634), np.float32(0.693359375), np.float32(-2.12194440e-4),
-        np.float32(88.72), np.float32(-87.33))
-_E64 = (np.float64(1.4426950408889634), np.float64(6.93147180369123816490e-01),
-        np.float64(1.90821492927058770002e-10), np.float64(709.78), np.float64(-708.39))
-
-
-@nb.njit(**_ELEM)
-def _poly(r: Any, c: Any) -> Any:
-    p = c[0]
-    for k in range(1, len(c)):
-        p = p * r + c[k]
-    return p
-
-
-def _exp(x):  # noqa: ANN001, ANN202
-    """exp(x) = 2**n * poly(r), |r| <= ln2 / 2 (Cody-Waite); inf / 0 outside the float range;
-    NaN stays NaN. Plain arithmetic, so loops calling it vectorise. (Python body: the reference
-    for plain calls; compiled kernels use the overload below.)"""
-    return np.exp(x)
-
-
-@overload(_exp, jit_options={"error_model": "numpy", "forceinline": True, "fastmath": _FM})
-def _ov_exp(x):  # noqa: ANN001, ANN202
-    f32 = x == types.float32
-    e = _E32 if f32 else _E64
-    poly = _P32 if f32 else _P64
-    fl = np.float32 if f32 else np.float64
-    it = np.int32 if f32 else np.int64
-    bits = _bits_f32 if f32 else _bits_f64
-    bias, mant = (it(127), it(23)) if f32 else (it(1023), it(52))
-    log2e, ln2hi, ln2lo, xhi, xlo = e
-    half, zero, inf = fl(0.5), fl(0.0), fl(np.inf)
-
-    def impl(x):  # noqa: ANN001, ANN202
-        xc = xhi if x > xhi else (xlo if x < xlo else x)
-        n = np.floor(xc * log2e + half)
-        r = (xc - n * ln2hi) - n * ln2lo
-        y = _poly(r, poly) * bits((it(n) + bias) << mant)
-        y = inf if x > xhi else y
-        y = zero if x < xlo else y
-        return x if x != x else y
-
-    return impl
-
-
-def _log1p_unit(e):  # noqa: ANN001, ANN202
-    """log(1 + e) for e in [0, 1]: 2 atanh(e / (2 + e)) as an odd series (plain arithmetic).
-    (Python body: the reference for plain calls; compiled kernels use the overload below.)"""
-    return np.log1p(e)
-
-
-@overload(_log1p_unit, jit_options={"error_model": "numpy", "forceinline": True, "fastmath": _FM})
-def _ov_log1p(e):  # noqa: ANN001, ANN202
-    q = _Q32 if e == types.float32 else _Q64
-    two = np.float32(2.0) if e == types.float32 else np.float64(2.0)
-
-    def impl(e):  # noqa: ANN001, ANN202
-        s = e / (two + e)
-        return s * _poly(s * s, q)
-
-    return impl
-
-
-@nb.njit(**_ELEM)
-def _cbrt_mid(v):  # noqa: ANN001, ANN202
-    """v ** (1/3) for v in [1/2, 0.53] (the ``_c2_pnorm`` midpoint's radicand): a linear start
-    at 1/2 and three Newton steps (quadratic convergence from 5e-4: below one ulp in float64),
-    plain arithmetic so that the loops vectorise (``**`` calls libm's scalar ``pow``)."""
-    c = _c(v, 0.7937005259840998) + (v - _c(v, 0.5)) * _c(v, 0.5291336839893998)
-    third, two = _c(v, 1 / 3), _c(v, 2)
-    for _ in range(3):
-        c = (two * c + v / (c * c)) * third
-    return c
-
-
-@nb.njit(**_ELEM)
-def _sig(x: Any, s: Any, w10: Any, mode: int) -> tuple[Any, Any]:
-    """(sigma_s(x), d sigma_s / dx) in ``mode``; ``w10 = 10 s``."""
-    zero, half, one, two, three = _c(x, 0), _c(x, 0.5), _c(x, 1), _c(x, 2), _c(x, 3)
-    if mode == 0:
-        sg = one / (one + _exp(-(x / s)))
-        return sg, sg * (one - sg) / s
-    if mode <= 3:
-        traw = half + x / w10
-        t = zero if traw < zero else (one if traw > one else traw)
-        inside = (traw >= zero) and (traw <= one)
-        if mode == 1:
-            v, d = t, one
-        elif mode == 2:
-            v, d = t * t * (three - two * t), _c(x, 6) * t * (one - t)
-        else:
-            v = t * t * t * (t * (_c(x, 6) * t - _c(x, 15)) + _c(x, 10))
-            d = _c(x, 30) * t * t * (one - t) * (one - t)
-        return v, (d / w10 if inside else zero)
-    u = x / s
-    uc = -one if u < -one else (one if u > one else u)
-    inside = (u >= -one) and (u <= one)
-    h = uc / two
-    if mode == 4:
-        m = math.sqrt(max(half - h * h, _c(x, 0.25)))
-        mh = m + h
-        v = mh * mh
-        d = two * mh * (one - h / m)
-    else:
-        h2 = h * h
-        r6 = math.sqrt(_c(x, 0.0625) + h2 * h2 * h2)
-        c = _cbrt_mid(_c(x, 0.25) + r6)
-        m = c - h2 / c
-        mh = m + h
-        v = mh * mh * mh
-        dc = h2 * h2 * h / (c * c * r6)
-        dm = dc * (one + h2 / (c * c)) - two * h / c
-        d = three * mh * mh * (dm + one)
-    return v, (d * half / s if inside else zero)
-
-
-@nb.njit(**_ELEM)
-def _ramp(x: Any, s: Any, w10: Any, mode: int) -> tuple[Any, Any]:
-    """(R(x), R'(x)) with R the integral of sigma_s (smooth: torch's softplus threshold 20)."""
-    zero, half, one, two = _c(x, 0), _c(x, 0.5), _c(x, 1), _c(x, 2)
-    if mode == 0:
-        z = x / s
-        e = _exp(-abs(z))
-        sp = (z if z > zero else zero) + _log1p_unit(e)
-        sg = (one if z >= zero else e) / (one + e)
-        big = z > _c(x, 20)
-        return (z * s if big else sp * s), (one if big else sg)
-    sg, _ = _sig(x, s, w10, mode)
-    if mode <= 3:
-        w = w10 * half
-        traw = half + x / w10
-        t = zero if traw < zero else (one if traw > one else traw)
-        if mode == 1:
-            inner = w * t * t
-        elif mode == 2:
-            inner = two * w * t * t * t * (one - half * t)
-        else:
-            inner = two * w * t * t * t * t * (t * (t - _c(x, 3)) + _c(x, 2.5))
-        return (x if x >= w else inner), sg
-    u = x / s
-    uc = -one if u < -one else (one if u > one else u)
-    if mode == 4:
-        q = max(two - uc * uc, one)
-        inner = uc / two - q * math.sqrt(q) / _c(x, 6) + _c(x, 2 / 3)
-    else:
-        h = uc / two
-        h2 = h * h
-        c = _cbrt_mid(_c(x, 0.25) + math.sqrt(_c(x, 0.0625) + h2 * h2 * h2))
-        m = c - h2 / c
-        m2 = m * m
-        inner = h - (m + m2 * m2) / two + h2 * h2 / two + _c(x, 0.75)
-    return (x if u >= one else inner * s), sg
-
-
-@nb.njit(**_ELEM)
-def _unary(x: Any, s: Any, w10: Any, mode: int, op: int) -> tuple[Any, Any]:
-    """(f(x), f'(x)) for the unary op code ``op``."""
-    one, two = _c(x, 1), _c(x, 2)
-    if op == RAMP:
-        return _ramp(x, s, w10, mode)
-    sg, d = _sig(x, s, w10, mode)
-    if op == GATED:
-        return x * sg, sg + x * d
-    if op == STEP:
-        return sg, d
-    sn = two * sg - one
-    if op == SIGN:
-        return sn, two * d
-    return x * sn, sn + two * x * d
-
-
-@nb.njit(**_ELEM)
-def _binary(dx: Any, tol: Any, s: Any, w10: Any, mode: int, op: int) -> tuple[Any, Any]:
-    """(f(d), f'(d)) for d = x - y + shift: the step (CMP), soft eq (EQ) or not_equal (NE)."""
-    if op == CMP:
-        return _sig(dx, s, w10, mode)
-    one, two = _c(dx, 1), _c(dx, 2)
-    a, da = _unary(dx, s, w10, mode, ABS)
-    sg, d = _sig(tol - a, s, w10, mode)
-    v = two * sg
-    g = _c(dx, 0) if v > one else -two * d * da
-    v = one if v > one else v
-    if op == EQ:
-        return v, g
-    return one - v, -g
-
-
-@nb.njit(**_ELEM)
-def _clamp(x: Any, lo: Any, hi: Any, has_lo: bool, has_hi: bool, s: Any, w10: Any, mode: int,
-           gated: bool) -> tuple[Any, Any, Any, Any]:
-    """(value, d/dx, d/dlo, d/dhi) of the soft clamp; infinite far bounds are dropped."""
-    zero, one, inf = _c(x, 0), _c(x, 1), _c(x, np.inf)
-    op = GATED if gated else RAMP
-    use_lo = has_lo and lo != -inf
-    use_hi = has_hi and hi != inf
-    if use_lo and use_hi:
-        r1, d1 = _unary(x - lo, s, w10, mode, op)
-        r2, d2 = _unary((hi - lo) - r1, s, w10, mode, op)
-        return hi - r2, d2 * d1, d2 * (one - d1), one - d2
-    if use_lo:
-        r1, d1 = _unary(x - lo, s, w10, mode, op)
-        return lo + r1, d1, one - d1, zero
-    if use_hi:
-        r2, d2 = _unary(hi - x, s, w10, mode, op)
-        return hi - r2, d2, zero, one - d2
-    return x, one, zero, zero
-
-
-@nb.njit(**_ELEM)
-def _round_start(x, r, k, cut):  # noqa: ANN001, ANN202
-    """(start value, frac - j0 - 1/2) of the soft round of ``x``.
-
-    The staircase is floor(x) - r + sum_j sigma_s(frac - j - 1/2), j in [-r, r), frac = x -
-    floor(x). Only the ``k`` steps from ``j0 = ceil(frac - 1/2 - cut)`` on are evaluated; those
-    below are saturated at 1 (exactly in c-modes and p-norm modes, to below one ulp in smooth)
-    and counted in the start value, those above are 0 (to below one ulp). NaN / inf give NaN.
-    """
-    half = _c(x, 0.5)
-    base = np.floor(x)
-    frac = x - base  # NaN for NaN and +-inf
-    jf = np.ceil(frac - half - cut)
-    lo, hi = _c(x, -r), _c(x, r - k)
-    jf = lo if jf < lo else (hi if jf > hi else jf)
-    jf = lo if jf != jf else jf
-    return (base - _c(x, r)) + (jf + _c(x, r)) + (frac - frac), frac - (jf + half)
-
-
 # ----------------------------------------------------------------------------- range loops
 # Each loop runs over its slice of the arrays. The mode and op codes arrive as *tags*: tiny
 # arrays with ``code + 1`` dimensions, so the code is part of the signature and a constant of the
 # compiled loop; the branches on it fold away after inlining and the loop vectorises (a runtime
 # code, or a literal one, keeps the branches and costs 3-10x; tuples would do too but cannot
 # enter a prange body).
+
+
+@nb.njit(**_ELEM)
+def _bound(b, i, kind):  # noqa: ANN001, ANN202
+    """Element ``i`` of a bound or of the incoming gradient: kind 0 absent (unused), 1 one
+    value (a scalar operand, a gradient expanded from one value), 2 one value per element."""
+    return b[i] if kind == 2 else b[0]
 
 
 @nb.njit(**_LOOP)
@@ -352,10 +100,10 @@ def _unary_fwd(x, out, s, w10, mt, ot):  # noqa: ANN001, ANN202
 
 
 @nb.njit(**_LOOP)
-def _unary_bwd(x, g, gx, s, w10, mt, ot):  # noqa: ANN001, ANN202
-    mode, op = mt.ndim - 1, ot.ndim - 1
+def _unary_bwd(x, g, gx, s, w10, mt, ot, gt):  # noqa: ANN001, ANN202
+    mode, op, gs = mt.ndim - 1, ot.ndim - 1, gt.ndim - 1
     for i in range(x.size):
-        gx[i] = g[i] * _unary(x[i], s, w10, mode, op)[1]
+        gx[i] = _bound(g, i, 2 - gs) * _unary(x[i], s, w10, mode, op)[1]
 
 
 @nb.njit(**_LOOP)
@@ -363,29 +111,23 @@ def _binary_fwd(x, y, out, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN202
     mode, op = mt.ndim - 1, ot.ndim - 1
     if y.size == x.size:
         for i in range(x.size):
-            out[i] = _binary((x[i] - y[i]) + shift, tol, s, w10, mode, op)[0]
+            out[i] = _binary(x[i], y[i], shift, tol, s, w10, mode, op)[0]
     else:
         y0 = y[0]
         for i in range(x.size):
-            out[i] = _binary((x[i] - y0) + shift, tol, s, w10, mode, op)[0]
+            out[i] = _binary(x[i], y0, shift, tol, s, w10, mode, op)[0]
 
 
 @nb.njit(**_LOOP)
-def _binary_bwd(x, y, g, gx, shift, tol, s, w10, mt, ot):  # noqa: ANN001, ANN202
-    mode, op = mt.ndim - 1, ot.ndim - 1
+def _binary_bwd(x, y, g, gx, shift, tol, s, w10, mt, ot, gt):  # noqa: ANN001, ANN202
+    mode, op, gs = mt.ndim - 1, ot.ndim - 1, gt.ndim - 1
     if y.size == x.size:
         for i in range(x.size):
-            gx[i] = g[i] * _binary((x[i] - y[i]) + shift, tol, s, w10, mode, op)[1]
+            gx[i] = _bound(g, i, 2 - gs) * _binary(x[i], y[i], shift, tol, s, w10, mode, op)[1]
     else:
         y0 = y[0]
         for i in range(x.size):
-            gx[i] = g[i] * _binary((x[i] - y0) + shift, tol, s, w10, mode, op)[1]
-
-
-@nb.njit(**_ELEM)
-def _bound(b, i, kind):  # noqa: ANN001, ANN202
-    """Bound ``i``: kind 0 absent (unused), 1 one value, 2 one value per element."""
-    return b[i] if kind == 2 else b[0]
+            gx[i] = _bound(g, i, 2 - gs) * _binary(x[i], y0, shift, tol, s, w10, mode, op)[1]
 
 
 @nb.njit(**_LOOP)
@@ -397,48 +139,79 @@ def _clamp_fwd(x, lo, hi, out, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
 
 
 @nb.njit(**_LOOP)
-def _clamp_bwd(x, lo, hi, g, gx, glo, ghi, s, w10, mt, gt, lt, ht):  # noqa: ANN001, ANN202
+def _clamp_bwd(x, lo, hi, g, gx, glo, ghi, s, w10, mt, gt, lt, ht, gst):  # noqa: ANN001, ANN202
     """One loop per gradient (several stores in one loop stop the vectoriser)."""
     mode, gated, lk, hk = mt.ndim - 1, gt.ndim == 2, lt.ndim - 1, ht.ndim - 1
+    gk = 2 - (gst.ndim - 1)
     for i in range(x.size):
-        gx[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
-                              s, w10, mode, gated)[1]
+        gx[i] = _bound(g, i, gk) * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0,
+                                          hk > 0, s, w10, mode, gated)[1]
     if glo.size > 0:
         for i in range(x.size):
-            glo[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
-                                   s, w10, mode, gated)[2]
+            glo[i] = _bound(g, i, gk) * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk),
+                                               lk > 0, hk > 0, s, w10, mode, gated)[2]
     if ghi.size > 0:
         for i in range(x.size):
-            ghi[i] = g[i] * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk), lk > 0, hk > 0,
-                                   s, w10, mode, gated)[3]
+            ghi[i] = _bound(g, i, gk) * _clamp(x[i], _bound(lo, i, lk), _bound(hi, i, hk),
+                                               lk > 0, hk > 0, s, w10, mode, gated)[3]
 
 
 @nb.njit(**_LOOP)
 def _round_fwd(x, out, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
+    """Soft round in blocks of ``ROUND_BLOCK``: one pass for the start values and the first
+    step's argument ``z`` (``smooth``: :math:`E = e^{-z/s}`), then the ``k`` steps as ``k``
+    vectorised passes over the block. ``smooth`` step ``t`` is :math:`1 / (1 + E q^t)` with the
+    scalar :math:`q^t = e^{t/s}`: one exponential per element instead of one per step (an
+    overflow of :math:`E q^t` to ``inf`` is a step of exactly 0, as it should be)."""
     mode = mt.ndim - 1
+    one = _c(s, 1)
+    zb = np.empty(min(ROUND_BLOCK, x.size), x.dtype)
     for b0 in range(0, x.size, ROUND_BLOCK):
         xb, ob = x[b0:b0 + ROUND_BLOCK], out[b0:b0 + ROUND_BLOCK]
-        for i in range(xb.size):  # the k steps run as k vectorised passes over the block
-            ob[i] = _round_start(xb[i], r, k, cut)[0]
+        n = xb.size
+        for i in range(n):
+            v, z = _round_start(xb[i], r, k, cut)
+            ob[i] = v
+            zb[i] = _exp(-(z / s)) if mode == 0 else z
         for t in range(k):
-            for i in range(xb.size):
-                z = _round_start(xb[i], r, k, cut)[1] - _c(s, t)
-                ob[i] += _sig(z, s, w10, mode)[0]
+            if mode == 0:
+                qt = _c(s, np.exp(t / s))
+                for i in range(n):
+                    ob[i] += one / (one + zb[i] * qt)
+            else:
+                for i in range(n):
+                    ob[i] += _sig(zb[i] - _c(s, t), s, w10, mode)[0]
 
 
 @nb.njit(**_LOOP)
-def _round_bwd(x, g, gx, s, w10, mt, r, k, cut):  # noqa: ANN001, ANN202
+def _round_bwd(x, g, gx, s, w10, mt, r, k, cut, gt):  # noqa: ANN001, ANN202
+    r"""The derivative :math:`\sum_t \sigma_s'(z - t)` of :func:`_round_fwd`'s steps
+    (``smooth``: :math:`\sigma(1 - \sigma)/s` with :math:`\sigma = 1/(1 + E q^t)`), times ``g``."""
     mode = mt.ndim - 1
+    one = _c(s, 1)
+    zb = np.empty(min(ROUND_BLOCK, x.size), x.dtype)
     for b0 in range(0, x.size, ROUND_BLOCK):
         xb, gb, ob = x[b0:b0 + ROUND_BLOCK], g[b0:b0 + ROUND_BLOCK], gx[b0:b0 + ROUND_BLOCK]
-        for i in range(xb.size):
+        n = xb.size
+        for i in range(n):
+            z = _round_start(xb[i], r, k, cut)[1]
             ob[i] = _c(s, 0)
+            zb[i] = _exp(-(z / s)) if mode == 0 else z
         for t in range(k):
-            for i in range(xb.size):
-                z = _round_start(xb[i], r, k, cut)[1] - _c(s, t)
-                ob[i] += _sig(z, s, w10, mode)[1]
-        for i in range(xb.size):
-            ob[i] *= gb[i]
+            if mode == 0:
+                qt = _c(s, np.exp(t / s))
+                for i in range(n):
+                    sg = one / (one + zb[i] * qt)
+                    ob[i] += sg * (one - sg) / s
+            else:
+                for i in range(n):
+                    ob[i] += _sig(zb[i] - _c(s, t), s, w10, mode)[1]
+        if gt.ndim == 2:
+            for i in range(n):
+                ob[i] *= g[0]
+        else:
+            for i in range(n):
+                ob[i] *= gb[i]
 
 
 @nb.njit(**_LOOP)

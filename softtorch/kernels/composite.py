@@ -8,8 +8,8 @@ With :math:`\sigma_s` = :func:`softtorch.sigmoidal.step` and :math:`R_s` =
 * ``unary``: :math:`\sigma_s(x)`, :math:`2\sigma_s(x) - 1`, :math:`x(2\sigma_s(x) - 1)`,
   :math:`R_s(x)`, :math:`x\sigma_s(x)` for the op codes STEP, SIGN, ABS, RAMP, GATED;
 * ``binary``: :math:`\sigma_s(x - y + \delta)` (CMP), :math:`\min(1, 2\sigma_s(\tau - |x - y|_s))`
-  (EQ) and one minus it (NE);
-* ``clamp``: :math:`b - R_s(b - a - R_s(x - a))`, one-sided :math:`a + R_s(x - a)`,
+  (EQ) and one minus it (NE), with ``inf - inf = 0`` for equal infinities;
+* ``clamp``: :math:`b - R_s(b - (a + R_s(x - a)))`, one-sided :math:`a + R_s(x - a)`,
   :math:`b - R_s(b - x)`; a bound at :math:`-\infty` (lower) / :math:`+\infty` (upper) counts as
   absent (its gradient is 0);
 * ``round``: :math:`\lfloor x\rfloor - r + \sum_{j=-r}^{r-1}
@@ -21,8 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .._sigmoidal import SoftnessLike as Softness
-from .._sigmoidal import ramp, step
+from .._sigmoidal_math import SoftnessLike as Softness
+from .._sigmoidal_math import ramp, step
 
 #: Unary op codes (shared with the CPU kernels).
 STEP, SIGN, ABS, RAMP, GATED = 0, 1, 2, 3, 4
@@ -57,6 +57,10 @@ def binary(
 ) -> Tensor:
     """Composite of the comparison ``op`` on ``d = x - y + shift`` (see the module docstring).
 
+    Equal infinities have ``x - y = 0`` (not NaN) with a zero gradient; for EQ / NE every pair of
+    equal operands does, and an infinite operand is close only to itself (EQ exactly 0, with a
+    zero gradient).
+
     Args:
         x, y: floating operands (broadcastable, one dtype).
         softness: s > 0.
@@ -65,13 +69,18 @@ def binary(
         shift: added to ``x - y`` (``-eps`` for ``greater``, ``+eps`` for ``greater_equal``).
         tol: the tolerance :math:`\tau` of EQ / NE.
     """
+    same = x == y
     d = x - y
+    if op == CMP:
+        d = torch.where(same & torch.isinf(x), torch.zeros_like(d), d)
+        return step(d + shift if shift != 0.0 else d, softness, mode)
+    far = (torch.isinf(x) | torch.isinf(y)) & ~same
+    d = torch.where(same | far, torch.zeros_like(d), d)  # far: no inf * 0 in the gradient
     if shift != 0.0:
         d = d + shift
-    if op == CMP:
-        return step(d, softness, mode)
     a = d * (2.0 * step(d, softness, mode) - 1.0)
     v = (2.0 * step(tol - a, softness, mode)).clamp(max=1.0)
+    v = torch.where(far, torch.zeros_like(v), v)
     return v if op == EQ else 1.0 - v
 
 
@@ -79,8 +88,10 @@ def clamp(
     x: Tensor, lo: Tensor | None, hi: Tensor | None, softness: Softness, mode: str,
     gated: bool = False,
 ) -> Tensor:
-    r"""Composite soft clamp; ``lo`` / ``hi`` are ``None`` or tensors of ``x``'s dtype that
-    broadcast with it; a lower bound ``-inf`` or an upper bound ``+inf`` is dropped elementwise.
+    r"""Composite soft clamp as soft ``min(max(x, lo), hi)``: ``m = lo + R_s(x - lo)``, then
+    ``hi - R_s(hi - m)``; ``lo`` / ``hi`` are ``None`` or tensors of ``x``'s dtype that broadcast
+    with it. A lower bound ``-inf`` or an upper bound ``+inf`` is dropped elementwise, ``lo = +inf``
+    gives ``m = +inf`` and ``hi = -inf`` gives ``-inf`` (never ``inf - inf``).
 
     Args:
         x: floating input.
@@ -93,23 +104,17 @@ def clamp(
     def r(t: Tensor) -> Tensor:
         return ramp(t, softness, mode, gated=gated)
 
-    if hi is None:
-        assert lo is not None
-        lo_on = lo != float("-inf")
-        lo_f = torch.where(lo_on, lo, 0.0)
-        return torch.where(lo_on, lo_f + r(x - lo_f), x)
-    hi_on = hi != float("inf")
-    hi_f = torch.where(hi_on, hi, 0.0)
-    upper = hi_f - r(hi_f - x)
-    if lo is None:
-        return torch.where(hi_on, upper, x)
-    lo_on = lo != float("-inf")
-    lo_f = torch.where(lo_on, lo, 0.0)
-    inner = r(x - lo_f)
-    both = hi_f - r(hi_f - lo_f - inner)
-    return torch.where(
-        lo_on, torch.where(hi_on, both, lo_f + inner), torch.where(hi_on, upper, x)
-    )
+    out = x
+    inf = float("inf")
+    if lo is not None:  # soft max(out, lo) = lo + r(out - lo)
+        finite = torch.where(torch.isinf(lo), torch.zeros_like(lo), lo)
+        soft = finite + r(out - finite)
+        out = torch.where(lo == -inf, out, torch.where(lo == inf, lo, soft))
+    if hi is not None:  # soft min(out, hi) = hi - r(hi - out)
+        finite = torch.where(torch.isinf(hi), torch.zeros_like(hi), hi)
+        soft = finite - r(finite - out)
+        out = torch.where(hi == inf, out, torch.where(hi == -inf, hi, soft))
+    return out
 
 
 def round(x: Tensor, softness: Softness, mode: str, neighbor_radius: int = 5) -> Tensor:  # noqa: A001

@@ -12,8 +12,8 @@ values: other devices, a tensor softness (its gradient), ``torch.compile`` traci
 transforms and forward-mode AD, tensor subclasses, and :func:`set_backend` ``("torch")``. The
 double backward (``create_graph=True``) differentiates the composite formula.
 
-``smooth`` ungated ``relu`` needs no kernel: ``F.softplus(x, beta=1/s)`` is already one fused torch
-op each way (:func:`ramp`).
+``smooth`` ungated ``relu`` falls back to ``F.softplus(x, beta=1/s)`` (one fused torch op each
+way, :func:`ramp`); on CPU the kernel is faster still (its backward needs only the sigmoid).
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .._checks import _is_compiling, forward_ad_active
-from .._sigmoidal import BAND
-from .._sigmoidal import SoftnessLike as Softness
+from .._sigmoidal_math import BAND
+from .._sigmoidal_math import SoftnessLike as Softness
 from . import composite
 from .composite import ABS, CMP, EQ, GATED, NE, RAMP, SIGN, STEP
 
@@ -116,6 +116,14 @@ def _tag(code: int) -> Any:
     return _kernels().tag(code)
 
 
+def _grad(g: Tensor) -> tuple[Any, Any]:
+    """The incoming gradient as a flat array and its tag: one element when ``g`` is one value
+    expanded (the gradient of ``y.sum()``: no copy to a full tensor), else contiguous."""
+    if g.numel() > 1 and all(st == 0 for st in g.stride()):
+        return g.detach().as_strided((1,), (1,)).numpy(), _tag(1)
+    return _flat(g.contiguous()), _tag(0)
+
+
 def _composite_grads(
     fn: Callable[..., Tensor], inputs: tuple[Tensor | None, ...], grad: Tensor
 ) -> list[Tensor | None]:
@@ -155,10 +163,10 @@ class _Unary(torch.autograd.Function):
         if torch.is_grad_enabled():
             (gx,) = _composite_grads(lambda t: composite.unary(t, s, mode, op), (x,), g)
             return gx, None, None, None
-        g = g.contiguous()
+        ga, gt = _grad(g)
         gx = torch.empty_like(x)
         ps, pw, _ = _params(s, x.dtype)
-        _run("unary_bwd", x, _flat(x), _flat(g), _flat(gx), ps, pw, _mt(mode), _tag(op))
+        _run("unary_bwd", x, _flat(x), ga, _flat(gx), ps, pw, _mt(mode), _tag(op), gt)
         return gx, None, None, None
 
 
@@ -184,11 +192,11 @@ class _Binary(torch.autograd.Function):
             gx, gy = _composite_grads(
                 lambda a, b: composite.binary(a, b, s, mode, op, shift, tol), (x, y), g)
             return (gx, gy, *none5)
-        g = g.contiguous()
+        ga, gt = _grad(g)
         gx = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
-        _run("binary_bwd", x, _flat(x), _flat(y), _flat(g), _flat(gx), nd(shift), nd(tol),
-             ps, pw, _mt(mode), _tag(op))
+        _run("binary_bwd", x, _flat(x), _flat(y), ga, _flat(gx), nd(shift), nd(tol),
+             ps, pw, _mt(mode), _tag(op), gt)
         gy = None
         if ctx.needs_input_grad[1]:
             gy = -gx if y.shape == x.shape else (-gx.sum()).reshape(y.shape)
@@ -224,7 +232,7 @@ class _Clamp(torch.autograd.Function):
             gx, glo, ghi = _composite_grads(
                 lambda a, b, c: composite.clamp(a, b, c, s, mode, gated), (x, lo, hi), g)
             return gx, glo, ghi, None, None, None
-        g = g.contiguous()
+        ga, gt = _grad(g)
         gx = torch.empty_like(x)
         want_lo = lo is not None and ctx.needs_input_grad[1]
         want_hi = hi is not None and ctx.needs_input_grad[2]
@@ -233,8 +241,8 @@ class _Clamp(torch.autograd.Function):
         dummy = x.new_zeros(1)
         ps, pw, _ = _params(s, x.dtype)
         _run("clamp_bwd", x, _flat(x), _flat(dummy if lo is None else lo),
-             _flat(dummy if hi is None else hi), _flat(g), _flat(gx), _flat(glo_full),
-             _flat(ghi_full), ps, pw, _mt(mode), _tag(int(gated)), _btag(lo, x), _btag(hi, x))
+             _flat(dummy if hi is None else hi), ga, _flat(gx), _flat(glo_full),
+             _flat(ghi_full), ps, pw, _mt(mode), _tag(int(gated)), _btag(lo, x), _btag(hi, x), gt)
 
         def reduce(full: Tensor, b: Tensor) -> Tensor:
             return full if b.shape == x.shape else full.sum().reshape(b.shape)
@@ -262,11 +270,11 @@ class _Round(torch.autograd.Function):
         if torch.is_grad_enabled():
             (gx,) = _composite_grads(lambda t: composite.round(t, s, mode, r), (x,), g)
             return gx, None, None, None
-        g = g.contiguous()
+        ga, gt = _grad(g)
         gx = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
         k, cut = _round_window(s, mode, r, nd)
-        _run("round_bwd", x, _flat(x), _flat(g), _flat(gx), ps, pw, _mt(mode), r, k, nd(cut))
+        _run("round_bwd", x, _flat(x), ga, _flat(gx), ps, pw, _mt(mode), r, k, nd(cut), gt)
         return gx, None, None, None
 
 
@@ -341,11 +349,21 @@ def _round_window(s: float, mode: str, r: int, nd: type) -> tuple[int, float]:
     else:
         c = BAND
     cut = c * s
-    k = 2 * r if cut >= r else min(2 * r, math.floor(2.0 * cut) + 2)
+    # steps with |z| >= cut are saturated: at most floor(2 cut) + 1 steps lie inside
+    k = 2 * r if cut >= r else min(2 * r, math.floor(2.0 * cut) + 1)
     return k, cut
 
 
 # ------------------------------------------------------------------------------- entry points
+
+
+def _broadcast(*tensors: Tensor | None) -> torch.Size | None:
+    """The broadcast shape, or None when the shapes do not broadcast (the composite then raises
+    torch's own error)."""
+    try:
+        return torch.broadcast_shapes(*(t.shape for t in tensors if t is not None))
+    except RuntimeError:
+        return None
 
 
 def _prep(t: Tensor) -> Tensor:
@@ -364,8 +382,8 @@ def unary(x: Tensor, softness: Softness, mode: str, op: int) -> Tensor:
         mode: a sigmoidal mode (``smooth``, ``c0``, ``c1``, ``c2``, ``_c1_pnorm``, ``_c2_pnorm``).
         op: one of the op codes STEP, SIGN, ABS, RAMP, GATED.
     """
-    if op == RAMP and mode == "smooth" and not isinstance(softness, Tensor):
-        return ramp(x, softness, mode)
+    if op in (RAMP, GATED):
+        return ramp(x, softness, mode, gated=op == GATED)
     if x.numel() == 0 or not use_kernel(softness, x):
         xc = x.float() if x.dtype in _HALF else x
         return composite.unary(xc, softness, mode, op).to(x.dtype)
@@ -375,8 +393,9 @@ def unary(x: Tensor, softness: Softness, mode: str, op: int) -> Tensor:
 def ramp(x: Tensor, softness: Softness, mode: str, gated: bool = False) -> Tensor:
     """Fused soft relu: the integral of :math:`\\sigma_s` or, with ``gated``, :math:`x\\sigma_s(x)`.
 
-    ``smooth`` ungated is ``F.softplus(x, beta=1/s)`` (torch's own one-pass op, threshold 20 on
-    ``x/s`` as in the composite).
+    Where the kernels do not apply, ``smooth`` ungated with a float softness is
+    ``F.softplus(x, beta=1/s)`` (torch's own one-pass op, threshold 20 on ``x/s`` as in the
+    composite).
 
     Args:
         x: floating input.
@@ -384,12 +403,11 @@ def ramp(x: Tensor, softness: Softness, mode: str, gated: bool = False) -> Tenso
         mode: a sigmoidal mode.
         gated: the gated form.
     """
-    if not gated and mode == "smooth" and not isinstance(softness, Tensor):
-        xc = x.float() if x.dtype in _HALF else x
-        return F.softplus(xc, beta=1.0 / softness, threshold=20.0).to(x.dtype)
     op = GATED if gated else RAMP
     if x.numel() == 0 or not use_kernel(softness, x):
         xc = x.float() if x.dtype in _HALF else x
+        if not gated and mode == "smooth" and not isinstance(softness, Tensor):
+            return F.softplus(xc, beta=1.0 / softness, threshold=20.0).to(x.dtype)
         return composite.unary(xc, softness, mode, op).to(x.dtype)
     return _Unary.apply(_prep(x), float(softness), mode, op).to(x.dtype)
 
@@ -412,8 +430,10 @@ def binary(
         shift: ``-eps`` (``greater``) or ``+eps`` (``greater_equal``).
         tol: tolerance of EQ / NE (the ``epsilon`` of ``eq``).
     """
-    shape = torch.broadcast_shapes(x.shape, y.shape)
-    if math.prod(shape) == 0 or not use_kernel(softness, x, y) or x.dtype != y.dtype:
+    shape = _broadcast(x, y)
+    if shape is None or math.prod(shape) == 0 or not use_kernel(softness, x, y) or (
+        x.dtype != y.dtype
+    ):
         half = x.dtype in _HALF
         xc, yc = (x.float(), y.float()) if half else (x, y)
         return composite.binary(xc, yc, softness, mode, op, shift, tol).to(x.dtype)
@@ -431,8 +451,8 @@ def clamp(
     x: Tensor, lo: Tensor | None, hi: Tensor | None, softness: Softness, mode: str,
     gated: bool = False,
 ) -> Tensor:
-    """Fused soft clamp :math:`b - R_s(b - a - R_s(x - a))` (one-sided forms when a bound is
-    ``None``; an infinite far bound counts as absent).
+    """Fused soft clamp :math:`b - R_s(b - (a + R_s(x - a)))` (one-sided forms when a bound is
+    ``None``; infinite bounds as in :func:`.composite.clamp`).
 
     Args:
         x: floating input.
@@ -441,8 +461,8 @@ def clamp(
         mode: a sigmoidal mode.
         gated: use the gated relu.
     """
-    shape = torch.broadcast_shapes(x.shape, *(b.shape for b in (lo, hi) if b is not None))
-    if math.prod(shape) == 0 or not use_kernel(softness, x, lo, hi) or any(
+    shape = _broadcast(x, lo, hi)
+    if shape is None or math.prod(shape) == 0 or not use_kernel(softness, x, lo, hi) or any(
         b is not None and b.dtype != x.dtype for b in (lo, hi)
     ):
         half = x.dtype in _HALF

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from .._sigmoidal import BAND
+from .._sigmoidal_math import BAND
 from ..simplex import project_simplex
 from . import fused
 

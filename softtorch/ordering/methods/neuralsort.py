@@ -27,7 +27,7 @@ from typing import Any
 
 import torch
 
-from ..._sigmoidal import step
+from ..._sigmoidal_math import step
 from ...simplex import chunked_rows, project_simplex
 from .._base import OrderingMethod, Softness, register
 from .._logspace import log_project_simplex

@@ -34,7 +34,7 @@ from typing import Any
 
 import torch
 
-from ...._sigmoidal import step
+from ...._sigmoidal_math import step
 from ....simplex import chunked_rows, is_concrete
 from ..._base import OrderingMethod, Softness, register
 from ..._logspace import log_add, safe_log
