@@ -332,6 +332,85 @@ class OrderingMethod(abc.ABC):
         """Soft ranks in ``[1, n]``, shape ``(..., n)``."""
 
 
+class RowsOrderingMethod(OrderingMethod):
+    """A method that computes selected rows of its soft permutation directly.
+
+    Subclasses implement :meth:`permutation_rows` and :meth:`log_permutation_rows`; the full
+    permutation (rows ``0..n-1``), ``topk`` (the first ``k`` descending rows) and ``argmin`` (the
+    first ascending row) are derived from them, in probability and in log space.
+    """
+
+    def permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.arange(z.shape[-1], device=z.device)
+        return self.permutation_rows(z, pos, softness, mode, descending=descending)
+
+    def topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.arange(k, device=z.device)
+        return self.permutation_rows(z, pos, softness, mode, descending=True)
+
+    def argmin(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.zeros(1, dtype=torch.long, device=z.device)
+        return self.permutation_rows(z, pos, softness, mode, descending=False)[..., 0, :]
+
+    def log_permutation(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.arange(z.shape[-1], device=z.device)
+        return self.log_permutation_rows(z, pos, softness, mode, descending=descending)
+
+    def log_topk_permutation(
+        self,
+        z: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.arange(k, device=z.device)
+        return self.log_permutation_rows(z, pos, softness, mode, descending=True)
+
+    def log_argmin(
+        self,
+        z: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:
+        pos = torch.zeros(1, dtype=torch.long, device=z.device)
+        return self.log_permutation_rows(z, pos, softness, mode, descending=False)[..., 0, :]
+
+
 def _keeps(method: OrderingMethod, hook: str) -> bool:
     """Whether ``method`` keeps the generic default of the probability hook ``hook``."""
     return getattr(type(method), hook) is getattr(OrderingMethod, hook)

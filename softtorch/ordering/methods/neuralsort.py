@@ -29,7 +29,7 @@ import torch
 
 from ..._sigmoidal_math import step
 from ...simplex import chunked_rows, project_simplex
-from .._base import OrderingMethod, Softness, register
+from .._base import RowsOrderingMethod, Softness, register
 from .._logspace import log_project_simplex
 from .._mask import counts, sentinel
 from . import _neuralsort_stream as _stream_ns
@@ -121,7 +121,7 @@ def _arange(n: int, z: torch.Tensor) -> torch.Tensor:
 
 
 @register
-class NeuralSort(OrderingMethod):
+class NeuralSort(RowsOrderingMethod):
     """NeuralSort with soft pairwise absolute values; see the module docstring."""
 
     name = "neuralsort"
@@ -142,40 +142,6 @@ class NeuralSort(OrderingMethod):
                 return p
         b = soft_abs_sums(z, softness, mode)
         return _rows(z, b, positions, softness, mode, descending)
-
-    def permutation(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = False,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = _arange(z.shape[-1], z)
-        return self.permutation_rows(z, pos, softness, mode, descending=descending)
-
-    def topk_permutation(
-        self,
-        z: torch.Tensor,
-        k: int,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        return self.permutation_rows(z, _arange(k, z), softness, mode, descending=True)
-
-    def argmin(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = _arange(1, z)
-        return self.permutation_rows(z, pos, softness, mode, descending=False)[..., 0, :]
 
     def permute_values(
         self,
@@ -272,52 +238,6 @@ class NeuralSort(OrderingMethod):
     ) -> torch.Tensor:
         b = soft_abs_sums(z, softness, mode)
         return _log_rows(z, b, positions, softness, mode, descending)
-
-    def log_permutation(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = False,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = _arange(z.shape[-1], z)
-        return self.log_permutation_rows(z, pos, softness, mode, descending=descending)
-
-    def log_topk_permutation(
-        self,
-        z: torch.Tensor,
-        k: int,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        return self.log_permutation_rows(z, _arange(k, z), softness, mode, descending=True)
-
-    def log_argmax(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = _arange(1, z)
-        return self.log_permutation_rows(z, pos, softness, mode, descending=True)[..., 0, :]
-
-    def log_argmin(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = _arange(1, z)
-        return self.log_permutation_rows(z, pos, softness, mode, descending=False)[..., 0, :]
-
 
 def _log_rows(
     z: torch.Tensor,

@@ -36,7 +36,7 @@ import torch
 
 from ...._sigmoidal_math import step
 from ....simplex import chunked_rows, is_concrete
-from ..._base import OrderingMethod, Softness, register
+from ..._base import RowsOrderingMethod, Softness, register
 from ..._logspace import log_add, safe_log
 from ._columns import column_cost, network_columns
 from ._schedule import layers_cpu
@@ -161,7 +161,7 @@ def _rows(
 
 
 @register
-class SortingNetwork(OrderingMethod):
+class SortingNetwork(RowsOrderingMethod):
     """Soft bitonic sorting network; see the module docstring."""
 
     name = "sorting_network"
@@ -191,41 +191,6 @@ class SortingNetwork(OrderingMethod):
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         return _rows(z, positions, softness, mode, descending)
-
-    def permutation(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = False,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = torch.arange(z.shape[-1], device=z.device)
-        return _rows(z, pos, softness, mode, descending)
-
-    def topk_permutation(
-        self,
-        z: torch.Tensor,
-        k: int,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = torch.arange(k, device=z.device)
-        return _rows(z, pos, softness, mode, True)
-
-    def argmin(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = torch.zeros(1, dtype=torch.long, device=z.device)
-        return _rows(z, pos, softness, mode, False)[..., 0, :]
 
     def rank(
         self,
@@ -258,42 +223,6 @@ class SortingNetwork(OrderingMethod):
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
         return _log_rows(z, positions, softness, mode, descending)
-
-    def log_permutation(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = False,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = torch.arange(z.shape[-1], device=z.device)
-        return _log_rows(z, pos, softness, mode, descending)
-
-    def log_topk_permutation(
-        self,
-        z: torch.Tensor,
-        k: int,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = torch.arange(k, device=z.device)
-        return _log_rows(z, pos, softness, mode, True)
-
-    def log_argmin(
-        self,
-        z: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor:
-        pos = torch.zeros(1, dtype=torch.long, device=z.device)
-        return _log_rows(z, pos, softness, mode, False)[..., 0, :]
-
 
 def _log_weights(z: torch.Tensor, softness: Softness, mode: str) -> tuple[list[torch.Tensor], int]:
     r"""Per layer :math:`\log \alpha` and :math:`\log(1 - \alpha)` (flat list) and ``m``.
