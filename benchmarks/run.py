@@ -2,7 +2,7 @@
 
     python benchmarks/run.py [--suite SUITE|all] (SUITE: elementwise, ordering, surrogate,
                              soft_mode, metrics, perturbed, fused, models, scaling,
-                             ranking)
+                             ranking, targets)
                              [--quick] [--csv PATH] [--filter SUBSTR] [--repeat N] [--threads N]
                              [--mem auto|on|off]
 
@@ -57,7 +57,7 @@ from _harness import (  # noqa: E402
 
 SUITES: tuple[str, ...] = (
     "elementwise", "ordering", "surrogate", "soft_mode", "metrics", "perturbed", "fused", "models",
-    "scaling", "ranking",
+    "scaling", "ranking", "targets",
 )
 CHILD_FLAG = "--_child"
 #: glibc mmap threshold (bytes) in the memory child: fixed, so large frees are unmapped at once.

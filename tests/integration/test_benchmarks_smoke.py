@@ -105,7 +105,7 @@ def test_memory_and_csv(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "suite", ["elementwise", "ordering", "metrics", "fused", "scaling", "ranking"]
+    "suite", ["elementwise", "ordering", "metrics", "fused", "scaling", "ranking", "targets"]
 )
 def test_suites_follow_the_case_contract(suite: str) -> None:
     run = _load("run")
