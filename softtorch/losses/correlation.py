@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import torch
 
-from .._sigmoidal import SoftnessLike, step
+from .._sigmoidal import SoftnessLike
 from ._common import (
     check_lists,
     check_options,
@@ -53,6 +53,7 @@ from ._common import (
     safe_div,
     soft_ranks,
 )
+from ._pairs import pair_sum, tie_free_weight
 
 __all__ = ["kendall_loss", "spearman_loss"]
 
@@ -180,13 +181,16 @@ def kendall_loss(
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     z = masked_standardize(x, mask_) if standardize else torch.where(mask_, x, zero)
     t = torch.where(mask_, t.detach(), zero)
-    dz = z.unsqueeze(-1) - z.unsqueeze(-2)
-    sp = torch.sign(dz) if mode_ == "hard" else 2.0 * step(dz, softness_, mode_) - 1.0
-    stg = torch.sign(t.unsqueeze(-1) - t.unsqueeze(-2))
-    pair = w.unsqueeze(-1) * w.unsqueeze(-2)
-    num = (pair * stg * sp).sum((-1, -2))
-    pairs = pair.sum((-1, -2)) - w.square().sum(-1)
-    vv = (pair * stg.abs()).sum((-1, -2)) * pairs
+    # a NaN among a list's real predictions or targets makes its tau NaN (as torch would)
+    bad = ((torch.isnan(z) | torch.isnan(t)) & mask_).any(-1)
+    z = torch.where(torch.isnan(z), zero, z)
+    t = torch.where(torch.isnan(t), zero, t)
+    num = pair_sum(z, t, w, softness_, mode_)
+    sw = w.sum(-1)
+    pairs = sw * sw - w.square().sum(-1)
+    vv = tie_free_weight(t, w) * pairs
+    nan = torch.full((), float("nan"), dtype=vv.dtype, device=vv.device)
+    vv = torch.where(bad, nan, vv)
     defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined
     one = torch.ones((), dtype=vv.dtype, device=vv.device)
     tau = safe_div(num, torch.sqrt(torch.where(defined, vv, one)), defined)
