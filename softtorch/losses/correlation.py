@@ -30,8 +30,19 @@ standardization over the list's real entries; exact ``sign`` in ``hard`` mode), 
 
 which for ``w = 1`` is Kendall's tau-b when the predictions have no ties (so tau-a without ties in
 the target either), torchmetrics' default variant. Kendall's tau has no expression through the
-ranks of the two lists alone: this loss costs :math:`O(n^2)` time and memory per list (use
-``spearman_loss`` for long lists).
+ranks of the two lists alone; its cost per list depends on the soft sign
+(:mod:`._pairs`):
+
+* ``c0`` (:math:`s^p_{ij} = \mathrm{clip}((z_i - z_j)/(5\,\mathrm{softness}), -1, 1)`, piecewise
+  linear) and ``hard``: :math:`O(n \log n)` time and :math:`O(n)` memory, forward and gradient (a
+  sweep in target order over Fenwick trees indexed by the prediction ranks, holding the weights
+  and weighted predictions of the items seen so far), on CPU tensors in eager mode with numba;
+* ``smooth``, ``c1``, ``c2`` (and ``c0`` / ``hard`` elsewhere: other devices, ``torch.compile``,
+  ``torch.func``, a tensor softness): :math:`O(n^2)` time, :math:`O(n \cdot \mathrm{block})`
+  memory (row blocks, recomputed in the backward pass).
+
+The denominator (the weight of the pairs with distinct targets) costs :math:`O(n \log n)`. For
+long lists use ``mode="c0"`` or ``spearman_loss``.
 
 Both equal 1 - the exact correlation as softness -> 0 and lie in ``[0, 2]``. ``spearman_loss``
 defaults to ``softness=1.0`` like the retrieval losses (soft enough for ``fast_soft_sort`` ranks
@@ -149,8 +160,12 @@ def kendall_loss(
     empty_target_action: str = "skip",
     standardize: bool = True,
 ) -> torch.Tensor:
-    r"""Soft Kendall loss :math:`1 - \tau_w` per list (formula in the module docstring);
-    :math:`O(n^2)` pairs per list.
+    r"""Soft Kendall loss :math:`1 - \tau_w` per list (formula in the module docstring).
+
+    Cost per list: :math:`O(n \log n)` time and :math:`O(n)` memory for ``mode="c0"`` and
+    ``"hard"`` (CPU, eager, numba installed); :math:`O(n^2)` time and
+    :math:`O(n \cdot \mathrm{block})` memory for ``smooth``, ``c1``, ``c2`` (and everywhere the
+    sweep does not apply).
 
     Equals 1 - torchmetrics' ``kendall_rank_corrcoef`` (variant ``"b"``) of each list as
     softness -> 0 (predictions without ties).

@@ -9,6 +9,12 @@ transform. The kernels (:mod:`._fused_numba_sort`, :mod:`._fused_numba_rank`) co
 and take the permutation from a zero-copy view (radix sort of :mod:`._radix_numba` for rows of
 1024 or more, numpy's ``argsort`` below); the backward is closed-form (O(n) per row). A
 ``create_graph=True`` backward re-runs the composite path to get a differentiable gradient.
+
+Masked ops (``mask=``, True = a real entry) run the same kernels: each row's ascending order is
+compacted to its ``c`` real entries inside the kernel, standardized over them and projected with
+the row's own anchors ``linspace(1, 0, c)``; sorted values at positions ``>= c`` and ranks of
+padded entries are 0, and padded entries get zero gradient. The composite path of a masked call
+(the fallback, and the ``create_graph`` backward) is the batched projection of :mod:`.masked`.
 """
 
 from __future__ import annotations
