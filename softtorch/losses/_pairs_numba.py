@@ -37,31 +37,34 @@ import numpy as np
 
 
 @nb.njit(cache=True, inline="always")
-def _add(tree, i, v):  # noqa: ANN001, ANN202
-    """Add ``v`` at 0-based position ``i`` of the Fenwick tree ``tree`` (length n + 1)."""
+def _add(tree, i, v, vz):  # noqa: ANN001, ANN202
+    """Add ``(v, vz)`` at 0-based position ``i`` of the Fenwick tree ``tree`` ((n + 1, 2):
+    the weights and the weighted predictions, traversed together)."""
     n = tree.shape[0] - 1
     k = i + 1
     while k <= n:
-        tree[k] += v
+        tree[k, 0] += v
+        tree[k, 1] += vz
         k += k & (-k)
 
 
 @nb.njit(cache=True, inline="always")
 def _prefix(tree, k):  # noqa: ANN001, ANN202
-    """Sum of the positions ``< k``."""
+    """Both sums over the positions ``< k``."""
     s = 0.0
+    sz = 0.0
     while k > 0:
-        s += tree[k]
+        s += tree[k, 0]
+        sz += tree[k, 1]
         k -= k & (-k)
-    return s
+    return s, sz
 
 
 @nb.njit(cache=True)
-def _sweep(zr, tr, wr, h, hard, order, pos, a, b, fw, fz, dr, er, sign):  # noqa: ANN001, ANN202
+def _sweep(zr, tr, wr, h, hard, order, pos, a, b, tree, dr, er, sign):  # noqa: ANN001, ANN202
     """One sweep over ``order`` (targets ascending): ``dr += sign * L``, ``er += sign * B``."""
     n = zr.shape[0]
-    fw[:] = 0.0
-    fz[:] = 0.0
+    tree[:] = 0.0
     tot = 0.0
     g0 = 0
     while g0 < n:
@@ -70,25 +73,22 @@ def _sweep(zr, tr, wr, h, hard, order, pos, a, b, fw, fz, dr, er, sign):  # noqa
             g1 += 1
         for q in range(g0, g1):
             i = order[q]
-            wa = _prefix(fw, a[i])
-            wb = _prefix(fw, b[i])
+            wa, za = _prefix(tree, a[i])
+            wb, zb = _prefix(tree, b[i])
             v = wa - (tot - wb)
             if not hard:
-                za = _prefix(fz, a[i])
-                zb = _prefix(fz, b[i])
                 v += (zr[i] * (wb - wa) - (zb - za)) / h
                 er[i] += sign * (wb - wa)
             dr[i] += sign * v
         for q in range(g0, g1):
             i = order[q]
-            _add(fw, pos[i], wr[i])
-            _add(fz, pos[i], wr[i] * zr[i])
+            _add(tree, pos[i], wr[i], wr[i] * zr[i])
             tot += wr[i]
         g0 = g1
 
 
 @nb.njit(cache=True)
-def _row(z, t, w, h, hard, num, d, e, r):  # noqa: ANN001, ANN202
+def _row(z, t, w, h, hard, num, d, e, r):  # noqa: ANN001, ANN202, C901
     n = z.shape[1]
     zr = np.empty(n)
     m = 0.0
@@ -102,26 +102,35 @@ def _row(z, t, w, h, hard, num, d, e, r):  # noqa: ANN001, ANN202
     tr = t[r]
     wr = w[r]
     oz = np.argsort(zr)
-    zs = zr[oz]
     pos = np.empty(n, np.int64)
     for k in range(n):
         pos[oz[k]] = k
+    # a: how many z <= z_i - h (hard: z < z_i), b: how many z < z_i + h (hard: z <= z_i);
+    # both non-decreasing along the sorted z: two pointers
     a = np.empty(n, np.int64)
     b = np.empty(n, np.int64)
-    for i in range(n):
+    p = 0
+    q = 0
+    for k in range(n):
+        v = zr[oz[k]]
         if hard:
-            a[i] = np.searchsorted(zs, zr[i], side="left")
-            b[i] = np.searchsorted(zs, zr[i], side="right")
+            while p < n and zr[oz[p]] < v:
+                p += 1
+            while q < n and zr[oz[q]] <= v:
+                q += 1
         else:
-            a[i] = np.searchsorted(zs, zr[i] - h, side="right")
-            b[i] = np.searchsorted(zs, zr[i] + h, side="left")
-    ot = np.argsort(tr)
-    fw = np.empty(n + 1)
-    fz = np.empty(n + 1)
+            while p < n and zr[oz[p]] <= v - h:
+                p += 1
+            while q < n and zr[oz[q]] < v + h:
+                q += 1
+        a[oz[k]] = p
+        b[oz[k]] = q
+    ot = np.argsort(tr, kind="mergesort")
+    tree = np.empty((n + 1, 2))
     dr = d[r]
     er = e[r]
-    _sweep(zr, tr, wr, h, hard, ot, pos, a, b, fw, fz, dr, er, 1.0)
-    _sweep(zr, tr, wr, h, hard, ot[::-1], pos, a, b, fw, fz, dr, er, -1.0)
+    _sweep(zr, tr, wr, h, hard, ot, pos, a, b, tree, dr, er, 1.0)
+    _sweep(zr, tr, wr, h, hard, ot[::-1], pos, a, b, tree, dr, er, -1.0)
     s = 0.0
     for i in range(n):
         s += wr[i] * dr[i]
