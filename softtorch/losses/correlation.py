@@ -30,8 +30,19 @@ standardization over the list's real entries; exact ``sign`` in ``hard`` mode), 
 
 which for ``w = 1`` is Kendall's tau-b when the predictions have no ties (so tau-a without ties in
 the target either), torchmetrics' default variant. Kendall's tau has no expression through the
-ranks of the two lists alone: this loss costs :math:`O(n^2)` time and memory per list (use
-``spearman_loss`` for long lists).
+ranks of the two lists alone; its cost per list depends on the soft sign
+(:mod:`._pairs`):
+
+* ``c0`` (:math:`s^p_{ij} = \mathrm{clip}((z_i - z_j)/(5\,\mathrm{softness}), -1, 1)`, piecewise
+  linear) and ``hard``: :math:`O(n \log n)` time and :math:`O(n)` memory, forward and gradient (a
+  sweep in target order over Fenwick trees indexed by the prediction ranks, holding the weights
+  and weighted predictions of the items seen so far), on CPU tensors in eager mode with numba;
+* ``smooth``, ``c1``, ``c2`` (and ``c0`` / ``hard`` elsewhere: other devices, ``torch.compile``,
+  ``torch.func``, a tensor softness): :math:`O(n^2)` time, :math:`O(n \cdot \mathrm{block})`
+  memory (row blocks, recomputed in the backward pass).
+
+The denominator (the weight of the pairs with distinct targets) costs :math:`O(n \log n)`. For
+long lists use ``mode="c0"`` or ``spearman_loss``.
 
 Both equal 1 - the exact correlation as softness -> 0 and lie in ``[0, 2]``. ``spearman_loss``
 defaults to ``softness=1.0`` like the retrieval losses (soft enough for ``fast_soft_sort`` ranks
@@ -43,7 +54,7 @@ from __future__ import annotations
 
 import torch
 
-from .._sigmoidal import SoftnessLike, step
+from .._sigmoidal import SoftnessLike
 from ._common import (
     check_lists,
     check_options,
@@ -53,6 +64,7 @@ from ._common import (
     safe_div,
     soft_ranks,
 )
+from ._pairs import pair_sum, tie_free_weight
 
 __all__ = ["kendall_loss", "spearman_loss"]
 
@@ -148,8 +160,12 @@ def kendall_loss(
     empty_target_action: str = "skip",
     standardize: bool = True,
 ) -> torch.Tensor:
-    r"""Soft Kendall loss :math:`1 - \tau_w` per list (formula in the module docstring);
-    :math:`O(n^2)` pairs per list.
+    r"""Soft Kendall loss :math:`1 - \tau_w` per list (formula in the module docstring).
+
+    Cost per list: :math:`O(n \log n)` time and :math:`O(n)` memory for ``mode="c0"`` and
+    ``"hard"`` (CPU, eager, numba installed); :math:`O(n^2)` time and
+    :math:`O(n \cdot \mathrm{block})` memory for ``smooth``, ``c1``, ``c2`` (and everywhere the
+    sweep does not apply).
 
     Equals 1 - torchmetrics' ``kendall_rank_corrcoef`` (variant ``"b"``) of each list as
     softness -> 0 (predictions without ties).
@@ -180,13 +196,16 @@ def kendall_loss(
     zero = torch.zeros((), dtype=x.dtype, device=x.device)
     z = masked_standardize(x, mask_) if standardize else torch.where(mask_, x, zero)
     t = torch.where(mask_, t.detach(), zero)
-    dz = z.unsqueeze(-1) - z.unsqueeze(-2)
-    sp = torch.sign(dz) if mode_ == "hard" else 2.0 * step(dz, softness_, mode_) - 1.0
-    stg = torch.sign(t.unsqueeze(-1) - t.unsqueeze(-2))
-    pair = w.unsqueeze(-1) * w.unsqueeze(-2)
-    num = (pair * stg * sp).sum((-1, -2))
-    pairs = pair.sum((-1, -2)) - w.square().sum(-1)
-    vv = (pair * stg.abs()).sum((-1, -2)) * pairs
+    # a NaN among a list's real predictions or targets makes its tau NaN (as torch would)
+    bad = ((torch.isnan(z) | torch.isnan(t)) & mask_).any(-1)
+    z = torch.where(torch.isnan(z), zero, z)
+    t = torch.where(torch.isnan(t), zero, t)
+    num = pair_sum(z, t, w, softness_, mode_)
+    sw = w.sum(-1)
+    pairs = sw * sw - w.square().sum(-1)
+    vv = tie_free_weight(t, w) * pairs
+    nan = torch.full((), float("nan"), dtype=vv.dtype, device=vv.device)
+    vv = torch.where(bad, nan, vv)
     defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined
     one = torch.ones((), dtype=vv.dtype, device=vv.device)
     tau = safe_div(num, torch.sqrt(torch.where(defined, vv, one)), defined)

@@ -22,7 +22,8 @@ Optional hooks with generic defaults (methods override them to save time or memo
 
 Masked ops (``mask=``, :mod:`._masked`): :attr:`mask_strategy` picks the generic mechanism;
 ``masked_sorted_values`` / ``masked_rank`` (default None: generic) let a method supply its own
-batched masked kernels.
+batched masked kernels, ``masked_fused_sorted_values`` / ``masked_fused_rank`` the masked form of
+its fused fast path.
 
 ``hard_permutation`` is the method's hard limit (default: one-hot rows of the exact argsort),
 used by the compatibility mode ``"_hard"`` (:mod:`softtorch.ordering._hard`).
@@ -199,6 +200,36 @@ class OrderingMethod(abc.ABC):
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor | None:
         """Soft ranks of ``x`` in one fused kernel, or None (the caller then calls :meth:`rank`)."""
+        return None
+
+    def masked_fused_sorted_values(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        standardize: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Masked :meth:`fused_sorted_values`: soft sorted values (x units) of each slice's
+        real entries at positions ``< c``, or None (the masked path of :mod:`._masked`)."""
+        return None
+
+    def masked_fused_rank(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        standardize: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Masked :meth:`fused_rank`: soft ranks in ``[1, c]`` of each slice's real entries (0
+        at padded entries), or None (the masked path of :mod:`._masked`)."""
         return None
 
     # ------------------------------------------------------------------------------------------

@@ -222,7 +222,7 @@ def scores_values(
     Tries the method's fused kernel on ``data.x`` first (values already in x units: ``stats`` is
     None, and ``z`` is only computed when the method also has soft permutations).
     """
-    fused = None if data.mask is not None else impl.fused_sorted_values(
+    fused = impl.fused_sorted_values(
         data.x,
         cfg.softness,
         cfg.mode,

@@ -20,7 +20,8 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
   available under ``torch.func.vmap``).
 * methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
   projection) override :meth:`OrderingMethod.masked_sorted_values` /
-  :meth:`OrderingMethod.masked_rank`.
+  :meth:`OrderingMethod.masked_rank` (and, for its fused eager CPU kernel,
+  :meth:`OrderingMethod.masked_fused_sorted_values` / :meth:`OrderingMethod.masked_fused_rank`).
 
 Every hook returns its result with the fills of :mod:`._mask` applied (zero rows at output
 positions ``>= c``, zero columns at padded entries, rank 0 at padded entries; ``-inf`` in log
@@ -257,6 +258,26 @@ class Masked(OrderingMethod):
             descending=descending, options=options,
         )  # fmt: skip
         return self._rows_cols(p, False), _mask.fill_positions(v, self.c)
+
+    def fused_sorted_values(
+        self, x: torch.Tensor, softness: Softness, mode: str, *, descending: bool = False,
+        standardize: bool = True, options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:  # fmt: skip
+        """The method's masked fused kernel on ``x`` (x units), or None."""
+        return self.method.masked_fused_sorted_values(
+            x, self.m, softness, mode, descending=descending, standardize=standardize,
+            options=options,
+        )  # fmt: skip
+
+    def fused_rank(
+        self, x: torch.Tensor, softness: Softness, mode: str, *, descending: bool = True,
+        standardize: bool = True, options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:  # fmt: skip
+        """The method's masked fused kernel of the ranks, or None."""
+        return self.method.masked_fused_rank(
+            x, self.m, softness, mode, descending=descending, standardize=standardize,
+            options=options,
+        )  # fmt: skip
 
     def sorted_values(
         self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = False,

@@ -219,7 +219,7 @@ def rank(
         out = _hard_rank(data.x, bool(descending))
     else:
         impl = method_impl(cfg, data)
-        out = None if data.mask is not None else impl.fused_rank(
+        out = impl.fused_rank(
             data.x,
             cfg.softness,
             cfg.mode,

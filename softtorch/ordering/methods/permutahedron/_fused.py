@@ -9,6 +9,12 @@ transform. The kernels (:mod:`._fused_numba_sort`, :mod:`._fused_numba_rank`) co
 and take the permutation from a zero-copy view (radix sort of :mod:`._radix_numba` for rows of
 1024 or more, numpy's ``argsort`` below); the backward is closed-form (O(n) per row). A
 ``create_graph=True`` backward re-runs the composite path to get a differentiable gradient.
+
+Masked ops (``mask=``, True = a real entry) run the same kernels: each row's ascending order is
+compacted to its ``c`` real entries inside the kernel, standardized over them and projected with
+the row's own anchors ``linspace(1, 0, c)``; sorted values at positions ``>= c`` and ranks of
+padded entries are 0, and padded entries get zero gradient. The composite path of a masked call
+(the fallback, and the ``create_graph`` backward) is the batched projection of :mod:`.masked`.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ import numpy as np
 import torch
 
 from ...._checks import check_softness
+from ... import _mask
 from ..._base import Softness
 from ..._standardize import standardize as _standardize
 from ..._standardize import unstandardize as _unstandardize
 from . import _kernel_guard
 from . import fast_soft_sort as fss
+from .masked import masked_soft_rank, masked_soft_sort
 
 _FLOATS = (torch.float32, torch.float64)
 
@@ -119,18 +127,64 @@ def _bounds(dtype: torch.dtype) -> tuple[float, float]:
     return float(info.tiny), 1.0 - float(info.eps)
 
 
+def _rho(mask: np.ndarray | None, n: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Anchors ``rho = linspace(1, 0, c)`` per row: one shared row (1, n) without a mask, else
+    (rows, n) with ``(c - 1 - i) / max(c - 1, 1)`` for ``i < c`` and 0 after (as
+    :func:`.masked._rho`), and the counts ``c`` (rows,)."""
+    if mask is None:
+        return np.linspace(1.0, 0.0, n).reshape(1, n), None
+    c = mask.sum(axis=1, dtype=np.int64)[:, None]
+    i = np.arange(n)
+    rho = np.where(i < c, np.maximum((c - 1.0 - i) / np.maximum(c - 1.0, 1.0), 0.0), 0.0)
+    return rho, c
+
+
+def _mask_arrays(mask: torch.Tensor | None) -> tuple[np.ndarray, bool]:
+    """The mask as a C-contiguous bool array (a dummy (1, 1) without one) and the flag."""
+    if mask is None:
+        return np.zeros((1, 1), np.bool_), False
+    return mask.detach().contiguous().numpy(), True
+
+
 def _composite_sort(
-    x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
+    x: torch.Tensor,
+    eps: float,
+    mode: str,
+    descending: bool,
+    standardize: bool,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    if mask is not None:
+        return _composite_sort_masked(x, eps, mode, descending, standardize, mask)
     if not standardize:
         return fss.soft_sort(x, eps, mode, descending=descending)
     z, stats = _standardize(x)
     return _unstandardize(fss.soft_sort(z, eps, mode, descending=descending), stats)
 
 
-def _composite_rank(
-    x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
+def _composite_sort_masked(
+    x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool, mask: torch.Tensor
 ) -> torch.Tensor:
+    """The batched masked path (:mod:`.masked`) in x units, positions ``>= c`` filled with 0."""
+    if standardize:
+        z, stats = _mask.standardize(x, mask)
+        v = _unstandardize(masked_soft_sort(z, mask, eps, mode, descending=descending), stats)
+    else:
+        v = masked_soft_sort(x, mask, eps, mode, descending=descending)
+    return _mask.fill_positions(v, _mask.counts(mask))
+
+
+def _composite_rank(
+    x: torch.Tensor,
+    eps: float,
+    mode: str,
+    descending: bool,
+    standardize: bool,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    if mask is not None:
+        z = _mask.standardize(x, mask)[0] if standardize else x
+        return masked_soft_rank(z, mask, eps, mode, descending=descending)
     z = _standardize(x)[0] if standardize else x
     return fss.soft_rank(z, eps, mode, descending=descending)
 
@@ -151,11 +205,18 @@ def _guarded_grad(family: str, kernel: Any, fallback: Any) -> torch.Tensor:
 
 
 class FusedSort(torch.autograd.Function):
-    """Soft sorted values of the rows of ``x`` (R, n), standardization and inverse map fused."""
+    """Soft sorted values of the rows of ``x`` (R, n), standardization and inverse map fused;
+    with ``mask`` (R, n) bool, of each row's real entries (positions ``>= c`` are 0)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
+        ctx: Any,
+        x: torch.Tensor,
+        eps: float,
+        mode: str,
+        descending: bool,
+        standardize: bool,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         k = _kernels()
         from ._pav_numba import _scratch
@@ -163,7 +224,8 @@ class FusedSort(torch.autograd.Function):
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
         perm = _argsort_rows(xn)
-        s = (np.linspace(1.0, 0.0, n) / eps).reshape(1, n)
+        mn, masked = _mask_arrays(mask)
+        s = _rho(mn if masked else None, n)[0] / eps
         reg = fss.REGS[mode]
         lo, hi = _bounds(x.dtype)
         out = np.empty_like(xn)
@@ -174,6 +236,7 @@ class FusedSort(torch.autograd.Function):
         blk = np.empty((rows, n), np.int64)
         ds = np.empty((rows, n)) if standardize else np.empty((1, 1))
         stats = np.empty((rows, 3))
+        cnt = np.empty(rows, np.int64)
         chunks = _threads(rows, n)
         args = (
             xn,
@@ -192,6 +255,9 @@ class FusedSort(torch.autograd.Function):
             blk,
             ds,
             stats,
+            mn,
+            masked,
+            cnt,
         )
         if chunks:
             with _guard():
@@ -199,7 +265,8 @@ class FusedSort(torch.autograd.Function):
         else:
             k.sort_fwd_serial(*args, *_scratch(1, n))
         ctx.save_for_backward(x)
-        ctx.arrays = (perm, o, pi, aux, blk, w, ds, stats)
+        ctx.mask = mask
+        ctx.arrays = (perm, o, pi, aux, blk, w, ds, stats, masked, cnt)
         ctx.cfg = (eps, mode, descending, standardize, reg, lo, hi)
         return torch.from_numpy(out)
 
@@ -209,10 +276,10 @@ class FusedSort(torch.autograd.Function):
         eps, mode, descending, standardize, reg, lo, hi = ctx.cfg
         if torch.is_grad_enabled():  # create_graph=True: differentiable composite gradient
             with torch.enable_grad():
-                y = _composite_sort(x, eps, mode, descending, standardize)
+                y = _composite_sort(x, eps, mode, descending, standardize, ctx.mask)
                 (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
-            return gx, None, None, None, None
-        perm, o, pi, aux, blk, w, ds, stats = ctx.arrays
+            return gx, None, None, None, None, None
+        perm, o, pi, aux, blk, w, ds, stats, masked, cnt = ctx.arrays
         k = _kernels()
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
@@ -221,7 +288,7 @@ class FusedSort(torch.autograd.Function):
         chunks = _threads(rows, n)
         tmp = np.empty((max(chunks, 1), 3, n))
         args = (gyn, xn, perm, reg, standardize, descending, lo, hi, o, pi, aux, blk, w, ds, stats)
-        args = (*args, gx)
+        args = (*args, gx, masked, cnt)
 
         def kernel() -> torch.Tensor:
             if chunks:
@@ -232,17 +299,24 @@ class FusedSort(torch.autograd.Function):
             return torch.from_numpy(gx)
 
         def fallback() -> torch.Tensor:
-            return _composite_grad(_composite_sort, x, gy, ctx.cfg[:4])
+            return _composite_grad(_composite_sort, x, gy, (*ctx.cfg[:4], ctx.mask))
 
-        return _guarded_grad("fused sort", kernel, fallback), None, None, None, None
+        return _guarded_grad("fused sort", kernel, fallback), None, None, None, None, None
 
 
 class FusedRank(torch.autograd.Function):
-    """Soft ranks of the rows of ``x`` (R, n) in ``[1, n]``, standardization fused."""
+    """Soft ranks of the rows of ``x`` (R, n) in ``[1, n]``, standardization fused; with ``mask``
+    (R, n) bool, ranks in ``[1, c]`` of each row's real entries (0 at padded entries)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
-        ctx: Any, x: torch.Tensor, eps: float, mode: str, descending: bool, standardize: bool
+        ctx: Any,
+        x: torch.Tensor,
+        eps: float,
+        mode: str,
+        descending: bool,
+        standardize: bool,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor:
         k = _rank_kernels()
         from ._pav_numba import _scratch
@@ -250,7 +324,8 @@ class FusedRank(torch.autograd.Function):
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
         perm = _argsort_rows(xn)
-        rho = np.linspace(1.0, 0.0, n).reshape(1, n)
+        mn, masked = _mask_arrays(mask)
+        rho = _rho(mn if masked else None, n)[0]
         reg = fss.REGS[mode]
         out = np.empty_like(xn)
         s = np.empty((rows, n))
@@ -259,15 +334,18 @@ class FusedRank(torch.autograd.Function):
         aux = np.empty((rows, n))
         blk = np.empty((rows, n), np.int64)
         stats = np.empty((rows, 2))
+        cnt = np.empty(rows, np.int64)
         chunks = _threads(rows, n)
         args = (xn, perm, rho, reg, standardize, descending, 1.0 / eps, out, s, o, pi, aux, blk)
+        args = (*args, stats, mn, masked, cnt)
         if chunks:
             with _guard():
-                k.rank_fwd_par(*args, stats, *_scratch(chunks, n))
+                k.rank_fwd_par(*args, *_scratch(chunks, n))
         else:
-            k.rank_fwd_serial(*args, stats, *_scratch(1, n))
+            k.rank_fwd_serial(*args, *_scratch(1, n))
         ctx.save_for_backward(x)
-        ctx.arrays = (perm, pi, aux, blk, stats, s)
+        ctx.mask = mask
+        ctx.arrays = (perm, pi, aux, blk, stats, s, masked, cnt)
         ctx.cfg = (eps, mode, descending, standardize, reg)
         return torch.from_numpy(out)
 
@@ -277,10 +355,10 @@ class FusedRank(torch.autograd.Function):
         eps, mode, descending, standardize, reg = ctx.cfg
         if torch.is_grad_enabled():
             with torch.enable_grad():
-                y = _composite_rank(x, eps, mode, descending, standardize)
+                y = _composite_rank(x, eps, mode, descending, standardize, ctx.mask)
                 (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
-            return gx, None, None, None, None
-        perm, pi, aux, blk, stats, s = ctx.arrays
+            return gx, None, None, None, None, None
+        perm, pi, aux, blk, stats, s, masked, cnt = ctx.arrays
         k = _rank_kernels()
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
@@ -289,6 +367,7 @@ class FusedRank(torch.autograd.Function):
         chunks = _threads(rows, n)
         tmp = np.empty((max(chunks, 1), 3, n))
         args = (gyn, xn, perm, reg, standardize, descending, 1.0 / eps, pi, aux, blk, stats, s, gx)
+        args = (*args, masked, cnt)
 
         def kernel() -> torch.Tensor:
             if chunks:
@@ -299,9 +378,9 @@ class FusedRank(torch.autograd.Function):
             return torch.from_numpy(gx)
 
         def fallback() -> torch.Tensor:
-            return _composite_grad(_composite_rank, x, gy, ctx.cfg[:4])
+            return _composite_grad(_composite_rank, x, gy, (*ctx.cfg[:4], ctx.mask))
 
-        return _guarded_grad("fused rank", kernel, fallback), None, None, None, None
+        return _guarded_grad("fused rank", kernel, fallback), None, None, None, None, None
 
 
 def sorted_values(
@@ -312,12 +391,17 @@ def sorted_values(
     descending: bool,
     standardize: bool,
     options: dict[str, Any] | None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
-    """Soft sorted values of ``x`` along the last axis (x-space), or None if not eligible."""
+    """Soft sorted values of ``x`` along the last axis (x-space), or None if not eligible.
+
+    With ``mask`` (bool, ``x``'s shape): values of each slice's ``c`` real entries at positions
+    ``< c``, 0 after."""
     if mode not in fss.REGS:
         return None
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+    m2 = None if mask is None else mask.reshape(x2.shape)
     eps = _eligible(x2, softness, options)
     if eps is None:
         return None
@@ -325,7 +409,7 @@ def sorted_values(
         return None  # the composite path
     out = _kernel_guard.guarded(
         "fused sort",
-        lambda: FusedSort.apply(x2, eps, mode, bool(descending), bool(standardize)),
+        lambda: FusedSort.apply(x2, eps, mode, bool(descending), bool(standardize), m2),
         lambda: None,
         "the composite path",
     )
@@ -340,12 +424,17 @@ def rank(
     descending: bool,
     standardize: bool,
     options: dict[str, Any] | None,
+    mask: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
-    """Soft ranks of ``x`` along the last axis, or None if not eligible."""
+    """Soft ranks of ``x`` along the last axis, or None if not eligible.
+
+    With ``mask`` (bool, ``x``'s shape): ranks in ``[1, c]`` of each slice's real entries, 0 at
+    padded entries."""
     if mode not in fss.REGS:
         return None
     lead = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1]) if x.dim() != 2 else x
+    m2 = None if mask is None else mask.reshape(x2.shape)
     eps = _eligible(x2, softness, options)
     if eps is None:
         return None
@@ -353,7 +442,7 @@ def rank(
         return None  # the composite path
     out = _kernel_guard.guarded(
         "fused rank",
-        lambda: FusedRank.apply(x2, eps, mode, bool(descending), bool(standardize)),
+        lambda: FusedRank.apply(x2, eps, mode, bool(descending), bool(standardize), m2),
         lambda: None,
         "the composite path",
     )

@@ -1,6 +1,7 @@
 r"""Fused numba CPU kernels for ``fast_soft_sort`` sort values and ranks, standardization included.
 
-This module holds the per-row helpers (statistics, sigmoid, the standardization backward);
+This module holds the per-row helpers (statistics, sigmoid, the standardization backward, the
+compaction of a masked row's order);
 the kernels are in :mod:`._fused_numba_sort` and :mod:`._fused_numba_rank`.
 One kernel call per direction replaces the chain standardize -> sort -> PAV -> inverse map (and
 its backward) of about thirty small torch operations. The permutation comes from the radix
@@ -35,18 +36,38 @@ VAR_EPS = 1e-6
 
 
 @nb.njit(cache=True, inline="always")
-def row_stats(x, r, n, standardize):  # noqa: ANN001, ANN202
+def col(perm, r, j, masked):  # noqa: ANN001, ANN201
+    """Input column of the ``j``-th real entry of row ``r`` (``j`` itself when not masked)."""
+    return perm[r, j] if masked else j
+
+
+@nb.njit(cache=True)
+def compact(perm, mask, r, n):  # noqa: ANN001, ANN201
+    """Keep the real entries of the ascending order ``perm[r]`` at its front (in place, order
+    kept); return their count ``c``."""
+    c = 0
+    for j in range(n):
+        p = perm[r, j]
+        if mask[r, p]:
+            perm[r, c] = p
+            c += 1
+    return c
+
+
+@nb.njit(cache=True, inline="always")
+def row_stats(x, perm, r, c, standardize, masked):  # noqa: ANN001, ANN201
+    """Mean and ``sqrt(var + VAR_EPS)`` of the ``c`` real entries of row ``r``."""
     if not standardize:
         return 0.0, 1.0
     m = 0.0
-    for i in range(n):
-        m += np.float64(x[r, i])
-    m /= n
+    for j in range(c):
+        m += np.float64(x[r, col(perm, r, j, masked)])
+    m /= c
     v = 0.0
-    for i in range(n):
-        d = np.float64(x[r, i]) - m
+    for j in range(c):
+        d = np.float64(x[r, col(perm, r, j, masked)]) - m
         v += d * d
-    return m, math.sqrt(v / n + VAR_EPS)
+    return m, math.sqrt(v / c + VAR_EPS)
 
 
 @nb.njit(cache=True, inline="always")
@@ -58,18 +79,21 @@ def sigmoid(u: float) -> float:
 
 
 @nb.njit(cache=True, inline="always")
-def std_backward(x, r, n, mean, std, gu, gx, g_mean, g_std):  # noqa: ANN001
-    """Write ``g_x`` for row ``r`` from ``g_u`` (scratch, length n) and the direct terms."""
+def std_backward(x, perm, r, c, masked, mean, std, gu, gx, g_mean, g_std):  # noqa: ANN001
+    """Write ``g_x`` at the ``c`` real entries of row ``r`` from ``g_u`` (scratch indexed by
+    input column) and the direct terms."""
     su = 0.0
     sux = 0.0
-    for i in range(n):
+    for j in range(c):
+        i = col(perm, r, j, masked)
         xc = np.float64(x[r, i]) - mean
         su += gu[i]
         sux += gu[i] * xc
-    a = su / (n * std)
-    b = sux / (n * std * std * std)
-    c = g_mean / n
-    d = g_std / (n * std)
-    for i in range(n):
+    a = su / (c * std)
+    b = sux / (c * std * std * std)
+    cm = g_mean / c
+    d = g_std / (c * std)
+    for j in range(c):
+        i = col(perm, r, j, masked)
         xc = np.float64(x[r, i]) - mean
-        gx[r, i] = gu[i] / std - a - xc * b + c + xc * d
+        gx[r, i] = gu[i] / std - a - xc * b + cm + xc * d

@@ -71,11 +71,20 @@ def _cubic_t(m: float, m2: float, m3: float, wsum: float) -> float:
 
 
 @nb.njit(cache=True)
-def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start, need=3):  # noqa: ANN001, C901
+def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start, need=3):  # noqa: ANN001
     """PAV on rows ``r0 <= r < r1``; ``scr`` (6, n) float64 and ``start`` (n,) int64 scratch.
     ``need`` (entropic mode only): bit 1 writes ``pi``, bit 2 ``aux`` (an exp per element each;
     the fused rank's backward needs only ``pi``, the fused sort's only ``aux``)."""
-    n = o.shape[1]
+    for r in range(r0, r1):
+        solve_prefix(s, w, reg, o, pi, aux, blk, r, o.shape[1], scr, start, need)
+
+
+@nb.njit(cache=True)
+def solve_prefix(s, w, reg, o, pi, aux, blk, r, n, scr, start, need):  # noqa: ANN001, C901
+    """PAV on the first ``n`` entries of row ``r`` (the rest of the row is not touched): the
+    masked fused kernels solve each row's ``c`` real entries, compacted to the front."""
+    if n <= 0:
+        return
     ks = 1 if s.shape[0] > 1 else 0  # row stride: 0 broadcasts a single row
     kw = 1 if w.shape[0] > 1 else 0
     cm = scr[0]  # block sizes
@@ -84,118 +93,117 @@ def _solve_rows(s, w, reg, o, pi, aux, blk, r0, r1, scr, start, need=3):  # noqa
     cc = scr[3]  # M3 (3)
     cd = scr[4]  # sum w (2, 3)
     gam = scr[5]  # block values
-    for r in range(r0, r1):
-        rs = r * ks
-        rw = r * kw
-        nb_ = 0
-        bad = False
-        for i in range(n):
-            si = np.float64(s[rs, i])
-            wi = np.float64(w[rw, i])
-            if si != si or wi != wi:
-                bad = True
-            start[nb_] = i
-            cm[nb_] = 1.0
-            ca[nb_] = si
-            if reg <= 1:
-                cb[nb_] = wi
-                gam[nb_] = si - wi
+    rs = r * ks
+    rw = r * kw
+    nb_ = 0
+    bad = False
+    for i in range(n):
+        si = np.float64(s[rs, i])
+        wi = np.float64(w[rw, i])
+        if si != si or wi != wi:
+            bad = True
+        start[nb_] = i
+        cm[nb_] = 1.0
+        ca[nb_] = si
+        if reg <= 1:
+            cb[nb_] = wi
+            gam[nb_] = si - wi
+        else:
+            cb[nb_] = 0.0
+            cc[nb_] = 0.0
+            cd[nb_] = wi
+            if reg == 2:
+                gam[nb_] = si - math.sqrt(max(wi, 0.0))
             else:
-                cb[nb_] = 0.0
-                cc[nb_] = 0.0
-                cd[nb_] = wi
-                if reg == 2:
-                    gam[nb_] = si - math.sqrt(max(wi, 0.0))
-                else:
-                    gam[nb_] = si - np.cbrt(wi)
-            nb_ += 1
-            while nb_ > 1 and gam[nb_ - 2] < gam[nb_ - 1]:
-                j = nb_ - 2
-                k = nb_ - 1
-                m1 = cm[j]
-                m2_ = cm[k]
-                mt = m1 + m2_
-                if reg == 0:
-                    f = m2_ / mt
-                    ca[j] += (ca[k] - ca[j]) * f
-                    cb[j] += (cb[k] - cb[j]) * f
-                    gam[j] = ca[j] - cb[j]
-                elif reg == 1:
-                    ca[j] = _lae(ca[j], ca[k])
-                    cb[j] = _lae(cb[j], cb[k])
-                    gam[j] = ca[j] - cb[j]
-                else:
-                    dl = ca[k] - ca[j]
-                    if reg == 3:
-                        cc[j] = (
-                            cc[j]
-                            + cc[k]
-                            + dl * dl * dl * m1 * m2_ * (m1 - m2_) / (mt * mt)
-                            + 3.0 * dl * (m1 * cb[k] - m2_ * cb[j]) / mt
-                        )
-                    cb[j] = cb[j] + cb[k] + dl * dl * m1 * m2_ / mt
-                    ca[j] = ca[j] + dl * (m2_ / mt)
-                    cd[j] = cd[j] + cd[k]
-                    if reg == 2:
-                        gam[j] = ca[j] - math.sqrt(max((cd[j] - cb[j]) / mt, 0.0))
-                    else:
-                        gam[j] = ca[j] + _cubic_t(mt, cb[j], cc[j], cd[j])
-                cm[j] = mt
-                nb_ -= 1
-        for b in range(nb_):
-            lo = start[b]
-            hi = start[b + 1] if b + 1 < nb_ else n
-            mt = cm[b]
+                gam[nb_] = si - np.cbrt(wi)
+        nb_ += 1
+        while nb_ > 1 and gam[nb_ - 2] < gam[nb_ - 1]:
+            j = nb_ - 2
+            k = nb_ - 1
+            m1 = cm[j]
+            m2_ = cm[k]
+            mt = m1 + m2_
             if reg == 0:
-                for i in range(lo, hi):
-                    o[r, i] = (np.float64(s[rs, i]) - ca[b]) + cb[b]
-                    pi[r, i] = 1.0 / mt
-                    aux[r, i] = 1.0
-                    blk[r, i] = b
+                f = m2_ / mt
+                ca[j] += (ca[k] - ca[j]) * f
+                cb[j] += (cb[k] - cb[j]) * f
+                gam[j] = ca[j] - cb[j]
             elif reg == 1:
-                for i in range(lo, hi):
-                    o[r, i] = (np.float64(s[rs, i]) - ca[b]) + cb[b]
-                    if need & 1:
-                        pi[r, i] = math.exp(np.float64(s[rs, i]) - ca[b])
-                    if need & 2:
-                        aux[r, i] = math.exp(np.float64(w[rw, i]) - cb[b])
-                    blk[r, i] = b
+                ca[j] = _lae(ca[j], ca[k])
+                cb[j] = _lae(cb[j], cb[k])
+                gam[j] = ca[j] - cb[j]
             else:
-                # the block offset t = gamma - mean(s) from the block statistics (not gam - ca,
-                # which cancels when |s| >> sqrt(w), e.g. tiny w at small softness)
+                dl = ca[k] - ca[j]
+                if reg == 3:
+                    cc[j] = (
+                        cc[j]
+                        + cc[k]
+                        + dl * dl * dl * m1 * m2_ * (m1 - m2_) / (mt * mt)
+                        + 3.0 * dl * (m1 * cb[k] - m2_ * cb[j]) / mt
+                    )
+                cb[j] = cb[j] + cb[k] + dl * dl * m1 * m2_ / mt
+                ca[j] = ca[j] + dl * (m2_ / mt)
+                cd[j] = cd[j] + cd[k]
                 if reg == 2:
-                    t = -math.sqrt(max((cd[b] - cb[b]) / mt, 0.0))
+                    gam[j] = ca[j] - math.sqrt(max((cd[j] - cb[j]) / mt, 0.0))
                 else:
-                    t = _cubic_t(mt, cb[b], cc[b], cd[b])
-                tot = 0.0
-                for i in range(lo, hi):
-                    y = np.float64(s[rs, i]) - ca[b] - t
-                    if reg == 2:
-                        y = max(y, 0.0)
-                        o[r, i] = y * y
-                        aux[r, i] = 2.0 * y
-                        tot += y
-                    else:
-                        o[r, i] = y * y * y
-                        aux[r, i] = 3.0 * y * y
-                        tot += y * y
-                    if hi - lo == 1:  # a singleton block keeps its w exactly (no root round trip)
-                        o[r, i] = np.float64(w[rw, i])
-                    blk[r, i] = b
-                scale = 2.0 if reg == 2 else 3.0
-                for i in range(lo, hi):
-                    if tot > 0.0:
-                        pi[r, i] = (aux[r, i] / scale) / tot
-                    else:
-                        pi[r, i] = 1.0 / mt
-        if bad:  # a NaN anywhere in the row makes the whole row NaN
-            for i in range(n):
-                o[r, i] = np.nan
-        else:  # o lies in the permutahedron of w: keep rounding inside [min w, max w]
-            wlo = np.float64(w[rw, n - 1])
-            whi = np.float64(w[rw, 0])
-            for i in range(n):
-                o[r, i] = min(max(o[r, i], wlo), whi)
+                    gam[j] = ca[j] + _cubic_t(mt, cb[j], cc[j], cd[j])
+            cm[j] = mt
+            nb_ -= 1
+    for b in range(nb_):
+        lo = start[b]
+        hi = start[b + 1] if b + 1 < nb_ else n
+        mt = cm[b]
+        if reg == 0:
+            for i in range(lo, hi):
+                o[r, i] = (np.float64(s[rs, i]) - ca[b]) + cb[b]
+                pi[r, i] = 1.0 / mt
+                aux[r, i] = 1.0
+                blk[r, i] = b
+        elif reg == 1:
+            for i in range(lo, hi):
+                o[r, i] = (np.float64(s[rs, i]) - ca[b]) + cb[b]
+                if need & 1:
+                    pi[r, i] = math.exp(np.float64(s[rs, i]) - ca[b])
+                if need & 2:
+                    aux[r, i] = math.exp(np.float64(w[rw, i]) - cb[b])
+                blk[r, i] = b
+        else:
+            # the block offset t = gamma - mean(s) from the block statistics (not gam - ca,
+            # which cancels when |s| >> sqrt(w), e.g. tiny w at small softness)
+            if reg == 2:
+                t = -math.sqrt(max((cd[b] - cb[b]) / mt, 0.0))
+            else:
+                t = _cubic_t(mt, cb[b], cc[b], cd[b])
+            tot = 0.0
+            for i in range(lo, hi):
+                y = np.float64(s[rs, i]) - ca[b] - t
+                if reg == 2:
+                    y = max(y, 0.0)
+                    o[r, i] = y * y
+                    aux[r, i] = 2.0 * y
+                    tot += y
+                else:
+                    o[r, i] = y * y * y
+                    aux[r, i] = 3.0 * y * y
+                    tot += y * y
+                if hi - lo == 1:  # a singleton block keeps its w exactly (no root round trip)
+                    o[r, i] = np.float64(w[rw, i])
+                blk[r, i] = b
+            scale = 2.0 if reg == 2 else 3.0
+            for i in range(lo, hi):
+                if tot > 0.0:
+                    pi[r, i] = (aux[r, i] / scale) / tot
+                else:
+                    pi[r, i] = 1.0 / mt
+    if bad:  # a NaN anywhere in the row makes the whole row NaN
+        for i in range(n):
+            o[r, i] = np.nan
+    else:  # o lies in the permutahedron of w: keep rounding inside [min w, max w]
+        wlo = np.float64(w[rw, n - 1])
+        whi = np.float64(w[rw, 0])
+        for i in range(n):
+            o[r, i] = min(max(o[r, i], wlo), whi)
 
 
 @nb.njit(parallel=True, cache=True)

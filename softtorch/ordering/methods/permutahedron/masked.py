@@ -71,8 +71,9 @@ def masked_soft_sort(
     order = real_first(flat, m, descending=True)
     real = torch.arange(n, device=flat.device) < c
     w = flat.gather(-1, order)
+    # ``last`` keeps its gradient: the p-norm anchor shift reads the last column (a padded one)
+    last = w.gather(-1, (c - 1).clamp(min=0))
     with torch.no_grad():
-        last = w.gather(-1, (c - 1).clamp(min=0))
         wd = torch.where(real, w, last)
         big = 2.0 * (wd.amax(-1, keepdim=True).abs() + wd.amin(-1, keepdim=True).abs())
         s_pad = -(big + math.log(n) + 10.0)

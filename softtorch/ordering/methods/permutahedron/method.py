@@ -90,6 +90,40 @@ class FastSoftSort(OrderingMethod):
             x, softness, mode, descending=descending, standardize=standardize, options=options
         )
 
+    def masked_fused_sorted_values(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = False,
+        standardize: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Masked fused fast path (:mod:`._fused`): per-row counts and anchors in the kernel."""
+        return _fused.sorted_values(
+            x, softness, mode, descending=descending, standardize=standardize, options=options,
+            mask=mask,
+        )  # fmt: skip
+
+    def masked_fused_rank(
+        self,
+        x: torch.Tensor,
+        mask: torch.Tensor,
+        softness: Softness,
+        mode: str,
+        *,
+        descending: bool = True,
+        standardize: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor | None:
+        """Masked fused fast path (:mod:`._fused`) of :meth:`rank`."""
+        return _fused.rank(
+            x, softness, mode, descending=descending, standardize=standardize, options=options,
+            mask=mask,
+        )  # fmt: skip
+
     def fused_rank(
         self,
         x: torch.Tensor,

@@ -1,0 +1,154 @@
+r"""Numba CPU kernel of the signed pair sum of ``kendall_loss`` for a piecewise-linear soft sign,
+:math:`O(n \log n)` per list (imported on first use: ``import softtorch`` never loads numba).
+
+For one list with predictions ``z``, targets ``t`` and item weights ``w``, and the soft sign
+:math:`\varphi(d) = \mathrm{clip}(d / h, -1, 1)` (``c0``; ``h = 0`` is the exact ``sign``),
+
+.. math::
+
+    N = \sum_{i \ne j} w_i w_j\, \mathrm{sign}(t_i - t_j)\, \varphi(z_i - z_j)
+      = \sum_k w_k (L_k - H_k),
+
+with :math:`L_k = \sum_{t_j < t_k} w_j \varphi(z_k - z_j)` and :math:`H_k` the same sum over
+:math:`t_j > t_k`. A sweep over the items in ascending target order (a group of equal targets is
+queried before any of its members is inserted, so ties in ``t`` pair with nothing) keeps two
+Fenwick trees over the positions of the sorted ``z``, holding :math:`w_j` and :math:`w_j z_j` of
+the items seen so far. For item ``k``, with ``a`` the number of sorted ``z <= z_k - h`` and
+``b`` the number of ``z < z_k + h``,
+
+.. math::
+
+    L_k = W_{<a} - W_{\ge b} + \big(z_k (W_{<b} - W_{<a}) - (Z_{<b} - Z_{<a})\big) / h
+
+(saturated at +1, saturated at -1, and the linear band; for ``h = 0``, ``a`` / ``b`` count the
+``z < z_k`` / ``z <= z_k`` and the band is the ties, where the sign is 0). A second sweep in
+descending order gives :math:`H_k`. The gradients are closed-form from the same sweeps:
+:math:`\partial N / \partial w_k = 2 (L_k - H_k)` and
+:math:`\partial N / \partial z_k = 2 w_k (B^<_k - B^>_k) / h`, with :math:`B^{<}_k`
+(:math:`B^>_k`) the weight of the items of smaller (larger) target inside the band
+:math:`|z_k - z_j| < h` (0 for ``h = 0``). Everything is in float64; ``z`` is centred per list
+first (the soft sign depends on differences only) so the band sums do not cancel.
+"""
+
+from __future__ import annotations
+
+import numba as nb
+import numpy as np
+
+
+@nb.njit(cache=True, inline="always")
+def _add(tree, i, v, vz):  # noqa: ANN001, ANN202
+    """Add ``(v, vz)`` at 0-based position ``i`` of the Fenwick tree ``tree`` ((n + 1, 2):
+    the weights and the weighted predictions, traversed together)."""
+    n = tree.shape[0] - 1
+    k = i + 1
+    while k <= n:
+        tree[k, 0] += v
+        tree[k, 1] += vz
+        k += k & (-k)
+
+
+@nb.njit(cache=True, inline="always")
+def _prefix(tree, k):  # noqa: ANN001, ANN202
+    """Both sums over the positions ``< k``."""
+    s = 0.0
+    sz = 0.0
+    while k > 0:
+        s += tree[k, 0]
+        sz += tree[k, 1]
+        k -= k & (-k)
+    return s, sz
+
+
+@nb.njit(cache=True)
+def _sweep(zr, tr, wr, h, hard, order, pos, a, b, tree, dr, er, sign):  # noqa: ANN001, ANN202
+    """One sweep over ``order`` (targets ascending): ``dr += sign * L``, ``er += sign * B``."""
+    n = zr.shape[0]
+    tree[:] = 0.0
+    tot = 0.0
+    g0 = 0
+    while g0 < n:
+        g1 = g0 + 1
+        while g1 < n and tr[order[g1]] == tr[order[g0]]:
+            g1 += 1
+        for q in range(g0, g1):
+            i = order[q]
+            wa, za = _prefix(tree, a[i])
+            wb, zb = _prefix(tree, b[i])
+            v = wa - (tot - wb)
+            if not hard:
+                v += (zr[i] * (wb - wa) - (zb - za)) / h
+                er[i] += sign * (wb - wa)
+            dr[i] += sign * v
+        for q in range(g0, g1):
+            i = order[q]
+            _add(tree, pos[i], wr[i], wr[i] * zr[i])
+            tot += wr[i]
+        g0 = g1
+
+
+@nb.njit(cache=True)
+def _row(z, t, w, h, hard, num, d, e, r):  # noqa: ANN001, ANN202, C901
+    n = z.shape[1]
+    zr = np.empty(n)
+    m = 0.0
+    for i in range(n):
+        m += z[r, i]
+    m /= n
+    for i in range(n):
+        zr[i] = z[r, i] - m
+        d[r, i] = 0.0
+        e[r, i] = 0.0
+    tr = t[r]
+    wr = w[r]
+    oz = np.argsort(zr)
+    pos = np.empty(n, np.int64)
+    for k in range(n):
+        pos[oz[k]] = k
+    # a: how many z <= z_i - h (hard: z < z_i), b: how many z < z_i + h (hard: z <= z_i);
+    # both non-decreasing along the sorted z: two pointers
+    a = np.empty(n, np.int64)
+    b = np.empty(n, np.int64)
+    p = 0
+    q = 0
+    for k in range(n):
+        v = zr[oz[k]]
+        if hard:
+            while p < n and zr[oz[p]] < v:
+                p += 1
+            while q < n and zr[oz[q]] <= v:
+                q += 1
+        else:
+            while p < n and zr[oz[p]] <= v - h:
+                p += 1
+            while q < n and zr[oz[q]] < v + h:
+                q += 1
+        a[oz[k]] = p
+        b[oz[k]] = q
+    ot = np.argsort(tr, kind="mergesort")
+    tree = np.empty((n + 1, 2))
+    dr = d[r]
+    er = e[r]
+    _sweep(zr, tr, wr, h, hard, ot, pos, a, b, tree, dr, er, 1.0)
+    _sweep(zr, tr, wr, h, hard, ot[::-1], pos, a, b, tree, dr, er, -1.0)
+    s = 0.0
+    for i in range(n):
+        s += wr[i] * dr[i]
+        dr[i] *= 2.0
+        if not hard:
+            er[i] *= 2.0 * wr[i] / h
+    num[r] = s
+
+
+@nb.njit(cache=True)
+def pair_sum_serial(z, t, w, h, hard, num, d, e):  # noqa: ANN001, ANN201
+    """Every row on one thread: ``num`` (R,), ``d = dN/dw`` and ``e = dN/dz`` (R, n)."""
+    for r in range(z.shape[0]):
+        _row(z, t, w, h, hard, num, d, e, r)
+
+
+@nb.njit(parallel=True, cache=True)
+def pair_sum_par(z, t, w, h, hard, num, d, e):  # noqa: ANN001, ANN201
+    """Same as :func:`pair_sum_serial`, rows in parallel."""
+    for r in nb.prange(z.shape[0]):
+        _row(z, t, w, h, hard, num, d, e, r)

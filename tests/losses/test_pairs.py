@@ -1,0 +1,155 @@
+"""The pair sums of kendall_loss (softtorch.losses._pairs): the O(n log n) Fenwick sweep (c0,
+hard) and the blocked O(n^2) formula against the dense pair formula of the original
+implementation, with ties, weights and masks; gradients (also gradcheck) and path selection."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.autograd import gradcheck
+
+from softtorch import losses as L
+from softtorch._sigmoidal import step
+from softtorch.kernels.fused import HAS_NUMBA
+from softtorch.losses import _pairs as P
+from softtorch.losses._common import masked_standardize
+
+MODES = ["hard", "smooth", "c0", "c1", "c2"]
+needs_numba = pytest.mark.skipif(not HAS_NUMBA, reason="numba not installed")
+
+
+def dense_kendall_loss(x, t, weights=None, mask=None, softness=0.1, mode="smooth",  # noqa: ANN001, ANN201
+                       standardize=True):  # fmt: skip
+    """The original O(n^2) kendall_loss (reduction "none", undefined lists NaN), one n x n
+    matrix per list."""
+    mask = torch.ones_like(x, dtype=torch.bool) if mask is None else mask.expand(x.shape)
+    w = mask.to(x.dtype) if weights is None else torch.where(mask, weights, 0.0)
+    zero = torch.zeros((), dtype=x.dtype)
+    z = masked_standardize(x, mask) if standardize else torch.where(mask, x, zero)
+    t = torch.where(mask, t, zero)
+    dz = z.unsqueeze(-1) - z.unsqueeze(-2)
+    sp = torch.sign(dz) if mode == "hard" else 2.0 * step(dz, softness, mode) - 1.0
+    stg = torch.sign(t.unsqueeze(-1) - t.unsqueeze(-2))
+    pair = w.unsqueeze(-1) * w.unsqueeze(-2)
+    num = (pair * stg * sp).sum((-1, -2))
+    pairs = pair.sum((-1, -2)) - w.square().sum(-1)
+    vv = (pair * stg.abs()).sum((-1, -2)) * pairs
+    return torch.where(vv > 0, 1.0 - num / vv.clamp_min(1e-300).sqrt(), float("nan"))
+
+
+def _data(rows: int, n: int, seed: int) -> tuple[torch.Tensor, ...]:
+    """Predictions with ties, integer targets with ties, weights (some 0), a shuffled mask with
+    real counts n, 0, 1, 2, random."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(rows, n, dtype=torch.float64, generator=g)
+    x[:, 1::4] = x[:, ::4][:, : x[:, 1::4].shape[1]]  # exact ties in the predictions
+    t = torch.randint(0, 4, (rows, n), generator=g).to(torch.float64)
+    w = torch.rand(rows, n, dtype=torch.float64, generator=g)
+    w[w < 0.1] = 0.0
+    lengths = torch.randint(0, n + 1, (rows,), generator=g)
+    lengths[:4] = torch.tensor([n, 0, 1, 2])[: min(rows, 4)]
+    m = torch.arange(n) < lengths[:, None]
+    m = m.gather(-1, torch.argsort(torch.rand(rows, n, generator=g), dim=-1))
+    return x, t, w, m
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("standardize", [True, False])
+def test_loss_equals_dense_implementation(mode: str, standardize: bool) -> None:
+    x, t, w, m = _data(9, 23, seed=1)
+    for weights in (None, w):
+        for mask in (None, m):
+            for soft in (0.05, 0.7):
+                kw = dict(softness=soft, mode=mode, standardize=standardize)
+                got = L.kendall_loss(x, t, weights=weights, mask=mask, reduction="none",
+                                     empty_target_action="neg", **kw)  # fmt: skip
+                want = dense_kendall_loss(x, t, weights, mask, **kw)
+                want = torch.where(torch.isnan(want), 1.0, want)
+                torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+@needs_numba
+@pytest.mark.parametrize("mode", ["c0", "hard"])
+@pytest.mark.parametrize("shape", [(7, 31), (17, 2000)])
+def test_sweep_equals_dense_pair_sum_with_gradients(mode: str, shape: tuple[int, int]) -> None:
+    """Values and gradients w.r.t. predictions and weights (serial and parallel kernels)."""
+    x, t, w, m = _data(*shape, seed=2)
+    w = torch.where(m, w, 0.0)
+    n = shape[1]
+    z = torch.sigmoid(x) if n < 100 else 3.0 * x  # raw scale on the long rows
+    for soft in (0.01, 0.3):
+        zs, ws = z.clone().requires_grad_(), w.clone().requires_grad_()
+        zd, wd = z.clone().requires_grad_(), w.clone().requires_grad_()
+        a = P.SweepPairSum.apply(zs, t, ws, soft, mode)
+        if n < 100:
+            b = P.pair_sum_dense(zd, t, wd, soft, mode)
+        else:  # the dense reference on one row only (n^2 pairs)
+            b = P.pair_sum_dense(zd[:1], t[:1], wd[:1], soft, mode)
+            a = a[:1]
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10 * n)
+        g = torch.linspace(0.5, 2.0, a.shape[0], dtype=torch.float64)
+        gza, gwa = torch.autograd.grad(a, (zs, ws), g)
+        gzd, gwd = torch.autograd.grad(b, (zd, wd), g)
+        r = a.shape[0]
+        torch.testing.assert_close(gza[:r], gzd[:r], rtol=1e-9, atol=1e-9 * n)
+        torch.testing.assert_close(gwa[:r], gwd[:r], rtol=1e-9, atol=1e-9 * n)
+
+
+@needs_numba
+def test_sweep_gradcheck_and_double_backward() -> None:
+    x, t, w, m = _data(3, 8, seed=3)
+    z = torch.sigmoid(x).requires_grad_()
+    w = torch.where(m, w, 0.0).requires_grad_()
+    assert gradcheck(lambda a, b: P.SweepPairSum.apply(a, t, b, 0.2, "c0"), (z, w))
+    (gz,) = torch.autograd.grad(P.SweepPairSum.apply(z, t, w, 0.2, "c0").sum(), z,
+                                create_graph=True)  # fmt: skip
+    (gzd,) = torch.autograd.grad(P.pair_sum_dense(z, t, w, 0.2, "c0").sum(), z, create_graph=True)
+    (h,) = torch.autograd.grad(gz.square().sum(), w)
+    (hd,) = torch.autograd.grad(gzd.square().sum(), w)
+    torch.testing.assert_close(h, hd)
+
+
+@pytest.mark.parametrize("mode", ["smooth", "c0"])
+def test_blocked_dense_matches_one_block(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Row blocks with recomputation in the backward give the one-block values and gradients."""
+    x, t, w, m = _data(3, 17, seed=4)
+    z = torch.sigmoid(x).requires_grad_()
+    soft = torch.tensor(0.3, dtype=torch.float64, requires_grad=True)
+    a = P.pair_sum_dense(z, t, w, soft, mode)
+    ga = torch.autograd.grad(a.sum(), (z, soft))
+    monkeypatch.setattr(P, "BLOCK_ELEMENTS", 3 * 17 * 4)  # blocks of 4 rows
+    b = P.pair_sum_dense(z, t, w, soft, mode)
+    gb = torch.autograd.grad(b.sum(), (z, soft))
+    torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12)
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v, rtol=1e-12, atol=1e-12)
+
+
+@needs_numba
+def test_kendall_loss_takes_the_sweep_for_c0_and_hard(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = []
+    real = P.SweepPairSum.apply
+
+    def count(*a: object) -> torch.Tensor:
+        calls.append(a[-1])
+        return real(*a)
+
+    monkeypatch.setattr(P.SweepPairSum, "apply", count)
+    x, t, w, m = _data(4, 10, seed=5)
+    for mode in MODES:
+        L.kendall_loss(x.float(), t, weights=w.float(), mask=m, mode=mode)
+    assert calls == ["hard", "c0"]
+    softness = torch.tensor(0.1)  # a tensor softness (its gradient): the dense path
+    L.kendall_loss(x, t, mode="c0", softness=softness.requires_grad_())
+    assert calls == ["hard", "c0"]
+
+
+def test_tie_free_weight_and_nan() -> None:
+    x, t, w, m = _data(5, 12, seed=6)
+    stg = torch.sign(t.unsqueeze(-1) - t.unsqueeze(-2)).abs()
+    want = (w.unsqueeze(-1) * w.unsqueeze(-2) * stg).sum((-1, -2))
+    torch.testing.assert_close(P.tie_free_weight(t, w), want, rtol=1e-12, atol=1e-12)
+    x[0, 3] = float("nan")
+    t[2, 5] = float("nan")
+    out = L.kendall_loss(x, t, mode="c0", reduction="none")
+    assert torch.isnan(out[0]) and torch.isnan(out[2]) and torch.isfinite(out[[1, 3, 4]]).all()
