@@ -33,20 +33,25 @@ from ._numba_math import (
     MODE_CODES,
     NE,
     RAMP,
+    ROUND_BIG,
     SIGN,
     SMOOTH_CUTOFF,
     STEP,
     _binary,
     _c,
     _clamp,
+    _close,
     _exp,
+    _gmean2,
+    _pair_steps,
     _round_start,
     _sig,
     _unary,
 )
 
 __all__ = [
-    "ABS", "CMP", "EQ", "GATED", "MODE_CODES", "NE", "RAMP", "SIGN", "SMOOTH_CUTOFF", "STEP",
+    "ABS", "CMP", "EQ", "GATED", "MODE_CODES", "NE", "RAMP", "ROUND_BIG", "SIGN", "SMOOTH_CUTOFF",
+    "STEP",
     "parallel_guard", "run", "tag",
 ]
 
@@ -253,6 +258,111 @@ def _pair_bwd(x, g, gx, shift, s, w10, mt, gt):  # noqa: ANN001, ANN202
                 gx[p, 0, t] = g[p, t] - gx[p, 1, t]
 
 
+@nb.njit(**_LOOP)
+def _close_fwd(x, y, out, rtol, tol, s, inv_s, w10, mt, ot):  # noqa: ANN001, ANN202
+    """Soft isclose / eq (``ot`` code 0) or one minus it (code 1); ``y`` one value or one per
+    element."""
+    mode, ne = mt.ndim - 1, ot.ndim == 2
+    one = _c(s, 1)
+    if y.size == x.size:
+        for i in range(x.size):
+            v = _close(x[i], y[i], rtol, tol, s, inv_s, w10, mode)[0]
+            out[i] = one - v if ne else v
+    else:
+        y0 = y[0]
+        for i in range(x.size):
+            v = _close(x[i], y0, rtol, tol, s, inv_s, w10, mode)[0]
+            out[i] = one - v if ne else v
+
+
+@nb.njit(**_LOOP)
+def _close_bwd(x, y, g, gx, gy, rtol, tol, s, inv_s, w10, mt, ot, gt):  # noqa: ANN001, ANN202
+    """Both gradients in one pass (``gy`` empty: only ``gx``)."""
+    mode, gs = mt.ndim - 1, gt.ndim - 1
+    sgn = -_c(s, 1) if ot.ndim == 2 else _c(s, 1)
+    full = y.size == x.size
+    if gy.size == 0:
+        for i in range(x.size):
+            gi = _bound(g, i, 2 - gs) * sgn
+            gx[i] = gi * _close(x[i], y[i] if full else y[0], rtol, tol, s, inv_s, w10, mode)[1]
+    else:
+        for i in range(x.size):
+            gi = _bound(g, i, 2 - gs) * sgn
+            _, dx, dy = _close(x[i], y[i] if full else y[0], rtol, tol, s, inv_s, w10, mode)
+            gx[i] = gi * dx
+            gy[i] = gi * dy
+
+
+@nb.njit(**_LOOP)
+def _gmean_fwd(a, b, out, eps):  # noqa: ANN001, ANN202
+    for i in range(a.size):
+        out[i] = _gmean2(a[i], b[i], eps)[0]
+
+
+@nb.njit(**_LOOP)
+def _gmean_bwd(a, b, g, ga, gb, eps, gt):  # noqa: ANN001, ANN202
+    gs = gt.ndim - 1
+    for i in range(a.size):
+        _, da, db = _gmean2(a[i], b[i], eps)
+        gi = _bound(g, i, 2 - gs)
+        ga[i] = gi * da
+        gb[i] = gi * db
+
+
+@nb.njit(**_LOOP)
+def _round_smooth_fwd(x, out, inv_s, big, r, k, cut):  # noqa: ANN001, ANN202
+    """``smooth`` soft round (see :func:`_round_fwd`) with its steps in pairs: one division per
+    two steps (:func:`._numba_math._pair_steps`)."""
+    one = _c(inv_s, 1)
+    eb = np.empty(min(ROUND_BLOCK, x.size), x.dtype)
+    for b0 in range(0, x.size, ROUND_BLOCK):
+        xb, ob = x[b0:b0 + ROUND_BLOCK], out[b0:b0 + ROUND_BLOCK]
+        n = xb.size
+        for i in range(n):
+            v, z = _round_start(xb[i], r, k, cut)
+            ob[i] = v
+            eb[i] = _exp(-(z * inv_s))
+        for t in range(0, k - 1, 2):
+            qa, qb = _c(inv_s, np.exp(t * inv_s)), _c(inv_s, np.exp((t + 1) * inv_s))
+            for i in range(n):
+                ob[i] += _pair_steps(eb[i], qa, qb, big)[0]
+        if k % 2 == 1:
+            q = _c(inv_s, np.exp((k - 1) * inv_s))
+            for i in range(n):
+                ob[i] += one / (one + eb[i] * q)
+
+
+@nb.njit(**_LOOP)
+def _round_smooth_bwd(x, g, gx, inv_s, big, r, k, cut, gt):  # noqa: ANN001, ANN202
+    r"""The derivative of :func:`_round_smooth_fwd`, :math:`\sum_t a_t / (1 + a_t)^2 / s`
+    (:math:`a_t = e^{-z_t/s}`), in pairs, times ``g``."""
+    one, zero = _c(inv_s, 1), _c(inv_s, 0)
+    eb = np.empty(min(ROUND_BLOCK, x.size), x.dtype)
+    for b0 in range(0, x.size, ROUND_BLOCK):
+        xb, gb, ob = x[b0:b0 + ROUND_BLOCK], g[b0:b0 + ROUND_BLOCK], gx[b0:b0 + ROUND_BLOCK]
+        n = xb.size
+        for i in range(n):
+            z = _round_start(xb[i], r, k, cut)[1]
+            ob[i] = zero
+            eb[i] = _exp(-(z * inv_s))
+        for t in range(0, k - 1, 2):
+            qa, qb = _c(inv_s, np.exp(t * inv_s)), _c(inv_s, np.exp((t + 1) * inv_s))
+            for i in range(n):
+                ob[i] += _pair_steps(eb[i], qa, qb, big)[1]
+        if k % 2 == 1:
+            q = _c(inv_s, np.exp((k - 1) * inv_s))
+            for i in range(n):
+                a = eb[i] * q
+                a = big if a > big else a
+                ob[i] += a / ((one + a) * (one + a))
+        if gt.ndim == 2:
+            for i in range(n):
+                ob[i] *= g[0] * inv_s
+        else:
+            for i in range(n):
+                ob[i] *= gb[i] * inv_s
+
+
 @nb.njit(parallel=True, **_LOOP)
 def _par_pair_fwd(n, x, out, *rest):  # noqa: ANN001, ANN002, ANN202
     step = max(1, CHUNK // max(1, out.shape[1]))
@@ -272,8 +382,12 @@ _RANGES = {
     "unary_fwd": _unary_fwd, "unary_bwd": _unary_bwd, "binary_fwd": _binary_fwd,
     "binary_bwd": _binary_bwd, "clamp_fwd": _clamp_fwd, "clamp_bwd": _clamp_bwd,
     "round_fwd": _round_fwd, "round_bwd": _round_bwd, "pair_fwd": _pair_fwd,
-    "pair_bwd": _pair_bwd,
+    "pair_bwd": _pair_bwd, "close_fwd": _close_fwd, "close_bwd": _close_bwd,
+    "gmean_fwd": _gmean_fwd, "gmean_bwd": _gmean_bwd, "round_smooth_fwd": _round_smooth_fwd,
+    "round_smooth_bwd": _round_smooth_bwd,
 }
+
+
 @nb.njit(**_ELEM)
 def _sl(a, lo, hi, n):  # noqa: ANN001, ANN202
     """Block [lo, hi) of an n-element array; a smaller array (a scalar operand, an absent
@@ -344,11 +458,57 @@ def _par_round_bwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
         _round_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), *rest)
 
 
+@nb.njit(parallel=True, **_LOOP)
+def _par_close_fwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
+    for c in nb.prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _close_fwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), *rest)
+
+
+@nb.njit(parallel=True, **_LOOP)
+def _par_close_bwd(n, a0, a1, a2, a3, a4, *rest):  # noqa: ANN001, ANN002, ANN202
+    for c in nb.prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _close_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n),
+                   _sl(a3, lo, hi, n), _sl(a4, lo, hi, n), *rest)
+
+
+@nb.njit(parallel=True, **_LOOP)
+def _par_gmean_fwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
+    for c in nb.prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _gmean_fwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), *rest)
+
+
+@nb.njit(parallel=True, **_LOOP)
+def _par_gmean_bwd(n, a0, a1, a2, a3, a4, *rest):  # noqa: ANN001, ANN002, ANN202
+    for c in nb.prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _gmean_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n),
+                   _sl(a3, lo, hi, n), _sl(a4, lo, hi, n), *rest)
+
+
+@nb.njit(parallel=True, **_LOOP)
+def _par_round_smooth_fwd(n, a0, a1, *rest):  # noqa: ANN001, ANN002, ANN202
+    for c in nb.prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _round_smooth_fwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), *rest)
+
+
+@nb.njit(parallel=True, **_LOOP)
+def _par_round_smooth_bwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
+    for c in nb.prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _round_smooth_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), *rest)
+
+
 _PARALLEL = {
     "unary_fwd": _par_unary_fwd, "unary_bwd": _par_unary_bwd, "binary_fwd": _par_binary_fwd,
     "binary_bwd": _par_binary_bwd, "clamp_fwd": _par_clamp_fwd, "clamp_bwd": _par_clamp_bwd,
     "round_fwd": _par_round_fwd, "round_bwd": _par_round_bwd, "pair_fwd": _par_pair_fwd,
-    "pair_bwd": _par_pair_bwd,
+    "pair_bwd": _par_pair_bwd, "close_fwd": _par_close_fwd, "close_bwd": _par_close_bwd,
+    "gmean_fwd": _par_gmean_fwd, "gmean_bwd": _par_gmean_bwd,
+    "round_smooth_fwd": _par_round_smooth_fwd, "round_smooth_bwd": _par_round_smooth_bwd,
 }
 
 
