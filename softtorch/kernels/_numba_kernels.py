@@ -280,17 +280,29 @@ def _close_bwd(x, y, g, gx, gy, rtol, tol, s, inv_s, w10, mt, ot, gt):  # noqa: 
     """Both gradients in one pass (``gy`` empty: only ``gx``)."""
     mode, gs = mt.ndim - 1, gt.ndim - 1
     sgn = -_c(s, 1) if ot.ndim == 2 else _c(s, 1)
-    full = y.size == x.size
-    if gy.size == 0:
-        for i in range(x.size):
-            gi = _bound(g, i, 2 - gs) * sgn
-            gx[i] = gi * _close(x[i], y[i] if full else y[0], rtol, tol, s, inv_s, w10, mode)[1]
+    if y.size == x.size:
+        if gy.size == 0:
+            for i in range(x.size):
+                gx[i] = (_bound(g, i, 2 - gs) * sgn) * _close(
+                    x[i], y[i], rtol, tol, s, inv_s, w10, mode)[1]
+        else:
+            for i in range(x.size):
+                _, dx, dy = _close(x[i], y[i], rtol, tol, s, inv_s, w10, mode)
+                gi = _bound(g, i, 2 - gs) * sgn
+                gx[i] = gi * dx
+                gy[i] = gi * dy
     else:
-        for i in range(x.size):
-            gi = _bound(g, i, 2 - gs) * sgn
-            _, dx, dy = _close(x[i], y[i] if full else y[0], rtol, tol, s, inv_s, w10, mode)
-            gx[i] = gi * dx
-            gy[i] = gi * dy
+        y0 = y[0]
+        if gy.size == 0:
+            for i in range(x.size):
+                gx[i] = (_bound(g, i, 2 - gs) * sgn) * _close(
+                    x[i], y0, rtol, tol, s, inv_s, w10, mode)[1]
+        else:
+            for i in range(x.size):
+                _, dx, dy = _close(x[i], y0, rtol, tol, s, inv_s, w10, mode)
+                gi = _bound(g, i, 2 - gs) * sgn
+                gx[i] = gi * dx
+                gy[i] = gi * dy
 
 
 @nb.njit(**_LOOP)
