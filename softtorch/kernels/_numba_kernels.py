@@ -40,9 +40,7 @@ from ._numba_math import (
     _binary,
     _c,
     _clamp,
-    _close,
     _exp,
-    _gmean2,
     _pair_steps,
     _round_start,
     _sig,
@@ -52,7 +50,7 @@ from ._numba_math import (
 __all__ = [
     "ABS", "CMP", "EQ", "GATED", "MODE_CODES", "NE", "RAMP", "ROUND_BIG", "SIGN", "SMOOTH_CUTOFF",
     "STEP",
-    "parallel_guard", "run", "tag",
+    "parallel_guard", "run", "run_loops", "tag",
 ]
 
 #: Below this many elements a kernel runs on one thread (waking the pool costs more).
@@ -259,69 +257,6 @@ def _pair_bwd(x, g, gx, shift, s, w10, mt, gt):  # noqa: ANN001, ANN202
 
 
 @nb.njit(**_LOOP)
-def _close_fwd(x, y, out, rtol, tol, s, inv_s, w10, mt, ot):  # noqa: ANN001, ANN202
-    """Soft isclose / eq (``ot`` code 0) or one minus it (code 1); ``y`` one value or one per
-    element."""
-    mode, ne = mt.ndim - 1, ot.ndim == 2
-    one = _c(s, 1)
-    if y.size == x.size:
-        for i in range(x.size):
-            v = _close(x[i], y[i], rtol, tol, s, inv_s, w10, mode)[0]
-            out[i] = one - v if ne else v
-    else:
-        y0 = y[0]
-        for i in range(x.size):
-            v = _close(x[i], y0, rtol, tol, s, inv_s, w10, mode)[0]
-            out[i] = one - v if ne else v
-
-
-@nb.njit(**_LOOP)
-def _close_bwd(x, y, g, gx, gy, rtol, tol, s, inv_s, w10, mt, ot, gt):  # noqa: ANN001, ANN202
-    """Both gradients in one pass (``gy`` empty: only ``gx``)."""
-    mode, gs = mt.ndim - 1, gt.ndim - 1
-    sgn = -_c(s, 1) if ot.ndim == 2 else _c(s, 1)
-    if y.size == x.size:
-        if gy.size == 0:
-            for i in range(x.size):
-                gx[i] = (_bound(g, i, 2 - gs) * sgn) * _close(
-                    x[i], y[i], rtol, tol, s, inv_s, w10, mode)[1]
-        else:
-            for i in range(x.size):
-                _, dx, dy = _close(x[i], y[i], rtol, tol, s, inv_s, w10, mode)
-                gi = _bound(g, i, 2 - gs) * sgn
-                gx[i] = gi * dx
-                gy[i] = gi * dy
-    else:
-        y0 = y[0]
-        if gy.size == 0:
-            for i in range(x.size):
-                gx[i] = (_bound(g, i, 2 - gs) * sgn) * _close(
-                    x[i], y0, rtol, tol, s, inv_s, w10, mode)[1]
-        else:
-            for i in range(x.size):
-                _, dx, dy = _close(x[i], y0, rtol, tol, s, inv_s, w10, mode)
-                gi = _bound(g, i, 2 - gs) * sgn
-                gx[i] = gi * dx
-                gy[i] = gi * dy
-
-
-@nb.njit(**_LOOP)
-def _gmean_fwd(a, b, out, eps):  # noqa: ANN001, ANN202
-    for i in range(a.size):
-        out[i] = _gmean2(a[i], b[i], eps)[0]
-
-
-@nb.njit(**_LOOP)
-def _gmean_bwd(a, b, g, ga, gb, eps, gt):  # noqa: ANN001, ANN202
-    gs = gt.ndim - 1
-    for i in range(a.size):
-        _, da, db = _gmean2(a[i], b[i], eps)
-        gi = _bound(g, i, 2 - gs)
-        ga[i] = gi * da
-        gb[i] = gi * db
-
-
-@nb.njit(**_LOOP)
 def _round_smooth_fwd(x, out, inv_s, big, r, k, cut):  # noqa: ANN001, ANN202
     """``smooth`` soft round (see :func:`_round_fwd`) with its steps in pairs: one division per
     two steps (:func:`._numba_math._pair_steps`)."""
@@ -394,8 +329,7 @@ _RANGES = {
     "unary_fwd": _unary_fwd, "unary_bwd": _unary_bwd, "binary_fwd": _binary_fwd,
     "binary_bwd": _binary_bwd, "clamp_fwd": _clamp_fwd, "clamp_bwd": _clamp_bwd,
     "round_fwd": _round_fwd, "round_bwd": _round_bwd, "pair_fwd": _pair_fwd,
-    "pair_bwd": _pair_bwd, "close_fwd": _close_fwd, "close_bwd": _close_bwd,
-    "gmean_fwd": _gmean_fwd, "gmean_bwd": _gmean_bwd, "round_smooth_fwd": _round_smooth_fwd,
+    "pair_bwd": _pair_bwd, "round_smooth_fwd": _round_smooth_fwd,
     "round_smooth_bwd": _round_smooth_bwd,
 }
 
@@ -471,36 +405,6 @@ def _par_round_bwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
 
 
 @nb.njit(parallel=True, **_LOOP)
-def _par_close_fwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
-    for c in nb.prange((n + CHUNK - 1) // CHUNK):
-        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        _close_fwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), *rest)
-
-
-@nb.njit(parallel=True, **_LOOP)
-def _par_close_bwd(n, a0, a1, a2, a3, a4, *rest):  # noqa: ANN001, ANN002, ANN202
-    for c in nb.prange((n + CHUNK - 1) // CHUNK):
-        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        _close_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n),
-                   _sl(a3, lo, hi, n), _sl(a4, lo, hi, n), *rest)
-
-
-@nb.njit(parallel=True, **_LOOP)
-def _par_gmean_fwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
-    for c in nb.prange((n + CHUNK - 1) // CHUNK):
-        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        _gmean_fwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), *rest)
-
-
-@nb.njit(parallel=True, **_LOOP)
-def _par_gmean_bwd(n, a0, a1, a2, a3, a4, *rest):  # noqa: ANN001, ANN002, ANN202
-    for c in nb.prange((n + CHUNK - 1) // CHUNK):
-        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
-        _gmean_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n),
-                   _sl(a3, lo, hi, n), _sl(a4, lo, hi, n), *rest)
-
-
-@nb.njit(parallel=True, **_LOOP)
 def _par_round_smooth_fwd(n, a0, a1, *rest):  # noqa: ANN001, ANN002, ANN202
     for c in nb.prange((n + CHUNK - 1) // CHUNK):
         lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
@@ -518,8 +422,7 @@ _PARALLEL = {
     "unary_fwd": _par_unary_fwd, "unary_bwd": _par_unary_bwd, "binary_fwd": _par_binary_fwd,
     "binary_bwd": _par_binary_bwd, "clamp_fwd": _par_clamp_fwd, "clamp_bwd": _par_clamp_bwd,
     "round_fwd": _par_round_fwd, "round_bwd": _par_round_bwd, "pair_fwd": _par_pair_fwd,
-    "pair_bwd": _par_pair_bwd, "close_fwd": _par_close_fwd, "close_bwd": _par_close_bwd,
-    "gmean_fwd": _par_gmean_fwd, "gmean_bwd": _par_gmean_bwd,
+    "pair_bwd": _par_pair_bwd,
     "round_smooth_fwd": _par_round_smooth_fwd, "round_smooth_bwd": _par_round_smooth_bwd,
 }
 
@@ -537,10 +440,17 @@ def run(name: str, n: int, args: tuple[Any, ...], threads: int) -> None:
     """Run kernel ``name`` over ``n`` elements on up to ``threads`` threads (the caller passes
     torch's intra-op thread count); ``args`` are its arrays, its float scalars (already of the
     arrays' dtype) and its tags."""
+    run_loops(_RANGES[name], _PARALLEL[name], n, args, threads)
+
+
+def run_loops(serial: Any, parallel: Any, n: int, args: tuple[Any, ...], threads: int) -> None:
+    """Run the range loop ``serial`` over all ``n`` elements, or its ``prange`` driver
+    ``parallel`` (called with ``n`` first) from ``PARALLEL_MIN_ELEMENTS`` elements on, on up to
+    ``threads`` threads."""
     threads = min(threads, nb.config.NUMBA_NUM_THREADS)
     if n >= PARALLEL_MIN_ELEMENTS and threads > 1:
         with parallel_guard():
             nb.set_num_threads(threads)
-            _PARALLEL[name](n, *args)
+            parallel(n, *args)
     else:
-        _RANGES[name](*args)
+        serial(*args)

@@ -418,3 +418,54 @@ def _pair_steps(e: Any, qa: Any, qb: Any, big: Any) -> tuple[Any, Any]:
     pa, pb = one + a, one + b
     den = pa * pb
     return (two + a + b) / den, (a * pb * pb + b * pa * pa) / (den * den)
+
+
+#: Taylor coefficients of exp(-w), highest first: degree 8 (float32) / 16 (float64) on
+#: [0, 0.557] (truncation below 3e-8 resp. 5e-18 relative).
+_W32 = tuple(np.float32((-1.0) ** k / math.factorial(k)) for k in range(8, -1, -1))
+_W64 = tuple(np.float64((-1.0) ** k / math.factorial(k)) for k in range(16, -1, -1))
+
+
+def _exp_short(w):  # noqa: ANN001, ANN202
+    """exp(-w) for w in [0, 0.557] as a polynomial without range reduction. (Python body: the
+    reference for plain calls; compiled kernels use the overload below.)"""
+    return np.exp(-w)
+
+
+@overload(_exp_short, jit_options={"error_model": "numpy", "forceinline": True, "fastmath": _FM})
+def _ov_exp_short(w):  # noqa: ANN001, ANN202
+    c = _W32 if w == types.float32 else _W64
+
+    def impl(w):  # noqa: ANN001, ANN202
+        return _poly(w, c)
+
+    return impl
+
+
+@nb.njit(**_ELEM)
+def _eq_smooth(x: Any, y: Any, tol_c: Any, inv_s: Any) -> tuple[Any, Any]:
+    r"""(v, dv/dx) of ``smooth`` soft ``eq`` with a constant tolerance :math:`\tau`
+    (:func:`_close` with ``rtol = 0``; ``dv/dy = -dv/dx``) from one full exponential:
+    with :math:`z = |d|/s`, :math:`e = e^{-z}`, :math:`|d|_s/s = z\tanh(z/2) = z - w`,
+    :math:`w = 2ze/(1+e) \in [0, 0.557]`, so
+    :math:`v = 2\sigma(\tau/s - z + w) = 2e / (e + c\,e^{-w})` with the scalar
+    :math:`c = e^{-\tau/s}` (``tol_c``, > 0) and :math:`e^{-w}` a short polynomial;
+    :math:`dv/dd = -2 e E q^2 \,\mathrm{sign}(d)(\tanh(z/2) + w/(1+e))/s`,
+    :math:`E = c\,e^{-w}`, :math:`q = 1/(e + E)` (no cancellation)."""
+    zero, one, two, inf = _c(x, 0), _c(x, 1), _c(x, 2), _c(x, np.inf)
+    same = x == y
+    far = (abs(x) == inf or abs(y) == inf) and not same
+    d = zero if (same or far) else x - y
+    z = abs(d) * inv_s
+    e = _exp(-z)
+    r1 = one / (one + e)
+    t = e * r1
+    w = zero if t == zero else two * z * t  # z = inf (d overflowed): e = 0, no inf * 0
+    big_e = tol_c * _exp_short(w)
+    q = one / (e + big_e)
+    v = two * e * q
+    live = not (v > one or far or same)
+    sd = one if d > zero else (-one if d < zero else d)
+    gd = -(two * e * big_e * q * q * inv_s) * sd * ((one - e) * r1 + w * r1)
+    v = one if v > one else v
+    return (zero if far else v), (gd if live else zero)

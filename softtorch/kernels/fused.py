@@ -107,6 +107,12 @@ def _run(name: str, like: Tensor, *args: Any) -> None:
     _kernels().run(name, like.numel(), args, torch.get_num_threads())
 
 
+def _run_close(name: str, like: Tensor, *args: Any) -> None:
+    """:func:`_run` for the kernels of :mod:`._numba_close` (eq / isclose, geometric and)."""
+    mod = importlib.import_module("softtorch.kernels._numba_close")
+    mod.run(name, like.numel(), args, torch.get_num_threads())
+
+
 def _mt(mode: str) -> Any:
     k = _kernels()
     return k.tag(k.MODE_CODES[mode])

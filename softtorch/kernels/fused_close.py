@@ -28,12 +28,22 @@ from .fused import (
     _mt,
     _params,
     _prep,
-    _run,
+    _run_close,
     _tag,
     use_kernel,
 )
 
 __all__ = ["close"]
+
+
+def _eq_smooth_scale(s: float, mode: str, rtol: float, tol: float, nd: type) -> Any:
+    """``e^{-tol/s}`` when the one-exponential ``smooth`` eq kernel applies (``rtol = 0`` and
+    the scale far from the float range: ``|tol/s| <= 60`` in float32, 600 in float64), else
+    None (the general kernel)."""
+    limit = 60.0 if nd(0).itemsize == 4 else 600.0
+    if mode != "smooth" or rtol != 0.0 or not abs(tol / s) <= limit:
+        return None
+    return nd(math.exp(-tol / s))
 
 
 class _Close(torch.autograd.Function):
@@ -43,8 +53,13 @@ class _Close(torch.autograd.Function):
     ) -> Tensor:
         out = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
-        _run("close_fwd", x, _flat(x), _flat(y), _flat(out), nd(rtol), nd(tol), ps,
-             nd(1.0 / s), pw, _mt(mode), _tag(int(op == NE)))
+        tol_c = _eq_smooth_scale(s, mode, rtol, tol, nd)
+        if tol_c is not None:
+            _run_close("eqs_fwd", x, _flat(x), _flat(y), _flat(out), tol_c, nd(1.0 / s),
+                       _tag(int(op == NE)))
+        else:
+            _run_close("close_fwd", x, _flat(x), _flat(y), _flat(out), nd(rtol), nd(tol), ps,
+                       nd(1.0 / s), pw, _mt(mode), _tag(int(op == NE)))
         ctx.save_for_backward(x, y)
         ctx.args = (s, mode, rtol, tol, op)
         return out
@@ -63,8 +78,13 @@ class _Close(torch.autograd.Function):
         want_y = ctx.needs_input_grad[1]
         gy_full = torch.empty_like(x) if want_y else x.new_empty(0)
         ps, pw, nd = _params(s, x.dtype)
-        _run("close_bwd", x, _flat(x), _flat(y), ga, _flat(gx), _flat(gy_full), nd(rtol),
-             nd(tol), ps, nd(1.0 / s), pw, _mt(mode), _tag(int(op == NE)), gt)
+        tol_c = _eq_smooth_scale(s, mode, rtol, tol, nd)
+        if tol_c is not None:
+            _run_close("eqs_bwd", x, _flat(x), _flat(y), ga, _flat(gx), _flat(gy_full), tol_c,
+                       nd(1.0 / s), _tag(int(op == NE)), gt)
+        else:
+            _run_close("close_bwd", x, _flat(x), _flat(y), ga, _flat(gx), _flat(gy_full),
+                       nd(rtol), nd(tol), ps, nd(1.0 / s), pw, _mt(mode), _tag(int(op == NE)), gt)
         gy = None
         if want_y:
             gy = gy_full if y.shape == x.shape else gy_full.sum().reshape(y.shape)

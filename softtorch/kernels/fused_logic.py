@@ -13,7 +13,8 @@ import torch
 from torch import Tensor
 
 from . import composite
-from .fused import _HALF, _composite_grads, _flat, _grad, _np_dtype, _prep, _run, use_kernel
+from .fused import _HALF, _composite_grads, _flat, _grad, _np_dtype, _prep, use_kernel
+from .fused import _run_close as _run
 
 __all__ = ["geometric_and"]
 
