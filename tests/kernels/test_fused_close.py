@@ -174,3 +174,20 @@ def test_forced_torch_backend_equals_kernel() -> None:
     _same(got, ref, 2e-6)
     for u, v in zip(_grads(got, x, y), _grads(ref, x, y)):
         _same(u, v, 2e-6)
+
+
+def test_smooth_eq_both_kernels() -> None:
+    """``smooth`` with rtol = 0 takes the one-exponential kernel while |tol / s| <= 60 (float32),
+    the general one beyond; both equal the composite, also where x - y overflows."""
+    big = 3e38
+    x = torch.tensor([big, -big, 0.1, 0.0, -2.0, 1.0], requires_grad=True)
+    y = torch.tensor([-big, big, 0.1, 1e-3, 40.0, 0.9], requires_grad=True)
+    for tol in (1e-10, 0.5, 17.9, 18.1, -5.0, 100.0):  # tol / 0.3: up to 60 and beyond
+        for op in (EQ, NE):
+            got = close(x, y, S, "smooth", 0.0, tol, op)
+            ref = composite.close(x, y, S, "smooth", 0.0, tol, op)
+            _same(got, ref, 2e-6)
+            for u, v in zip(_grads(got, x, y), _grads(ref, x, y)):
+                # the composite's gradient is NaN where x - y overflows (inf * 0), the kernels' 0
+                assert torch.isfinite(u).all() and (u[:2] == 0).all()
+                _same(u[2:], v[2:], 2e-6)
