@@ -452,11 +452,10 @@ def _eq_smooth(x: Any, y: Any, tol_c: Any, inv_s: Any) -> tuple[Any, Any]:
     :math:`c = e^{-\tau/s}` (``tol_c``, > 0) and :math:`e^{-w}` a short polynomial;
     :math:`dv/dd = -2 e E q^2 \,\mathrm{sign}(d)(\tanh(z/2) + w/(1+e))/s`,
     :math:`E = c\,e^{-w}`, :math:`q = 1/(e + E)` (no cancellation)."""
-    zero, one, two, inf = _c(x, 0), _c(x, 1), _c(x, 2), _c(x, np.inf)
+    zero, one, two = _c(x, 0), _c(x, 1), _c(x, 2)
     same = x == y
-    far = (abs(x) == inf or abs(y) == inf) and not same
-    d = zero if (same or far) else x - y
-    z = abs(d) * inv_s
+    d = zero if same else x - y
+    z = abs(d) * inv_s  # inf for an infinite operand: e = w = 0, so v = 0 and dv = 0 exactly
     e = _exp(-z)
     r1 = one / (one + e)
     t = e * r1
@@ -464,8 +463,8 @@ def _eq_smooth(x: Any, y: Any, tol_c: Any, inv_s: Any) -> tuple[Any, Any]:
     big_e = tol_c * _exp_short(w)
     q = one / (e + big_e)
     v = two * e * q
-    live = not (v > one or far or same)
+    live = not (v > one or same)
     sd = one if d > zero else (-one if d < zero else d)
     gd = -(two * e * big_e * q * q * inv_s) * sd * ((one - e) * r1 + w * r1)
     v = one if v > one else v
-    return (zero if far else v), (gd if live else zero)
+    return v, (gd if live else zero)
