@@ -52,6 +52,7 @@ def geometric_and(a: Tensor, b: Tensor, epsilon: float = 1e-10) -> Tensor:
     """
     a, b = torch.broadcast_tensors(a, b)
     dtype = a.dtype
+    # (no softness here: any float one lets use_kernel judge the tensors alone)
     if a.numel() == 0 or not use_kernel(0.1, a, b) or a.dtype != b.dtype:
         half = dtype in _HALF
         ac, bc = (a.float(), b.float()) if half else (a, b)
