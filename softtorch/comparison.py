@@ -22,9 +22,9 @@ import torch
 
 from ._checks import ELEMENTWISE_MODES, as_float_pair, check_mode, check_softness, upcast_half
 from ._sigmoidal_math import SoftnessLike, step
-from .elementwise import abs as soft_abs
 from .kernels import fused
 from .kernels.composite import CMP, EQ, NE
+from .kernels.fused_close import close
 
 _HALF = (torch.float16, torch.bfloat16)
 
@@ -134,29 +134,6 @@ def less_equal(
     return greater_equal(y, x, softness, mode, epsilon)
 
 
-def _close(
-    x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike, mode: str,
-    epsilon: float, rtol: float = 0.0, atol: float = 0.0,
-) -> torch.Tensor:
-    """Soft ``|x - y| <= atol + rtol |y| + epsilon``, computed in float32 for half inputs.
-
-    Equal operands (``inf == inf`` included) have distance 0, and ``rtol * |y|`` is 0 where
-    ``y == 0`` (also for ``rtol = inf``: ``0 * inf`` never becomes NaN)."""
-    xc, dtype = upcast_half(x)
-    yc, _ = upcast_half(y)
-    same = xc == yc
-    # an infinite operand is close only to itself (torch.isclose), never inf - inf = NaN
-    far = (torch.isinf(xc) | torch.isinf(yc)) & ~same
-    d = torch.where(same | far, torch.zeros_like(xc), xc - yc)
-    tol = torch.full_like(d, atol + epsilon)
-    if rtol != 0.0:
-        ay = torch.abs(yc)
-        tol = tol + torch.where(ay == 0, torch.zeros_like(ay), rtol * ay)
-    a = soft_abs(d, softness, mode)
-    out = (2.0 * step(tol - a, softness, mode)).clamp(max=1.0)
-    return torch.where(far, torch.zeros_like(out), out).to(dtype)
-
-
 def eq(
     x: torch.Tensor, y: torch.Tensor, softness: SoftnessLike = 0.1, mode: str = "smooth",
     epsilon: float = 1e-10,
@@ -174,7 +151,7 @@ def eq(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.eq(x, y).to(x.dtype)
-    return fused.binary(x, y, softness, mode, EQ, tol=epsilon)
+    return close(x, y, softness, mode, 0.0, epsilon, EQ)
 
 
 def not_equal(
@@ -194,7 +171,7 @@ def not_equal(
     x, y, softness, mode = _pair(x, y, softness, mode)
     if mode == "hard":
         return torch.ne(x, y).to(x.dtype)
-    return fused.binary(x, y, softness, mode, NE, tol=epsilon)
+    return close(x, y, softness, mode, 0.0, epsilon, NE)
 
 
 def isclose(
@@ -219,9 +196,7 @@ def isclose(
     rtol, atol = _tolerance(rtol, "rtol"), _tolerance(atol, "atol")
     if mode == "hard":
         return torch.isclose(x, y, rtol=rtol, atol=atol).to(x.dtype)
-    if rtol == 0.0:  # a constant tolerance: soft eq
-        return fused.binary(x, y, softness, mode, EQ, tol=atol + epsilon)
-    return _close(x, y, softness, mode, epsilon, rtol, atol)
+    return close(x, y, softness, mode, rtol, atol + epsilon, EQ)
 
 
 def _tolerance(value: object, name: str) -> float:

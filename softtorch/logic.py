@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 
 from ._checks import as_float, as_float_pair, canonical_dim, upcast_half
+from .kernels.fused_logic import geometric_and
 
 SoftBool = torch.Tensor
 
@@ -57,8 +58,7 @@ def logical_and(x: SoftBool, y: SoftBool, use_geometric_mean: bool = False) -> S
     """
     a, b = as_float_pair(x, y)
     if use_geometric_mean:
-        a, b = torch.broadcast_tensors(a, b)
-        return _gm(torch.stack([a, b]), 0, False, 1e-10)
+        return geometric_and(a, b, 1e-10)
     return a * b
 
 

@@ -33,9 +33,19 @@ Families (value; derivative):
   \sigma_s(x - \lfloor x\rfloor - j - \tfrac12)`;
   derivative :math:`\sum_j \sigma_s'(\cdot)`.
 
-:mod:`.fused` holds the autograd Functions and the entry points, :mod:`.composite` the torch
-formulas (fallback, double backward, reference), :mod:`._numba_kernels` the CPU kernels and
-:mod:`.pool` a faster soft max pooling.
+* isclose: :math:`\min(1, 2\sigma_s(\tau - |x - y|_s))`, :math:`\tau = tol + rtol|y|` (``eq`` is
+  ``rtol = 0``); :math:`\partial_y` adds :math:`2\sigma_s'(\cdot)\,rtol\,\mathrm{sign}(y)`;
+* geometric AND: :math:`\mathrm{clip}(\sqrt{(a + \epsilon)(b + \epsilon)} - \epsilon, 0, 1)`.
+
+:mod:`.fused` holds the autograd Functions and the entry points of the one-input families,
+:mod:`.fused_close` and :mod:`.fused_logic` those of isclose / eq and of the geometric AND,
+:mod:`.composite` the torch formulas (fallback, double backward, reference),
+:mod:`._numba_kernels` and :mod:`._numba_close` the CPU kernels (per-element math in
+:mod:`._numba_math`) and :mod:`.pool` a faster soft max pooling.
+
+``smooth`` round evaluates its steps in pairs, :math:`1/(1+a) + 1/(1+b) = (2 + a + b)/((1+a)(1+b))`
+(one division per two steps), and in float32 only the steps not within 1e-7 of 0 / 1
+(:math:`|z| < c s`, :math:`c = \min(20, 16.2 + \max(0, \ln(1/s)))`).
 """
 
 from .fused import BACKENDS, binary, clamp, ramp, round, set_backend, unary, use_kernel

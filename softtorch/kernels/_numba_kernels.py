@@ -33,6 +33,7 @@ from ._numba_math import (
     MODE_CODES,
     NE,
     RAMP,
+    ROUND_BIG,
     SIGN,
     SMOOTH_CUTOFF,
     STEP,
@@ -40,14 +41,16 @@ from ._numba_math import (
     _c,
     _clamp,
     _exp,
+    _pair_steps,
     _round_start,
     _sig,
     _unary,
 )
 
 __all__ = [
-    "ABS", "CMP", "EQ", "GATED", "MODE_CODES", "NE", "RAMP", "SIGN", "SMOOTH_CUTOFF", "STEP",
-    "parallel_guard", "run", "tag",
+    "ABS", "CMP", "EQ", "GATED", "MODE_CODES", "NE", "RAMP", "ROUND_BIG", "SIGN", "SMOOTH_CUTOFF",
+    "STEP",
+    "parallel_guard", "run", "run_loops", "tag",
 ]
 
 #: Below this many elements a kernel runs on one thread (waking the pool costs more).
@@ -253,6 +256,60 @@ def _pair_bwd(x, g, gx, shift, s, w10, mt, gt):  # noqa: ANN001, ANN202
                 gx[p, 0, t] = g[p, t] - gx[p, 1, t]
 
 
+@nb.njit(**_LOOP)
+def _round_smooth_fwd(x, out, inv_s, big, r, k, cut):  # noqa: ANN001, ANN202
+    """``smooth`` soft round (see :func:`_round_fwd`) with its steps in pairs: one division per
+    two steps (:func:`._numba_math._pair_steps`)."""
+    one = _c(inv_s, 1)
+    eb = np.empty(min(ROUND_BLOCK, x.size), x.dtype)
+    for b0 in range(0, x.size, ROUND_BLOCK):
+        xb, ob = x[b0:b0 + ROUND_BLOCK], out[b0:b0 + ROUND_BLOCK]
+        n = xb.size
+        for i in range(n):
+            v, z = _round_start(xb[i], r, k, cut)
+            ob[i] = v
+            eb[i] = _exp(-(z * inv_s))
+        for t in range(0, k - 1, 2):
+            qa, qb = _c(inv_s, np.exp(t * inv_s)), _c(inv_s, np.exp((t + 1) * inv_s))
+            for i in range(n):
+                ob[i] += _pair_steps(eb[i], qa, qb, big)[0]
+        if k % 2 == 1:
+            q = _c(inv_s, np.exp((k - 1) * inv_s))
+            for i in range(n):
+                ob[i] += one / (one + eb[i] * q)
+
+
+@nb.njit(**_LOOP)
+def _round_smooth_bwd(x, g, gx, inv_s, big, r, k, cut, gt):  # noqa: ANN001, ANN202
+    r"""The derivative of :func:`_round_smooth_fwd`, :math:`\sum_t a_t / (1 + a_t)^2 / s`
+    (:math:`a_t = e^{-z_t/s}`), in pairs, times ``g``."""
+    one, zero = _c(inv_s, 1), _c(inv_s, 0)
+    eb = np.empty(min(ROUND_BLOCK, x.size), x.dtype)
+    for b0 in range(0, x.size, ROUND_BLOCK):
+        xb, gb, ob = x[b0:b0 + ROUND_BLOCK], g[b0:b0 + ROUND_BLOCK], gx[b0:b0 + ROUND_BLOCK]
+        n = xb.size
+        for i in range(n):
+            z = _round_start(xb[i], r, k, cut)[1]
+            ob[i] = zero
+            eb[i] = _exp(-(z * inv_s))
+        for t in range(0, k - 1, 2):
+            qa, qb = _c(inv_s, np.exp(t * inv_s)), _c(inv_s, np.exp((t + 1) * inv_s))
+            for i in range(n):
+                ob[i] += _pair_steps(eb[i], qa, qb, big)[1]
+        if k % 2 == 1:
+            q = _c(inv_s, np.exp((k - 1) * inv_s))
+            for i in range(n):
+                a = eb[i] * q
+                a = big if a > big else a
+                ob[i] += a / ((one + a) * (one + a))
+        if gt.ndim == 2:
+            for i in range(n):
+                ob[i] *= g[0] * inv_s
+        else:
+            for i in range(n):
+                ob[i] *= gb[i] * inv_s
+
+
 @nb.njit(parallel=True, **_LOOP)
 def _par_pair_fwd(n, x, out, *rest):  # noqa: ANN001, ANN002, ANN202
     step = max(1, CHUNK // max(1, out.shape[1]))
@@ -272,8 +329,11 @@ _RANGES = {
     "unary_fwd": _unary_fwd, "unary_bwd": _unary_bwd, "binary_fwd": _binary_fwd,
     "binary_bwd": _binary_bwd, "clamp_fwd": _clamp_fwd, "clamp_bwd": _clamp_bwd,
     "round_fwd": _round_fwd, "round_bwd": _round_bwd, "pair_fwd": _pair_fwd,
-    "pair_bwd": _pair_bwd,
+    "pair_bwd": _pair_bwd, "round_smooth_fwd": _round_smooth_fwd,
+    "round_smooth_bwd": _round_smooth_bwd,
 }
+
+
 @nb.njit(**_ELEM)
 def _sl(a, lo, hi, n):  # noqa: ANN001, ANN202
     """Block [lo, hi) of an n-element array; a smaller array (a scalar operand, an absent
@@ -344,11 +404,26 @@ def _par_round_bwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
         _round_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), *rest)
 
 
+@nb.njit(parallel=True, **_LOOP)
+def _par_round_smooth_fwd(n, a0, a1, *rest):  # noqa: ANN001, ANN002, ANN202
+    for c in nb.prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _round_smooth_fwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), *rest)
+
+
+@nb.njit(parallel=True, **_LOOP)
+def _par_round_smooth_bwd(n, a0, a1, a2, *rest):  # noqa: ANN001, ANN002, ANN202
+    for c in nb.prange((n + CHUNK - 1) // CHUNK):
+        lo, hi = c * CHUNK, min(n, (c + 1) * CHUNK)
+        _round_smooth_bwd(_sl(a0, lo, hi, n), _sl(a1, lo, hi, n), _sl(a2, lo, hi, n), *rest)
+
+
 _PARALLEL = {
     "unary_fwd": _par_unary_fwd, "unary_bwd": _par_unary_bwd, "binary_fwd": _par_binary_fwd,
     "binary_bwd": _par_binary_bwd, "clamp_fwd": _par_clamp_fwd, "clamp_bwd": _par_clamp_bwd,
     "round_fwd": _par_round_fwd, "round_bwd": _par_round_bwd, "pair_fwd": _par_pair_fwd,
     "pair_bwd": _par_pair_bwd,
+    "round_smooth_fwd": _par_round_smooth_fwd, "round_smooth_bwd": _par_round_smooth_bwd,
 }
 
 
@@ -365,10 +440,17 @@ def run(name: str, n: int, args: tuple[Any, ...], threads: int) -> None:
     """Run kernel ``name`` over ``n`` elements on up to ``threads`` threads (the caller passes
     torch's intra-op thread count); ``args`` are its arrays, its float scalars (already of the
     arrays' dtype) and its tags."""
+    run_loops(_RANGES[name], _PARALLEL[name], n, args, threads)
+
+
+def run_loops(serial: Any, parallel: Any, n: int, args: tuple[Any, ...], threads: int) -> None:
+    """Run the range loop ``serial`` over all ``n`` elements, or its ``prange`` driver
+    ``parallel`` (called with ``n`` first) from ``PARALLEL_MIN_ELEMENTS`` elements on, on up to
+    ``threads`` threads."""
     threads = min(threads, nb.config.NUMBA_NUM_THREADS)
     if n >= PARALLEL_MIN_ELEMENTS and threads > 1:
         with parallel_guard():
             nb.set_num_threads(threads)
-            _PARALLEL[name](n, *args)
+            parallel(n, *args)
     else:
-        _RANGES[name](*args)
+        serial(*args)

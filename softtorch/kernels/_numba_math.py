@@ -335,3 +335,136 @@ def _round_start(x, r, k, cut):  # noqa: ANN001, ANN202
     jf = lo if jf < lo else (hi if jf > hi else jf)
     jf = lo if jf != jf else jf
     return (base - _c(x, r)) + (jf + _c(x, r)) + (frac - frac), frac - (jf + half)
+
+
+@nb.njit(**_ELEM)
+def _sig_inv(x: Any, s: Any, inv_s: Any, w10: Any, mode: int) -> tuple[Any, Any]:
+    """:func:`_sig` with the ``smooth`` sigmoid scaled by ``inv_s = 1/s``: one division instead
+    of three (divisions are the slowest vector operation; the argument differs by an ulp)."""
+    if mode == 0:
+        one = _c(x, 1)
+        sg = one / (one + _exp(-(x * inv_s)))
+        return sg, sg * (one - sg) * inv_s
+    return _sig(x, s, w10, mode)
+
+
+@nb.njit(**_ELEM)
+def _close(x: Any, y: Any, rtol: Any, tol0: Any, s: Any, inv_s: Any, w10: Any,
+           mode: int) -> tuple[Any, Any, Any]:
+    r"""(v, dv/dx, dv/dy) of the soft ``isclose`` :math:`v = \min(1, 2\sigma_s(\tau - |d|_s))`,
+    :math:`d = x - y`, :math:`\tau = \tau_0 + r|y|` (``r|y|`` is 0 where ``y == 0`` or ``r = 0``),
+    :math:`|d|_s = d(2\sigma_s(d) - 1)`; ``rtol = 0`` is soft ``eq``.
+
+    Equal operands (``inf`` vs ``inf`` too) have ``d = 0`` with no gradient through ``d``; an
+    infinite operand is close only to itself (``v = 0`` with zero gradients); where the clamp at
+    1 is active both gradients are 0 (``0 * inf`` never becomes NaN, ``rtol = inf`` included).
+    """
+    zero, one, two, inf = _c(x, 0), _c(x, 1), _c(x, 2), _c(x, np.inf)
+    same = x == y
+    far = (abs(x) == inf or abs(y) == inf) and not same
+    d = zero if (same or far) else x - y
+    ay = abs(y)
+    tol = tol0 + (zero if (ay == zero or rtol == zero) else rtol * ay)
+    sg1, d1 = _sig_inv(d, s, inv_s, w10, mode)
+    sn = two * sg1 - one
+    xd = zero if d1 == zero else d * d1  # saturated: 0
+    da = sn + two * xd
+    sg, dg = _sig_inv(tol - d * sn, s, inv_s, w10, mode)
+    v = two * sg
+    live = not (v > one or far)
+    gt = two * dg if live else zero
+    gd = zero if same else -gt * da
+    sy = one if y > zero else (-one if y < zero else y)  # sign, NaN for NaN
+    gy = -gd + (zero if (ay == zero or gt == zero or rtol == zero) else gt * rtol * sy)
+    v = one if v > one else v
+    return (zero if far else v), gd, gy
+
+
+@nb.njit(**_ELEM)
+def _gmean2(a: Any, b: Any, eps: Any) -> tuple[Any, Any, Any]:
+    r"""(v, dv/da, dv/db) of the soft AND as a geometric mean,
+    :math:`v = \mathrm{clip}(\sqrt{(a + \epsilon)(b + \epsilon)} - \epsilon, 0, 1)` (the
+    :math:`\exp` of the mean :math:`\log`, without logs); the derivative
+    :math:`\sqrt{\cdot}/(2(a + \epsilon))` inside the clip (ends included), else 0. A negative
+    :math:`a + \epsilon` gives NaN (as the log does)."""
+    zero, one, half = _c(a, 0), _c(a, 1), _c(a, 0.5)
+    pa, pb = a + eps, b + eps
+    nan = _c(a, np.nan)
+    g = math.sqrt(pa * pb) if (pa >= zero and pb >= zero) else nan
+    v = g - eps
+    live = (v >= zero) and (v <= one)
+    h = half * g if live else zero
+    ga = zero if h == zero else h / pa
+    gb = zero if h == zero else h / pb
+    v = zero if v < zero else (one if v > one else v)
+    return v, ga, gb
+
+
+#: Largest smooth step term ``e^{-z/s}`` kept in ``round``'s paired steps (float32 / float64):
+#: beyond it the step is below 1e-9 resp. 1e-75 and the squared pair denominators stay finite.
+ROUND_BIG = {np.float32: float(2.0**30), np.float64: float(2.0**250)}
+
+
+@nb.njit(**_ELEM)
+def _pair_steps(e: Any, qa: Any, qb: Any, big: Any) -> tuple[Any, Any]:
+    r"""Two ``smooth`` steps :math:`1/(1 + a) + 1/(1 + b)` and their derivatives' sum
+    :math:`a/(1+a)^2 + b/(1+b)^2` (times :math:`s`) with one division each, for
+    :math:`a = e q_a`, :math:`b = e q_b` (each capped at ``big``; a NaN stays NaN)."""
+    one, two = _c(e, 1), _c(e, 2)
+    a = e * qa
+    a = big if a > big else a
+    b = e * qb
+    b = big if b > big else b
+    pa, pb = one + a, one + b
+    den = pa * pb
+    return (two + a + b) / den, (a * pb * pb + b * pa * pa) / (den * den)
+
+
+#: Taylor coefficients of exp(-w), highest first: degree 8 (float32) / 16 (float64) on
+#: [0, 0.557] (truncation below 3e-8 resp. 5e-18 relative).
+_W32 = tuple(np.float32((-1.0) ** k / math.factorial(k)) for k in range(8, -1, -1))
+_W64 = tuple(np.float64((-1.0) ** k / math.factorial(k)) for k in range(16, -1, -1))
+
+
+def _exp_short(w):  # noqa: ANN001, ANN202
+    """exp(-w) for w in [0, 0.557] as a polynomial without range reduction. (Python body: the
+    reference for plain calls; compiled kernels use the overload below.)"""
+    return np.exp(-w)
+
+
+@overload(_exp_short, jit_options={"error_model": "numpy", "forceinline": True, "fastmath": _FM})
+def _ov_exp_short(w):  # noqa: ANN001, ANN202
+    c = _W32 if w == types.float32 else _W64
+
+    def impl(w):  # noqa: ANN001, ANN202
+        return _poly(w, c)
+
+    return impl
+
+
+@nb.njit(**_ELEM)
+def _eq_smooth(x: Any, y: Any, tol_c: Any, inv_s: Any) -> tuple[Any, Any]:
+    r"""(v, dv/dx) of ``smooth`` soft ``eq`` with a constant tolerance :math:`\tau`
+    (:func:`_close` with ``rtol = 0``; ``dv/dy = -dv/dx``) from one full exponential:
+    with :math:`z = |d|/s`, :math:`e = e^{-z}`, :math:`|d|_s/s = z\tanh(z/2) = z - w`,
+    :math:`w = 2ze/(1+e) \in [0, 0.557]`, so
+    :math:`v = 2\sigma(\tau/s - z + w) = 2e / (e + c\,e^{-w})` with the scalar
+    :math:`c = e^{-\tau/s}` (``tol_c``, > 0) and :math:`e^{-w}` a short polynomial;
+    :math:`dv/dd = -2 e E q^2 \,\mathrm{sign}(d)(\tanh(z/2) + w/(1+e))/s`,
+    :math:`E = c\,e^{-w}`, :math:`q = 1/(e + E)` (no cancellation)."""
+    zero, one, two = _c(x, 0), _c(x, 1), _c(x, 2)
+    same = x == y
+    d = zero if same else x - y
+    z = abs(d) * inv_s  # inf for an infinite operand: e = w = 0, so v = 0 and dv = 0 exactly
+    e = _exp(-z)
+    r1 = one / (one + e)
+    t = e * r1
+    w = zero if t == zero else two * z * t  # z = inf (d overflowed): e = 0, no inf * 0
+    big_e = tol_c * _exp_short(w)
+    q = one / (e + big_e)
+    v = two * e * q
+    live = not (v > one or same)
+    sd = one if d > zero else (-one if d < zero else d)
+    gd = -(two * e * big_e * q * q * inv_s) * sd * ((one - e) * r1 + w * r1)
+    v = one if v > one else v
+    return v, (gd if live else zero)

@@ -132,3 +132,52 @@ def round(x: Tensor, softness: Softness, mode: str, neighbor_radius: int = 5) ->
     for j in range(-neighbor_radius, neighbor_radius):
         out = out + step(frac - (j + 0.5), softness, mode)
     return out
+
+
+def close(
+    x: Tensor, y: Tensor, softness: Softness, mode: str, rtol: float, tol: float, op: int = EQ
+) -> Tensor:
+    r"""Composite soft ``isclose``: :math:`\min(1, 2\sigma_s(\tau - |x - y|_s))` with
+    :math:`\tau = tol + rtol|y|` (``rtol |y|`` is 0 where ``y == 0``; ``rtol = 0``: soft ``eq``),
+    or one minus it (``op = NE``).
+
+    Equal operands (infinities included) have distance 0 and no gradient through it; an infinite
+    operand is close only to itself (0, with a zero gradient). ``rtol = inf`` gives an infinite
+    tolerance for ``y != 0`` without a ``0 * inf`` in the gradient.
+
+    Args:
+        x, y: floating operands (broadcastable, one dtype).
+        softness: s > 0.
+        mode: a sigmoidal mode.
+        rtol: relative tolerance >= 0 (times ``|y|``).
+        tol: absolute tolerance (``atol + epsilon``).
+        op: EQ or NE.
+    """
+    same = x == y
+    far = (torch.isinf(x) | torch.isinf(y)) & ~same
+    d = torch.where(same | far, torch.zeros_like(x), x - y)
+    tau = torch.full_like(d, tol)
+    if rtol != 0.0:
+        ay = torch.abs(y)
+        zero = torch.zeros_like(ay)
+        if rtol == float("inf"):
+            rel = torch.where(ay == 0, zero, torch.full_like(ay, rtol))
+        else:
+            rel = torch.where(ay == 0, zero, rtol * ay)
+        tau = tau + rel
+    a = d * (2.0 * step(d, softness, mode) - 1.0)
+    v = (2.0 * step(tau - a, softness, mode)).clamp(max=1.0)
+    v = torch.where(far, torch.zeros_like(v), v)
+    return v if op == EQ else 1.0 - v
+
+
+def geometric_and(a: Tensor, b: Tensor, epsilon: float = 1e-10) -> Tensor:
+    r"""Composite soft AND as a geometric mean,
+    :math:`\mathrm{clip}(\exp(\tfrac12(\log(a + \epsilon) + \log(b + \epsilon))) - \epsilon, 0, 1)`.
+
+    Args:
+        a, b: SoftBools (broadcastable, one floating dtype).
+        epsilon: added inside the logs.
+    """
+    mean = (torch.log(a + epsilon) + torch.log(b + epsilon)) / 2
+    return (torch.exp(mean) - epsilon).clamp(0.0, 1.0)

@@ -107,6 +107,12 @@ def _run(name: str, like: Tensor, *args: Any) -> None:
     _kernels().run(name, like.numel(), args, torch.get_num_threads())
 
 
+def _run_close(name: str, like: Tensor, *args: Any) -> None:
+    """:func:`_run` for the kernels of :mod:`._numba_close` (eq / isclose, geometric and)."""
+    mod = importlib.import_module("softtorch.kernels._numba_close")
+    mod.run(name, like.numel(), args, torch.get_num_threads())
+
+
 def _mt(mode: str) -> Any:
     k = _kernels()
     return k.tag(k.MODE_CODES[mode])
@@ -258,7 +264,11 @@ class _Round(torch.autograd.Function):
         out = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
         k, cut = _round_window(s, mode, r, nd)
-        _run("round_fwd", x, _flat(x), _flat(out), ps, pw, _mt(mode), r, k, nd(cut))
+        if mode == "smooth":
+            _run("round_smooth_fwd", x, _flat(x), _flat(out), nd(1.0 / s), _round_big(nd), r, k,
+                 nd(cut))
+        else:
+            _run("round_fwd", x, _flat(x), _flat(out), ps, pw, _mt(mode), r, k, nd(cut))
         ctx.save_for_backward(x)
         ctx.args = (s, mode, r)
         return out
@@ -274,7 +284,11 @@ class _Round(torch.autograd.Function):
         gx = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
         k, cut = _round_window(s, mode, r, nd)
-        _run("round_bwd", x, _flat(x), ga, _flat(gx), ps, pw, _mt(mode), r, k, nd(cut), gt)
+        if mode == "smooth":
+            _run("round_smooth_bwd", x, _flat(x), ga, _flat(gx), nd(1.0 / s), _round_big(nd), r,
+                 k, nd(cut), gt)
+        else:
+            _run("round_bwd", x, _flat(x), ga, _flat(gx), ps, pw, _mt(mode), r, k, nd(cut), gt)
         return gx, None, None, None
 
 
@@ -340,10 +354,19 @@ def pair_max(
     return out.reshape(out_shape).to(x.dtype)
 
 
+def _round_big(nd: type) -> Any:
+    return nd(_kernels().ROUND_BIG[nd])
+
+
 def _round_window(s: float, mode: str, r: int, nd: type) -> tuple[int, float]:
-    """Steps evaluated per element and the saturation distance (in x units) of ``round``."""
+    """Steps evaluated per element and the saturation distance (in x units) of ``round``.
+
+    ``smooth`` float32 drops the steps whose value, and derivative, lies within 1e-7 of 0 / 1:
+    :math:`e^{-c} \\max(1, 1/s) \\le 10^{-7}` (at most the float32 cutoff 20)."""
     if mode == "smooth":
         c = _kernels().SMOOTH_CUTOFF[nd]
+        if nd(0).itemsize == 4:  # float32
+            c = min(c, 16.2 + max(0.0, math.log(1.0 / s)))
     elif mode.startswith("_"):
         c = 1.0
     else:
