@@ -52,7 +52,9 @@ class Masked(OrderingMethod):
         self.m = m
         self.c = _mask.counts(m)
         self.has_permutation = method.has_permutation  # type: ignore[misc]
-        self.strategy = method.mask_strategy
+        bound = method.with_mask(m)
+        self.impl = method if bound is None else bound
+        self.strategy = method.mask_strategy if bound is None else "batched"
 
     # ------------------------------------------------------------------ plumbing
 
@@ -60,6 +62,8 @@ class Masked(OrderingMethod):
         return self.method.reflect(z)
 
     def _pz(self, z: torch.Tensor, softness: Softness, *, high: bool) -> torch.Tensor:
+        if self.strategy == "batched":  # the bound method handles the padded entries itself
+            return z
         return _mask.sentinel(z, self.m, softness, high=high)
 
     def _rows_cols(self, p: torch.Tensor, log: bool) -> torch.Tensor:
@@ -142,7 +146,7 @@ class Masked(OrderingMethod):
         self, z: torch.Tensor, softness: Softness, mode: str, descending: bool,
         options: dict[str, Any] | None, *, log: bool,
     ) -> torch.Tensor:  # fmt: skip
-        hook = self.method.log_permutation if log else self.method.permutation
+        hook = self.impl.log_permutation if log else self.impl.permutation
         if self.strategy == "compact":
             return self._grouped(
                 lambda zz, k: hook(zz, softness, mode, descending=descending, options=options),
@@ -182,7 +186,7 @@ class Masked(OrderingMethod):
         self, z: torch.Tensor, k: int, softness: Softness, mode: str,
         options: dict[str, Any] | None, *, log: bool,
     ) -> torch.Tensor:  # fmt: skip
-        hook = self.method.log_topk_permutation if log else self.method.topk_permutation
+        hook = self.impl.log_topk_permutation if log else self.impl.topk_permutation
         if self.strategy == "compact":
             return self._grouped(
                 lambda zz, c: hook(zz, min(k, c), softness, mode, options=options),
@@ -195,25 +199,25 @@ class Masked(OrderingMethod):
         self, z: torch.Tensor, softness: Softness, mode: str, *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        return self._arg(self.method.argmax, z, softness, mode, options, high=False, log=False)
+        return self._arg(self.impl.argmax, z, softness, mode, options, high=False, log=False)
 
     def argmin(
         self, z: torch.Tensor, softness: Softness, mode: str, *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        return self._arg(self.method.argmin, z, softness, mode, options, high=True, log=False)
+        return self._arg(self.impl.argmin, z, softness, mode, options, high=True, log=False)
 
     def log_argmax(
         self, z: torch.Tensor, softness: Softness, mode: str, *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        return self._arg(self.method.log_argmax, z, softness, mode, options, high=False, log=True)
+        return self._arg(self.impl.log_argmax, z, softness, mode, options, high=False, log=True)
 
     def log_argmin(
         self, z: torch.Tensor, softness: Softness, mode: str, *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        return self._arg(self.method.log_argmin, z, softness, mode, options, high=True, log=True)
+        return self._arg(self.impl.log_argmin, z, softness, mode, options, high=True, log=True)
 
     def _arg(
         self, hook: _Fn, z: torch.Tensor, softness: Softness, mode: str,
@@ -239,7 +243,7 @@ class Masked(OrderingMethod):
                 ),
                 z, "pos", x=x,
             )  # fmt: skip
-        v = self.method.permute_values(
+        v = self.impl.permute_values(
             self._pz(z, softness, high=not descending), x, softness, mode,
             descending=descending, options=options,
         )  # fmt: skip
@@ -252,7 +256,7 @@ class Masked(OrderingMethod):
         if self.strategy == "compact":
             p = self.permutation(z, softness, mode, descending=descending, options=options)
             return p, (p @ x.unsqueeze(-1)).squeeze(-1)
-        p, v = self.method.permutation_with_values(
+        p, v = self.impl.permutation_with_values(
             self._pz(z, softness, high=not descending), x, softness, mode,
             descending=descending, options=options,
         )  # fmt: skip
@@ -276,7 +280,7 @@ class Masked(OrderingMethod):
                     z, "pos",
                 )  # fmt: skip
             return None
-        return self.method.sorted_values(
+        return self.impl.sorted_values(
             self._pz(z, softness, high=not descending), softness, mode,
             descending=descending, options=options,
         )  # fmt: skip
@@ -295,7 +299,7 @@ class Masked(OrderingMethod):
                 z, "input",
             )  # fmt: skip
         if own is None:
-            own = self.method.rank(
+            own = self.impl.rank(
                 self._pz(z, softness, high=not descending), softness, mode,
                 descending=descending, options=options,
             )  # fmt: skip
