@@ -12,15 +12,18 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
   real entries change only by a per-row constant (the padded entries sit after the reals in the
   row order, so ``(n + 1 - 2i) z - B`` becomes ``(c + 1 - 2i) z - B_real`` + const); perturbed
   is exact in distribution (its noise never crosses the gap).
-* ``"compact"`` (``ot``: marginals and anchors depend on the count; ``sorting_network``: the
-  network depends on the padded length): the real entries are moved to the front (a gather)
+* ``"compact"`` (``sorting_network``: the network depends on the padded length): the real
+  entries are moved to the front (a gather)
   and the method runs once per distinct real count ``c`` on the rows with that count, shape
   ``(rows, c)``; results are scattered back. One call per distinct length, not per row (the
   distinct counts are read on the host: a graph break under ``torch.compile``, and not
   available under ``torch.func.vmap``).
 * methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
   projection) override :meth:`OrderingMethod.masked_sorted_values` /
-  :meth:`OrderingMethod.masked_rank`.
+  :meth:`OrderingMethod.masked_rank`;
+* ``"batched"``: methods whose :meth:`OrderingMethod.with_mask` returns a bound method (``ot``:
+  per-row anchors and a decoupled padded part in one solve) run it on the padded scores, with the
+  fills below.
 
 Every hook returns its result with the fills of :mod:`._mask` applied (zero rows at output
 positions ``>= c``, zero columns at padded entries, rank 0 at padded entries; ``-inf`` in log

@@ -64,6 +64,9 @@ dtype.
 
 Rows of ``z`` containing NaN or inf give NaN outputs (their gradients are zero); other rows are
 unaffected.
+
+Masked ops (``mask=``): :class:`MaskedOT` (from :meth:`OT.with_mask`) solves every slice's problem
+on its real entries in one batched solve with per-row anchors (:mod:`._layout`).
 """
 
 from __future__ import annotations
