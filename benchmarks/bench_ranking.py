@@ -4,6 +4,10 @@ r"""Ranking losses (issue 21): ``softtorch.losses.ndcg_loss`` vs an :math:`O(n^2
   ranks by permutahedron projection, :math:`O(n \log n)` time and :math:`O(n)` memory per list.
 * ``ndcg_loss[fast_soft_sort,masked]``: the same on a padded batch (list lengths uniform in
   ``[n/2, n]``, ``mask=``).
+* ``sort[ot,masked]`` (first shape only): soft sorted values by ``method="ot"`` on the padded
+  batch, one batched solve for all list lengths (``mode="smooth"``); ``sort[ot,per-list]``: the
+  same values by one unmasked call per list (the loop a user without ``mask=`` writes). Their
+  baseline is ``torch.sort`` with the padded entries moved last.
 * ``neuralndcg_dense``: NDCG@10 from the NeuralSort relaxation of the permutation matrix
   (Grover et al., 2019; the NeuralNDCG of Pobrotyn & Bialobrzeski, 2021, without Sinkhorn
   scaling), written here in plain torch:
@@ -95,6 +99,26 @@ def _ndcg_masked(scores: torch.Tensor, rel: torch.Tensor, mask: torch.Tensor) ->
     return softtorch.losses.ndcg_loss(scores, rel, mask=mask, k=K, softness=SOFTNESS)
 
 
+def _ot_sort_masked(scores: torch.Tensor, rel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    import softtorch
+
+    return softtorch.sort(scores, mask=mask, method="ot", softness=SOFTNESS).values
+
+
+def _ot_sort_per_list(scores: torch.Tensor, rel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    import softtorch
+
+    rows = [
+        softtorch.sort(s[m], method="ot", softness=SOFTNESS, return_indices=False).values
+        for s, m in zip(scores, mask)
+    ]
+    return torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+
+
+def _sort_baseline(scores: torch.Tensor, rel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return torch.sort(scores.masked_fill(~mask, float("inf")), dim=-1).values
+
+
 def _dense(scores: torch.Tensor, rel: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     # the dense loss uses k rows but the row scores A 1 need the full n x n difference matrix
     return neuralsort_ndcg_loss(scores, rel)
@@ -107,6 +131,10 @@ def _baseline(scores: torch.Tensor, rel: torch.Tensor, mask: torch.Tensor) -> to
 def cases(quick: bool = False) -> list[dict[str, Any]]:
     shapes = [(4, 16), (4, 64)] if quick else [(64, 100), (64, 1000), (64, 10000)]
     out: list[dict[str, Any]] = []
+    for b, n in shapes[:1]:
+        common = {"shape": f"{b}x{n}", "make": _make(b, n), "baseline": _sort_baseline}
+        out.append({"name": "sort[ot,masked]", "fn": _ot_sort_masked, "group": "ot"} | common)
+        out.append({"name": "sort[ot,per-list]", "fn": _ot_sort_per_list, "group": "ot"} | common)
     for b, n in shapes:
         shape = f"{b}x{n}"
         common = {"shape": shape, "make": _make(b, n), "baseline": _baseline}

@@ -21,9 +21,9 @@ Optional hooks with generic defaults (methods override them to save time or memo
 (``(P, P @ x)``; default: through ``permutation``).
 
 Masked ops (``mask=``, :mod:`._masked`): :attr:`mask_strategy` picks the generic mechanism;
-``masked_sorted_values`` / ``masked_rank`` (default None: generic) let a method supply its own
-batched masked kernels, ``masked_fused_sorted_values`` / ``masked_fused_rank`` the masked form of
-its fused fast path.
+``masked_sorted_values`` / ``masked_rank`` / ``with_mask`` (default None: generic) let a method
+supply its own batched masked kernels, ``masked_fused_sorted_values`` / ``masked_fused_rank`` the
+masked form of its fused fast path.
 
 ``hard_permutation`` is the method's hard limit (default: one-hot rows of the exact argsort),
 used by the compatibility mode ``"_hard"`` (:mod:`softtorch.ordering._hard`).
@@ -348,6 +348,13 @@ class OrderingMethod(abc.ABC):
     ) -> torch.Tensor | None:
         """Masked hook: soft ranks in ``[1, c]`` of each slice's real entries (values at padded
         entries are ignored), or None for the generic mechanism of :mod:`._masked`."""
+        return None
+
+    def with_mask(self, mask: torch.Tensor) -> OrderingMethod | None:
+        """Masked hook: the method bound to ``mask`` (``(..., n)`` bool, laid out like the
+        scores), whose hooks take the padded scores and give each slice's result on its real
+        entries alone (values at output positions ``>= c`` and at padded entries are ignored),
+        or None for the generic mechanism of :mod:`._masked`."""
         return None
 
     @abc.abstractmethod

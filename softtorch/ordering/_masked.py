@@ -12,8 +12,8 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
   real entries change only by a per-row constant (the padded entries sit after the reals in the
   row order, so ``(n + 1 - 2i) z - B`` becomes ``(c + 1 - 2i) z - B_real`` + const); perturbed
   is exact in distribution (its noise never crosses the gap).
-* ``"compact"`` (``ot``: marginals and anchors depend on the count; ``sorting_network``: the
-  network depends on the padded length): the real entries are moved to the front (a gather)
+* ``"compact"`` (``sorting_network``: the network depends on the padded length): the real
+  entries are moved to the front (a gather)
   and the method runs once per distinct real count ``c`` on the rows with that count, shape
   ``(rows, c)``; results are scattered back. One call per distinct length, not per row (the
   distinct counts are read on the host: a graph break under ``torch.compile``, and not
@@ -21,7 +21,10 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
 * methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
   projection) override :meth:`OrderingMethod.masked_sorted_values` /
   :meth:`OrderingMethod.masked_rank` (and, for its fused eager CPU kernel,
-  :meth:`OrderingMethod.masked_fused_sorted_values` / :meth:`OrderingMethod.masked_fused_rank`).
+  :meth:`OrderingMethod.masked_fused_sorted_values` / :meth:`OrderingMethod.masked_fused_rank`);
+* ``"batched"``: methods whose :meth:`OrderingMethod.with_mask` returns a bound method (``ot``:
+  per-row anchors and a decoupled padded part in one solve) run it on the padded scores, with the
+  fills below.
 
 Every hook returns its result with the fills of :mod:`._mask` applied (zero rows at output
 positions ``>= c``, zero columns at padded entries, rank 0 at padded entries; ``-inf`` in log
@@ -53,7 +56,9 @@ class Masked(OrderingMethod):
         self.m = m
         self.c = _mask.counts(m)
         self.has_permutation = method.has_permutation  # type: ignore[misc]
-        self.strategy = method.mask_strategy
+        bound = method.with_mask(m)
+        self.impl = method if bound is None else bound
+        self.strategy = method.mask_strategy if bound is None else "batched"
 
     # ------------------------------------------------------------------ plumbing
 
@@ -61,6 +66,8 @@ class Masked(OrderingMethod):
         return self.method.reflect(z)
 
     def _pz(self, z: torch.Tensor, softness: Softness, *, high: bool) -> torch.Tensor:
+        if self.strategy == "batched":  # the bound method handles the padded entries itself
+            return z
         return _mask.sentinel(z, self.m, softness, high=high)
 
     def _rows_cols(self, p: torch.Tensor, log: bool) -> torch.Tensor:
@@ -143,7 +150,7 @@ class Masked(OrderingMethod):
         self, z: torch.Tensor, softness: Softness, mode: str, descending: bool,
         options: dict[str, Any] | None, *, log: bool,
     ) -> torch.Tensor:  # fmt: skip
-        hook = self.method.log_permutation if log else self.method.permutation
+        hook = self.impl.log_permutation if log else self.impl.permutation
         if self.strategy == "compact":
             return self._grouped(
                 lambda zz, k: hook(zz, softness, mode, descending=descending, options=options),
@@ -183,7 +190,7 @@ class Masked(OrderingMethod):
         self, z: torch.Tensor, k: int, softness: Softness, mode: str,
         options: dict[str, Any] | None, *, log: bool,
     ) -> torch.Tensor:  # fmt: skip
-        hook = self.method.log_topk_permutation if log else self.method.topk_permutation
+        hook = self.impl.log_topk_permutation if log else self.impl.topk_permutation
         if self.strategy == "compact":
             return self._grouped(
                 lambda zz, c: hook(zz, min(k, c), softness, mode, options=options),
@@ -196,25 +203,25 @@ class Masked(OrderingMethod):
         self, z: torch.Tensor, softness: Softness, mode: str, *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        return self._arg(self.method.argmax, z, softness, mode, options, high=False, log=False)
+        return self._arg(self.impl.argmax, z, softness, mode, options, high=False, log=False)
 
     def argmin(
         self, z: torch.Tensor, softness: Softness, mode: str, *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        return self._arg(self.method.argmin, z, softness, mode, options, high=True, log=False)
+        return self._arg(self.impl.argmin, z, softness, mode, options, high=True, log=False)
 
     def log_argmax(
         self, z: torch.Tensor, softness: Softness, mode: str, *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        return self._arg(self.method.log_argmax, z, softness, mode, options, high=False, log=True)
+        return self._arg(self.impl.log_argmax, z, softness, mode, options, high=False, log=True)
 
     def log_argmin(
         self, z: torch.Tensor, softness: Softness, mode: str, *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        return self._arg(self.method.log_argmin, z, softness, mode, options, high=True, log=True)
+        return self._arg(self.impl.log_argmin, z, softness, mode, options, high=True, log=True)
 
     def _arg(
         self, hook: _Fn, z: torch.Tensor, softness: Softness, mode: str,
@@ -240,7 +247,7 @@ class Masked(OrderingMethod):
                 ),
                 z, "pos", x=x,
             )  # fmt: skip
-        v = self.method.permute_values(
+        v = self.impl.permute_values(
             self._pz(z, softness, high=not descending), x, softness, mode,
             descending=descending, options=options,
         )  # fmt: skip
@@ -253,7 +260,7 @@ class Masked(OrderingMethod):
         if self.strategy == "compact":
             p = self.permutation(z, softness, mode, descending=descending, options=options)
             return p, (p @ x.unsqueeze(-1)).squeeze(-1)
-        p, v = self.method.permutation_with_values(
+        p, v = self.impl.permutation_with_values(
             self._pz(z, softness, high=not descending), x, softness, mode,
             descending=descending, options=options,
         )  # fmt: skip
@@ -297,7 +304,7 @@ class Masked(OrderingMethod):
                     z, "pos",
                 )  # fmt: skip
             return None
-        return self.method.sorted_values(
+        return self.impl.sorted_values(
             self._pz(z, softness, high=not descending), softness, mode,
             descending=descending, options=options,
         )  # fmt: skip
@@ -316,7 +323,7 @@ class Masked(OrderingMethod):
                 z, "input",
             )  # fmt: skip
         if own is None:
-            own = self.method.rank(
+            own = self.impl.rank(
                 self._pz(z, softness, high=not descending), softness, mode,
                 descending=descending, options=options,
             )  # fmt: skip

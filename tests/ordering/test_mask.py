@@ -513,4 +513,4 @@ def test_compact_methods_under_func_transforms() -> None:
     (ref,) = torch.autograd.grad((st.rank(xr, dim=-1, **kw) ** 2).sum(), xr)
     torch.testing.assert_close(g, ref, **TOL)
     with pytest.raises(RuntimeError, match="distinct real count"):
-        torch.func.vmap(lambda a, b: st.rank(a, dim=-1, mask=b, method="ot"))(x, m)
+        torch.func.vmap(lambda a, b: st.rank(a, dim=-1, mask=b, method="sorting_network"))(x, m)

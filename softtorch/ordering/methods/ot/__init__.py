@@ -10,6 +10,7 @@ The formulation (marginals, cost, regularisers, anchors for sort / rank / top-k)
   curvatures stored on each row's span of nonzeros) and their torch fallbacks.
 * :mod:`._lowrank`: entropic kernel sums for the rank-one cost by blockwise Taylor expansion
   (log-domain Sinkhorn and plan mat-vecs without the ``n x m`` kernel).
+* :mod:`._layout`: the per-row problems of masked ops (per-row anchors, decoupled padding).
 * :mod:`._band`: the banded pre-solver for p-norm problems with many anchors (a warm start).
 * :mod:`._solver`: stabilised Sinkhorn (entropic) and the semi-dual Newton solver (all modes).
 * :mod:`._autograd`: the plan as an ``autograd.Function`` with implicit differentiation.

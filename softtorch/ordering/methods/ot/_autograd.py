@@ -56,7 +56,7 @@ from typing import Any
 import torch
 
 from . import _lowrank as lowrank
-from ._dual import curvature, dense_plan, plan
+from ._dual import curvature, dense_plan, outer, plan
 from ._linalg import schur_solve
 from ._solver import SolverOptions, solve
 
@@ -143,7 +143,7 @@ def _slacks(
     a: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor
 ) -> torch.Tensor:
     """``s = alpha + beta - a y^T`` ``(B, n, m)`` (in place on a fresh tensor: no autograd)."""
-    s = (a.neg().unsqueeze(-1) * y).add_(alpha.unsqueeze(-1))
+    s = outer(a.neg(), y).add_(alpha.unsqueeze(-1))
     return s.add_(beta.unsqueeze(-2))
 
 
@@ -295,7 +295,8 @@ class Potentials(torch.autograd.Function):
         def at(x: torch.Tensor | None, d: int | None, i: int) -> torch.Tensor | None:
             return x if x is None or d is None else x.select(d, i)
 
-        if yd is not None or bd is not None:  # anchors vary over the vmapped dim: one by one
+        per_row = y.dim() - (yd is not None) == 2  # per-row anchors (B, m): fold them too
+        if bd is not None or (yd is not None and not per_row):  # shared anchors vary: one by one
             outs = [
                 Potentials.apply(
                     at(a, ad, i),
@@ -312,6 +313,9 @@ class Potentials(torch.autograd.Function):
         a = a.unsqueeze(0).expand(k, *a.shape) if ad is None else a.movedim(ad, 0)
         rows = a.shape[1]
         m = y.shape[-1]
+        if per_row:
+            y = y.unsqueeze(0).expand(k, *y.shape) if yd is None else y.movedim(yd, 0)
+            y = y.reshape(k * rows, m)
         if beta0 is not None:
             beta0 = (
                 beta0.unsqueeze(0).expand(k, *beta0.shape) if b0d is None else beta0.movedim(b0d, 0)
@@ -365,7 +369,7 @@ def newton_potentials(
     """Potentials with the value of the solver's ``(alpha, beta)`` and the derivatives in ``a``
     of the implicit function (exact up to order ``steps + 1``; module docstring)."""
     wd = alpha.dtype
-    ch = a.to(wd).unsqueeze(-1) * y.to(wd)
+    ch = outer(a.to(wd), y.to(wd))
     alpha, beta = alpha.detach(), beta.detach()
     for _ in range(steps):
         q, d = _phi(alpha.unsqueeze(-1) + beta.unsqueeze(-2) - ch, kind)
@@ -390,7 +394,7 @@ def newton_plan(
     function of ``a`` around the solver's potentials (dense; module docstring), in ``a``'s dtype."""
     wd = alpha.dtype
     alpha, beta = newton_potentials(a, y, b, kind, alpha, beta, steps)
-    s = alpha.unsqueeze(-1) + beta.unsqueeze(-2) - a.to(wd).unsqueeze(-1) * y.to(wd)
+    s = alpha.unsqueeze(-1) + beta.unsqueeze(-2) - outer(a.to(wd), y.to(wd))
     bw = b.to(wd)
     if log:
         if normalise == "col":
@@ -420,11 +424,11 @@ def plan_jvp(
     ``dQ = D (dalpha + dbeta - dChat)``, then the derivative of the marginal rescaling."""
     wd = alpha.dtype
     aw, daw, yw, bw = a.detach().to(wd), da.to(wd), y.to(wd), b.to(wd)
-    q, d = _phi(alpha.unsqueeze(-1) + beta.unsqueeze(-2) - aw.unsqueeze(-1) * yw, kind)
+    q, d = _phi(alpha.unsqueeze(-1) + beta.unsqueeze(-2) - outer(aw, yw), kind)
     fa = (d @ yw.unsqueeze(-1)).squeeze(-1) * daw
     fb = (d.transpose(-1, -2) @ daw.unsqueeze(-1)).squeeze(-1) * yw
     dalpha, dbeta = _kkt_step(d, fa, fb)
-    dq = d * (dalpha.unsqueeze(-1) + dbeta.unsqueeze(-2) - daw.unsqueeze(-1) * yw)
+    dq = d * (dalpha.unsqueeze(-1) + dbeta.unsqueeze(-2) - outer(daw, yw))
     tiny = torch.finfo(wd).tiny
     if normalise == "col":
         c = q.sum(-2, keepdim=True).clamp_min(tiny)

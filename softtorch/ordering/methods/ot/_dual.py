@@ -30,6 +30,12 @@ _ARMIJO = 1e-4
 _LAM0, _LAM_MIN, _LAM_MAX = 1e-4, 1e-12, 1e8
 
 
+def outer(a: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The rank-one cost ``a_i y_j`` ``(B, n, m)`` for rows ``a`` ``(B, n)`` and anchors ``y``
+    shared ``(m,)`` or per row ``(B, m)`` (masked ops: :mod:`._layout`)."""
+    return a.unsqueeze(-1) * (y.unsqueeze(-2) if y.dim() > 1 else y)
+
+
 def plan(s: torch.Tensor, kind: int) -> torch.Tensor:
     """``phi(s)``: the plan entries for dual slacks ``s``."""
     if kind == 0:
@@ -129,7 +135,7 @@ def fused_evaluate(
     """The dense p-norm semi-dual evaluation for the cost ``a y^T`` (``(B, n)``, ``(m,)``) in one
     numba pass per row (:mod:`._dual_numba`): ``(alpha, s, Q^T 1, sum_ij Q s)``, or ``None``
     where the kernel does not apply (the caller then runs the torch ops)."""
-    if kind == 0 or not numba_ok(a, y, beta) or a.dim() != 2:
+    if kind == 0 or not numba_ok(a, y, beta) or a.dim() != 2 or y.dim() != 1:
         return None
 
     def kernel() -> tuple[torch.Tensor, ...]:
@@ -273,7 +279,7 @@ def dense_plan(
 ) -> torch.Tensor | None:
     """The rescaled p-norm plan ``(B, n, m)`` in ``dtype`` from the potentials in one numba pass
     (:func:`._dual_numba.dense_plan`), or ``None`` where the kernel does not apply."""
-    if kind == 0 or not numba_ok(alpha, beta) or a.device.type != "cpu":
+    if kind == 0 or not numba_ok(alpha, beta) or a.device.type != "cpu" or y.dim() != 1:
         return None
 
     def kernel() -> torch.Tensor:
@@ -303,9 +309,9 @@ def best_anchor(a: torch.Tensor, y: torch.Tensor, beta: torch.Tensor) -> torch.T
     float64, the dense torch ``argmax`` elsewhere."""
 
     def fallback() -> torch.Tensor:
-        return (beta.unsqueeze(-2) - a.unsqueeze(-1) * y).argmax(-1)
+        return (beta.unsqueeze(-2) - outer(a, y)).argmax(-1)
 
-    if not numba_ok(a, y, beta):
+    if not numba_ok(a, y, beta) or y.dim() != 1:
         return fallback()
 
     def kernel() -> torch.Tensor:

@@ -23,6 +23,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ._autograd import implicit_vjp, work_dtype
+from ._dual import outer
 from ._solver import SolverOptions, solve
 
 
@@ -45,7 +46,7 @@ def solve_log_plan(
     start = None if beta0 is None else beta0.to(dtype)
     sol = solve(aw, yw, bw, 0, opts, start, normalise)
     wd = sol.alpha.dtype
-    s = (aw.to(wd).neg().unsqueeze(-1) * yw.to(wd)).add_(sol.alpha.unsqueeze(-1))
+    s = outer(aw.to(wd).neg(), yw.to(wd)).add_(sol.alpha.unsqueeze(-1))
     s.add_(sol.beta.unsqueeze(-2))
     if normalise == "col":
         logq = s - torch.logsumexp(s, -2, keepdim=True) + bw.to(wd).log()

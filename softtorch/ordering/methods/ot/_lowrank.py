@@ -51,9 +51,9 @@ def n_blocks(p: torch.Tensor, q: torch.Tensor) -> int:
 
 def eligible(a: torch.Tensor, y: torch.Tensor) -> bool:
     """Whether the blockwise sums beat the dense kernel for the cost ``a y^T`` (``(B, n)``,
-    ``(m,)``; finite)."""
+    ``(m,)``; finite). Per-row anchors ``(B, m)`` (masked ops) keep the dense solvers."""
     n, m = a.shape[-1], y.shape[-1]
-    if n * m < MIN_SIZE:
+    if n * m < MIN_SIZE or y.dim() != 1:
         return False
     nb = max(n_blocks(a, y), n_blocks(y, a))
     return 4 * TERMS * nb <= min(n, m)

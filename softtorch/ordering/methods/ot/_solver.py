@@ -62,6 +62,7 @@ from ._dual import (
     banded_curvature,
     curvature,
     fused_evaluate,
+    outer,
     plan,
     row_potentials,
 )
@@ -125,7 +126,8 @@ _FIELDS = ("beta", "alpha", "s", "col", "J", "err", "lam")
 
 
 class Cost:
-    """The scaled cost ``Chat = a y^T`` of a batch: rows ``a`` ``(B, n)``, anchors ``y`` ``(m,)``,
+    """The scaled cost ``Chat = a y^T`` of a batch: rows ``a`` ``(B, n)``, anchors ``y`` ``(m,)``
+    (or per row, ``(B, m)``),
     and optionally the dense ``Chat`` already formed (built on demand otherwise; the numba
     evaluation of :mod:`._dual_numba` never needs it)."""
 
@@ -138,10 +140,11 @@ class Cost:
 
     def dense(self) -> torch.Tensor:
         """``Chat`` ``(B, n, m)``."""
-        return self._dense if self._dense is not None else self.a.unsqueeze(-1) * self.y
+        return self._dense if self._dense is not None else outer(self.a, self.y)
 
     def __getitem__(self, idx: torch.Tensor) -> Cost:
-        return Cost(self.a[idx], self.y, None if self._dense is None else self._dense[idx])
+        y = self.y[idx] if self.y.dim() > 1 else self.y
+        return Cost(self.a[idx], y, None if self._dense is None else self._dense[idx])
 
 
 def _evaluate(
@@ -307,9 +310,9 @@ def _sinkhorn(
     alpha = torch.zeros_like(a)
     beta = torch.zeros_like(a[..., :1].expand(*a.shape[:-1], y.shape[-1]))
     if float(a.abs().amax()) * float(y.abs().amax()) <= KERNEL_MAX:
-        K = torch.exp_(a.neg().unsqueeze(-1) * y)
+        K = torch.exp_(outer(a.neg(), y))
     else:
-        Ch = a.unsqueeze(-1) * y
+        Ch = outer(a, y)
         if beta0 is not None:
             beta = beta0
         alpha = -torch.logsumexp(beta.unsqueeze(-2) - Ch, -1)
@@ -342,7 +345,7 @@ def _sinkhorn(
         if not (hi < math.exp(_ABSORB) and lo > math.exp(-_ABSORB)):
             alpha, beta = potentials()
             if Ch is None:
-                Ch = a.unsqueeze(-1) * y
+                Ch = outer(a, y)
             K = torch.exp_((alpha.unsqueeze(-1) + beta.unsqueeze(-2)).sub_(Ch))
             v = torch.ones_like(v)
             u = 1.0 / torch.bmm(K, v.unsqueeze(-1)).squeeze(-1)
@@ -395,7 +398,7 @@ def solve(
         sol, status = _sinkhorn(a, y, b, beta0, tol, opts.max_iter, normalise)
         if status == "converged":
             return sol
-        Ch, b = Cost(a.double(), y.double(), (a.unsqueeze(-1) * y).double()), b.double()
+        Ch, b = Cost(a.double(), y.double(), outer(a, y).double()), b.double()
         beta = sol.beta if status != "overflow" or beta0 is None else beta0
         st = _evaluate(Ch, b, beta.double(), 0, _row_tol(tol, torch.float64))
         st, more = _newton(Ch, b, st, 0, tol, opts.max_iter - sol.iters)
@@ -405,7 +408,7 @@ def solve(
         guess = None
         if beta0 is not None:
             start = beta0
-            if y.shape[-1] >= BAND_MIN:
+            if y.shape[-1] >= BAND_MIN and y.dim() == 1:
                 guess, start, used = band_presolve(
                     a, y, b, kind, tol, row_tol, opts.max_iter, beta0
                 )

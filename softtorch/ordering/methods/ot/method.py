@@ -64,6 +64,9 @@ dtype.
 
 Rows of ``z`` containing NaN or inf give NaN outputs (their gradients are zero); other rows are
 unaffected.
+
+Masked ops (``mask=``): :class:`MaskedOT` (from :meth:`OT.with_mask`) solves every slice's problem
+on its real entries in one batched solve with per-row anchors (:mod:`._layout`).
 """
 
 from __future__ import annotations
@@ -83,6 +86,7 @@ from . import _lowrank as lowrank
 from ._autograd import OTPlan, Potentials, transform_plan
 from ._contract import OTContract
 from ._dual import numba_ok
+from ._layout import Layout, hard_beta, scaled_scores
 from ._logplan import OTLogPlan
 from ._ops import traced_plan
 from ._solver import OTConvergenceWarning, SolverOptions
@@ -152,7 +156,7 @@ class _Setup:
     """The solver inputs of :func:`ot_plan` for a batch of rows (``(B, n)``, ``B >= 1``)."""
 
     a: torch.Tensor  # (B, n) scaled centred scores -2 (z - mean z) / softness (work dtype)
-    yc: torch.Tensor  # (m,) centred anchors
+    yc: torch.Tensor  # (m,) centred anchors, or (B, m) per row (masked ops, ._layout)
     bw: torch.Tensor  # (m,) capacities
     kind: int
     opts: SolverOptions
@@ -162,7 +166,7 @@ class _Setup:
 
 def _setup(
     z: torch.Tensor,
-    anchors: torch.Tensor,
+    anchors: torch.Tensor | Layout,
     b: torch.Tensor,
     softness: Softness,
     mode: str,
@@ -170,7 +174,8 @@ def _setup(
     log: bool,
 ) -> _Setup | None:
     """Validate the arguments and build the solver inputs; ``None`` for the trivial sizes
-    (no rows, ``n = 0`` or ``n = 1``) that :func:`ot_plan` answers directly."""
+    (no rows, ``n = 0`` or ``n = 1``) that :func:`ot_plan` answers directly. A
+    :class:`._layout.Layout` as ``anchors`` builds the per-row problems of a masked op."""
     mode = check_mode(mode, tuple(_KIND))
     softness = check_softness(softness)
     z = as_float(z, "z")
@@ -188,12 +193,19 @@ def _setup(
         softness = softness.to(device=z.device, dtype=work.dtype)
     if log and mode != "smooth":
         raise ValueError("ot_plan(log=True) needs mode='smooth'")
+    bw = b.to(device=z.device, dtype=work.dtype)
+    if isinstance(anchors, Layout):  # masked: per-row anchors, padded part decoupled
+        mask = anchors.mask.to(z.device).expand(z.shape).reshape(-1, n)
+        a, bad = scaled_scores(flat, mask, softness)
+        a, yc = Layout(mask, anchors.k).build(a)
+        with torch.no_grad():
+            beta0 = hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
+        return _Setup(a, yc, bw, _KIND[mode], opts, beta0, bad)
     bad = ~torch.isfinite(flat).all(-1, keepdim=True)
     clean = torch.where(bad, torch.zeros_like(flat), flat)
     zc = clean - clean.mean(-1, keepdim=True)
     y = anchors.to(device=z.device, dtype=work.dtype)
     yc = y - y.mean()
-    bw = b.to(device=z.device, dtype=work.dtype)
     a = zc * (-2.0 / softness)  # Chat_ij = a_i * yc_j
     with torch.no_grad():  # warm start from the same (rounded) costs, in float64
         beta0 = _hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
@@ -202,7 +214,7 @@ def _setup(
 
 def ot_plan(
     z: torch.Tensor,
-    anchors: torch.Tensor,
+    anchors: torch.Tensor | Layout,
     b: torch.Tensor,
     softness: Softness,
     mode: str,
@@ -214,14 +226,15 @@ def ot_plan(
 
     ``normalise`` picks which marginal is made exact by rescaling: ``"col"`` (anchors; used for
     soft permutations) or ``"row"`` (inputs; used for ranks). ``log=True`` (``smooth`` only)
-    returns ``log Q`` computed from the dual slacks (:mod:`._logplan`).
+    returns ``log Q`` computed from the dual slacks (:mod:`._logplan`). ``anchors`` ``(m,)``, or
+    a :class:`._layout.Layout` for the per-row problems of a masked op (``b`` its capacities).
     """
     return _plan(z, anchors, b, softness, mode, options, normalise, log)[0]
 
 
 def _plan(
     z: torch.Tensor,
-    anchors: torch.Tensor,
+    anchors: torch.Tensor | Layout,
     b: torch.Tensor,
     softness: Softness,
     mode: str,
@@ -232,7 +245,7 @@ def _plan(
     """:func:`ot_plan` and, on the eager non-log path, the setup and the solver's potentials."""
     z = as_float(z, "z")
     st = _setup(z, anchors, b, softness, mode, options, log)
-    n, m = z.shape[-1], anchors.numel()
+    n, m = z.shape[-1], b.numel()
     batch = z.shape[:-1]
     if st is None:
         if n == 1 and not z.shape.numel() == 0:
@@ -328,7 +341,9 @@ class OT(OrderingMethod):
     """Optimal-transport soft sorting; see the module docstring for the math and options."""
 
     name = "ot"
-    mask_strategy = "compact"  # marginals and anchors depend on the real count
+
+    def with_mask(self, m: torch.Tensor) -> OrderingMethod:
+        return MaskedOT(m)
 
     def permutation(
         self,
@@ -470,3 +485,85 @@ class OT(OrderingMethod):
         b = torch.cat([torch.ones(k, dtype=torch.float64), torch.tensor([float(n - k)])])
         logq = ot_plan(z, torch.cat([top, rest]), b, softness, mode, options, log=True)
         return logq[..., :k].transpose(-1, -2)
+
+
+class MaskedOT(OT):
+    """:class:`OT` on the real entries of each slice of the mask ``m`` (``(..., n)`` bool, laid
+    out like the scores), every hook one batched solve of the per-row problems of
+    :mod:`._layout`. Output positions ``>= c`` and padded inputs hold arbitrary values (the
+    caller, :class:`softtorch.ordering._masked.Masked`, fills them).
+
+    Args:
+        m: the mask, ``True`` at real entries.
+    """
+
+    def __init__(self, m: torch.Tensor) -> None:
+        self.m = m
+        self.c = m.sum(-1, keepdim=True)
+
+    # values and soft indices go through the masked plans (no unmasked contraction shortcut)
+    permute_values = OrderingMethod.permute_values
+    permutation_with_values = OrderingMethod.permutation_with_values
+
+    def _sort(
+        self, z: torch.Tensor, softness: Softness, mode: str, options: dict[str, Any] | None,
+        normalise: str = "col", log: bool = False,
+    ) -> torch.Tensor:  # fmt: skip
+        ones = torch.ones(z.shape[-1], dtype=torch.float64)
+        return ot_plan(z, Layout(self.m), ones, softness, mode, options, normalise, log)
+
+    def _descending(self, P: torch.Tensor) -> torch.Tensor:
+        """Rows ``t < c`` of the ascending soft permutation ``P`` reversed per slice."""
+        t = torch.arange(P.shape[-2], device=P.device)
+        idx = torch.where(t < self.c, self.c - 1 - t, t)
+        return P.gather(-2, idx.unsqueeze(-1).expand(P.shape))
+
+    def permutation(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        P = self._sort(z, softness, mode, options).transpose(-1, -2)
+        return self._descending(P) if descending else P
+
+    def log_permutation(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = False,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        if mode != "smooth":
+            return super().log_permutation(
+                z, softness, mode, descending=descending, options=options
+            )
+        P = self._sort(z, softness, mode, options, log=True).transpose(-1, -2)
+        return self._descending(P) if descending else P
+
+    def rank(
+        self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = True,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        Q = self._sort(z, softness, mode, options, normalise="row")
+        ranks = Q @ torch.arange(1, z.shape[-1] + 1, dtype=Q.dtype, device=Q.device)
+        return (self.c + 1).to(ranks.dtype) - ranks if descending else ranks
+
+    def topk_permutation(
+        self, z: torch.Tensor, k: int, softness: Softness, mode: str, *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        if not 1 <= k < z.shape[-1] - 1:  # validation, k = 0 and the sort problem (k >= n - 1)
+            return super().topk_permutation(z, k, softness, mode, options=options)
+        return self._topk(z, k, softness, mode, options, log=False)
+
+    def log_topk_permutation(
+        self, z: torch.Tensor, k: int, softness: Softness, mode: str, *,
+        options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        if mode != "smooth" or not 1 <= k < z.shape[-1] - 1:
+            return super().log_topk_permutation(z, k, softness, mode, options=options)
+        return self._topk(z, k, softness, mode, options, log=True)
+
+    def _topk(
+        self, z: torch.Tensor, k: int, softness: Softness, mode: str,
+        options: dict[str, Any] | None, *, log: bool,
+    ) -> torch.Tensor:  # fmt: skip
+        lay = Layout(self.m, k)
+        Q = ot_plan(z, lay, lay.capacities(z.shape[-1]), softness, mode, options, log=log)
+        return Q[..., :k].transpose(-1, -2)
