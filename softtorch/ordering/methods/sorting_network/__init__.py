@@ -24,7 +24,8 @@ an autograd graph that recomputes in backward (first-order gradients), whichever
   the first stages are block diagonal (about ``13 m^2`` soft swaps for all rows at
   ``m = 2^{14}`` instead of ``52 m^2``: ``argsort``).
 
-Both use numba kernels on CPU (:mod:`._numba`) and torch ops elsewhere; the schedule of the
+Both use numba kernels on CPU (:mod:`._numba`; the transposed rows in groups of layers that
+stay in L1, :mod:`._grouped`) and torch ops elsewhere; the schedule of the
 layers is in :mod:`._schedule`. Descending order is the ascending result reversed.
 """
 
