@@ -17,7 +17,9 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
   and the method runs once per distinct real count ``c`` on the rows with that count, shape
   ``(rows, c)``; results are scattered back. One call per distinct length, not per row (the
   distinct counts are read on the host: a graph break under ``torch.compile``, and not
-  available under ``torch.func.vmap``).
+  available under ``torch.func.vmap``). A compact method with ``with_counts(counts)``
+  (``sorting_network``) instead runs all rows in one batched call that knows every row's count
+  (no host read, no per-count loop).
 * methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
   projection) override :meth:`OrderingMethod.masked_sorted_values` /
   :meth:`OrderingMethod.masked_rank`.
@@ -53,6 +55,11 @@ class Masked(OrderingMethod):
         self.c = _mask.counts(m)
         self.has_permutation = method.has_permutation  # type: ignore[misc]
         self.strategy = method.mask_strategy
+        # a "compact" method that runs per-row counts in one batched call (sorting_network)
+        with_counts = getattr(method, "with_counts", None)
+        self.batched = with_counts is not None
+        if with_counts is not None:
+            self.method = with_counts(self.c.reshape(-1))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -91,6 +98,9 @@ class Masked(OrderingMethod):
         xc = None if x is None else x.expand(z.shape).reshape(-1, n).gather(-1, order)
         r = rows or n
         fill = -math.inf if log else 0.0
+        if self.batched:  # one call on all rows (the method knows every row's count)
+            res = fn(zc, n) if xc is None else fn(zc, xc, n)
+            return _fill_batched(res, kind, order, mf, cf, fill).reshape(*batch, *res.shape[1:])
         shape = (zf.shape[0], n) if kind != "pos_input" else (zf.shape[0], r, n)
         out = torch.full(shape, fill, dtype=z.dtype, device=z.device)
         try:
@@ -300,6 +310,24 @@ class Masked(OrderingMethod):
                 descending=descending, options=options,
             )  # fmt: skip
         return torch.where(self.m, own, 0.0)
+
+
+def _fill_batched(
+    res: torch.Tensor, kind: str, order: torch.Tensor, mf: torch.Tensor, cf: torch.Tensor,
+    fill: float,
+) -> torch.Tensor:  # fmt: skip
+    """A batched compact result (columns / positions in compacted order) in input order with
+    the fills: positions ``>= c`` and columns of padded entries."""
+    n = mf.shape[-1]
+    if kind == "pos":
+        return torch.where(torch.arange(n, device=res.device) < cf.unsqueeze(-1), res, 0.0)
+    idx = order if kind == "input" else order.unsqueeze(-2).expand(res.shape)
+    out = torch.empty_like(res).scatter(-1, idx, res)
+    keep = mf if kind == "input" else mf.unsqueeze(-2)
+    if kind == "pos_input":
+        pos = torch.arange(res.shape[-2], device=res.device).unsqueeze(-1)
+        keep = keep & (pos < cf.view(-1, 1, 1))
+    return torch.where(keep, out, fill)
 
 
 def _sorts_values(method: OrderingMethod) -> bool:
