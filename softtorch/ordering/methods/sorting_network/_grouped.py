@@ -107,8 +107,15 @@ def _width(limit: int, total: int) -> int:
     return r - r % LANES if r >= LANES else 1 << (r.bit_length() - 1)
 
 
-def _units(pos: torch.Tensor, nb_: int, m: int, like: torch.Tensor) -> torch.Tensor:
-    x = like.new_zeros(nb_, m, pos.shape[0])
+def _view(store: torch.Tensor, *shape: int) -> torch.Tensor:
+    """A contiguous ``shape`` view of the front of ``store`` (buffers reused across blocks of
+    rows: no fresh pages per block)."""
+    return store[: math.prod(shape)].view(shape)
+
+
+def _units(pos: torch.Tensor, nb_: int, m: int, store: torch.Tensor) -> torch.Tensor:
+    """Slots ``(B, m, r)`` holding the unit vectors ``e_pos``, in ``store``."""
+    x = _view(store, nb_, m, pos.shape[0]).zero_()
     x[:, pos, torch.arange(pos.shape[0])] = 1.0
     return x
 
@@ -127,9 +134,10 @@ def rows_forward(
     none = np.full(plan["t0"].shape[0], -1, dtype=np.int64)
     dummy = np.empty((1, 1, 1, 1), dtype=wn.dtype)
     chunk = _width(GROUP_BLOCK // (nb_ * m), rows)
+    store = w.new_empty(nb_ * m * chunk)
     for a in range(0, rows, chunk):
         pos = asc[a : a + chunk]
-        x = _units(pos, nb_, m, w)
+        x = _units(pos, nb_, m, store)
         lo, hi = _ranges(plan, pos, m, exact)
         groups = plan["t0"].shape[0]
         kernels.forward_groups(
@@ -174,12 +182,15 @@ def rows_backward(
     seg_of = np.full(groups, -1, dtype=np.int64)
     for i, g in enumerate(starts[:-1]):
         seg_of[g] = i
+    store = w.new_empty(nb_ * m * chunk)
+    seg_store = w.new_empty(len(starts) * nb_ * m * chunk)
+    snap_store = w.new_empty(seg * nb_ * m * chunk)
     for a in range(0, rows, chunk):
         pos = asc[a : a + chunk]
-        x = _units(pos, nb_, m, w)
+        x = _units(pos, nb_, m, store)
         r = x.shape[-1]
         lo, hi = _ranges(plan, pos, m, exact)
-        segs = w.new_empty(len(starts), nb_, m, r)
+        segs = _view(seg_store, len(starts), nb_, m, r)
         kernels.forward_groups(
             x.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo, hi, 0,
             starts[-1], LCH, segs.numpy(), seg_of,
@@ -188,7 +199,7 @@ def rows_backward(
         g = x.zero_()
         part = torch.stack([gb.t().contiguous() for gb in grad[:, a : a + r].to(g.dtype)])
         g.index_copy_(1, out_slot, part)
-        snaps = w.new_empty(seg, nb_, m, r)
+        snaps = _view(snap_store, seg, nb_, m, r)
         for i in range(len(starts) - 1, -1, -1):
             g0 = starts[i]
             g1 = min(g0 + seg, groups)
