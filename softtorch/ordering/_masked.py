@@ -13,11 +13,10 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
   row order, so ``(n + 1 - 2i) z - B`` becomes ``(c + 1 - 2i) z - B_real`` + const); perturbed
   is exact in distribution (its noise never crosses the gap).
 * ``"compact"`` (``sorting_network``: the network depends on the padded length): the real
-  entries are moved to the front (a gather)
-  and the method runs once per distinct real count ``c`` on the rows with that count, shape
-  ``(rows, c)``; results are scattered back. One call per distinct length, not per row (the
-  distinct counts are read on the host: a graph break under ``torch.compile``, and not
-  available under ``torch.func.vmap``).
+  entries are moved to the front (a gather) and the method bound to every row's real count by
+  its ``with_counts(counts)`` runs all rows in one batched call; results are scattered back (no
+  host read, no per-count loop: no graph break under ``torch.compile``, works under
+  ``torch.func.vmap`` over the mask).
 * methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
   projection) override :meth:`OrderingMethod.masked_sorted_values` /
   :meth:`OrderingMethod.masked_rank` (and, for its fused eager CPU kernel,
@@ -59,6 +58,14 @@ class Masked(OrderingMethod):
         bound = method.with_mask(m)
         self.impl = method if bound is None else bound
         self.strategy = method.mask_strategy if bound is None else "batched"
+        # a "compact" method that runs per-row counts in one batched call (sorting_network)
+        with_counts = getattr(method, "with_counts", None)
+        if bound is None and self.strategy == "compact":
+            if with_counts is None:
+                raise TypeError(
+                    f"method {method.name!r} has mask_strategy 'compact' but no with_counts()"
+                )
+            self.method = with_counts(self.c.reshape(-1))
 
     # ------------------------------------------------------------------ plumbing
 
@@ -82,12 +89,12 @@ class Masked(OrderingMethod):
 
     def _grouped(
         self, fn: _Fn, z: torch.Tensor, kind: str, *, x: torch.Tensor | None = None,
-        rows: int = 0, log: bool = False,
+        log: bool = False,
     ) -> torch.Tensor:  # fmt: skip
-        """``fn(z_c[, x_c])`` on the compacted real entries, once per distinct count ``c``.
+        """``fn(z_c[, x_c], n)`` on the compacted real entries (reals first) of every row at once.
 
         ``kind``: ``"input"`` (..., n) indexed by input, ``"pos"`` (..., n) by sorted position,
-        ``"pos_input"`` (..., r, n) (``r = rows`` or ``n`` when 0).
+        ``"pos_input"`` (..., r, n) (``r`` rows of the result).
         """
         n = z.shape[-1]
         batch = z.shape[:-1]
@@ -97,40 +104,9 @@ class Masked(OrderingMethod):
         order = torch.sort((~mf).to(torch.uint8), dim=-1, stable=True).indices  # reals first
         zc = zf.gather(-1, order)
         xc = None if x is None else x.expand(z.shape).reshape(-1, n).gather(-1, order)
-        r = rows or n
         fill = -math.inf if log else 0.0
-        shape = (zf.shape[0], n) if kind != "pos_input" else (zf.shape[0], r, n)
-        out = torch.full(shape, fill, dtype=z.dtype, device=z.device)
-        try:
-            distinct = sorted({int(v) for v in cf.tolist()})
-        except RuntimeError as err:  # e.g. a vmap-batched mask: its values cannot be read
-            raise RuntimeError(
-                f"mask= with method {self.method.name!r} runs the method once per distinct real "
-                "count, which needs the mask's values (not available under torch.func.vmap over "
-                "the mask); pass the whole batch with its mask instead"
-            ) from err
-        for k in distinct:
-            if k == 0:
-                continue
-            sel = (cf == k).nonzero().reshape(-1)
-            args = (zc[sel, :k],) if xc is None else (zc[sel, :k], xc[sel, :k])
-            res = fn(*args, k)
-            if kind == "input":
-                part = torch.zeros(sel.shape[0], n, dtype=res.dtype, device=res.device)
-                part = part.scatter(-1, order[sel, :k], res)
-            elif kind == "pos":
-                part = torch.cat((res, res.new_zeros(sel.shape[0], n - k)), dim=-1)
-            else:
-                idx = order[sel, :k].unsqueeze(-2).expand(*res.shape[:-1], k)
-                part = torch.full((sel.shape[0], res.shape[-2], n), fill, dtype=res.dtype,
-                                  device=res.device).scatter(-1, idx, res)  # fmt: skip
-                if part.shape[-2] < r:
-                    pad = part.new_full((sel.shape[0], r - part.shape[-2], n), fill)
-                    part = torch.cat((part, pad), dim=-2)
-            out = out.index_put((sel,), part.to(out.dtype))
-        if kind == "input":
-            out = torch.where(mf, out, fill)
-        return out.reshape(*batch, *out.shape[1:])
+        res = fn(zc, n) if xc is None else fn(zc, xc, n)  # the method knows every row's count
+        return _fill_batched(res, kind, order, mf, cf, fill).reshape(*batch, *res.shape[1:])
 
     # ------------------------------------------------------------------ soft permutations
 
@@ -194,7 +170,7 @@ class Masked(OrderingMethod):
         if self.strategy == "compact":
             return self._grouped(
                 lambda zz, c: hook(zz, min(k, c), softness, mode, options=options),
-                z, "pos_input", rows=k, log=log,
+                z, "pos_input", log=log,
             )  # fmt: skip
         p = hook(self._pz(z, softness, high=False), k, softness, mode, options=options)
         return self._rows_cols(p, log)
@@ -328,6 +304,24 @@ class Masked(OrderingMethod):
                 descending=descending, options=options,
             )  # fmt: skip
         return torch.where(self.m, own, 0.0)
+
+
+def _fill_batched(
+    res: torch.Tensor, kind: str, order: torch.Tensor, mf: torch.Tensor, cf: torch.Tensor,
+    fill: float,
+) -> torch.Tensor:  # fmt: skip
+    """A batched compact result (columns / positions in compacted order) in input order with
+    the fills: positions ``>= c`` and columns of padded entries."""
+    n = mf.shape[-1]
+    if kind == "pos":
+        return torch.where(torch.arange(n, device=res.device) < cf.unsqueeze(-1), res, 0.0)
+    idx = order if kind == "input" else order.unsqueeze(-2).expand(res.shape)
+    out = torch.empty_like(res).scatter(-1, idx, res)
+    keep = mf if kind == "input" else mf.unsqueeze(-2)
+    if kind == "pos_input":
+        pos = torch.arange(res.shape[-2], device=res.device).unsqueeze(-1)
+        keep = keep & (pos < cf.view(-1, 1, 1))
+    return torch.where(keep, out, fill)
 
 
 def _sorts_values(method: OrderingMethod) -> bool:

@@ -512,5 +512,99 @@ def test_compact_methods_under_func_transforms() -> None:
     xr = x.clone().requires_grad_()
     (ref,) = torch.autograd.grad((st.rank(xr, dim=-1, **kw) ** 2).sum(), xr)
     torch.testing.assert_close(g, ref, **TOL)
-    with pytest.raises(RuntimeError, match="distinct real count"):
-        torch.func.vmap(lambda a, b: st.rank(a, dim=-1, mask=b, method="sorting_network"))(x, m)
+    # every row's count is a tensor in the batched network: vmap over the mask works too
+    out = torch.func.vmap(
+        lambda a, b: st.rank(a, dim=-1, softness=0.5, method="sorting_network", mask=b)
+    )(x, m)
+    torch.testing.assert_close(out, st.rank(x, dim=-1, **kw), **TOL)
+
+
+def _per_slice(fn, x: torch.Tensor, m: torch.Tensor) -> list[torch.Tensor]:  # type: ignore[no-untyped-def]
+    return [fn(x[i, m[i]].unsqueeze(0))[0] for i in range(x.shape[0])]
+
+
+@pytest.mark.parametrize("budget", [1 << 40, 64])
+def test_sorting_network_masked_is_one_batched_pass(
+    budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Masked sorting_network runs every row's network (its own real count) in one batched
+    call, never the unmasked method per distinct count, and matches the op on each slice's
+    real entries (values, soft indices and gradients; small ``budget``: rows in recomputed
+    blocks)."""
+    import softtorch.ordering.methods.sorting_network as sn
+    from softtorch.ordering.methods.sorting_network import _counts
+
+    n = 21
+    g = torch.Generator().manual_seed(3)
+    lengths = torch.tensor([21, 1, 2, 3, 5, 8, 13, 16, 17, 0])
+    x = torch.randn(lengths.shape[0], n, dtype=torch.float64, generator=g)
+    m = torch.arange(n) < lengths[:, None]
+    m = m.gather(-1, torch.argsort(torch.rand(m.shape, generator=g), dim=-1))
+    kw = dict(softness=0.3, method="sorting_network", mode="smooth")
+    ops = {
+        "sort": lambda a, **k: st.sort(a, dim=-1, **kw, **k).values,
+        "rank": lambda a, **k: st.rank(a, dim=-1, **kw, **k),
+        "argsort": lambda a, **k: st.argsort(a, dim=-1, descending=True, **kw, **k),
+        "topk": lambda a, **k: st.topk(a, 2, dim=-1, **kw, **k).indices,
+    }
+    refs = {}
+    real = m.sum(-1) >= 2
+    for name, op in ops.items():
+        refs[name] = []
+        for i in range(x.shape[0]):
+            if not real[i]:
+                continue
+            xi = x[i, m[i]].unsqueeze(0).requires_grad_()
+            out = op(xi)[0]
+            (gi,) = torch.autograd.grad((out * torch.cos(out.detach())).sum(), xi)
+            refs[name].append((out.detach(), gi[0]))
+    calls = []
+    real_forward = _counts.network_forward_counts
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(args[0].shape)
+        return real_forward(*args, **kwargs)
+
+    def per_count(*_args, **_kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError("the per-count path ran")
+
+    monkeypatch.setattr(_counts, "network_forward_counts", counted)
+    monkeypatch.setattr(_counts, "ROWS_BUDGET", budget)
+    for hook in ("sorted_values", "permutation_rows", "rank", "log_permutation_rows"):
+        monkeypatch.setattr(sn.SortingNetwork, hook, per_count)
+    for name, op in ops.items():
+        calls.clear()
+        xb = x.clone().requires_grad_()
+        out = op(xb, mask=m)
+        # one network pass per method hook (topk: values and indices), each on all rows
+        assert len(calls) == (2 if name == "topk" else 1), (name, calls)
+        assert all(c[0] == x.shape[0] for c in calls)
+        (gb,) = torch.autograd.grad((out * torch.cos(out.detach())).sum(), xb)
+        assert (gb[~m] == 0).all()
+        rows = [i for i in range(x.shape[0]) if real[i]]
+        for (ref, gref), i in zip(refs[name], rows):
+            c = int(m[i].sum())
+            got = out[i]
+            if name in ("argsort", "topk"):
+                got = got[: ref.shape[0], m[i]]
+            elif name == "sort":
+                got = got[:c]
+            else:
+                got = got[m[i]]
+            torch.testing.assert_close(got, ref, **TOL)
+            torch.testing.assert_close(gb[i, m[i]], gref, **TOL)
+
+
+@pytest.mark.slow
+def test_compile_masked_sorting_network_fullgraph() -> None:
+    """The batched masked network reads no counts on the host: no graph break."""
+    x, m = _batch(23)
+    x = torch.where(m, x, 0.0)
+    kw = dict(dim=-1, mask=m, softness=0.3, method="sorting_network")
+
+    def fn(a: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return st.rank(a, **kw), st.topk(a, 1, **kw).indices
+
+    out = torch.compile(fn, fullgraph=True)(x)
+    for a, b in zip(out, fn(x)):
+        torch.testing.assert_close(a, b, **TOL)

@@ -180,7 +180,8 @@ def test_kernel_failure_falls_back_to_torch_ops(monkeypatch: pytest.MonkeyPatch)
     def fail(*_: object) -> None:
         raise AssertionError("unexpected cycle in lookup()")  # a numba compiler failure
 
-    for name in ("forward", "forward_keep", "backward"):
+    kernels = ("forward", "forward_keep", "backward", "forward_groups", "forward_chain")
+    for name in (*kernels, "backward_groups"):
         monkeypatch.setattr(_numba, name, fail)
     with warnings.catch_warnings(record=True) as rec, _path(monkeypatch, "columns"):
         warnings.simplefilter("always")
@@ -194,3 +195,52 @@ def test_kernel_failure_falls_back_to_torch_ops(monkeypatch: pytest.MonkeyPatch)
     for a, b in zip(v, ref_v):
         torch.testing.assert_close(a, b)
     assert all(torch.isfinite(t).all() for t in g)
+
+
+@pytest.mark.parametrize(
+    ("layers", "lch", "min_width", "budget"),
+    [(5, 1, 64, 1 << 40), (3, 2, 64, 1 << 40), (2, 4, 1 << 30, 1 << 13), (4, 1, 1, 1 << 40)],
+)
+def test_grouped_rows_match_layered(
+    layers: int, lch: int, min_width: int, budget: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The layer groups of ``_grouped`` (numba) against the layer-by-layer path: bit-identical
+    rows (support restricted to the rows' blocks in the first stage, several row blocks,
+    repeated and scattered positions), weight gradients equal up to summation order, for one-
+    and two-level checkpoints in backward."""
+    import softtorch.ordering.methods.sorting_network._grouped as gr
+
+    torch.manual_seed(5)
+    z = torch.randn(2, 100, dtype=torch.float64)
+    _, alphas, m = sn.network_forward(z, 0.05, "smooth")
+    pos = torch.tensor([99, 98, 97, 0, 1, 50, 63, 64, 127, 98, 30, 31, 70, 5, 6, 7, 8, 9, 10])
+    weights = torch.randn(2, pos.shape[0], 100, dtype=torch.float64)
+    res = []
+    for grouped in (False, True):
+        with monkeypatch.context() as mp:
+            mp.setattr(tr, "GROUPED", grouped)
+            mp.setattr(gr, "GROUP_LAYERS", layers)
+            mp.setattr(gr, "LCH", lch)
+            mp.setattr(gr, "MIN_WIDTH", min_width)
+            mp.setattr(gr, "GROUP_BLOCK", 1 << 10)  # a few rows per forward block
+            ws = [a.detach().requires_grad_(True) for a in alphas]
+            rows = tr.network_rows(pos, 100, ws, budget)
+            grads = torch.autograd.grad((rows * weights).sum(), ws)
+        res.append((rows.detach(), grads))
+    assert torch.equal(res[0][0], res[1][0])
+    for a, b in zip(res[0][1], res[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+def test_grouped_rows_nan_weights_match_layered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A NaN score makes weights NaN: every group then runs on all slots (same NaN pattern)."""
+    z = torch.randn(1, 40, dtype=torch.float64)
+    z[0, 7] = float("nan")
+    _, alphas, _ = sn.network_forward(z, 0.1, "smooth")
+    pos = torch.tensor([39, 38, 0])
+    outs = []
+    for grouped in (False, True):
+        monkeypatch.setattr(tr, "GROUPED", grouped)
+        outs.append(tr.network_rows(pos, 40, [a.detach() for a in alphas], 1 << 40))
+    assert torch.equal(outs[0].isnan(), outs[1].isnan())
+    torch.testing.assert_close(outs[0], outs[1], equal_nan=True, rtol=0, atol=0)

@@ -24,7 +24,8 @@ an autograd graph that recomputes in backward (first-order gradients), whichever
   the first stages are block diagonal (about ``13 m^2`` soft swaps for all rows at
   ``m = 2^{14}`` instead of ``52 m^2``: ``argsort``).
 
-Both use numba kernels on CPU (:mod:`._numba`) and torch ops elsewhere; the schedule of the
+Both use numba kernels on CPU (:mod:`._numba`; the transposed rows in groups of layers that
+stay in L1, :mod:`._grouped`) and torch ops elsewhere; the schedule of the
 layers is in :mod:`._schedule`. Descending order is the ascending result reversed.
 """
 
@@ -37,31 +38,14 @@ import torch
 from ...._sigmoidal_math import step
 from ....simplex import chunked_rows, is_concrete
 from ..._base import RowsOrderingMethod, Softness, register
-from ..._logspace import log_add, safe_log
+from ..._logspace import log_add
 from ._columns import column_cost, network_columns
-from ._schedule import layers_cpu
+from ._counts import PerRowCounts, log_weight_pair
+from ._schedule import layers_on, pad_value, padded_size
 from ._transposed import network_rows
 
-#: One layer: comparator distance ``j`` and, per block of ``2j`` positions, the sign ``+1``
-#: (minimum to the lower position) or ``-1`` (minimum to the upper position), shape ``(m / 2j, 1)``.
-Layer = tuple[int, torch.Tensor]
-
-
-_DEVICE_CACHE: dict[tuple[int, str, torch.dtype], tuple[Layer, ...]] = {}
-
-
-def _layers(m: int, like: torch.Tensor) -> tuple[Layer, ...]:
-    key = (m, str(like.device), like.dtype)
-    if key not in _DEVICE_CACHE:
-        _DEVICE_CACHE[key] = tuple(
-            (j, torch.tensor(signs, dtype=like.dtype, device=like.device).unsqueeze(-1))
-            for j, signs in layers_cpu(m)
-        )
-    return _DEVICE_CACHE[key]
-
-
-def _padded_size(n: int) -> int:
-    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+_layers = layers_on
+_padded_size = padded_size
 
 
 def _pad(z: torch.Tensor, m: int, softness: Softness) -> torch.Tensor:
@@ -69,11 +53,8 @@ def _pad(z: torch.Tensor, m: int, softness: Softness) -> torch.Tensor:
     if m == n:
         return z
     with torch.no_grad():
-        top = z.amax(dim=-1, keepdim=True)
-        spread = top - z.amin(dim=-1, keepdim=True)
-        s = softness.detach() if isinstance(softness, torch.Tensor) else softness
-        margin = 1.0 + 100.0 * s + spread + 1e-2 * top.abs()
-        pad = (top + margin).expand(*z.shape[:-1], m - n)
+        pad = pad_value(z.amax(dim=-1, keepdim=True), z.amin(dim=-1, keepdim=True), softness)
+        pad = pad.expand(*z.shape[:-1], m - n)
     return torch.cat((z, pad), dim=-1)
 
 
@@ -167,6 +148,15 @@ class SortingNetwork(RowsOrderingMethod):
     name = "sorting_network"
     mask_strategy = "compact"  # the network depends on the padded length
 
+    def with_counts(self, counts: torch.Tensor) -> PerRowCounts:
+        """The method on compacted rows with ``counts`` real entries each, all rows in one
+        batched pass (:mod:`._counts`; used by masked ops instead of one call per count).
+
+        Args:
+            counts: real entries per row, a long tensor ``(R,)``.
+        """
+        return PerRowCounts(counts)
+
     def sorted_values(
         self,
         z: torch.Tensor,
@@ -242,12 +232,7 @@ def _log_weights(z: torch.Tensor, softness: Softness, mode: str) -> tuple[list[t
         d = b - a
         x = sign * d
         alpha = step(x, softness, mode)
-        if mode == "smooth":
-            xs = x / softness  # log sigma(+-xs) = -softplus(-+xs)
-            softplus = torch.nn.functional.softplus
-            logw += [-softplus(-xs), -softplus(xs)]
-        else:
-            logw += [safe_log(alpha), safe_log(step(-x, softness, mode))]
+        logw += log_weight_pair(x, alpha, softness, mode)
         ad = alpha * d
         v = torch.stack((b - ad, a + ad), dim=-2).reshape(*batch, m)
     return logw, m

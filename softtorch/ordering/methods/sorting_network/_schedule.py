@@ -35,6 +35,56 @@ def layers_cpu(m: int) -> tuple[tuple[int, tuple[float, ...]], ...]:
     return tuple(layers)
 
 
+#: One layer on a device: comparator distance ``j`` and, per block of ``2j`` positions, the sign
+#: ``+1`` (minimum to the lower position) or ``-1`` (to the upper one), shape ``(m / 2j, 1)``.
+Layer = tuple[int, torch.Tensor]
+
+_DEVICE_CACHE: dict[tuple[int, str, torch.dtype], tuple[Layer, ...]] = {}
+
+
+def layers_on(m: int, like: torch.Tensor) -> tuple[Layer, ...]:
+    """:func:`layers_cpu` with the signs as tensors of ``like``'s device and dtype (cached).
+
+    Args:
+        m: the number of positions (a power of two).
+        like: a tensor of the wanted device and dtype.
+    """
+    key = (m, str(like.device), like.dtype)
+    if key not in _DEVICE_CACHE:
+        _DEVICE_CACHE[key] = tuple(
+            (j, torch.tensor(signs, dtype=like.dtype, device=like.device).unsqueeze(-1))
+            for j, signs in layers_cpu(m)
+        )
+    return _DEVICE_CACHE[key]
+
+
+def padded_size(n: int) -> int:
+    """The network size for ``n`` entries: the next power of two (``1`` for ``n <= 1``).
+
+    Args:
+        n: the number of entries.
+    """
+    return 1 if n <= 1 else 1 << (n - 1).bit_length()
+
+
+def pad_value(
+    top: torch.Tensor, bottom: torch.Tensor, softness: float | torch.Tensor
+) -> torch.Tensor:
+    """The (detached) score of the padding entries: ``top + margin`` with
+    ``margin = 1 + 100 s + (top - bottom) + 0.01 |top|``, so pads never mix with real entries.
+
+    Args:
+        top: the largest real score (per row).
+        bottom: the smallest real score (per row).
+        softness: the softness ``s``.
+    """
+    with torch.no_grad():
+        s = softness.detach() if isinstance(softness, torch.Tensor) else softness
+        spread = top - bottom
+        margin = 1.0 + 100.0 * s + spread + 1e-2 * top.abs()
+        return top + margin
+
+
 @functools.lru_cache(maxsize=128)
 def slot_plan(
     m: int, transposed: bool = True

@@ -32,6 +32,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..permutahedron import _kernel_guard
+from ._grouped import rows_backward, rows_forward
 from ._schedule import slot_plan
 
 HAS_NUMBA: bool = importlib.util.find_spec("numba") is not None
@@ -41,6 +42,8 @@ BACKEND: str = "auto"
 FORWARD_BLOCK: int = 1 << 19
 #: Elements of one backward segment's kept differences (``seg x B x m / 2 x r``), cache-sized.
 BACKWARD_BLOCK: int = 1 << 22
+#: Rows by the layer groups of :mod:`._grouped` when numba runs (else layer by layer).
+GROUPED: bool = True
 #: Block widths ``r`` are multiples of this (the kernels' inner loops run over ``r``: a width
 #: just below a vector multiple leaves most of the work to the scalar remainder loop).
 LANES: int = 16
@@ -235,12 +238,25 @@ class _NetworkRows(torch.autograd.Function):
         index, out_slot = index.to(dev), out_slot[:n].to(dev)
         w = slot_weights(list(reversed(alphas)), index)
         rows = asc.shape[0]
-        out = w.new_empty(nb_, rows, n)
-        chunk = block_width(FORWARD_BLOCK // (nb_ * m), rows)
-        for a in range(0, rows, chunk):
-            x = unit_block(asc[a : a + chunk], nb_, m, w)
-            run_layers(x, w, steps, 0, len(steps))
-            out[:, a : a + x.shape[-1]] = x.index_select(1, out_slot).transpose(1, 2)
+
+        def layered() -> torch.Tensor:
+            out = w.new_empty(nb_, rows, n)
+            chunk = block_width(FORWARD_BLOCK // (nb_ * m), rows)
+            for a in range(0, rows, chunk):
+                x = unit_block(asc[a : a + chunk], nb_, m, w)
+                run_layers(x, w, steps, 0, len(steps))
+                out[:, a : a + x.shape[-1]] = x.index_select(1, out_slot).transpose(1, 2)
+            return out
+
+        if GROUPED and _use_numba(w) and m > 1:
+            out = _kernel_guard.guarded(
+                "sorting network",
+                lambda: rows_forward(_kernels(), asc, n, w, out_slot),
+                layered,
+                "torch ops",
+            )
+        else:
+            out = layered()
         ctx.save_for_backward(asc, w, index, out_slot)
         ctx.m, ctx.budget = m, budget  # type: ignore[attr-defined]
         ctx.shapes = [a.shape for a in alphas]  # type: ignore[attr-defined]
@@ -253,33 +269,51 @@ class _NetworkRows(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, ...]:
         asc, w, index, out_slot = ctx.saved_tensors  # type: ignore[attr-defined]
         m: int = ctx.m  # type: ignore[attr-defined]
-        steps, _, _ = slot_plan(m)
-        t_, nb_, half = w.shape
-        rows = asc.shape[0]
-        gw = torch.zeros_like(w)
-        seg = segment_length(t_)
-        bounds = [(t, min(t + seg, t_)) for t in range(0, t_, seg)]
-        per_row = nb_ * (len(bounds) * 2 * half + seg * half)  # snapshots + one segment's d
-        limit = min(ctx.budget // max(per_row, 1), BACKWARD_BLOCK // (seg * nb_ * half))  # type: ignore[attr-defined]
-        chunk = block_width(limit, rows)
-        for a in range(0, rows, chunk):
-            x = unit_block(asc[a : a + chunk], nb_, m, w)
-            r = x.shape[-1]
-            snaps = w.new_empty(len(bounds), nb_, m, r)
-            for i, (t0, t1) in enumerate(bounds):
-                snaps[i] = x
-                if i + 1 < len(bounds):
-                    run_layers(x, w, steps, t0, t1)
-            g = x.zero_()
-            g.index_copy_(1, out_slot, grad[:, a : a + r].transpose(1, 2).to(g.dtype))
-            keep = w.new_empty(seg, nb_, half, r)
-            for i in range(len(bounds) - 1, -1, -1):
-                t0, t1 = bounds[i]
-                run_layers(snaps[i], w, steps, t0, t1, keep)
-                run_layers_back(g, w, steps, t0, t1, keep, gw)
+        budget: int = ctx.budget  # type: ignore[attr-defined]
+        if GROUPED and _use_numba(w) and m > 1:
+            gw = _kernel_guard.guarded(
+                "sorting network",
+                lambda: rows_backward(_kernels(), asc, w, out_slot, grad, budget),
+                lambda: _layered_backward(asc, w, out_slot, grad, budget),
+                "torch ops",
+            )
+        else:
+            gw = _layered_backward(asc, w, out_slot, grad, budget)
         grads = reversed(logical_grads(gw, index))
         shapes = ctx.shapes  # type: ignore[attr-defined]
         return (None, None, None, *(g.view(s) for g, s in zip(grads, shapes)))
+
+
+def _layered_backward(
+    asc: torch.Tensor, w: torch.Tensor, out_slot: torch.Tensor, grad: torch.Tensor, budget: int
+) -> torch.Tensor:
+    """Slot-ordered weight gradient of the rows, layer by layer (segments of layers)."""
+    m = 2 * w.shape[-1]
+    steps, _, _ = slot_plan(m)
+    t_, nb_, half = w.shape
+    rows = asc.shape[0]
+    gw = torch.zeros_like(w)
+    seg = segment_length(t_)
+    bounds = [(t, min(t + seg, t_)) for t in range(0, t_, seg)]
+    per_row = nb_ * (len(bounds) * 2 * half + seg * half)  # snapshots + one segment's d
+    limit = min(budget // max(per_row, 1), BACKWARD_BLOCK // (seg * nb_ * half))
+    chunk = block_width(limit, rows)
+    for a in range(0, rows, chunk):
+        x = unit_block(asc[a : a + chunk], nb_, m, w)
+        r = x.shape[-1]
+        snaps = w.new_empty(len(bounds), nb_, m, r)
+        for i, (t0, t1) in enumerate(bounds):
+            snaps[i] = x
+            if i + 1 < len(bounds):
+                run_layers(x, w, steps, t0, t1)
+        g = x.zero_()
+        g.index_copy_(1, out_slot, grad[:, a : a + r].transpose(1, 2).to(g.dtype))
+        keep = w.new_empty(seg, nb_, half, r)
+        for i in range(len(bounds) - 1, -1, -1):
+            t0, t1 = bounds[i]
+            run_layers(snaps[i], w, steps, t0, t1, keep)
+            run_layers_back(g, w, steps, t0, t1, keep, gw)
+    return gw
 
 
 def network_rows(
