@@ -65,7 +65,7 @@ class Masked(OrderingMethod):
                 raise TypeError(
                     f"method {method.name!r} has mask_strategy 'compact' but no with_counts()"
                 )
-            self.method = with_counts(self.c.reshape(-1))
+            self.method = self.impl = with_counts(self.c.reshape(-1))
 
     # ------------------------------------------------------------------ plumbing
 
