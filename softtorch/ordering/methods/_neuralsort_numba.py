@@ -26,72 +26,203 @@ from ...kernels._numba_kernels import _exp
 _FM = {"contract", "reassoc", "nsz", "arcp"}
 
 
+#: Pairs with ``|d| / s`` beyond this contribute exactly ``|d|`` to the sums and ``sign(d)`` to
+#: the derivative in float64 (``2 (|d| / s) e^{-|d| / s} < 2^{-54}``): prefix sums, no exponential.
+CUT: float = 45.0
+#: Rows sharing one reference of the exponentials span at most this many softnesses.
+SPAN: float = 32.0
+
+
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
-def _abs_row(row, zj, inv_s):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+def _window_ends(z, inv_s):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``kend[j]``: the last ``k >= j`` with ``(z[k] - z[j]) / s <= CUT`` (``z`` ascending;
+    non-decreasing in ``j``)."""
+    n = z.shape[0]
+    kend = np.empty(n, np.int64)
+    k = 0
+    for j in range(n):
+        k = max(k, j)
+        while k + 1 < n and (z[k + 1] - z[j]) * inv_s <= CUT:
+            k += 1
+        kend[j] = k
+    return kend
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _fill(z, inv_s, j, kk, ref, filled, ebuf):  # noqa: ANN001, ANN202  # pragma: no cover
+    """Row ``j``'s exponentials ``ebuf[k] = exp(-(z[k] - z[ref]) / s)`` up to ``kk`` (a new
+    reference ``ref = j`` once the rows span ``SPAN`` softnesses); returns ``(ref, filled, c)``
+    with ``c = exp((z[j] - z[ref]) / s)``, so that ``exp(-(z[k] - z[j]) / s) = ebuf[k] c``."""
+    if ref < 0 or (z[j] - z[ref]) * inv_s > SPAN:
+        ref, filled = j, j
+    zr = z[ref]
+    lo = max(filled + 1, j + 1)
+    _exps(z[lo : kk + 1], zr, inv_s, ebuf[lo : kk + 1])
+    return ref, max(filled, kk), _exp((z[j] - zr) * inv_s)
+
+
+# the inner loops take slices (fresh arrays) so that LLVM vectorises them
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _exps(zk, zr, inv_s, ek):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    for k in range(zk.shape[0]):
+        ek[k] = _exp(-(zk[k] - zr) * inv_s)
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _sum_pairs(zk, ek, ok, zj, c):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
     acc = 0.0
-    for k in range(row.shape[0]):
-        d = abs(zj - row[k])
-        e = _exp(-d * inv_s)
-        acc += d * (1.0 - e) / (1.0 + e)
+    for k in range(zk.shape[0]):
+        a = zk[k] - zj
+        e = ek[k] * c
+        v = a * (1.0 - e) / (1.0 + e)
+        acc += v
+        ok[k] += v
     return acc
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
-def _vjp_row(row, hr, zm, hm, inv_s):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+def _vjp_pairs(zk, hk, ek, ok, zj, hj, c, inv_s):  # noqa: ANN001, ANN202  # pragma: no cover
     acc = 0.0
-    for k in range(row.shape[0]):
-        d = zm - row[k]
-        a = abs(d)
-        e = _exp(-a * inv_s)
+    for k in range(zk.shape[0]):
+        a = zk[k] - zj
+        e = ek[k] * c
         q = 1.0 / (1.0 + e)
-        der = (1.0 - e) * q + 2.0 * a * inv_s * e * q * q
-        acc += (hm + hr[k]) * np.copysign(der, d)
+        w = (hj + hk[k]) * ((1.0 - e) * q + 2.0 * a * inv_s * e * q * q)
+        acc += w
+        ok[k] += w
     return acc
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _sum_rows(z, kend, inv_s, start, step, out, ebuf):  # noqa: ANN001, ANN202  # pragma: no cover
+    """``out[j] += sum_k phi(z_k - z_j)``, ``out[k] += phi(...)`` over the pairs ``j < k <= kend[j]``
+    of the rows ``start, start + step, ...`` (each pair once: ``phi`` is even)."""
+    n = z.shape[0]
+    ref, filled = -1, -1
+    for j in range(start, n, step):
+        kk = kend[j]
+        if kk <= j:
+            continue
+        ref, filled, c = _fill(z, inv_s, j, kk, ref, filled, ebuf)
+        r = slice(j + 1, kk + 1)
+        out[j] += _sum_pairs(z[r], ebuf[r], out[r], z[j], c)
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _vjp_rows(z, h, kend, inv_s, start, step, out, ebuf):  # noqa: ANN001, ANN202  # pragma: no cover
+    """The pairs of :func:`_sum_rows` for the gradient: ``w = (h_j + h_k) phi'(z_k - z_j)``,
+    ``out[k] += w``, ``out[j] -= w`` (``phi'`` is odd)."""
+    n = z.shape[0]
+    ref, filled = -1, -1
+    for j in range(start, n, step):
+        kk = kend[j]
+        if kk <= j:
+            continue
+        ref, filled, c = _fill(z, inv_s, j, kk, ref, filled, ebuf)
+        r = slice(j + 1, kk + 1)
+        out[j] -= _vjp_pairs(z[r], h[r], ebuf[r], out[r], z[j], h[j], c, inv_s)
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _prefix(t, base):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``pre[i] = sum_{k < i} (t[k] - base)``, ``n + 1`` entries."""
+    n = t.shape[0]
+    pre = np.empty(n + 1)
+    pre[0] = 0.0
+    for i in range(n):
+        pre[i + 1] = pre[i] + (t[i] - base)
+    return pre
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _tails(z, w, kend, sign, out):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """The pairs beyond the windows (``k > kend[j]``), with prefix sums of ``w`` (``w - z[0]``
+    for the sums, where ``phi = z_k - z_j``; ``w = h`` for the gradient, where ``phi' = 1``):
+    row ``j`` gets ``sign * sum_k (w_k +- w_j)``, column ``k`` gets ``sum_{j < J_k} (w_k +- w_j)``
+    (``-`` for ``sign = 1``, the sums; ``+`` for ``sign = -1``, the gradient)."""
+    n = z.shape[0]
+    base = z[0] if sign > 0 else 0.0
+    pre = _prefix(w, base)
+    for j in range(n):
+        cnt = n - 1 - kend[j]
+        if cnt > 0:
+            rest = pre[n] - pre[kend[j] + 1]
+            out[j] += sign * rest - cnt * (w[j] - base)
+    jj = 0
+    for k in range(n):
+        while jj < n and kend[jj] < k:
+            jj += 1
+        if jj > 0:
+            out[k] += jj * (w[k] - base) - sign * pre[jj]
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
 def abs_sums(z: np.ndarray, inv_s: float) -> np.ndarray:  # pragma: no cover - compiled
-    """``B[b, j] = sum_k phi(z[b, j] - z[b, k])`` for ``z`` of shape ``(batch, n)``."""
+    """``B[b, j] = sum_k phi(z[b, j] - z[b, k])`` for ``z`` ``(batch, n)`` sorted ascending."""
     nb_, n = z.shape
-    out = np.empty_like(z)
+    out = np.zeros_like(z)
+    ebuf = np.empty(n)
     for b in range(nb_):
-        for j in range(n):
-            out[b, j] = _abs_row(z[b], z[b, j], inv_s)
+        kend = _window_ends(z[b], inv_s)
+        _sum_rows(z[b], kend, inv_s, 0, 1, out[b], ebuf)
+        _tails(z[b], z[b], kend, 1.0, out[b])
     return out
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False, parallel=True)
-def abs_sums_parallel(z: np.ndarray, inv_s: float) -> np.ndarray:  # pragma: no cover - compiled
-    """:func:`abs_sums` with the ``batch * n`` rows spread over threads."""
+def abs_sums_parallel(z: np.ndarray, inv_s: float, threads: int) -> np.ndarray:  # pragma: no cover
+    """:func:`abs_sums` with the rows dealt round-robin to ``threads`` private accumulators."""
     nb_, n = z.shape
-    out = np.empty_like(z)
-    for t in nb.prange(nb_ * n):
-        b, j = t // n, t % n
-        out[b, j] = _abs_row(z[b], z[b, j], inv_s)
+    kend = np.empty((nb_, n), np.int64)
+    for b in range(nb_):
+        kend[b] = _window_ends(z[b], inv_s)
+    part = np.zeros((threads, nb_, n))
+    for t in nb.prange(threads):
+        ebuf = np.empty(n)
+        for b in range(nb_):
+            _sum_rows(z[b], kend[b], inv_s, t, threads, part[t, b], ebuf)
+    out = np.zeros_like(z)
+    for b in range(nb_):
+        for t in range(threads):
+            out[b] += part[t, b]
+        _tails(z[b], z[b], kend[b], 1.0, out[b])
     return out
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
 def abs_sums_vjp(z: np.ndarray, h: np.ndarray, inv_s: float) -> np.ndarray:  # pragma: no cover
-    """``out[b, m] = sum_k (h[b, m] + h[b, k]) phi'(z[b, m] - z[b, k])``."""
+    """``out[b, m] = sum_k (h[b, m] + h[b, k]) phi'(z[b, m] - z[b, k])``, ``z`` sorted ascending."""
     nb_, n = z.shape
-    out = np.empty_like(z)
+    out = np.zeros_like(z)
+    ebuf = np.empty(n)
     for b in range(nb_):
-        for m in range(n):
-            out[b, m] = _vjp_row(z[b], h[b], z[b, m], h[b, m], inv_s)
+        kend = _window_ends(z[b], inv_s)
+        _vjp_rows(z[b], h[b], kend, inv_s, 0, 1, out[b], ebuf)
+        _tails(z[b], h[b], kend, -1.0, out[b])
     return out
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False, parallel=True)
 def abs_sums_vjp_parallel(
-    z: np.ndarray, h: np.ndarray, inv_s: float
+    z: np.ndarray, h: np.ndarray, inv_s: float, threads: int
 ) -> np.ndarray:  # pragma: no cover
-    """:func:`abs_sums_vjp` with the ``batch * n`` rows spread over threads."""
+    """:func:`abs_sums_vjp` with the rows dealt round-robin to ``threads`` accumulators."""
     nb_, n = z.shape
-    out = np.empty_like(z)
-    for t in nb.prange(nb_ * n):
-        b, m = t // n, t % n
-        out[b, m] = _vjp_row(z[b], h[b], z[b, m], h[b, m], inv_s)
+    kend = np.empty((nb_, n), np.int64)
+    for b in range(nb_):
+        kend[b] = _window_ends(z[b], inv_s)
+    part = np.zeros((threads, nb_, n))
+    for t in nb.prange(threads):
+        ebuf = np.empty(n)
+        for b in range(nb_):
+            _vjp_rows(z[b], h[b], kend[b], inv_s, t, threads, part[t, b], ebuf)
+    out = np.zeros_like(z)
+    for b in range(nb_):
+        for t in range(threads):
+            out[b] += part[t, b]
+        _tails(z[b], h[b], kend[b], -1.0, out[b])
     return out
 
 

@@ -111,37 +111,54 @@ def _run_sums(name: str, *args: Any) -> Any:
         nb = importlib.import_module("numba")
         guard = importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard
         with guard():
-            nb.set_num_threads(min(threads, nb.config.NUMBA_NUM_THREADS))
-            return getattr(mod, name + "_parallel")(*args)
+            t = min(threads, nb.config.NUMBA_NUM_THREADS)
+            nb.set_num_threads(t)
+            return getattr(mod, name + "_parallel")(*args, t)
     return getattr(mod, name)(*args)
 
 
-def abs_sums(z: torch.Tensor, inv_s: float) -> torch.Tensor:
-    r""":math:`B_j = \sum_k \varphi(z_j - z_k)` of float64 ``z`` ``(..., n)`` (no gradient)."""
-    if not _use_numba(z):
-        return _torch_sums(z, inv_s)
-    flat = z.reshape(-1, z.shape[-1]).contiguous()
+def sorted_sums(zs: torch.Tensor, inv_s: float) -> torch.Tensor:
+    r""":math:`B_j = \sum_k \varphi(z_j - z_k)` of float64 ``zs`` ``(..., n)`` sorted ascending
+    along the last axis (no gradient)."""
+    if not _use_numba(zs):
+        return _torch_sums(zs, inv_s)
+    flat = zs.reshape(-1, zs.shape[-1]).contiguous()
 
     def kernel() -> torch.Tensor:
-        return torch.from_numpy(_run_sums("abs_sums", flat.numpy(), inv_s)).reshape(z.shape)
+        return torch.from_numpy(_run_sums("abs_sums", flat.numpy(), inv_s)).reshape(zs.shape)
 
-    return _kernel_guard.guarded(_FAMILY, kernel, lambda: _torch_sums(z, inv_s), "the torch sums")
+    return _kernel_guard.guarded(
+        _FAMILY, kernel, lambda: _torch_sums(zs, inv_s), "the torch sums"
+    )
 
 
-def abs_sums_vjp(z: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Tensor:
-    r""":math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)` (gradient of :math:`\langle h, B\rangle`)."""
-    if not _use_numba(z):
-        return _torch_sums_vjp(z, h, inv_s)
-    flat = z.reshape(-1, z.shape[-1]).contiguous()
+def sorted_sums_vjp(zs: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Tensor:
+    r""":math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)` (gradient of :math:`\langle h, B\rangle`)
+    for float64 ``zs`` sorted ascending along the last axis."""
+    if not _use_numba(zs):
+        return _torch_sums_vjp(zs, h, inv_s)
+    flat = zs.reshape(-1, zs.shape[-1]).contiguous()
     hf = h.reshape(-1, h.shape[-1]).contiguous()
 
     def kernel() -> torch.Tensor:
         out = _run_sums("abs_sums_vjp", flat.numpy(), hf.numpy(), inv_s)
-        return torch.from_numpy(out).reshape(z.shape)
+        return torch.from_numpy(out).reshape(zs.shape)
 
     return _kernel_guard.guarded(
-        _FAMILY, kernel, lambda: _torch_sums_vjp(z, h, inv_s), "the torch sums"
+        _FAMILY, kernel, lambda: _torch_sums_vjp(zs, h, inv_s), "the torch sums"
     )
+
+
+def abs_sums(z: torch.Tensor, inv_s: float) -> torch.Tensor:
+    r""":math:`B_j = \sum_k \varphi(z_j - z_k)` of float64 ``z`` ``(..., n)`` (no gradient)."""
+    zs, perm = z.sort(dim=-1)
+    return _unsort(sorted_sums(zs, inv_s), perm)
+
+
+def abs_sums_vjp(z: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Tensor:
+    r""":math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)` (gradient of :math:`\langle h, B\rangle`)."""
+    zs, perm = z.sort(dim=-1)
+    return _unsort(sorted_sums_vjp(zs, h.gather(-1, perm), inv_s), perm)
 
 
 def _bands(
@@ -263,9 +280,8 @@ def plan(
     inv_s = 1.0 / softness
     zd = z.detach().to(torch.float64)
     n = z.shape[-1]
-    b = abs_sums(zd, inv_s)
     zs, perm = zd.sort(dim=-1)
-    bs = b.gather(-1, perm)
+    bs = sorted_sums(zs, inv_s)
     c = (n - 1 - 2 * torch.arange(n, device=z.device)).to(torch.float64)
     coef = c if descending else -c
     if positions is not None:
@@ -286,8 +302,7 @@ def _unsort(t: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 
 def _finish_grads(pl: _Plan, z: torch.Tensor, gzs: torch.Tensor, gbs: torch.Tensor) -> torch.Tensor:
     """``grad z`` from the sorted direct part and the sorted gradient of the sums."""
-    zd = z.detach().to(torch.float64)
-    gz = _unsort(gzs, pl.perm) + abs_sums_vjp(zd, _unsort(gbs, pl.perm), pl.inv_s)
+    gz = _unsort(gzs + sorted_sums_vjp(pl.zs, gbs, pl.inv_s), pl.perm)
     return gz.to(z.dtype)
 
 
