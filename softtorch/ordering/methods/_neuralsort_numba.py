@@ -339,3 +339,59 @@ def band_colsums_vjp(zs, bs, coef, lo, hi, inv_s, dnum, dden):  # noqa: ANN001, 
                 gzr[a + t] += ds * cz
                 gbr[a + t] -= ds * inv_s
     return gz, gb
+
+
+# ----------------------------------------------------------------------------------------------
+# requested rows of P written straight into the output (columns in input order: ``perm``)
+# ----------------------------------------------------------------------------------------------
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def band_rows(zs, bs, coef, lo, hi, inv_s, perm, out):  # noqa: ANN001, ANN201  # pragma: no cover
+    """``out[b, i]`` (``(batch, m, n)``, float32 / float64): zeros plus row ``i``'s band, each
+    row zeroed and filled while it is in cache."""
+    nb_, m = lo.shape
+    buf = np.empty(zs.shape[1])
+    for b in range(nb_):
+        pr = perm[b]
+        for i in range(m):
+            a, e = lo[b, i], hi[b, i]
+            tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
+            inv = 1.0 / tot
+            row = out[b, i]
+            row[:] = 0.0
+            for t in range(e - a + 1):
+                row[pr[a + t]] = buf[t] * inv
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def band_rows_vjp(zs, bs, coef, lo, hi, inv_s, perm, g):  # noqa: ANN001, ANN201  # pragma: no cover
+    """Sorted gradients ``(gz, gb)`` (direct ``zs`` part) of ``<g, P_rows>``: ``G`` is ``g`` read
+    on the bands only (``g`` may have any strides, e.g. an expanded gradient),
+    ``dS = P (G - <P, G>)``."""
+    nb_, m = lo.shape
+    n = zs.shape[1]
+    gz = np.zeros((nb_, n))
+    gb = np.zeros((nb_, n))
+    buf = np.empty(n)
+    gbuf = np.empty(n)
+    for b in range(nb_):
+        pr, gzr, gbr = perm[b], gz[b], gb[b]
+        for i in range(m):
+            a, e = lo[b, i], hi[b, i]
+            tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
+            inv = 1.0 / tot
+            gr = g[b, i]
+            w = e - a + 1
+            for t in range(w):
+                gbuf[t] = gr[pr[a + t]]
+            dot = 0.0
+            for t in range(w):
+                buf[t] *= inv
+                dot += buf[t] * gbuf[t]
+            cz = coef[i] * inv_s
+            for t in range(w):
+                ds = buf[t] * (gbuf[t] - dot)
+                gzr[a + t] += ds * cz
+                gbr[a + t] -= ds * inv_s
+    return gz, gb

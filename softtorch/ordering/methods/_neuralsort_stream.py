@@ -470,16 +470,66 @@ def rank(z: torch.Tensor, softness: float, descending: bool) -> torch.Tensor | N
     return None if pl is None else _Rank.apply(z, pl)
 
 
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def _perm_rows_fill(pl: _Plan, out: torch.Tensor) -> None:
+    """Write the rows of ``P`` (zeros plus bands) into ``out`` ``(..., m, n)``."""
+
+    def torch_path() -> None:
+        out.zero_()
+        for a, b in pl.blocks():
+            p, idx, _ = pl.rows(a, b)
+            out[..., a:b, :].scatter_add_(-1, pl.gather(pl.perm, idx), p.to(out.dtype))
+
+    def kernel() -> None:
+        flat = out.view(-1, *out.shape[-2:]).numpy()
+        _numba().band_rows(
+            _flat(pl.zs), _flat(pl.bs), pl.coef.numpy(), _flat(pl.lo), _flat(pl.hi),
+            pl.inv_s, _flat(pl.perm), flat,
+        )  # fmt: skip
+
+    if out.dtype not in _KERNEL_DTYPES or not out.is_contiguous():
+        return torch_path()
+    return _guarded(pl, kernel, torch_path)
+
+
+def _perm_rows_vjp(pl: _Plan, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted ``(gz, gb)`` of ``<g, P_rows>`` (``g`` read on the bands only)."""
+
+    def torch_path() -> tuple[torch.Tensor, torch.Tensor]:
+        gzs, gbs = torch.zeros_like(pl.zs), torch.zeros_like(pl.zs)
+        for a, b in pl.blocks():
+            p, idx, c = pl.rows(a, b)
+            gb = g[..., a:b, :].gather(-1, pl.gather(pl.perm, idx)).to(p.dtype)
+            pg = p * gb
+            ds = pg - p * pg.sum(-1, keepdim=True)
+            _scatter(gzs, idx, ds * (c.unsqueeze(-1) * pl.inv_s))
+            _scatter(gbs, idx, ds * -pl.inv_s)
+        return gzs, gbs
+
+    def kernel() -> tuple[torch.Tensor, torch.Tensor]:
+        gg = g.reshape(-1, *g.shape[-2:]).numpy()  # any strides (an expanded g stays a view)
+        gz, gb = _numba().band_rows_vjp(
+            _flat(pl.zs), _flat(pl.bs), pl.coef.numpy(), _flat(pl.lo), _flat(pl.hi),
+            pl.inv_s, _flat(pl.perm), gg,
+        )  # fmt: skip
+        lead = pl.zs.shape[:-1]
+        return torch.from_numpy(gz).reshape(*lead, -1), torch.from_numpy(gb).reshape(*lead, -1)
+
+    if g.dtype not in _KERNEL_DTYPES:
+        return torch_path()
+    return _guarded(pl, kernel, torch_path)
+
+
 class _PermRows(torch.autograd.Function):
     """Rows of ``P`` written as zeros plus their bands (exactly the dense rows)."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, pl: _Plan) -> torch.Tensor:  # type: ignore[override]
         m, n = pl.coef.shape[-1], z.shape[-1]
-        out = z.new_zeros(*z.shape[:-1], m, n)
-        for a, b in pl.blocks():
-            p, idx, _ = pl.rows(a, b)
-            out[..., a:b, :].scatter_add_(-1, pl.gather(pl.perm, idx), p.to(z.dtype))
+        out = z.new_empty(*z.shape[:-1], m, n)
+        _perm_rows_fill(pl, out)
         ctx.save_for_backward(z)
         ctx.pl = pl
         ctx.set_materialize_grads(False)
@@ -491,16 +541,8 @@ class _PermRows(torch.autograd.Function):
         (z,) = ctx.saved_tensors
         if g is None:
             return None, None
-        pl = ctx.pl
-        gzs, gbs = torch.zeros_like(pl.zs), torch.zeros_like(pl.zs)
-        for a, b in pl.blocks():
-            p, idx, c = pl.rows(a, b)
-            gb = g[..., a:b, :].gather(-1, pl.gather(pl.perm, idx)).to(p.dtype)
-            pg = p * gb
-            ds = pg - p * pg.sum(-1, keepdim=True)
-            _scatter(gzs, idx, ds * (c.unsqueeze(-1) * pl.inv_s))
-            _scatter(gbs, idx, ds * -pl.inv_s)
-        return _finish_grads(pl, z, gzs, gbs), None
+        gzs, gbs = _perm_rows_vjp(ctx.pl, g)
+        return _finish_grads(ctx.pl, z, gzs, gbs), None
 
 
 def permutation_rows(
