@@ -97,8 +97,9 @@ def _vjp_pairs(zk, hk, ek, ok, zj, hj, c, inv_s):  # noqa: ANN001, ANN202  # pra
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
 def _sum_rows(z, kend, inv_s, start, step, out, ebuf):  # noqa: ANN001, ANN202  # pragma: no cover
-    """``out[j] += sum_k phi(z_k - z_j)``, ``out[k] += phi(...)`` over the pairs ``j < k <= kend[j]``
-    of the rows ``start, start + step, ...`` (each pair once: ``phi`` is even)."""
+    """``out[j] += sum_k phi(z_k - z_j)``, ``out[k] += phi(...)`` over the pairs
+    ``j < k <= kend[j]`` of the rows ``start, start + step, ...`` (each pair once: ``phi`` is
+    even)."""
     n = z.shape[0]
     ref, filled = -1, -1
     for j in range(start, n, step):
