@@ -1,4 +1,4 @@
-r"""CPU kernels (numba) of NeuralSort's soft pairwise sums, ``smooth`` mode, float64.
+r"""CPU kernels (numba) of NeuralSort's streamed path (``smooth``): pairwise sums, band rows.
 
 With :math:`\varphi(d) = d\,(2\sigma(d/s) - 1) = |d|\,\frac{1 - e}{1 + e}`,
 :math:`e = e^{-|d|/s}` (the soft absolute value) and its derivative
@@ -7,12 +7,19 @@ With :math:`\varphi(d) = d\,(2\sigma(d/s) - 1) = |d|\,\frac{1 - e}{1 + e}`,
 
 * :func:`abs_sums`: :math:`B_j = \sum_k \varphi(z_j - z_k)`;
 * :func:`abs_sums_vjp`: :math:`\sum_k (h_m + h_k)\,\varphi'(z_m - z_k)`, the gradient of
-  :math:`\langle h, B\rangle` w.r.t. ``z`` (``\varphi'`` is odd).
+  :math:`\langle h, B\rangle` w.r.t. ``z`` (``\varphi'`` is odd),
 
-One pass over the ``n x n`` pairs, ``O(n)`` memory; the exponential is the vectorisable
-polynomial of :mod:`softtorch.kernels._numba_kernels` and the inner sums may be reassociated
-(``fastmath`` ``reassoc``) so that LLVM vectorises them. The ``*_parallel`` variants spread the
-rows over torch's intra-op threads. This module imports numba at import time;
+both for rows ``z`` sorted ascending: each pair ``j < k`` is evaluated once (``\varphi`` is even,
+``\varphi'`` odd) and added to both ends; pairs with :math:`|d|/s >` :data:`CUT` contribute exactly
+``|d|`` (``\varphi' = \pm 1``) in float64 and are summed by prefix sums; inside the window the
+exponentials are products :math:`e^{-(z_k - z_r)/s}\,e^{(z_j - z_r)/s}` of one buffer per
+reference ``z_r`` (rows within :data:`SPAN` softnesses of it) and one exponential per row. So the
+cost is ``n^2 / 2`` pairs without exponentials at most, ``O(n)`` memory. The exponential is the
+vectorisable polynomial of :mod:`softtorch.kernels._numba_kernels`; the inner loops take row
+slices and may be reassociated (``fastmath`` ``reassoc``) so that LLVM vectorises them. The
+``*_parallel`` variants deal the rows round-robin to private accumulators on torch's intra-op
+threads. The band kernels evaluate the softmax rows on their bands (values, ranks, written rows
+of ``P`` and their gradients). This module imports numba at import time;
 :mod:`._neuralsort_stream` imports it on the first CPU call.
 """
 

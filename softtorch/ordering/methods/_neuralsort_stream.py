@@ -3,10 +3,11 @@ r"""NeuralSort (``smooth``) values and ranks without ``n x n`` tensors.
 Scores of row ``i`` (coefficient :math:`c_i = \pm(n - 1 - 2i)`, see :mod:`.neuralsort`) over the
 inputs ``j``: :math:`S_{ij} = (c_i z_j - B_j)/s`, :math:`P_{i,:} = \mathrm{softmax}(S_{i,:})`.
 
-**Sums.** :math:`B_j = \sum_k |z_j - z_k|_s` costs ``n^2`` soft absolute values (there is no
-sort + prefix-sum shortcut for the soft absolute value); one fused pass (:mod:`._neuralsort_numba`
-on CPU, row blocks of torch ops elsewhere), ``O(n)`` memory, and one more pass in backward for
-:math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)`.
+**Sums.** :math:`B_j = \sum_k |z_j - z_k|_s` costs ``n^2 / 2`` soft absolute values on the
+sorted scores (each pair once, :mod:`._neuralsort_numba` on CPU, row blocks of torch ops
+elsewhere), with prefix sums for the pairs beyond the float64 cutoff (where the soft absolute value
+is exactly :math:`|d|`), ``O(n)`` memory; one more pass in backward for
+:math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)`, on the sorted scores the plan keeps.
 
 **Bands.** On the inputs sorted ascending (:math:`\hat z`, :math:`\hat B`), row ``i`` changes by
 :math:`S_{i,j+1} - S_{i,j} = (\hat z_{j+1} - \hat z_j)(c_i - g_j)/s` with the secant slopes
@@ -23,9 +24,10 @@ MB and recomputed in backward. When the check fails the caller keeps the dense p
 Gradients (first order; ``dS = P \odot (G - \langle P, G\rangle_{row})`` for the loss gradient
 ``G`` w.r.t. ``P``): :math:`\nabla z_j \mathrel{+}= \sum_i dS_{ij} c_i / s`,
 :math:`\nabla B_j = -\sum_i dS_{ij}/s`, then :math:`\nabla z` of ``B`` by the second pass.
-Requested rows of ``P`` are written as zeros plus the bands (exactly the dense rows), ``G`` is
-the incoming gradient gathered on the bands. Values ``y = P x``: :math:`G_{ij} = g_i x_j`; ranks
-``r = num / den`` with the column sums
+Requested rows of ``P`` are written as zeros plus the bands (exactly the dense rows; on CPU one
+kernel zeroes and fills each row while it is in cache), ``G`` is the incoming gradient read on the
+bands only (an expanded gradient is never materialised). Values ``y = P x``:
+:math:`G_{ij} = g_i x_j`; ranks ``r = num / den`` with the column sums
 :math:`num_k = \sum_i (i + 1) P_{ik}`, :math:`den_k = \sum_i P_{ik}`:
 :math:`G_{ik} = ((i + 1) - r_k)\, g_k / den_k`.
 """
@@ -127,9 +129,7 @@ def sorted_sums(zs: torch.Tensor, inv_s: float) -> torch.Tensor:
     def kernel() -> torch.Tensor:
         return torch.from_numpy(_run_sums("abs_sums", flat.numpy(), inv_s)).reshape(zs.shape)
 
-    return _kernel_guard.guarded(
-        _FAMILY, kernel, lambda: _torch_sums(zs, inv_s), "the torch sums"
-    )
+    return _kernel_guard.guarded(_FAMILY, kernel, lambda: _torch_sums(zs, inv_s), "the torch sums")
 
 
 def sorted_sums_vjp(zs: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Tensor:

@@ -9,9 +9,11 @@ anchors ``a`` and the ``O(n)`` log-normalisers :math:`\log D_i` (:mod:`._softsor
   :math:`dS_{ij} = P_{ij}(G_{ij} - r_i)\,\mathrm{sign}(a_i - z_j)`,
   :math:`\nabla a_i = -\frac1s \sum_j dS_{ij}` and :math:`\nabla z_j = \frac1s \sum_i dS_{ij}`.
 
-Everything is evaluated in the dtype of ``z`` (float32 or float64), as on the torch path. The exponential is the vectorisable polynomial of :mod:`softtorch.kernels._numba_kernels`;
-the inner loops take row slices so that LLVM vectorises them. This module imports numba at import
-time; :mod:`._softsort_stream` imports it on the first CPU call.
+Everything is evaluated in the dtype of ``z`` (float32 or float64), as on the torch path. The
+exponential is the vectorisable polynomial of :mod:`softtorch.kernels._numba_kernels`; the inner
+loops take contiguous row slices (a strided gradient row is copied first) so that LLVM vectorises
+them. This module imports numba at import time; :mod:`._softsort_stream` imports it on the first
+CPU call.
 """
 
 from __future__ import annotations
