@@ -146,10 +146,12 @@ def _prefix(t, base):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
 def _tails(z, w, kend, sign, out):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
-    """The pairs beyond the windows (``k > kend[j]``), with prefix sums of ``w`` (``w - z[0]``
-    for the sums, where ``phi = z_k - z_j``; ``w = h`` for the gradient, where ``phi' = 1``):
-    row ``j`` gets ``sign * sum_k (w_k +- w_j)``, column ``k`` gets ``sum_{j < J_k} (w_k +- w_j)``
-    (``-`` for ``sign = 1``, the sums; ``+`` for ``sign = -1``, the gradient)."""
+    """The pairs ``j < k`` beyond the windows (``k > kend[j]``) by prefix sums of ``w``.
+
+    Sums (``sign = 1``, ``w = z``, shifted by ``z[0]``): each pair adds ``phi = w_k - w_j`` to both
+    ``out[j]`` and ``out[k]``. Gradient (``sign = -1``, ``w = h``): ``phi' = 1``, each pair adds
+    ``h_j + h_k`` to ``out[k]`` and subtracts it from ``out[j]``. The rows ``j`` having ``k`` in
+    their tail are ``j < J_k`` (``kend`` is non-decreasing)."""
     n = z.shape[0]
     base = z[0] if sign > 0 else 0.0
     pre = _prefix(w, base)

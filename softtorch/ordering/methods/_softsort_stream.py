@@ -2,7 +2,8 @@ r"""SoftSort (``smooth``) without ``n x n`` autograd tensors: values, ranks and 
 
 With the anchors the sorted scores themselves, ``P @ x`` and the ranks are Laplace-kernel
 smoothings on the sorted points (:mod:`._laplace`, ``O(n)`` memory). A requested soft permutation
-``P`` (``argsort``, ``sort`` with indices) is written block by block of rows,
+``P`` (``argsort``, ``sort`` with indices) is written row by row (CPU: one fused numba pass per
+row, :mod:`._softsort_numba`; elsewhere blocks of torch ops),
 :math:`P_{ij} = \exp(-|a_i - z_j| / s - \log D_i)` with the row normalisers
 :math:`D_i = \sum_j e^{-|a_i - z_j|/s}` from the same scans, and backward recomputes each block:
 with the incoming gradients ``G`` (of ``P``) and ``g`` (of ``y = P x``),

@@ -61,3 +61,24 @@ def test_perm_kernels_gradcheck() -> None:
         assert torch.autograd.gradcheck(fn, (x.clone().requires_grad_(),))
         topk = lambda z: ss.softsort_topk_permutation(z, 2, 0.4, block=2)  # noqa: E731
         assert torch.autograd.gradcheck(topk, (x.clone().requires_grad_(),))
+
+
+def test_broken_kernel_falls_back_to_torch_rows(monkeypatch: pytest.MonkeyPatch) -> None:
+    from softtorch.ordering.methods.permutahedron import _kernel_guard
+
+    monkeypatch.setattr(_kernel_guard, "_BROKEN", set())
+    monkeypatch.setattr(_kernel_guard, "_OK", set())
+
+    def broken(*_: object) -> None:
+        raise AssertionError("simulated compile failure")
+
+    fake = type("M", (), {n: staticmethod(broken) for n in ("perm_rows", "perm_rows_vjp")})
+    x = torch.randn(1, 9, dtype=torch.float64, requires_grad=True)
+    ref = _both(lambda: ss.softsort_permutation(x, 0.2, False))[1]
+    monkeypatch.setattr(ss, "_numba", lambda: fake)
+    with pytest.warns(RuntimeWarning, match="softsort rows"):
+        got = ss.softsort_permutation(x, 0.2, False)
+    torch.testing.assert_close(got, ref)
+    (g,) = torch.autograd.grad(got.square().sum(), x)
+    (g0,) = torch.autograd.grad(ref.square().sum(), x)
+    torch.testing.assert_close(g, g0)
