@@ -243,20 +243,49 @@ def abs_sums_vjp_parallel(
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
-def _row_probs(zs, bs, c, lo, hi, inv_s, buf):  # noqa: ANN001, ANN202  # pragma: no cover
-    """Fill ``buf[: hi - lo + 1]`` with the unnormalised ``exp(s_j - max)``; return their sum."""
-    w = hi - lo + 1
+def _probs(zr, br, c, inv_s, p):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``p = exp(s - max s)`` for the band's scores ``s = (c zr - br) / s``; returns their sum."""
     top = -np.inf
-    for t in range(w):
-        v = (c * zs[lo + t] - bs[lo + t]) * inv_s
-        buf[t] = v
+    for t in range(zr.shape[0]):
+        v = (c * zr[t] - br[t]) * inv_s
+        p[t] = v
         top = max(top, v)
     tot = 0.0
-    for t in range(w):
-        e = _exp(buf[t] - top)
-        buf[t] = e
+    for t in range(p.shape[0]):
+        e = _exp(p[t] - top)
+        p[t] = e
         tot += e
     return tot
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _row_probs(zs, bs, c, lo, hi, inv_s, buf):  # noqa: ANN001, ANN202  # pragma: no cover
+    """Fill ``buf[: hi - lo + 1]`` with the unnormalised ``exp(s_j - max)``; return their sum.
+    (The inner loops below take slices of the band, so that LLVM vectorises them.)"""
+    return _probs(zs[lo : hi + 1], bs[lo : hi + 1], c, inv_s, buf[: hi - lo + 1])
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _dot(p, x):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    acc = 0.0
+    for t in range(p.shape[0]):
+        acc += p[t] * x[t]
+    return acc
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _add_ds(ds, cz, inv_s, gz, gb):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``gz += ds c / s``, ``gb -= ds / s`` (the score gradient ``ds`` of a band)."""
+    for t in range(ds.shape[0]):
+        gz[t] += ds[t] * cz
+        gb[t] -= ds[t] * inv_s
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _softmax_ds(p, gv, dot, scale):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``p <- scale p (gv - dot)`` in place (``dS = P (G - <P, G>)``)."""
+    for t in range(p.shape[0]):
+        p[t] = scale * p[t] * (gv[t] - dot)
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
@@ -269,11 +298,18 @@ def band_values(zs, bs, xs, coef, lo, hi, inv_s):  # noqa: ANN001, ANN201  # pra
         for i in range(m):
             a, e = lo[b, i], hi[b, i]
             tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
-            acc = 0.0
-            for t in range(e - a + 1):
-                acc += buf[t] * xs[b, a + t]
-            y[b, i] = acc / tot
+            y[b, i] = _dot(buf[: e - a + 1], xs[b, a : e + 1]) / tot
     return y
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _values_acc(p, xr, yi, gi, cz, inv_s, gx, gz, gb):  # noqa: ANN001, ANN202  # pragma: no cover
+    for t in range(p.shape[0]):
+        pg = p[t] * gi
+        ds = pg * (xr[t] - yi)
+        gx[t] += pg
+        gz[t] += ds * cz
+        gb[t] -= ds * inv_s
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
@@ -287,20 +323,22 @@ def band_values_vjp(zs, bs, xs, coef, lo, hi, inv_s, y, g):  # noqa: ANN001, ANN
     gb = np.zeros((nb_, n))
     buf = np.empty(n)
     for b in range(nb_):
-        gxr, gzr, gbr, xr = gx[b], gz[b], gb[b], xs[b]
         for i in range(m):
             a, e = lo[b, i], hi[b, i]
             tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
-            gi = g[b, i] / tot
-            yi = y[b, i]
-            cz = coef[i] * inv_s
-            for t in range(e - a + 1):
-                pg = buf[t] * gi
-                ds = pg * (xr[a + t] - yi)
-                gxr[a + t] += pg
-                gzr[a + t] += ds * cz
-                gbr[a + t] -= ds * inv_s
+            r = slice(a, e + 1)
+            _values_acc(
+                buf[: e - a + 1], xs[b, r], y[b, i], g[b, i] / tot, coef[i] * inv_s, inv_s,
+                gx[b, r], gz[b, r], gb[b, r],
+            )  # fmt: skip
     return gx, gz, gb
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _colsums_acc(p, pos, inv, nr, dr):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    for t in range(p.shape[0]):
+        nr[t] += p[t] * pos
+        dr[t] += p[t] * inv
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
@@ -312,16 +350,18 @@ def band_colsums(zs, bs, coef, lo, hi, inv_s):  # noqa: ANN001, ANN201  # pragma
     den = np.zeros((nb_, n))
     buf = np.empty(n)
     for b in range(nb_):
-        nr, dr = num[b], den[b]
         for i in range(m):
             a, e = lo[b, i], hi[b, i]
-            tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
-            inv = 1.0 / tot
-            pos = (i + 1) * inv
-            for t in range(e - a + 1):
-                nr[a + t] += buf[t] * pos
-                dr[a + t] += buf[t] * inv
+            inv = 1.0 / _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
+            r = slice(a, e + 1)
+            _colsums_acc(buf[: e - a + 1], (i + 1) * inv, inv, num[b, r], den[b, r])
     return num, den
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _colsums_g(dn, dd, pos, gv):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    for t in range(dn.shape[0]):
+        gv[t] = pos * dn[t] + dd[t]
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
@@ -332,28 +372,18 @@ def band_colsums_vjp(zs, bs, coef, lo, hi, inv_s, dnum, dden):  # noqa: ANN001, 
     gz = np.zeros((nb_, n))
     gb = np.zeros((nb_, n))
     buf = np.empty(n)
+    gbuf = np.empty(n)
     for b in range(nb_):
-        gzr, gbr, dn, dd = gz[b], gb[b], dnum[b], dden[b]
         for i in range(m):
             a, e = lo[b, i], hi[b, i]
-            tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
-            inv = 1.0 / tot
-            pos = float(i + 1)
-            dot = 0.0
-            for t in range(e - a + 1):
-                dot += buf[t] * (pos * dn[a + t] + dd[a + t])
-            dot *= inv
-            cz = coef[i] * inv_s
-            for t in range(e - a + 1):
-                ds = buf[t] * inv * (pos * dn[a + t] + dd[a + t] - dot)
-                gzr[a + t] += ds * cz
-                gbr[a + t] -= ds * inv_s
+            w = e - a + 1
+            inv = 1.0 / _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
+            r = slice(a, e + 1)
+            p, gv = buf[:w], gbuf[:w]
+            _colsums_g(dnum[b, r], dden[b, r], float(i + 1), gv)
+            _softmax_ds(p, gv, _dot(p, gv) * inv, inv)
+            _add_ds(p, coef[i] * inv_s, inv_s, gz[b, r], gb[b, r])
     return gz, gb
-
-
-# ----------------------------------------------------------------------------------------------
-# requested rows of P written straight into the output (columns in input order: ``perm``)
-# ----------------------------------------------------------------------------------------------
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
@@ -395,13 +425,7 @@ def band_rows_vjp(zs, bs, coef, lo, hi, inv_s, perm, g):  # noqa: ANN001, ANN201
             w = e - a + 1
             for t in range(w):
                 gbuf[t] = gr[pr[a + t]]
-            dot = 0.0
-            for t in range(w):
-                buf[t] *= inv
-                dot += buf[t] * gbuf[t]
-            cz = coef[i] * inv_s
-            for t in range(w):
-                ds = buf[t] * (gbuf[t] - dot)
-                gzr[a + t] += ds * cz
-                gbr[a + t] -= ds * inv_s
+            p, gv = buf[:w], gbuf[:w]
+            _softmax_ds(p, gv, _dot(p, gv) * inv, inv)
+            _add_ds(p, coef[i] * inv_s, inv_s, gzr[a : e + 1], gbr[a : e + 1])
     return gz, gb
