@@ -162,3 +162,14 @@ def test_scaling_cap_skips_larger_n_and_chart_reads_the_csv(
     assert len(series["torch.sort"]) == 1  # capped too (CAP_S = 0)
     out = tmp_path / "scaling.png"
     assert mod.main(["--csv", str(path), "--out", str(out)]) == 0 and out.stat().st_size > 0
+
+
+def test_nxn_floor_writes_rows_and_reads_the_gradient() -> None:
+    floor = _load("_floor")
+    x = torch.randn(2, 5, requires_grad=True)
+    y = floor.nxn_floor(x)
+    assert y.shape == (2, 5, 5) and y.is_contiguous()
+    torch.testing.assert_close(y, x.detach().unsqueeze(-2).expand(2, 5, 5))
+    w = torch.randn(2, 5, 5)
+    (g,) = torch.autograd.grad((y * w).sum(), x)
+    torch.testing.assert_close(g, w.sum(-2))

@@ -3,10 +3,11 @@ r"""NeuralSort (``smooth``) values and ranks without ``n x n`` tensors.
 Scores of row ``i`` (coefficient :math:`c_i = \pm(n - 1 - 2i)`, see :mod:`.neuralsort`) over the
 inputs ``j``: :math:`S_{ij} = (c_i z_j - B_j)/s`, :math:`P_{i,:} = \mathrm{softmax}(S_{i,:})`.
 
-**Sums.** :math:`B_j = \sum_k |z_j - z_k|_s` costs ``n^2`` soft absolute values (there is no
-sort + prefix-sum shortcut for the soft absolute value); one fused pass (:mod:`._neuralsort_numba`
-on CPU, row blocks of torch ops elsewhere), ``O(n)`` memory, and one more pass in backward for
-:math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)`.
+**Sums.** :math:`B_j = \sum_k |z_j - z_k|_s` costs ``n^2 / 2`` soft absolute values on the
+sorted scores (each pair once, :mod:`._neuralsort_numba` on CPU, row blocks of torch ops
+elsewhere), with prefix sums for the pairs beyond the float64 cutoff (where the soft absolute value
+is exactly :math:`|d|`), ``O(n)`` memory; one more pass in backward for
+:math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)`, on the sorted scores the plan keeps.
 
 **Bands.** On the inputs sorted ascending (:math:`\hat z`, :math:`\hat B`), row ``i`` changes by
 :math:`S_{i,j+1} - S_{i,j} = (\hat z_{j+1} - \hat z_j)(c_i - g_j)/s` with the secant slopes
@@ -23,9 +24,10 @@ MB and recomputed in backward. When the check fails the caller keeps the dense p
 Gradients (first order; ``dS = P \odot (G - \langle P, G\rangle_{row})`` for the loss gradient
 ``G`` w.r.t. ``P``): :math:`\nabla z_j \mathrel{+}= \sum_i dS_{ij} c_i / s`,
 :math:`\nabla B_j = -\sum_i dS_{ij}/s`, then :math:`\nabla z` of ``B`` by the second pass.
-Requested rows of ``P`` are written as zeros plus the bands (exactly the dense rows), ``G`` is
-the incoming gradient gathered on the bands. Values ``y = P x``: :math:`G_{ij} = g_i x_j`; ranks
-``r = num / den`` with the column sums
+Requested rows of ``P`` are written as zeros plus the bands (exactly the dense rows; on CPU one
+kernel zeroes and fills each row while it is in cache), ``G`` is the incoming gradient read on the
+bands only (an expanded gradient is never materialised). Values ``y = P x``:
+:math:`G_{ij} = g_i x_j`; ranks ``r = num / den`` with the column sums
 :math:`num_k = \sum_i (i + 1) P_{ik}`, :math:`den_k = \sum_i P_{ik}`:
 :math:`G_{ik} = ((i + 1) - r_k)\, g_k / den_k`.
 """
@@ -111,37 +113,52 @@ def _run_sums(name: str, *args: Any) -> Any:
         nb = importlib.import_module("numba")
         guard = importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard
         with guard():
-            nb.set_num_threads(min(threads, nb.config.NUMBA_NUM_THREADS))
-            return getattr(mod, name + "_parallel")(*args)
+            t = min(threads, nb.config.NUMBA_NUM_THREADS)
+            nb.set_num_threads(t)
+            return getattr(mod, name + "_parallel")(*args, t)
     return getattr(mod, name)(*args)
 
 
-def abs_sums(z: torch.Tensor, inv_s: float) -> torch.Tensor:
-    r""":math:`B_j = \sum_k \varphi(z_j - z_k)` of float64 ``z`` ``(..., n)`` (no gradient)."""
-    if not _use_numba(z):
-        return _torch_sums(z, inv_s)
-    flat = z.reshape(-1, z.shape[-1]).contiguous()
+def sorted_sums(zs: torch.Tensor, inv_s: float) -> torch.Tensor:
+    r""":math:`B_j = \sum_k \varphi(z_j - z_k)` of float64 ``zs`` ``(..., n)`` sorted ascending
+    along the last axis (no gradient)."""
+    if not _use_numba(zs):
+        return _torch_sums(zs, inv_s)
+    flat = zs.reshape(-1, zs.shape[-1]).contiguous()
 
     def kernel() -> torch.Tensor:
-        return torch.from_numpy(_run_sums("abs_sums", flat.numpy(), inv_s)).reshape(z.shape)
+        return torch.from_numpy(_run_sums("abs_sums", flat.numpy(), inv_s)).reshape(zs.shape)
 
-    return _kernel_guard.guarded(_FAMILY, kernel, lambda: _torch_sums(z, inv_s), "the torch sums")
+    return _kernel_guard.guarded(_FAMILY, kernel, lambda: _torch_sums(zs, inv_s), "the torch sums")
 
 
-def abs_sums_vjp(z: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Tensor:
-    r""":math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)` (gradient of :math:`\langle h, B\rangle`)."""
-    if not _use_numba(z):
-        return _torch_sums_vjp(z, h, inv_s)
-    flat = z.reshape(-1, z.shape[-1]).contiguous()
+def sorted_sums_vjp(zs: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Tensor:
+    r""":math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)` (gradient of :math:`\langle h, B\rangle`)
+    for float64 ``zs`` sorted ascending along the last axis."""
+    if not _use_numba(zs):
+        return _torch_sums_vjp(zs, h, inv_s)
+    flat = zs.reshape(-1, zs.shape[-1]).contiguous()
     hf = h.reshape(-1, h.shape[-1]).contiguous()
 
     def kernel() -> torch.Tensor:
         out = _run_sums("abs_sums_vjp", flat.numpy(), hf.numpy(), inv_s)
-        return torch.from_numpy(out).reshape(z.shape)
+        return torch.from_numpy(out).reshape(zs.shape)
 
     return _kernel_guard.guarded(
-        _FAMILY, kernel, lambda: _torch_sums_vjp(z, h, inv_s), "the torch sums"
+        _FAMILY, kernel, lambda: _torch_sums_vjp(zs, h, inv_s), "the torch sums"
     )
+
+
+def abs_sums(z: torch.Tensor, inv_s: float) -> torch.Tensor:
+    r""":math:`B_j = \sum_k \varphi(z_j - z_k)` of float64 ``z`` ``(..., n)`` (no gradient)."""
+    zs, perm = z.sort(dim=-1)
+    return _unsort(sorted_sums(zs, inv_s), perm)
+
+
+def abs_sums_vjp(z: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Tensor:
+    r""":math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)` (gradient of :math:`\langle h, B\rangle`)."""
+    zs, perm = z.sort(dim=-1)
+    return _unsort(sorted_sums_vjp(zs, h.gather(-1, perm), inv_s), perm)
 
 
 def _bands(
@@ -263,9 +280,8 @@ def plan(
     inv_s = 1.0 / softness
     zd = z.detach().to(torch.float64)
     n = z.shape[-1]
-    b = abs_sums(zd, inv_s)
     zs, perm = zd.sort(dim=-1)
-    bs = b.gather(-1, perm)
+    bs = sorted_sums(zs, inv_s)
     c = (n - 1 - 2 * torch.arange(n, device=z.device)).to(torch.float64)
     coef = c if descending else -c
     if positions is not None:
@@ -286,8 +302,7 @@ def _unsort(t: torch.Tensor, perm: torch.Tensor) -> torch.Tensor:
 
 def _finish_grads(pl: _Plan, z: torch.Tensor, gzs: torch.Tensor, gbs: torch.Tensor) -> torch.Tensor:
     """``grad z`` from the sorted direct part and the sorted gradient of the sums."""
-    zd = z.detach().to(torch.float64)
-    gz = _unsort(gzs, pl.perm) + abs_sums_vjp(zd, _unsort(gbs, pl.perm), pl.inv_s)
+    gz = _unsort(gzs + sorted_sums_vjp(pl.zs, gbs, pl.inv_s), pl.perm)
     return gz.to(z.dtype)
 
 
@@ -455,16 +470,66 @@ def rank(z: torch.Tensor, softness: float, descending: bool) -> torch.Tensor | N
     return None if pl is None else _Rank.apply(z, pl)
 
 
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def _perm_rows_fill(pl: _Plan, out: torch.Tensor) -> None:
+    """Write the rows of ``P`` (zeros plus bands) into ``out`` ``(..., m, n)``."""
+
+    def torch_path() -> None:
+        out.zero_()
+        for a, b in pl.blocks():
+            p, idx, _ = pl.rows(a, b)
+            out[..., a:b, :].scatter_add_(-1, pl.gather(pl.perm, idx), p.to(out.dtype))
+
+    def kernel() -> None:
+        flat = out.view(-1, *out.shape[-2:]).numpy()
+        _numba().band_rows(
+            _flat(pl.zs), _flat(pl.bs), pl.coef.numpy(), _flat(pl.lo), _flat(pl.hi),
+            pl.inv_s, _flat(pl.perm), flat,
+        )  # fmt: skip
+
+    if out.dtype not in _KERNEL_DTYPES or not out.is_contiguous():
+        return torch_path()
+    return _guarded(pl, kernel, torch_path)
+
+
+def _perm_rows_vjp(pl: _Plan, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sorted ``(gz, gb)`` of ``<g, P_rows>`` (``g`` read on the bands only)."""
+
+    def torch_path() -> tuple[torch.Tensor, torch.Tensor]:
+        gzs, gbs = torch.zeros_like(pl.zs), torch.zeros_like(pl.zs)
+        for a, b in pl.blocks():
+            p, idx, c = pl.rows(a, b)
+            gb = g[..., a:b, :].gather(-1, pl.gather(pl.perm, idx)).to(p.dtype)
+            pg = p * gb
+            ds = pg - p * pg.sum(-1, keepdim=True)
+            _scatter(gzs, idx, ds * (c.unsqueeze(-1) * pl.inv_s))
+            _scatter(gbs, idx, ds * -pl.inv_s)
+        return gzs, gbs
+
+    def kernel() -> tuple[torch.Tensor, torch.Tensor]:
+        gg = g.reshape(-1, *g.shape[-2:]).numpy()  # any strides (an expanded g stays a view)
+        gz, gb = _numba().band_rows_vjp(
+            _flat(pl.zs), _flat(pl.bs), pl.coef.numpy(), _flat(pl.lo), _flat(pl.hi),
+            pl.inv_s, _flat(pl.perm), gg,
+        )  # fmt: skip
+        lead = pl.zs.shape[:-1]
+        return torch.from_numpy(gz).reshape(*lead, -1), torch.from_numpy(gb).reshape(*lead, -1)
+
+    if g.dtype not in _KERNEL_DTYPES:
+        return torch_path()
+    return _guarded(pl, kernel, torch_path)
+
+
 class _PermRows(torch.autograd.Function):
     """Rows of ``P`` written as zeros plus their bands (exactly the dense rows)."""
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, pl: _Plan) -> torch.Tensor:  # type: ignore[override]
         m, n = pl.coef.shape[-1], z.shape[-1]
-        out = z.new_zeros(*z.shape[:-1], m, n)
-        for a, b in pl.blocks():
-            p, idx, _ = pl.rows(a, b)
-            out[..., a:b, :].scatter_add_(-1, pl.gather(pl.perm, idx), p.to(z.dtype))
+        out = z.new_empty(*z.shape[:-1], m, n)
+        _perm_rows_fill(pl, out)
         ctx.save_for_backward(z)
         ctx.pl = pl
         ctx.set_materialize_grads(False)
@@ -476,16 +541,8 @@ class _PermRows(torch.autograd.Function):
         (z,) = ctx.saved_tensors
         if g is None:
             return None, None
-        pl = ctx.pl
-        gzs, gbs = torch.zeros_like(pl.zs), torch.zeros_like(pl.zs)
-        for a, b in pl.blocks():
-            p, idx, c = pl.rows(a, b)
-            gb = g[..., a:b, :].gather(-1, pl.gather(pl.perm, idx)).to(p.dtype)
-            pg = p * gb
-            ds = pg - p * pg.sum(-1, keepdim=True)
-            _scatter(gzs, idx, ds * (c.unsqueeze(-1) * pl.inv_s))
-            _scatter(gbs, idx, ds * -pl.inv_s)
-        return _finish_grads(pl, z, gzs, gbs), None
+        gzs, gbs = _perm_rows_vjp(ctx.pl, g)
+        return _finish_grads(ctx.pl, z, gzs, gbs), None
 
 
 def permutation_rows(

@@ -2,7 +2,8 @@ r"""SoftSort (``smooth``) without ``n x n`` autograd tensors: values, ranks and 
 
 With the anchors the sorted scores themselves, ``P @ x`` and the ranks are Laplace-kernel
 smoothings on the sorted points (:mod:`._laplace`, ``O(n)`` memory). A requested soft permutation
-``P`` (``argsort``, ``sort`` with indices) is written block by block of rows,
+``P`` (``argsort``, ``sort`` with indices) is written row by row (CPU: one fused numba pass per
+row, :mod:`._softsort_numba`; elsewhere blocks of torch ops),
 :math:`P_{ij} = \exp(-|a_i - z_j| / s - \log D_i)` with the row normalisers
 :math:`D_i = \sum_j e^{-|a_i - z_j|/s}` from the same scans, and backward recomputes each block:
 with the incoming gradients ``G`` (of ``P``) and ``g`` (of ``y = P x``),
@@ -15,6 +16,8 @@ with the incoming gradients ``G`` (of ``P``) and ``g`` (of ``y = P x``),
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 from typing import Any
 
 import torch
@@ -22,6 +25,35 @@ from torch.autograd.function import once_differentiable
 
 from .. import _take
 from ._laplace import BLOCK, kernel_sums, laplace_smooth
+from .permutahedron import _kernel_guard
+
+_HAS_NUMBA = importlib.util.find_spec("numba") is not None
+_FAMILY = "softsort rows"
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+_backend = "auto"
+
+
+def set_backend(backend: str) -> None:
+    """``"auto"`` (numba kernels for written permutations on CPU when installed) or ``"torch"``
+    (blocks of torch ops)."""
+    global _backend
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; valid backends are: ('auto', 'torch')")
+    _backend = backend
+
+
+def _use_numba(t: torch.Tensor) -> bool:
+    return (
+        _backend == "auto" and _HAS_NUMBA and t.device.type == "cpu" and t.dtype in _KERNEL_DTYPES
+    )
+
+
+def _numba() -> Any:
+    return importlib.import_module("softtorch.ordering.methods._softsort_numba")
+
+
+def _flat(t: torch.Tensor) -> Any:
+    return t.reshape(-1, t.shape[-1]).contiguous().numpy()
 
 
 def _ascending(t: torch.Tensor, descending: bool) -> torch.Tensor:
@@ -90,31 +122,34 @@ def _row_blocks(m: int, z: torch.Tensor) -> list[tuple[int, int]]:
     return [(r0, min(r0 + rows, m)) for r0 in range(0, m, rows)]
 
 
-class _Perm(torch.autograd.Function):
-    """Rows ``P_{i,:} = softmax(-|a_i - z| / s)`` written block by block; saves ``a``, ``z`` and
-    the ``O(n)`` log-normalisers, recomputes each block in backward."""
+def _fill(
+    a: torch.Tensor, z: torch.Tensor, ld: torch.Tensor, inv_s: float, out: torch.Tensor
+) -> None:
+    """Write ``P`` ``(..., m, n)`` into ``out`` (numba kernel, or row blocks of torch ops)."""
 
-    @staticmethod
-    def forward(  # type: ignore[override]
-        ctx: Any, a: torch.Tensor, z: torch.Tensor, logd: torch.Tensor, inv_s: float
-    ) -> torch.Tensor:
-        m, n = a.shape[-1], z.shape[-1]
-        ld = logd.to(z.dtype)
-        out = z.new_empty(*z.shape[:-1], m, n)
-        for r0, r1 in _row_blocks(m, z):
+    def torch_path() -> None:
+        for r0, r1 in _row_blocks(a.shape[-1], z):
             _perm_block(a[..., r0:r1], z, ld[..., r0:r1], inv_s, out[..., r0:r1, :])
-        ctx.save_for_backward(a, z, ld)
-        ctx.inv_s = inv_s
-        ctx.set_materialize_grads(False)
-        return out
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx: Any, g: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        a, z, ld = ctx.saved_tensors
-        if g is None:
-            return None, None, None, None
-        inv_s = ctx.inv_s
+    def kernel() -> None:
+        rows = out.view(-1, *out.shape[-2:]).numpy()
+        _numba().perm_rows(_flat(a), _flat(z), _flat(ld), _scalar(inv_s, z), rows)
+
+    if not _use_numba(z):
+        return torch_path()
+    return _kernel_guard.guarded(_FAMILY, kernel, torch_path, "the torch rows")
+
+
+def _scalar(v: float, like: torch.Tensor) -> Any:
+    return like.new_tensor(v).numpy()[()]  # a numpy scalar of ``like``'s dtype
+
+
+def _perm_vjp(
+    a: torch.Tensor, z: torch.Tensor, ld: torch.Tensor, inv_s: float, g: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(grad a, grad z)`` of ``<g, P>`` (recomputing ``P`` block by block)."""
+
+    def torch_path() -> tuple[torch.Tensor, torch.Tensor]:
         ga = torch.zeros_like(a)
         gz = torch.zeros_like(z)
         m, n = a.shape[-1], z.shape[-1]
@@ -127,6 +162,45 @@ class _Perm(torch.autograd.Function):
             ds = p.mul_(gb - (p * gb).sum(-1, keepdim=True)).mul_(sg)
             ga[..., r0:r1] = ds.sum(-1) * -inv_s
             gz += ds.sum(-2) * inv_s
+        return ga, gz
+
+    def kernel() -> tuple[torch.Tensor, torch.Tensor]:
+        gg = g.to(z.dtype).reshape(-1, *g.shape[-2:]).numpy()  # any strides: no copy
+        ga, gz = _numba().perm_rows_vjp(_flat(a), _flat(z), _flat(ld), _scalar(inv_s, z), gg)
+        return (
+            torch.from_numpy(ga).reshape(a.shape).to(a.dtype),
+            torch.from_numpy(gz).reshape(z.shape).to(z.dtype),
+        )
+
+    if not _use_numba(z):
+        return torch_path()
+    return _kernel_guard.guarded(_FAMILY, kernel, torch_path, "the torch rows")
+
+
+class _Perm(torch.autograd.Function):
+    """Rows ``P_{i,:} = softmax(-|a_i - z| / s)`` written row by row (block by block without
+    numba); saves ``a``, ``z`` and the ``O(n)`` log-normalisers, recomputes rows in backward."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, a: torch.Tensor, z: torch.Tensor, logd: torch.Tensor, inv_s: float
+    ) -> torch.Tensor:
+        m, n = a.shape[-1], z.shape[-1]
+        ld = logd.to(z.dtype)
+        out = z.new_empty(*z.shape[:-1], m, n)
+        _fill(a, z, ld, inv_s, out)
+        ctx.save_for_backward(a, z, ld)
+        ctx.inv_s = inv_s
+        ctx.set_materialize_grads(False)
+        return out
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        a, z, ld = ctx.saved_tensors
+        if g is None:
+            return None, None, None, None
+        ga, gz = _perm_vjp(a, z, ld, ctx.inv_s, g)
         return ga, gz, None, None
 
 

@@ -11,14 +11,15 @@ The ascending permutation is the descending one with its rows reversed (coeffici
 :math:`-(n + 1 - 2i)`). Soft ranks renormalise the columns of the row-wise ``P``:
 :math:`r_k = \sum_i i\,P_{ik} / \sum_i P_{ik}`.
 
-``B`` costs ``O(n^2)`` work (the soft abs has no sort + cumsum shortcut) but only ``O(n)`` memory:
+``B`` costs ``O(n^2)`` work (the soft abs has a sort + cumsum shortcut only for the pairs beyond
+the float cutoff, which the streamed path uses) but only ``O(n)`` memory:
 it and every ``n x n`` score matrix are evaluated in row blocks
 (:func:`softtorch.simplex.chunked_rows`) that backward recomputes.
 
 Large ``smooth`` inputs take streamed paths (:mod:`._stream` says when): ``B`` in one fused pass
-(and one in backward), and ``P @ x``, the ranks and requested rows of ``P`` on the band of each row
-outside which the dense softmax is exactly zero, without any ``n x n`` autograd tensor
-(:mod:`._neuralsort_stream`).
+over the pairs of the sorted scores, each pair once (and one in backward), and ``P @ x``, the
+ranks and requested rows of ``P`` on the band of each row outside which the dense softmax is
+exactly zero, without any ``n x n`` autograd tensor (:mod:`._neuralsort_stream`).
 """
 
 from __future__ import annotations
