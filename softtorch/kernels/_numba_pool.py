@@ -21,9 +21,9 @@ they decide anything discrete):
 
 Windows are processed in blocks of about :data:`BLOCK` as structure-of-arrays passes: every loop
 runs over the windows of a block (the innermost index), with selects instead of branches (the
-sort is an odd-even transposition network), so LLVM vectorises them. ``exp`` / ``log`` / the
-cube root are plain-arithmetic approximations of about one ulp (``_exp`` of
-:mod:`._numba_math`, :func:`_log` and :func:`_cbrt` here). No fastmath: NaN / inf are IEEE and
+sort is an odd-even transposition network), so LLVM vectorises them. ``exp`` and the cube root
+are plain-arithmetic approximations of about one ulp (``_exp`` of :mod:`._numba_math`,
+:func:`_cbrt` here). No fastmath: NaN / inf are IEEE and
 the support test rounds like the composite.
 """
 
@@ -38,7 +38,7 @@ from numba import types
 from numba.extending import intrinsic, overload
 
 from ._numba_kernels import PARALLEL_MIN_ELEMENTS, parallel_guard
-from ._numba_math import _c, _exp, _log1p_unit
+from ._numba_math import _c, _exp
 
 __all__ = ["BLOCK", "run"]
 
@@ -46,7 +46,6 @@ __all__ = ["BLOCK", "run"]
 BLOCK = 512
 _LOOP = {"cache": True, "error_model": "numpy"}
 _IN = {"cache": True, "error_model": "numpy", "forceinline": True}
-_LN2 = 0.6931471805599453
 
 
 @intrinsic
@@ -69,27 +68,6 @@ def _i64_float(typingctx: Any, v: Any) -> Any:
     return types.float64(types.int64), codegen
 
 
-def _log(x):  # noqa: ANN001, ANN202
-    """log(x) for positive normal x (NaN stays NaN): x = 2^n m, m in [1, 2), n ln 2 +
-    log1p(m - 1), in float64. (Python body: the reference; kernels use the overload.)"""
-    return np.log(x)
-
-
-@overload(_log, jit_options={"error_model": "numpy", "forceinline": True})
-def _ov_log(x):  # noqa: ANN001, ANN202
-    fl = np.float32 if x == types.float32 else np.float64
-
-    def impl(x):  # noqa: ANN001, ANN202
-        w = np.float64(x)
-        b = _f64_bits(w)
-        n = (b >> 52) - 1023
-        m = _i64_float((b & 0xFFFFFFFFFFFFF) | 0x3FF0000000000000)
-        y = np.float64(n) * _LN2 + _log1p_unit(m - 1.0)
-        return fl(x) if x != x else fl(y)
-
-    return impl
-
-
 def _cbrt(x):  # noqa: ANN001, ANN202
     """x^(1/3) for positive normal x: an exponent-thirds first guess and four Newton steps, in
     float64. (Python body: the reference; kernels use the overload.)"""
@@ -102,7 +80,8 @@ def _ov_cbrt(x):  # noqa: ANN001, ANN202
 
     def impl(x):  # noqa: ANN001, ANN202
         w = np.float64(x)
-        y = _i64_float(_f64_bits(w) // 3 + 0x2A9F7893782DA1CE)
+        third = np.int64(np.float64(_f64_bits(w)) * (1.0 / 3.0))  # a float product vectorises
+        y = _i64_float(third + 0x2A9F7893782DA1CE)
         for _ in range(4):
             y = y - (y * y * y - w) / (3.0 * y * y)
         return fl(y)
@@ -176,7 +155,7 @@ def _smooth(sc, nw, k, s, top, lse, tmp):  # noqa: ANN001, ANN202
         for w in range(nw):
             tmp[0, w] += _exp((sc[q, w] - top[w]) / s - lse[w])
     for w in range(nw):
-        lse[w] = _log(tmp[0, w]) + lse[w]
+        lse[w] = np.log(tmp[0, w]) + lse[w]
 
 
 @nb.njit(**_IN)
