@@ -24,7 +24,8 @@ runs over the windows of a block (the innermost index), with selects instead of 
 sort is an odd-even transposition network), so LLVM vectorises them. ``exp`` and the cube root
 are plain-arithmetic approximations of about one ulp (``_exp`` of :mod:`._numba_math`,
 :func:`_cbrt` here). No fastmath: NaN / inf are IEEE and
-the support test rounds like the composite.
+the support test rounds like the composite. Windows of three take the register version of
+:mod:`._numba_pool3`.
 """
 
 from __future__ import annotations
@@ -33,12 +34,10 @@ from typing import Any
 
 import numba as nb
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic, overload
 
 from ._numba_kernels import PARALLEL_MIN_ELEMENTS, parallel_guard
 from ._numba_math import _c, _exp
+from ._numba_pool3 import _cbrt, backward3, forward3
 
 __all__ = ["BLOCK", "run"]
 
@@ -46,47 +45,6 @@ __all__ = ["BLOCK", "run"]
 BLOCK = 512
 _LOOP = {"cache": True, "error_model": "numpy"}
 _IN = {"cache": True, "error_model": "numpy", "forceinline": True}
-
-
-@intrinsic
-def _f64_bits(typingctx: Any, v: Any) -> Any:
-    """Reinterpret a float64 as int64."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.IntType(64))
-
-    return types.int64(types.float64), codegen
-
-
-@intrinsic
-def _i64_float(typingctx: Any, v: Any) -> Any:
-    """Reinterpret an int64 as float64."""
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        return builder.bitcast(args[0], ir.DoubleType())
-
-    return types.float64(types.int64), codegen
-
-
-def _cbrt(x):  # noqa: ANN001, ANN202
-    """x^(1/3) for positive normal x: an exponent-thirds first guess and four Newton steps, in
-    float64. (Python body: the reference; kernels use the overload.)"""
-    return np.cbrt(x)
-
-
-@overload(_cbrt, jit_options={"error_model": "numpy", "forceinline": True})
-def _ov_cbrt(x):  # noqa: ANN001, ANN202
-    fl = np.float32 if x == types.float32 else np.float64
-
-    def impl(x):  # noqa: ANN001, ANN202
-        w = np.float64(x)
-        third = np.int64(np.float64(_f64_bits(w)) * (1.0 / 3.0))  # a float product vectorises
-        y = _i64_float(third + 0x2A9F7893782DA1CE)
-        for _ in range(4):
-            y = y - (y * y * y - w) / (3.0 * y * y)
-        return fl(y)
-
-    return impl
 
 
 # ----------------------------------------------------------------------------- block passes
@@ -314,6 +272,9 @@ def _window_fwd(x, out, k, stride, dil, pad, s, tiny, et):  # noqa: ANN001, ANN2
                             w = base + i
                             res[w] = top[w] + s * (lse[w] - lc)
                 continue
+            if k == 3:
+                forward3(sc, v, nw, e, tiny, res)
+                continue
             _project(sc, nw, k, e, tiny, top, u, srt, msk, f64, fl)
             for w in range(nw):
                 res[w] = _c(s, 0.0)
@@ -367,6 +328,7 @@ def _window_bwd(x, g, gx, k, stride, dil, pad, s, tiny, et):  # noqa: ANN001, AN
     top = np.empty(cap, dt)
     lse = np.empty(cap, dt)
     con = np.empty((k, cap), dt)
+    con3 = np.empty((cap, 3), dt)
     gl = np.empty((4, cap), dt)
     gflat = g.reshape(g.size)
     for o0 in range(0, n_o, ob):
@@ -383,6 +345,10 @@ def _window_bwd(x, g, gx, k, stride, dil, pad, s, tiny, et):  # noqa: ANN001, AN
                     for w in range(nw):
                         con[q, w] = gb[w] * s * _exp((sc[q, w] - top[w]) / s - lse[w]) / s
                 _scatter(gx, o0, no, j0, nj, k, stride, dil, pad, con)
+                continue
+            if k == 3:
+                backward3(sc, v, gb, nw, e, s, tiny, con3)
+                _scatter(gx, o0, no, j0, nj, k, stride, dil, pad, con3.T)
                 continue
             _project(sc, nw, k, e, tiny, top, u, srt, msk, f64, fl)
             for w in range(nw):
