@@ -57,6 +57,21 @@ def _gather(x, o0, no, j0, nj, k, stride, dil, pad, s, e, sc, v):  # noqa: ANN00
     n, n_i = x.shape[1], x.shape[2]
     ninf = _c(s, -np.inf)
     zero = _c(s, 0.0)
+    if n_i == 1:  # pooling the last dim: one strided loop per row
+        for q in range(k):
+            for oo in range(no):
+                o = o0 + oo
+                base = oo * nj
+                for jj in range(nj):
+                    p = (j0 + jj) * stride - pad + q * dil
+                    ok = p >= 0 and p < n
+                    xv = x[o, p if ok else 0, 0]
+                    if e == 0:
+                        sc[q, base + jj] = xv if ok else ninf
+                    else:
+                        sc[q, base + jj] = xv / s if ok else ninf
+                        v[q, base + jj] = xv if ok else zero
+        return
     for q in range(k):
         for oo in range(no):
             o = o0 + oo
@@ -287,6 +302,16 @@ def _window_fwd(x, out, k, stride, dil, pad, s, tiny, et):  # noqa: ANN001, ANN2
 def _scatter(gx, o0, no, j0, nj, k, stride, dil, pad, con):  # noqa: ANN001, ANN202
     """``gx[o, p, i] += con[q, w]`` for the valid positions of the block's windows."""
     n, n_i = gx.shape[1], gx.shape[2]
+    if n_i == 1:
+        for q in range(k):
+            for oo in range(no):
+                o = o0 + oo
+                base = oo * nj
+                for jj in range(nj):
+                    p = (j0 + jj) * stride - pad + q * dil
+                    if p >= 0 and p < n:
+                        gx[o, p, 0] += con[q, base + jj]
+        return
     for q in range(k):
         for oo in range(no):
             o = o0 + oo
