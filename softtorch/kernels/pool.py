@@ -16,8 +16,15 @@ Two faster routes to the same values:
   ``c1`` / ``c2`` the ``_c1_pnorm`` / ``_c2_pnorm`` sigmoidals at :math:`s`, so the expectation is
   :math:`a + d\,\sigma(d)` (the gated soft relu). Both are a one-sided soft clamp
   :math:`a + R(b - a)`, one fused kernel pass each way (:func:`softtorch.kernels.fused.clamp`).
-* **strided windows** (any other window): ``Tensor.unfold`` views of the padded input instead of
-  an advanced-index gather, so the backward is one ``unfold_backward`` instead of an index-put.
+* **strided windows** (any other evenly strided window, e.g. the 3x3 stride-2 ResNet stem):
+  :func:`strided`, a numba kernel per pooled dim (:mod:`._numba_pool`, windows of three in
+  registers in :mod:`._numba_pool3`) for CPU float32 / float64 windows of up to
+  :data:`MAX_WINDOW` positions: one pass forward, one backward recomputing each window from the
+  saved input (reverse mode through the projection's closed form on its support, exactly what
+  autograd computes on the composite). Elsewhere (other devices, a tensor softness, tracing,
+  ``torch.func``, longer windows) and for the double backward it is
+  :func:`strided_composite`: ``Tensor.unfold`` views of the padded input, so the backward is one
+  ``unfold_backward`` instead of an index-put.
 """
 
 from __future__ import annotations
