@@ -16,12 +16,20 @@ Two faster routes to the same values:
   ``c1`` / ``c2`` the ``_c1_pnorm`` / ``_c2_pnorm`` sigmoidals at :math:`s`, so the expectation is
   :math:`a + d\,\sigma(d)` (the gated soft relu). Both are a one-sided soft clamp
   :math:`a + R(b - a)`, one fused kernel pass each way (:func:`softtorch.kernels.fused.clamp`).
-* **strided windows** (any other window): ``Tensor.unfold`` views of the padded input instead of
-  an advanced-index gather, so the backward is one ``unfold_backward`` instead of an index-put.
+* **strided windows** (any other evenly strided window, e.g. the 3x3 stride-2 ResNet stem):
+  :func:`strided`, a numba kernel per pooled dim (:mod:`._numba_pool`, windows of three in
+  registers in :mod:`._numba_pool3`) for CPU float32 / float64 windows of up to
+  :data:`MAX_WINDOW` positions: one pass forward, one backward recomputing each window from the
+  saved input (reverse mode through the projection's closed form on its support, exactly what
+  autograd computes on the composite). Elsewhere (other devices, a tensor softness, tracing,
+  ``torch.func``, longer windows) and for the double backward it is
+  :func:`strided_composite`: ``Tensor.unfold`` views of the padded input, so the backward is one
+  ``unfold_backward`` instead of an index-put.
 """
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +46,10 @@ from . import fused
 PAIR_MODES: dict[str, tuple[str, float]] = {
     "c0": ("c0", 1.0 / BAND), "c1": ("_c1_pnorm", 1.0), "c2": ("_c2_pnorm", 1.0),
 }
+#: Exponent code of each mode in the window kernels (0: log-mean-exp; e: p = (u - lam)_+^e).
+EXPONENTS: dict[str, int] = {"smooth": 0, "c0": 1, "c1": 2, "c2": 3}
+#: Longest window (positions along one dim) the kernels take (an insertion sort per window).
+MAX_WINDOW = 32
 
 
 def _geometry(pos: Tensor, valid: Tensor, length: int) -> tuple[int, int, int] | None:
@@ -69,10 +81,20 @@ def _pair(x: Tensor, dim: int, softness: float | Tensor, mode: str) -> Tensor:
     return fused.pair_max(x, dim, softness * factor, smode, gated=True)
 
 
-def _strided(x: Tensor, dim: int, pos: Tensor, valid: Tensor, geo: tuple[int, int, int],
-             softness: float | Tensor, mode: str) -> Tensor:
+def strided_composite(x: Tensor, dim: int, m: int, k: int, geo: tuple[int, int, int],
+                      softness: float | Tensor, mode: str) -> Tensor:
+    """Torch formula of :func:`strided` (the fallback, the double backward of the kernel and
+    its reference): ``Tensor.unfold`` views of the padded input, one ``unfold_backward`` back.
+
+    Args:
+        x: floating input.
+        dim: the pooled dim (non-negative).
+        m, k: number of windows and positions per window.
+        geo: ``(stride, dilation, left padding)``.
+        softness: s > 0.
+        mode: ``smooth``, ``c0``, ``c1`` or ``c2``.
+    """
     stride, dil, pad = geo
-    m, k = pos.shape
     xm = x.movedim(dim, -1)
     length = xm.shape[-1]
     span = dil * (k - 1) + 1
@@ -81,7 +103,9 @@ def _strided(x: Tensor, dim: int, pos: Tensor, valid: Tensor, geo: tuple[int, in
         xp = F.pad(xm, (pad, right), value=float("-inf")) if pad or right else xm
         g = xp.unfold(-1, span, stride)[..., :m, ::dil]
         top = g.amax(-1, keepdim=True).detach()
-        count = valid.sum(-1).to(g.dtype)
+        start = torch.arange(m, device=x.device).unsqueeze(1) * stride - pad
+        at = start + torch.arange(k, device=x.device) * dil
+        count = ((at >= 0) & (at < length)).sum(-1).to(g.dtype)
         out = top.squeeze(-1) + softness * (torch.logsumexp((g - top) / softness, -1)
                                             - torch.log(count))
     else:
@@ -94,6 +118,65 @@ def _strided(x: Tensor, dim: int, pos: Tensor, valid: Tensor, geo: tuple[int, in
     return out.movedim(-1, dim)
 
 
+def _window_kernels() -> Any:
+    return importlib.import_module("softtorch.kernels._numba_pool")
+
+
+class _WindowPool(torch.autograd.Function):
+    """Soft max pooling of ``x3`` ``(outer, L, inner)`` along dim 1 by the CPU kernels: one pass
+    forward, one backward recomputing each window from the saved input."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x3: Tensor, m: int, k: int, geo: tuple[int, int, int], s: float, mode: str
+    ) -> Tensor:
+        out = x3.new_empty(x3.shape[0], m, x3.shape[2])
+        _window_kernels().run("fwd", EXPONENTS[mode], (x3.detach().numpy(), out.numpy()),
+                              (k, *geo), s, torch.get_num_threads())
+        ctx.save_for_backward(x3)
+        ctx.args = (m, k, geo, s, mode)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, None, None, None, None]:  # type: ignore[override]
+        (x3,) = ctx.saved_tensors
+        m, k, geo, s, mode = ctx.args
+        if torch.is_grad_enabled():
+            (gx,) = fused._composite_grads(
+                lambda t: strided_composite(t, 1, m, k, geo, s, mode), (x3,), g)
+            return gx, None, None, None, None, None
+        gx = torch.zeros_like(x3)
+        _window_kernels().run("bwd", EXPONENTS[mode], (
+            x3.detach().numpy(), g.detach().contiguous().numpy(), gx.numpy()), (k, *geo), s,
+            torch.get_num_threads())
+        return gx, None, None, None, None, None
+
+
+def strided(x: Tensor, dim: int, m: int, k: int, geo: tuple[int, int, int],
+            softness: float | Tensor, mode: str) -> Tensor:
+    """Soft max pooling of ``x`` along ``dim`` over ``m`` evenly strided windows of ``k``
+    positions (``geo``: stride, dilation, left padding; positions outside the input are
+    padding): the CPU kernel of :mod:`._numba_pool` for windows up to :data:`MAX_WINDOW` where
+    :func:`softtorch.kernels.fused.use_kernel` allows, else :func:`strided_composite` (the same
+    values).
+
+    Args:
+        x: floating input (float32 / float64 for the kernel).
+        dim: the pooled dim (non-negative).
+        m, k: number of windows and positions per window.
+        geo: ``(stride, dilation, left padding)``.
+        softness: s > 0.
+        mode: ``smooth``, ``c0``, ``c1`` or ``c2``.
+    """
+    if (k > MAX_WINDOW or x.numel() == 0 or x.dtype not in (torch.float32, torch.float64)
+            or not fused.use_kernel(softness, x)):
+        return strided_composite(x, dim, m, k, geo, softness, mode)
+    shape = list(x.shape)
+    x3 = x.contiguous().reshape(math.prod(shape[:dim]), shape[dim], math.prod(shape[dim + 1:]))
+    out = _WindowPool.apply(x3, m, k, geo, float(softness), mode)
+    return out.reshape(shape[:dim] + [m] + shape[dim + 1:])
+
+
 def _reduce(x: Tensor, dim: int, pos: Tensor, valid: Tensor, softness: float | Tensor,
             mode: str) -> Tensor | None:
     m, k = pos.shape
@@ -104,7 +187,7 @@ def _reduce(x: Tensor, dim: int, pos: Tensor, valid: Tensor, softness: float | T
     geo = _geometry(pos, valid, x.shape[dim])
     if geo is None:
         return None
-    return _strided(x, dim, pos, valid, geo, softness, mode)
+    return strided(x, dim, m, k, geo, softness, mode)
 
 
 def pool(

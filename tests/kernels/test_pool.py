@@ -81,3 +81,117 @@ def test_pair_max_gradcheck_and_torch_path(mode: str) -> None:
         finally:
             fused.set_backend("auto")
         torch.testing.assert_close(got, ref)
+
+
+# ------------------------------------------------------------ window kernels (kernels.pool.strided)
+
+GEOMETRIES = [  # k, stride, dilation, left padding
+    (3, 2, 1, 1), (3, 1, 1, 1), (5, 2, 2, 2), (4, 3, 1, 0), (2, 1, 1, 0), (6, 1, 1, 3),
+]
+
+
+def _special(shape: tuple[int, ...], s: float) -> torch.Tensor:
+    """Random float64 values with ties, score gaps of exactly 1 (``s`` apart), -inf, +inf, NaN
+    and large entries planted along dim 2."""
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(shape, generator=g, dtype=torch.float64) * 0.4
+    x[0, 0] = 0.25  # constant: every window a tie
+    x[0, 1, ::2] = 0.0
+    x[0, 1, 1::2] = -s  # gaps of exactly one score unit (the support test's boundary)
+    x[1, 0, 3] = float("-inf")
+    x[1, 1, 5] = float("nan")
+    x[1, 2, 7] = float("inf")
+    x[0, 2, 4:7] = torch.tensor([[1e6], [-1e6], [1e6]], dtype=torch.float64)
+    return x
+
+
+def _kernel_ran(t: torch.Tensor) -> bool:
+    """Whether ``t``'s graph (a few nodes deep) holds the window kernel's Function."""
+    fns = [t.grad_fn]
+    for _ in range(3):
+        if any(f is not None and "WindowPool" in type(f).__name__ for f in fns):
+            return True
+        fns = [n for f in fns if f is not None for n, _ in f.next_functions]
+    return False
+
+
+def _geom_m(length: int, k: int, st: int, dil: int, pad: int) -> int:
+    return (length + 2 * pad - dil * (k - 1) - 1) // st + 1
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c0", "c1", "c2"))
+def test_window_kernel_equals_composite(mode: str) -> None:
+    """Values and gradients of the numba window kernel against the unfold composite in float64,
+    along an inner dim and the last dim, on random values plus ties, exact support-boundary
+    gaps, infinities, NaN and huge entries (NaN where the composite has NaN)."""
+    s = 0.5
+    x0 = _special((2, 3, 13, 5), s)
+    for k, st, dil, pad in GEOMETRIES:
+        for dim in (2, 3):
+            x = (x0 if dim == 2 else x0.transpose(2, 3).contiguous()).requires_grad_()
+            m = _geom_m(x.shape[dim], k, st, dil, pad)
+            got = kpool.strided(x, dim, m, k, (st, dil, pad), s, mode)
+            assert _kernel_ran(got)
+            ref = kpool.strided_composite(x, dim, m, k, (st, dil, pad), s, mode)
+            torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12, equal_nan=True)
+            w = torch.randn(ref.shape, generator=torch.Generator().manual_seed(2),
+                            dtype=ref.dtype)
+            (gg,) = torch.autograd.grad((got * w).sum(), x)
+            (gr,) = torch.autograd.grad((ref * w).sum(), x)
+            torch.testing.assert_close(gg, gr, rtol=1e-11, atol=1e-11, equal_nan=True)
+
+
+def test_window_kernel_independent_values() -> None:
+    """One window against hand formulas: the log-mean-exp, and sparsemax's expectation (scores
+    2.7, 2.1, 0.3 at s = 1/3: threshold (2.7 + 2.1 - 1) / 2 = 1.9, p = (0.8, 0.2, 0))."""
+    x = torch.tensor([[[0.9], [0.7], [0.1]]], dtype=torch.float64)
+    s = 1.0 / 3.0
+    got = kpool.strided(x, 1, 1, 3, (1, 1, 0), s, "smooth")
+    lme = s * torch.log(torch.exp(x / s).mean())
+    torch.testing.assert_close(got.reshape(()), lme)
+    z = x.reshape(3) / s  # 2.7, 2.1, 0.3: sparsemax tau = (2.7 + 2.1 - 1) / 2 = 1.9
+    p = (z - 1.9).clamp_min(0)
+    got = kpool.strided(x, 1, 1, 3, (1, 1, 0), s, "c0")
+    torch.testing.assert_close(got.reshape(()), (p * x.reshape(3)).sum())
+    torch.testing.assert_close(p, torch.tensor([0.8, 0.2, 0.0], dtype=torch.float64))
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c2"))
+def test_window_kernel_float32_threads_and_torch_backend(mode: str) -> None:
+    from softtorch.kernels import fused
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 8, 64, 64, generator=g) * 0.3  # above the parallel threshold
+    x.requires_grad_()
+    geo = (2, 1, 1)
+    ref = kpool.strided_composite(x.double(), 2, 32, 3, geo, 0.2, mode)
+    old = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            got = kpool.strided(x, 2, 32, 3, geo, 0.2, mode)
+            (gx,) = torch.autograd.grad(got.sum(), x)
+        finally:
+            torch.set_num_threads(old)
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+    (gr,) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(gx.double(), gr.double(), rtol=1e-4, atol=1e-5)
+    fused.set_backend("torch")
+    try:
+        y = x.detach()[:1, :2].double().requires_grad_()
+        got = kpool.strided(y, 2, 32, 3, geo, 0.2, mode)
+        assert not _kernel_ran(got)
+    finally:
+        fused.set_backend("auto")
+    torch.testing.assert_close(got, ref[:1, :2], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c0", "c1"))
+def test_window_kernel_gradcheck_double_backward_and_vmap(mode: str) -> None:
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 7, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    fn = lambda t: kpool.strided(t, 1, 4, 3, (2, 1, 1), 0.7, mode)  # noqa: E731
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))  # the double backward runs the composite
+    got = torch.func.vmap(fn)(x.unsqueeze(1))  # functorch tensors take the composite
+    torch.testing.assert_close(got.squeeze(1), fn(x), rtol=1e-12, atol=1e-12)
