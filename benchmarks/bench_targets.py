@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+from _floor import nxn_floor
 from _harness import memory_skip
 
 SOFTNESS = 0.1
@@ -34,20 +35,6 @@ K = 1000
 N = 10_000
 VALUE_OPS: tuple[str, ...] = ("sort_values", "rank", "topk", "max", "quantile", "median")
 MODES: tuple[str, ...] = ("smooth", "c0", "c1", "c2")
-
-
-def nxn_floor(x: torch.Tensor) -> torch.Tensor:
-    r"""The cost floor of an op returning an ``n x n`` matrix: ``Y_{ij} = x_j`` written out.
-
-    Forward writes ``n^2`` floats from ``n`` inputs, backward reads the ``n x n`` gradient
-    (:math:`\partial L/\partial x_j = \sum_i G_{ij}`): the least work any soft permutation of
-    ``x`` needs.
-
-    Args:
-        x: input of shape ``(..., n)``.
-    """
-    n = x.shape[-1]
-    return x.unsqueeze(-2).expand(*x.shape[:-1], n, n).contiguous()
 
 
 def _st() -> Any:
