@@ -1,0 +1,230 @@
+r"""SoftSort in the sparse modes (``c0`` / ``c1`` / ``c2``) without ``n x n``: values and ranks.
+
+As in ``smooth`` (:mod:`._softsort_stream`), the anchors are the sorted scores themselves, so with
+:math:`u = \mathrm{sort}(z)` ascending, ``P @ x`` and the ranks are
+:math:`y_m = \sum_j p_{mj} w_j` with :math:`p_{m,:} = \Pi(-|u_m - u_{:}|/s)` the sparse
+projection of :mod:`softtorch.simplex` (``w`` the sorted values, or the positions ``1..n``). Its
+support is a window of sorted points around ``m`` of distance below ``s`` (an entry whose score
+is ``1`` below the peak is never in the support), found in ``O(window)`` per row.
+
+* CPU with numba: :mod:`._cstream_numba` (merge outward from the peak; saves the window limits and
+  thresholds, ``O(n)``, and recomputes the window sums in backward).
+* Otherwise (or with ``set_backend("torch")``): blocks of rows projected by
+  :func:`softtorch.simplex.project_simplex` over the band of columns within distance ``s`` (a
+  superset of every support), recomputed under autograd in backward.
+
+Both give the dense path's values and first-order gradients (the same projection restricted to
+columns outside which it is exactly zero). Inputs must be finite and the softness a Python float
+(:mod:`._stream` keeps the dense path otherwise).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import Any
+
+import torch
+from torch.autograd.function import once_differentiable
+
+from ... import simplex
+from .. import _take
+from ._softsort_stream import _ascending
+from .permutahedron import _kernel_guard
+
+#: Exponent of the p-norm projection of each sparse mode (``p_i = relu(s_i - lam)^e``).
+EXPONENT: dict[str, int] = {"c0": 1, "c1": 2, "c2": 3}
+#: Score elements per row block of the torch path.
+BLOCK_ELEMENTS: int = 1 << 18
+#: Relative margin of the torch path's column band beyond distance ``s``.
+_MARGIN: float = 1e-6
+_HAS_NUMBA = importlib.util.find_spec("numba") is not None
+_FAMILY = "softsort sparse windows"
+_backend = "auto"
+
+
+def set_backend(backend: str) -> None:
+    """``"auto"`` (numba on CPU when installed) or ``"torch"`` (row blocks of torch ops)."""
+    global _backend
+    if backend not in ("auto", "torch"):
+        raise ValueError(f"unknown backend {backend!r}; valid backends are: ('auto', 'torch')")
+    _backend = backend
+
+
+def _numba() -> Any:
+    return importlib.import_module("softtorch.ordering.methods._cstream_numba")
+
+
+def _use_numba(u: torch.Tensor) -> bool:
+    return _backend == "auto" and _HAS_NUMBA and u.device.type == "cpu"
+
+
+# ----------------------------------------------------------------------------------------------
+# torch path: row blocks over a band of columns
+# ----------------------------------------------------------------------------------------------
+
+
+def _blocks(u: torch.Tensor, softness: float) -> list[tuple[int, int, int, int]]:
+    """``(r0, r1, c0, c1)``: row blocks and the column band holding all their supports."""
+    reach = softness * (1.0 + _MARGIN)
+    lo = torch.searchsorted(u, u - reach)
+    hi = torch.searchsorted(u, u + reach, right=True)
+    batch, n = u.shape
+    width = int((hi - lo).amax()) + 1
+    rows = max(1, BLOCK_ELEMENTS // max(batch * width, 1))
+    out = []
+    for r0 in range(0, n, rows):
+        r1 = min(r0 + rows, n)
+        out.append((r0, r1, int(lo[:, r0].amin()), int(hi[:, r1 - 1].amax())))
+    return out
+
+
+def _block_values(
+    ur: torch.Tensor, ub: torch.Tensor, wb: torch.Tensor, inv_s: float, mode: str
+) -> torch.Tensor:
+    scores = (ur.unsqueeze(-1) - ub.unsqueeze(-2)).abs() * (-inv_s)
+    p = simplex.project_simplex(scores, mode)
+    return (p @ wb.unsqueeze(-1)).squeeze(-1)
+
+
+def _torch_values(u: torch.Tensor, w: torch.Tensor, softness: float, mode: str) -> torch.Tensor:
+    y = torch.empty_like(u)
+    for r0, r1, c0, c1 in _blocks(u, softness):
+        y[:, r0:r1] = _block_values(u[:, r0:r1], u[:, c0:c1], w[:, c0:c1], 1.0 / softness, mode)
+    return y
+
+
+def _torch_vjp(
+    u: torch.Tensor, w: torch.Tensor, g: torch.Tensor, softness: float, mode: str
+) -> tuple[torch.Tensor, torch.Tensor]:
+    gu = torch.zeros_like(u)
+    gw = torch.zeros_like(w)
+    for r0, r1, c0, c1 in _blocks(u, softness):
+        ur = u[:, r0:r1].detach().requires_grad_(True)
+        ub = u[:, c0:c1].detach().requires_grad_(True)
+        wb = w[:, c0:c1].detach().requires_grad_(True)
+        with torch.enable_grad():
+            y = _block_values(ur, ub, wb, 1.0 / softness, mode)
+        dr, db, dw = torch.autograd.grad(y, (ur, ub, wb), g[:, r0:r1])
+        gu[:, r0:r1] += dr
+        gu[:, c0:c1] += db
+        gw[:, c0:c1] += dw
+    return gu, gw
+
+
+# ----------------------------------------------------------------------------------------------
+# the autograd function
+# ----------------------------------------------------------------------------------------------
+
+
+class _WindowSmooth(torch.autograd.Function):
+    """``y_m = sum_j Pi(-|u_m - u_j| / s)_j w_j`` on ascending ``u`` (batch, n); saves ``u``,
+    ``w`` and, with the kernel, the ``O(n)`` window limits and thresholds."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, u: torch.Tensor, w: torch.Tensor, softness: float, mode: str
+    ) -> torch.Tensor:
+        ctx.softness, ctx.mode = softness, mode
+        ctx.state = None
+        if _use_numba(u):
+            ud = u.detach().to(torch.float64).contiguous()
+            wd = w.detach().to(torch.float64).contiguous()
+
+            def kernel() -> tuple[torch.Tensor, ...]:
+                out = _numba().window_values(ud.numpy(), wd.numpy(), 1.0 / softness, EXPONENT[mode])
+                return tuple(torch.from_numpy(t) for t in out)
+
+            res = _kernel_guard.guarded(_FAMILY, kernel, lambda: None, "the torch path")
+            if res is not None:
+                y, lo, hi, lam = res
+                ctx.state = (ud, wd, lo, hi, lam)
+                ctx.save_for_backward(u, w)
+                return y.to(u.dtype)
+        with torch.no_grad():
+            y = _torch_values(u.detach(), w.detach(), softness, mode)
+        ctx.save_for_backward(u, w)
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        u, w = ctx.saved_tensors
+        if ctx.state is not None:
+            ud, wd, lo, hi, lam = ctx.state
+            gd = g.detach().to(torch.float64).contiguous().numpy()
+            e = EXPONENT[ctx.mode]
+
+            def kernel() -> tuple[torch.Tensor, torch.Tensor]:
+                gu, gw = _numba().window_values_vjp(
+                    ud.numpy(), wd.numpy(), gd, lo.numpy(), hi.numpy(), lam.numpy(),
+                    1.0 / ctx.softness, e,
+                )  # fmt: skip
+                return torch.from_numpy(gu).to(u.dtype), torch.from_numpy(gw).to(w.dtype)
+
+            def fallback() -> tuple[torch.Tensor, torch.Tensor]:
+                return _torch_vjp(u.detach(), w.detach(), g, ctx.softness, ctx.mode)
+
+            gu_t, gw_t = _kernel_guard.guarded(_FAMILY, kernel, fallback, "the torch path")
+        else:
+            gu_t, gw_t = _torch_vjp(u.detach(), w.detach(), g, ctx.softness, ctx.mode)
+        return (
+            gu_t if ctx.needs_input_grad[0] else None,
+            gw_t if ctx.needs_input_grad[1] else None,
+            None,
+            None,
+        )
+
+
+def window_smooth(u: torch.Tensor, w: torch.Tensor, softness: float, mode: str) -> torch.Tensor:
+    r""":math:`y_m = \sum_j \Pi(-|u_m - u_j|/s)_j\, w_j` for ascending ``u`` (sparse ``mode``).
+
+    Args:
+        u: finite points sorted ascending along the last axis, ``(..., n)``.
+        w: finite weights broadcastable to ``u``.
+        softness: ``s > 0`` (a Python float).
+        mode: ``c0``, ``c1`` or ``c2``.
+
+    Returns:
+        ``y`` of ``u``'s shape and dtype (first-order gradients w.r.t. ``u`` and ``w``).
+    """
+    shape = u.shape
+    n = shape[-1]
+    uf = u.reshape(-1, n)
+    wf = w.expand(shape).reshape(-1, n)
+    return _WindowSmooth.apply(uf, wf, float(softness), mode).reshape(shape)
+
+
+def softsort_values(
+    z: torch.Tensor, x: torch.Tensor, softness: float, mode: str, descending: bool
+) -> torch.Tensor:
+    r"""SoftSort's ``P @ x`` in a sparse mode (rows: the sorted scores as anchors) without ``P``.
+
+    Args:
+        z: finite scores ``(..., n)``.
+        x: finite values of ``z``'s shape.
+        softness: ``s > 0``.
+        mode: ``c0``, ``c1`` or ``c2``.
+        descending: anchors in descending order.
+    """
+    zs, idx = _take.sort(z, descending=descending)
+    xs = x.gather(-1, idx)
+    y = window_smooth(_ascending(zs, descending), _ascending(xs, descending), softness, mode)
+    return _ascending(y, descending)
+
+
+def softsort_rank(z: torch.Tensor, softness: float, mode: str, descending: bool) -> torch.Tensor:
+    r"""SoftSort's ranks :math:`r_k = \sum_i i\,\Pi_i(-|\hat z_i - z_k| / s)` in a sparse mode:
+    the same window sums with the positions ``1..n`` as weights, read back at each input.
+
+    Args:
+        z: finite scores ``(..., n)``.
+        softness: ``s > 0``.
+        mode: ``c0``, ``c1`` or ``c2``.
+        descending: position 1 is the largest score.
+    """
+    zs, idx = _take.sort(z, descending=descending)
+    pos = torch.arange(1, z.shape[-1] + 1, device=z.device, dtype=z.dtype)
+    y = window_smooth(_ascending(zs, descending), _ascending(pos, descending), softness, mode)
+    y = _ascending(y, descending)
+    return torch.zeros_like(y).scatter(-1, idx, y)
