@@ -10,18 +10,18 @@ The scores are unimodal in ``j`` with their peak ``0`` at ``j = m``, so the supp
 order of distance :math:`d_j = |u_m - u_j|/s` and keeps candidate ``k`` while
 :math:`f_k = \sum_{j < k} (d_k - d_j)^e < 1` (the support test of
 :func:`softtorch.simplex.project_simplex`, from running sums of :math:`d, d^2, d^3`), so the work
-is ``O(window)`` per row. :func:`_threshold` is the closed form of :mod:`softtorch.simplex` on the
-window (mean and centred moments of the scores).
+is ``O(window)`` per row; the threshold is the closed form of :mod:`softtorch.simplex` on the
+window, from the same running sums (mean and centred moments of the scores).
 
 * :func:`window_values`: :math:`y_m = \sum_j p_{mj} w_j` and the per-row ``lo``, ``hi``,
-  :math:`\lambda`.
+  :math:`\lambda` and :math:`\bar w` (below), ``O(n)`` saved for the backward.
 * :func:`window_values_vjp`: with :math:`h_j = e\,(\sigma_{mj} - \lambda_m)^{e-1}` on the support,
   the Jacobian of the projection is :math:`\mathrm{diag}(h) - h h^\top / \sum h`, so for the
   incoming gradient ``g``, :math:`\partial\sigma_{mj} = g_m h_j (w_j - \bar w_m)` with
   :math:`\bar w_m = \sum_j h_j w_j / \sum_j h_j`; then
   :math:`\nabla u_m \mathrel{-}= \partial\sigma_{mj}\,\mathrm{sign}(u_m - u_j)/s`,
   :math:`\nabla u_j \mathrel{+}= \partial\sigma_{mj}\,\mathrm{sign}(u_m - u_j)/s` and
-  :math:`\nabla w_j \mathrel{+}= g_m p_{mj}`.
+  :math:`\nabla w_j \mathrel{+}= g_m p_{mj}`; one pass over each window.
 
 This module imports numba at import time; :mod:`._softsort_cstream` imports it on the first CPU
 call.
@@ -38,7 +38,8 @@ _TINY = float(np.finfo(np.float64).tiny) ** 0.25
 
 @nb.njit(error_model="numpy", cache=False)
 def _support(u, m, inv_s, e):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
-    """``(lo, hi)``: the support window of row ``m`` (merge outward from the peak)."""
+    """``(lo, hi, lam)``: the support window of row ``m`` (merge outward from the peak) and the
+    threshold, from the running sums of the distances on the window."""
     n = u.shape[0]
     um = u[m]
     lo = m
@@ -69,33 +70,19 @@ def _support(u, m, inv_s, e):  # noqa: ANN001, ANN202  # pragma: no cover - comp
         s1 += d
         s2 += d * d
         s3 += d * d * d
-    return lo, hi
-
-
-@nb.njit(error_model="numpy", cache=False)
-def _threshold(u, m, lo, hi, inv_s, e):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
-    r""":math:`\lambda_m` from the closed form on the window (see :mod:`softtorch.simplex`)."""
-    um = u[m]
-    size = float(hi - lo + 1)
-    mu = 0.0
-    for j in range(lo, hi + 1):
-        mu += -abs(um - u[j]) * inv_s
-    mu /= size
+    # closed form of softtorch.simplex on the scores -d: mean -dbar, centred moments m2, m3
+    dbar = s1 / k
     if e == 1:
-        return mu - 1.0 / size
-    m2 = 0.0
-    m3 = 0.0
-    for j in range(lo, hi + 1):
-        dd = -abs(um - u[j]) * inv_s - mu
-        m2 += dd * dd
-        m3 += dd * dd * dd
+        return lo, hi, -dbar - 1.0 / k
+    m2 = max(s2 - s1 * dbar, 0.0)
     if e == 2:
-        return mu - np.sqrt(max((1.0 - m2) / size, _TINY))
-    p = m2 / size
-    q = (m3 - 1.0) / (2.0 * size)
+        return lo, hi, -dbar - np.sqrt(max((1.0 - m2) / k, _TINY))
+    m3 = -(s3 - 3.0 * dbar * s2 + 2.0 * k * dbar * dbar * dbar)
+    p = m2 / k
+    q = (m3 - 1.0) / (2.0 * k)
     disc = np.sqrt(max(q * q + p * p * p, _TINY))
     c = max(disc - q, _TINY) ** (1.0 / 3.0)
-    return mu - (c - p / c)
+    return lo, hi, -dbar - (c - p / c)
 
 
 @nb.njit(error_model="numpy", cache=False)
@@ -109,33 +96,40 @@ def _power(r, e):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
 
 @nb.njit(error_model="numpy", cache=False)
 def window_values(u, w, inv_s, e):  # noqa: ANN001, ANN201  # pragma: no cover - compiled
-    """``(y, lo, hi, lam)`` for ``u``, ``w`` of shape ``(batch, n)`` (see the module docstring)."""
+    """``(y, lo, hi, lam, wbar)`` for ``u``, ``w`` of shape ``(batch, n)`` (see the module
+    docstring; ``wbar`` is the per-row mean that the backward needs)."""
     nb_, n = u.shape
     y = np.empty_like(u)
     lam = np.empty_like(u)
+    wbar = np.empty_like(u)
     lo = np.empty((nb_, n), dtype=np.int64)
     hi = np.empty((nb_, n), dtype=np.int64)
     for b in range(nb_):
         ub = u[b]
         wb = w[b]
         for m in range(n):
-            a, c = _support(ub, m, inv_s, e)
-            lm = _threshold(ub, m, a, c, inv_s, e)
+            a, c, lm = _support(ub, m, inv_s, e)
             um = ub[m]
             acc = 0.0
+            hs = 0.0
+            hw = 0.0
             for j in range(a, c + 1):
                 r = -abs(um - ub[j]) * inv_s - lm
                 if r > 0.0:
+                    h = 1.0 if e == 1 else e * _power(r, e - 1)
                     acc += _power(r, e) * wb[j]
+                    hs += h
+                    hw += h * wb[j]
             y[b, m] = acc
             lam[b, m] = lm
+            wbar[b, m] = hw / hs
             lo[b, m] = a
             hi[b, m] = c
-    return y, lo, hi, lam
+    return y, lo, hi, lam, wbar
 
 
 @nb.njit(error_model="numpy", cache=False)
-def window_values_vjp(u, w, g, lo, hi, lam, inv_s, e):  # noqa: ANN001, ANN201  # pragma: no cover
+def window_values_vjp(u, w, g, lo, hi, lam, wbar, inv_s, e):  # noqa: ANN001, ANN201  # pragma: no cover
     """``(grad_u, grad_w)`` of ``<g, y>`` (see the module docstring)."""
     nb_, n = u.shape
     gu = np.zeros_like(u)
@@ -149,28 +143,24 @@ def window_values_vjp(u, w, g, lo, hi, lam, inv_s, e):  # noqa: ANN001, ANN201  
                 continue
             um = ub[m]
             lm = lam[b, m]
-            a = lo[b, m]
-            c = hi[b, m]
-            hs = 0.0
-            hw = 0.0
-            for j in range(a, c + 1):
-                r = -abs(um - ub[j]) * inv_s - lm
-                if r > 0.0:
-                    h = 1.0 if e == 1 else e * _power(r, e - 1)
-                    hs += h
-                    hw += h * wb[j]
-            wbar = hw / hs
+            wm = wbar[b, m]
             acc = 0.0
-            for j in range(a, c + 1):
-                r = -abs(um - ub[j]) * inv_s - lm
+            for j in range(lo[b, m], hi[b, m] + 1):
+                diff = um - ub[j]
+                r = -abs(diff) * inv_s - lm
                 if r > 0.0:
-                    h = 1.0 if e == 1 else e * _power(r, e - 1)
-                    gw[b, j] += gm * _power(r, e)
-                    diff = um - ub[j]
-                    if diff != 0.0:
-                        ds = gm * h * (wb[j] - wbar) * inv_s
-                        ds = ds if diff > 0.0 else -ds
+                    if e == 1:
+                        gw[b, j] += gm * r
+                        ds = gm * (wb[j] - wm) * inv_s
+                    else:
+                        rp = _power(r, e - 1)
+                        gw[b, j] += gm * rp * r
+                        ds = gm * e * rp * (wb[j] - wm) * inv_s
+                    if diff > 0.0:
                         acc -= ds
                         gu[b, j] += ds
+                    elif diff < 0.0:
+                        acc += ds
+                        gu[b, j] -= ds
             gu[b, m] += acc
     return gu, gw

@@ -137,8 +137,8 @@ class _WindowSmooth(torch.autograd.Function):
 
             res = _kernel_guard.guarded(_FAMILY, kernel, lambda: None, "the torch path")
             if res is not None:
-                y, lo, hi, lam = res
-                ctx.state = (ud, wd, lo, hi, lam)
+                y, *rest = res
+                ctx.state = (ud, wd, *rest)
                 ctx.save_for_backward(u, w)
                 return y.to(u.dtype)
         with torch.no_grad():
@@ -151,14 +151,14 @@ class _WindowSmooth(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         u, w = ctx.saved_tensors
         if ctx.state is not None:
-            ud, wd, lo, hi, lam = ctx.state
+            ud, wd, lo, hi, lam, wbar = ctx.state
             gd = g.detach().to(torch.float64).contiguous().numpy()
             e = EXPONENT[ctx.mode]
 
             def kernel() -> tuple[torch.Tensor, torch.Tensor]:
                 gu, gw = _numba().window_values_vjp(
                     ud.numpy(), wd.numpy(), gd, lo.numpy(), hi.numpy(), lam.numpy(),
-                    1.0 / ctx.softness, e,
+                    wbar.numpy(), 1.0 / ctx.softness, e,
                 )  # fmt: skip
                 return torch.from_numpy(gu).to(u.dtype), torch.from_numpy(gw).to(w.dtype)
 
