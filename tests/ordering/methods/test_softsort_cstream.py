@@ -121,7 +121,9 @@ def test_cstream_matches_dense(
 @pytest.mark.parametrize("mode", MODES)
 def test_cstream_heavy_ties_and_wide_support(monkeypatch: pytest.MonkeyPatch, mode: str) -> None:
     """Many equal scores (windows of ties on both sides) and a softness wider than the data."""
-    x = torch.tensor([[0.0, 1.0, 0.0, 0.5, 1.0, 0.0, -2.0, 0.5, 3.0, 1.0, 0.0]], dtype=torch.float64)
+    x = torch.tensor(
+        [[0.0, 1.0, 0.0, 0.5, 1.0, 0.0, -2.0, 0.5, 3.0, 1.0, 0.0]], dtype=torch.float64
+    )
     for softness in (0.2, 30.0):
         for op, fn in _ops(mode, True, False, softness).items():
             v1, g1 = _run(monkeypatch, True, fn, x)
