@@ -22,6 +22,9 @@ window, from the same running sums (mean and centred moments of the scores).
   :math:`\nabla u_m \mathrel{-}= \partial\sigma_{mj}\,\mathrm{sign}(u_m - u_j)/s`,
   :math:`\nabla u_j \mathrel{+}= \partial\sigma_{mj}\,\mathrm{sign}(u_m - u_j)/s` and
   :math:`\nabla w_j \mathrel{+}= g_m p_{mj}`; one pass over each window.
+* :func:`window_rows` / :func:`window_rows_vjp`: selected rows of the projection written into a
+  zero matrix (soft permutation rows), and the same backward with row ``m`` of the incoming
+  gradient ``G`` in place of :math:`g_m w`.
 
 This module imports numba at import time; :mod:`._softsort_cstream` imports it on the first CPU
 call.
@@ -164,3 +167,67 @@ def window_values_vjp(u, w, g, lo, hi, lam, wbar, inv_s, e):  # noqa: ANN001, AN
                         gu[b, j] -= ds
             gu[b, m] += acc
     return gu, gw
+
+
+@nb.njit(error_model="numpy", cache=False)
+def window_rows(u, rows, perm, inv_s, e):  # noqa: ANN001, ANN201  # pragma: no cover - compiled
+    """Rows ``rows`` (ascending indices) of the projection, ``(batch, r, n)``, written at the
+    original columns ``perm[b, j]`` of the sorted points (zeros elsewhere); also ``lo, hi, lam``
+    of each written row."""
+    nb_, n = u.shape
+    r_ = rows.shape[0]
+    out = np.zeros((nb_, r_, n), dtype=u.dtype)
+    lam = np.empty((nb_, r_), dtype=u.dtype)
+    lo = np.empty((nb_, r_), dtype=np.int64)
+    hi = np.empty((nb_, r_), dtype=np.int64)
+    for b in range(nb_):
+        ub = u[b]
+        for i in range(r_):
+            m = rows[i]
+            a, c, lm = _support(ub, m, inv_s, e)
+            um = ub[m]
+            for j in range(a, c + 1):
+                r = -abs(um - ub[j]) * inv_s - lm
+                if r > 0.0:
+                    out[b, i, perm[b, j]] = _power(r, e)
+            lam[b, i] = lm
+            lo[b, i] = a
+            hi[b, i] = c
+    return out, lo, hi, lam
+
+
+@nb.njit(error_model="numpy", cache=False)
+def window_rows_vjp(u, rows, perm, g, lo, hi, lam, inv_s, e):  # noqa: ANN001, ANN201  # pragma: no cover
+    """``(grad_u, grad_a)`` of ``<G, P_rows>`` for ``G`` ``(batch, r, n)`` in the original column
+    order: ``grad_u`` through the columns, ``grad_a`` through each row's anchor ``u[rows[i]]``."""
+    nb_, n = u.shape
+    gu = np.zeros_like(u)
+    ga = np.zeros((nb_, rows.shape[0]), dtype=u.dtype)
+    for b in range(nb_):
+        ub = u[b]
+        for i in range(rows.shape[0]):
+            m = rows[i]
+            um = ub[m]
+            lm = lam[b, i]
+            hs = 0.0
+            hg = 0.0
+            for j in range(lo[b, i], hi[b, i] + 1):
+                r = -abs(um - ub[j]) * inv_s - lm
+                if r > 0.0:
+                    h = 1.0 if e == 1 else e * _power(r, e - 1)
+                    hs += h
+                    hg += h * g[b, i, perm[b, j]]
+            gbar = hg / hs
+            acc = 0.0
+            for j in range(lo[b, i], hi[b, i] + 1):
+                diff = um - ub[j]
+                r = -abs(diff) * inv_s - lm
+                if r > 0.0 and diff != 0.0:
+                    h = 1.0 if e == 1 else e * _power(r, e - 1)
+                    ds = h * (g[b, i, perm[b, j]] - gbar) * inv_s
+                    if diff < 0.0:
+                        ds = -ds
+                    acc -= ds
+                    gu[b, j] += ds
+            ga[b, i] = acc
+    return gu, ga

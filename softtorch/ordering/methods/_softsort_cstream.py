@@ -228,3 +228,170 @@ def softsort_rank(z: torch.Tensor, softness: float, mode: str, descending: bool)
     y = window_smooth(_ascending(zs, descending), _ascending(pos, descending), softness, mode)
     y = _ascending(y, descending)
     return torch.zeros_like(y).scatter(-1, idx, y)
+
+
+# ----------------------------------------------------------------------------------------------
+# rows of the soft permutation (argsort, sort with indices, topk, quantile rows)
+# ----------------------------------------------------------------------------------------------
+
+
+def _row_chunks(
+    u: torch.Tensor, rows: list[int], softness: float
+) -> list[tuple[int, int, int, int]]:
+    """``(i0, i1, c0, c1)``: chunks ``rows[i0:i1]`` whose column band ``c0:c1`` (holding their
+    supports) keeps ``batch * rows * band`` within :data:`BLOCK_ELEMENTS` (or one row)."""
+    reach = softness * (1.0 + _MARGIN)
+    lo = torch.searchsorted(u, u - reach).amin(0).tolist()
+    hi = torch.searchsorted(u, u + reach, right=True).amax(0).tolist()
+    out: list[tuple[int, int, int, int]] = []
+    i0, c0, c1 = 0, lo[rows[0]], hi[rows[0]]
+    for i in range(1, len(rows)):
+        a, b = min(c0, lo[rows[i]]), max(c1, hi[rows[i]])
+        if u.shape[0] * (i + 1 - i0) * (b - a) > BLOCK_ELEMENTS:
+            out.append((i0, i, c0, c1))
+            i0, a, b = i, lo[rows[i]], hi[rows[i]]
+        c0, c1 = a, b
+    out.append((i0, len(rows), c0, c1))
+    return out
+
+
+def _chunk_rows(ar: torch.Tensor, ub: torch.Tensor, inv_s: float, mode: str) -> torch.Tensor:
+    return simplex.project_simplex((ar.unsqueeze(-1) - ub.unsqueeze(-2)).abs() * (-inv_s), mode)
+
+
+def _torch_rows(
+    u: torch.Tensor, perm: torch.Tensor, rows: torch.Tensor, softness: float, mode: str
+) -> torch.Tensor:
+    batch, n = u.shape
+    out = u.new_zeros(batch, rows.shape[0], n)
+    for i0, i1, c0, c1 in _row_chunks(u, rows.tolist(), softness):
+        ar = u.index_select(-1, rows[i0:i1])
+        p = _chunk_rows(ar, u[:, c0:c1], 1.0 / softness, mode)
+        cols = perm[:, None, c0:c1].expand(batch, i1 - i0, c1 - c0)
+        out[:, i0:i1].scatter_(-1, cols, p)
+    return out
+
+
+def _torch_rows_vjp(
+    u: torch.Tensor, perm: torch.Tensor, rows: torch.Tensor, g: torch.Tensor, softness: float,
+    mode: str,
+) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
+    batch = u.shape[0]
+    gu = torch.zeros_like(u)
+    ga = u.new_zeros(batch, rows.shape[0])
+    for i0, i1, c0, c1 in _row_chunks(u, rows.tolist(), softness):
+        ar = u.index_select(-1, rows[i0:i1]).detach().requires_grad_(True)
+        ub = u[:, c0:c1].detach().requires_grad_(True)
+        with torch.enable_grad():
+            p = _chunk_rows(ar, ub, 1.0 / softness, mode)
+        cols = perm[:, None, c0:c1].expand(batch, i1 - i0, c1 - c0)
+        dr, db = torch.autograd.grad(p, (ar, ub), g[:, i0:i1].gather(-1, cols))
+        ga[:, i0:i1] = dr
+        gu[:, c0:c1] += db
+    return gu, ga
+
+
+class _WindowRows(torch.autograd.Function):
+    """Rows ``rows`` of ``Pi(-|a_i - u_:| / s)`` on ascending ``u`` (batch, n) with the anchors
+    ``a_i = u[rows[i]]`` (equal values, their own gradient path), columns in the original order
+    ``perm``; saves ``u`` and ``O(rows)`` window data, no ``n x n`` tensor."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, a: torch.Tensor, u: torch.Tensor, perm: torch.Tensor, rows: torch.Tensor,
+        softness: float, mode: str,
+    ) -> torch.Tensor:  # fmt: skip
+        ctx.softness, ctx.mode = softness, mode
+        ctx.state = None
+        ctx.save_for_backward(u, perm, rows)
+        if _use_numba(u):
+            ud = u.detach().to(torch.float64).contiguous()
+            pn, rn = perm.contiguous().numpy(), rows.contiguous().numpy()
+
+            def kernel() -> tuple[torch.Tensor, ...]:
+                out = _numba().window_rows(ud.numpy(), rn, pn, 1.0 / softness, EXPONENT[mode])
+                return tuple(torch.from_numpy(t) for t in out)
+
+            res = _kernel_guard.guarded(_FAMILY, kernel, lambda: None, "the torch path")
+            if res is not None:
+                ctx.state = (ud, pn, rn, *res[1:])
+                return res[0].to(u.dtype)
+        with torch.no_grad():
+            return _torch_rows(u.detach(), perm, rows, softness, mode)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        u, perm, rows = ctx.saved_tensors
+
+        def fallback() -> tuple[torch.Tensor, torch.Tensor]:
+            return _torch_rows_vjp(u.detach(), perm, rows, g, ctx.softness, ctx.mode)
+
+        if ctx.state is None:
+            gu, ga = fallback()
+        else:
+            ud, pn, rn, lo, hi, lam = ctx.state
+            gd = g.detach().to(torch.float64).contiguous().numpy()
+
+            def kernel() -> tuple[torch.Tensor, torch.Tensor]:
+                gu, ga = _numba().window_rows_vjp(
+                    ud.numpy(), rn, pn, gd, lo.numpy(), hi.numpy(), lam.numpy(),
+                    1.0 / ctx.softness, EXPONENT[ctx.mode],
+                )  # fmt: skip
+                return torch.from_numpy(gu).to(u.dtype), torch.from_numpy(ga).to(u.dtype)
+
+            gu, ga = _kernel_guard.guarded(_FAMILY, kernel, fallback, "the torch path")
+        return ga, gu, None, None, None, None
+
+
+def _perm_rows(
+    z: torch.Tensor, anchors: torch.Tensor, rows: torch.Tensor, softness: float, mode: str
+) -> torch.Tensor:
+    """Rows of SoftSort's permutation in a sparse mode, ``(..., r, n)``: ``anchors`` (``(..., r)``,
+    with the anchors' own gradient path, as the dense path) equal the ascending sorted scores at
+    ``rows``."""
+    u, perm = _take.sort(z)
+    n, r = z.shape[-1], rows.shape[0]
+    args = (anchors.reshape(-1, r), u.reshape(-1, n), perm.reshape(-1, n), rows)
+    out = _WindowRows.apply(*args, float(softness), mode)
+    return out.reshape(*z.shape[:-1], r, n)
+
+
+def softsort_permutation(
+    z: torch.Tensor,
+    softness: float,
+    mode: str,
+    descending: bool,
+    positions: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """SoftSort's soft permutation (or its rows ``positions``) in a sparse mode, written from the
+    windows with ``O(n)`` autograd memory besides the result.
+
+    Args:
+        z: finite scores ``(..., n)``.
+        softness: ``s > 0``.
+        mode: ``c0``, ``c1`` or ``c2``.
+        descending: rows in descending order.
+        positions: 1-D int64 rows to return (all rows when None).
+    """
+    n = z.shape[-1]
+    anchors = _take.sort(z, descending=descending)[0]
+    pos = torch.arange(n, device=z.device) if positions is None else positions
+    if positions is not None:
+        anchors = _take.index_select_last(anchors, positions)
+    return _perm_rows(z, anchors, n - 1 - pos if descending else pos, softness, mode)
+
+
+def softsort_topk_permutation(z: torch.Tensor, k: int, softness: float, mode: str) -> torch.Tensor:
+    """The first ``k`` rows of the descending soft permutation in a sparse mode (anchors:
+    ``topk(z, k)``, as the dense path).
+
+    Args:
+        z: finite scores ``(..., n)``.
+        k: rows.
+        softness: ``s > 0``.
+        mode: ``c0``, ``c1`` or ``c2``.
+    """
+    n = z.shape[-1]
+    rows = n - 1 - torch.arange(k, device=z.device)
+    return _perm_rows(z, _take.topk(z, k)[0], rows, softness, mode)

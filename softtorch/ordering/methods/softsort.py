@@ -15,8 +15,9 @@ ranks never hold an ``n x n`` matrix for autograd, a returned ``P`` is the only 
 In ``smooth`` mode, large ``P @ x`` and ranks skip ``P`` altogether: the anchors are the sorted
 scores, so both are Laplace-kernel smoothings on sorted points, ``O(n)`` memory
 (:mod:`._softsort_stream`; when it applies: :mod:`._stream`). In the sparse modes the rows'
-supports are windows of sorted points, so large ``P @ x`` and ranks are window sums
-(:mod:`._softsort_cstream`), ``O(n)`` memory as well.
+supports are windows of sorted points, so large ``P @ x`` and ranks are window sums and a
+requested ``P`` (or its rows) is written from the windows (:mod:`._softsort_cstream`), ``O(n)``
+autograd memory as well.
 """
 
 from __future__ import annotations
@@ -99,8 +100,11 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z):  # smooth, large: written block by block
-            return _stream_ss.softsort_permutation(z, stream_softness(softness), descending)
+        if use_stream(mode, softness, z, modes=ALL_MODES):  # large: written block by block
+            s = stream_softness(softness)
+            if mode == "smooth":
+                return _stream_ss.softsort_permutation(z, s, descending)
+            return _cstream_ss.softsort_permutation(z, s, mode, descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode)
 
@@ -114,9 +118,11 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, rows=positions.shape[0]):
+        if use_stream(mode, softness, z, rows=positions.shape[0], modes=ALL_MODES):
             s = stream_softness(softness)
-            return _stream_ss.softsort_permutation(z, s, descending, positions)
+            if mode == "smooth":
+                return _stream_ss.softsort_permutation(z, s, descending, positions)
+            return _cstream_ss.softsort_permutation(z, s, mode, descending, positions)
         zs = _take.index_select_last(_sorted(z, descending), positions)
         return _soft_rows(zs, z, softness, mode)
 
@@ -129,8 +135,11 @@ class SoftSort(OrderingMethod):
         *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, rows=k):
-            return _stream_ss.softsort_topk_permutation(z, k, stream_softness(softness))
+        if use_stream(mode, softness, z, rows=k, modes=ALL_MODES):
+            s = stream_softness(softness)
+            if mode == "smooth":
+                return _stream_ss.softsort_topk_permutation(z, k, s)
+            return _cstream_ss.softsort_topk_permutation(z, k, s, mode)
         return _soft_rows(_take.topk(z, k)[0], z, softness, mode)
 
     def argmax(
@@ -181,10 +190,13 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if use_stream(mode, softness, z, x):  # smooth, large: P block by block, P @ x in O(n)
+        if use_stream(mode, softness, z, x, modes=ALL_MODES):  # large: P in blocks, P @ x in O(n)
             s = stream_softness(softness)
-            perm = _stream_ss.softsort_permutation(z, s, descending)
-            return perm, _stream_ss.softsort_values(z, x, s, descending)
+            if mode == "smooth":
+                perm = _stream_ss.softsort_permutation(z, s, descending)
+                return perm, _stream_ss.softsort_values(z, x, s, descending)
+            perm = _cstream_ss.softsort_permutation(z, s, mode, descending)
+            return perm, _cstream_ss.softsort_values(z, x, s, mode, descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=True)
 

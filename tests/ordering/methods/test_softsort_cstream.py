@@ -1,4 +1,5 @@
-"""Streamed sparse-mode (``c0`` / ``c1`` / ``c2``) SoftSort values and ranks against the dense path.
+"""Streamed sparse-mode (``c0`` / ``c1`` / ``c2``) SoftSort values, ranks and soft-permutation rows
+against the dense path.
 
 The streamed path is forced on small inputs (``STREAM_MIN = 0``), the torch backend with small
 row blocks so that several blocks and bands are exercised; the dense path (``STREAM_MIN`` huge),
@@ -132,6 +133,49 @@ def test_cstream_heavy_ties_and_wide_support(monkeypatch: pytest.MonkeyPatch, mo
             torch.testing.assert_close(g1, g0, rtol=1e-8, atol=1e-9, msg=op)
 
 
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("descending", [False, True])
+def test_soft_indices_match_dense(
+    monkeypatch: pytest.MonkeyPatch, backend: str, mode: str, descending: bool
+) -> None:
+    """argsort / sort with indices / topk / quantile rows written from the windows (ties: the
+    anchors keep the dense path's gradient routing)."""
+    x = _inputs()
+    n = x.shape[-1]
+    w = torch.randn(n, n, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+
+    def fn(xx: torch.Tensor) -> torch.Tensor:
+        kw = {"softness": 0.1, "method": "softsort", "mode": mode}
+        r = st.sort(xx, descending=descending, **kw)
+        a = st.argsort(xx, descending=not descending, **kw)
+        t = st.topk(xx, 4, largest=not descending, **kw)
+        q = st.argquantile(xx, torch.tensor([0.3, 0.6], dtype=xx.dtype), dim=-1, **kw)
+        parts = (
+            r.values,
+            (r.indices * w).sum(-1),
+            (a * w.T).sum(-1),
+            (t.indices * w[:4]).sum(-1),
+            t.values,
+            (q.movedim(0, -2) * w[:2]).sum(-1),
+        )
+        return torch.cat(parts, dim=-1)
+
+    v1, g1 = _run(monkeypatch, True, fn, x)
+    v0, g0 = _run(monkeypatch, False, fn, x)
+    torch.testing.assert_close(v1, v0, rtol=1e-10, atol=1e-10)
+    torch.testing.assert_close(g1, g0, rtol=1e-8, atol=1e-9)
+
+
+def test_permutation_rows_gradcheck(backend: str) -> None:
+    x = torch.tensor([[0.3, -1.2, 0.8, 0.05, 1.7, -0.4, 0.61]], dtype=torch.float64)
+    for mode in MODES:
+        for desc in (False, True):
+            fn = lambda z: cs.softsort_permutation(z, 0.7, mode, desc)  # noqa: B023, E731
+            assert torch.autograd.gradcheck(fn, (x.clone().requires_grad_(),))
+        fk = lambda z: cs.softsort_topk_permutation(z, 3, 0.7, mode)  # noqa: B023, E731
+        assert torch.autograd.gradcheck(fk, (x.clone().requires_grad_(),))
+
+
 def test_cstream_float32_close_to_float64(monkeypatch: pytest.MonkeyPatch) -> None:
     x = _inputs(40)
     for mode in MODES:
@@ -178,10 +222,20 @@ def test_cstream_dispatch_rule(monkeypatch: pytest.MonkeyPatch) -> None:
     st.sort(x, mode="c2", method="softsort", return_indices=False)
     st.rank(x, dim=-1, mode="c0", method="softsort")
     assert calls == ["c2", "c0"]
-    st.sort(x, mode="c1", method="softsort")
     st.rank(x, dim=-1, mode="c1", method="softsort", softness=torch.tensor(0.1).requires_grad_())
     st.rank(x, dim=-1, mode="c1", method="neuralsort")
+    st.sort(x, mode="hard", method="softsort", return_indices=False)
     assert calls == ["c2", "c0"]
+    rows: list[int] = []
+
+    def spy(z: torch.Tensor, a: torch.Tensor, r: torch.Tensor, s: float, m: str) -> torch.Tensor:
+        rows.append(r.shape[0])
+        return z.new_zeros(*z.shape[:-1], r.shape[0], z.shape[-1])
+
+    monkeypatch.setattr(cs, "_perm_rows", spy)
+    st.topk(x, 3, dim=-1, mode="c1", method="softsort")
+    st.argsort(x, mode="c0", method="softsort")
+    assert rows == [3, 9]
 
 
 def test_cstream_double_backward_stays_dense(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -200,7 +254,8 @@ def test_broken_kernel_falls_back_to_torch(monkeypatch: pytest.MonkeyPatch) -> N
     def broken(*_: object) -> None:
         raise AssertionError("simulated compile failure")
 
-    fake = type("M", (), {n: staticmethod(broken) for n in ("window_values", "window_values_vjp")})
+    names = ("window_values", "window_values_vjp", "window_rows", "window_rows_vjp")
+    fake = type("M", (), {n: staticmethod(broken) for n in names})
     monkeypatch.setattr(cs, "_numba", lambda: fake)
     u = _inputs(15, (2,)).sort(-1).values.requires_grad_(True)
     with warnings.catch_warnings(record=True) as rec:
