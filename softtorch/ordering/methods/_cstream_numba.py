@@ -170,13 +170,12 @@ def window_values_vjp(u, w, g, lo, hi, lam, wbar, inv_s, e):  # noqa: ANN001, AN
 
 
 @nb.njit(error_model="numpy", cache=False)
-def window_rows(u, rows, perm, inv_s, e):  # noqa: ANN001, ANN201  # pragma: no cover - compiled
-    """Rows ``rows`` (ascending indices) of the projection, ``(batch, r, n)``, written at the
-    original columns ``perm[b, j]`` of the sorted points (zeros elsewhere); also ``lo, hi, lam``
-    of each written row."""
+def window_rows(u, rows, perm, inv_s, e, out):  # noqa: ANN001, ANN201  # pragma: no cover
+    """Rows ``rows`` (ascending indices) of the projection written into the zero-filled ``out``
+    ``(batch, r, n)`` (any float dtype) at the original columns ``perm[b, j]`` of the sorted
+    points; returns ``lo, hi, lam`` of each written row."""
     nb_, n = u.shape
     r_ = rows.shape[0]
-    out = np.zeros((nb_, r_, n), dtype=u.dtype)
     lam = np.empty((nb_, r_), dtype=u.dtype)
     lo = np.empty((nb_, r_), dtype=np.int64)
     hi = np.empty((nb_, r_), dtype=np.int64)
@@ -193,7 +192,7 @@ def window_rows(u, rows, perm, inv_s, e):  # noqa: ANN001, ANN201  # pragma: no 
             lam[b, i] = lm
             lo[b, i] = a
             hi[b, i] = c
-    return out, lo, hi, lam
+    return lo, hi, lam
 
 
 @nb.njit(error_model="numpy", cache=False)

@@ -56,7 +56,8 @@ def _numba() -> Any:
 
 
 def _use_numba(u: torch.Tensor) -> bool:
-    return _backend == "auto" and _HAS_NUMBA and u.device.type == "cpu"
+    dtype_ok = u.dtype in (torch.float32, torch.float64)
+    return _backend == "auto" and _HAS_NUMBA and u.device.type == "cpu" and dtype_ok
 
 
 # ----------------------------------------------------------------------------------------------
@@ -308,14 +309,17 @@ class _WindowRows(torch.autograd.Function):
             ud = u.detach().to(torch.float64).contiguous()
             pn, rn = perm.contiguous().numpy(), rows.contiguous().numpy()
 
+            out = u.new_zeros(u.shape[0], rows.shape[0], u.shape[1])
+
             def kernel() -> tuple[torch.Tensor, ...]:
-                out = _numba().window_rows(ud.numpy(), rn, pn, 1.0 / softness, EXPONENT[mode])
-                return tuple(torch.from_numpy(t) for t in out)
+                e = EXPONENT[mode]
+                res = _numba().window_rows(ud.numpy(), rn, pn, 1.0 / softness, e, out.numpy())
+                return tuple(torch.from_numpy(t) for t in res)
 
             res = _kernel_guard.guarded(_FAMILY, kernel, lambda: None, "the torch path")
             if res is not None:
-                ctx.state = (ud, pn, rn, *res[1:])
-                return res[0].to(u.dtype)
+                ctx.state = (ud, pn, rn, *res)
+                return out
         with torch.no_grad():
             return _torch_rows(u.detach(), perm, rows, softness, mode)
 
@@ -331,7 +335,7 @@ class _WindowRows(torch.autograd.Function):
             gu, ga = fallback()
         else:
             ud, pn, rn, lo, hi, lam = ctx.state
-            gd = g.detach().to(torch.float64).contiguous().numpy()
+            gd = g.detach().contiguous().numpy()  # read in its own dtype (no n x n copy)
 
             def kernel() -> tuple[torch.Tensor, torch.Tensor]:
                 gu, ga = _numba().window_rows_vjp(
