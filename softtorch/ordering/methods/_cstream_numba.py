@@ -39,31 +39,76 @@ import numpy as np
 _TINY = float(np.finfo(np.float64).tiny) ** 0.25
 
 
-@nb.njit(error_model="numpy", cache=False)
-def _support(u, m, inv_s, e):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
-    """``(lo, hi, lam)``: the support window of row ``m`` (merge outward from the peak) and the
-    threshold, from the running sums of the distances on the window."""
-    n = u.shape[0]
-    um = u[m]
-    lo = m
-    hi = m
-    k = 1.0
+@nb.njit(error_model="numpy", fastmath={"reassoc", "contract"}, cache=False)
+def _ball_sums(u, um, lo, hi, inv_s):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """Sums of ``d, d^2, d^3`` with ``d = |um - u_j| / s`` over ``lo..hi`` (vectorised)."""
     s1 = 0.0
     s2 = 0.0
     s3 = 0.0
-    while True:
+    for j in range(lo, hi + 1):
+        d = abs(um - u[j]) * inv_s
+        s1 += d
+        s2 += d * d
+        s3 += d * d * d
+    return s1, s2, s3
+
+
+@nb.njit(error_model="numpy", cache=False)
+def _f(k, d, s1, s2, s3, e):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """The support test value of a candidate at distance ``d`` given the sums of the closer ones."""
+    if e == 1:
+        return k * d - s1
+    if e == 2:
+        return (k * d - 2.0 * s1) * d + s2
+    return ((k * d - 3.0 * s1) * d + 3.0 * s2) * d - s3
+
+
+@nb.njit(error_model="numpy", cache=False)
+def _support(u, m, inv_s, e, rho, lo, hi):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``(lo, hi, lam, radius)``: the support window of row ``m`` and its threshold.
+
+    Starts from the ball of distance ``rho`` around ``u_m`` (the previous row's radius; its
+    limits found by moving the previous ``lo``, ``hi``), then drops its farthest points while they
+    fail the support test or merges outward from it in order of distance while the next one
+    passes, so the window is the dense one whatever the start.
+    """
+    n = u.shape[0]
+    um = u[m]
+    lo = min(lo, m)
+    hi = max(hi, m)
+    while lo < m and (um - u[lo]) * inv_s > rho:
+        lo += 1
+    while lo > 0 and (um - u[lo - 1]) * inv_s <= rho:
+        lo -= 1
+    while hi > m and (u[hi] - um) * inv_s > rho:
+        hi -= 1
+    while hi < n - 1 and (u[hi + 1] - um) * inv_s <= rho:
+        hi += 1
+    s1, s2, s3 = _ball_sums(u, um, lo, hi, inv_s)
+    k = float(hi - lo + 1)
+    shrunk = False
+    while k > 1.0:  # drop the farthest point while it fails the test (it is in the sums)
+        dl = (um - u[lo]) * inv_s
+        dr = (u[hi] - um) * inv_s
+        d = max(dl, dr)
+        if _f(k, d, s1, s2, s3, e) < 1.0:
+            break
+        shrunk = True
+        if dl >= dr:
+            lo += 1
+        else:
+            hi -= 1
+        k -= 1.0
+        s1 -= d
+        s2 -= d * d
+        s3 -= d * d * d
+    while not shrunk:  # merge outward while the next point passes
         dl = (um - u[lo - 1]) * inv_s if lo > 0 else np.inf
         dr = (u[hi + 1] - um) * inv_s if hi < n - 1 else np.inf
         d = min(dl, dr)
-        if not d < 1.0:  # f_k >= d^e >= 1 (the peak's own term)
+        if not d < 1.0:  # f >= d^e >= 1 (the peak's own term)
             break
-        if e == 1:
-            f = k * d - s1
-        elif e == 2:
-            f = (k * d - 2.0 * s1) * d + s2
-        else:
-            f = ((k * d - 3.0 * s1) * d + 3.0 * s2) * d - s3
-        if not f < 1.0:
+        if not _f(k, d, s1, s2, s3, e) < 1.0:
             break
         if dl <= dr:
             lo -= 1
@@ -73,19 +118,20 @@ def _support(u, m, inv_s, e):  # noqa: ANN001, ANN202  # pragma: no cover - comp
         s1 += d
         s2 += d * d
         s3 += d * d * d
+    radius = max(um - u[lo], u[hi] - um) * inv_s
     # closed form of softtorch.simplex on the scores -d: mean -dbar, centred moments m2, m3
     dbar = s1 / k
     if e == 1:
-        return lo, hi, -dbar - 1.0 / k
+        return lo, hi, -dbar - 1.0 / k, radius
     m2 = max(s2 - s1 * dbar, 0.0)
     if e == 2:
-        return lo, hi, -dbar - np.sqrt(max((1.0 - m2) / k, _TINY))
+        return lo, hi, -dbar - np.sqrt(max((1.0 - m2) / k, _TINY)), radius
     m3 = -(s3 - 3.0 * dbar * s2 + 2.0 * k * dbar * dbar * dbar)
     p = m2 / k
     q = (m3 - 1.0) / (2.0 * k)
     disc = np.sqrt(max(q * q + p * p * p, _TINY))
     c = max(disc - q, _TINY) ** (1.0 / 3.0)
-    return lo, hi, -dbar - (c - p / c)
+    return lo, hi, -dbar - (c - p / c), radius
 
 
 @nb.njit(error_model="numpy", cache=False)
@@ -95,6 +141,26 @@ def _power(r, e):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
     if e == 2:
         return r * r
     return r * r * r
+
+
+@nb.njit(error_model="numpy", fastmath={"reassoc", "contract"}, cache=False)
+def _row_sums(ub, wb, um, a, c, lm, inv_s, e):  # noqa: ANN001, ANN202  # pragma: no cover
+    """``(sum p w, sum h, sum h w)`` over a window (branch-free, so it vectorises)."""
+    acc = 0.0
+    hs = 0.0
+    hw = 0.0
+    for j in range(a, c + 1):
+        r = max(-abs(um - ub[j]) * inv_s - lm, 0.0)
+        if e == 1:
+            rp = 1.0 if r > 0.0 else 0.0
+        elif e == 2:
+            rp = r
+        else:
+            rp = r * r
+        acc += rp * r * wb[j]
+        hs += e * rp
+        hw += e * rp * wb[j]
+    return acc, hs, hw
 
 
 @nb.njit(error_model="numpy", cache=False)
@@ -110,25 +176,37 @@ def window_values(u, w, inv_s, e):  # noqa: ANN001, ANN201  # pragma: no cover -
     for b in range(nb_):
         ub = u[b]
         wb = w[b]
+        a, c, rad = 0, 0, 0.0
         for m in range(n):
-            a, c, lm = _support(ub, m, inv_s, e)
-            um = ub[m]
-            acc = 0.0
-            hs = 0.0
-            hw = 0.0
-            for j in range(a, c + 1):
-                r = -abs(um - ub[j]) * inv_s - lm
-                if r > 0.0:
-                    h = 1.0 if e == 1 else e * _power(r, e - 1)
-                    acc += _power(r, e) * wb[j]
-                    hs += h
-                    hw += h * wb[j]
+            a, c, lm, rad = _support(ub, m, inv_s, e, rad, a, c)
+            acc, hs, hw = _row_sums(ub, wb, ub[m], a, c, lm, inv_s, e)
             y[b, m] = acc
             lam[b, m] = lm
             wbar[b, m] = hw / hs
             lo[b, m] = a
             hi[b, m] = c
     return y, lo, hi, lam, wbar
+
+
+@nb.njit(error_model="numpy", fastmath={"reassoc", "contract"}, cache=False)
+def _row_vjp(ub, wb, gu, gw, m, a, c, lm, wm, gm, inv_s, e):  # noqa: ANN001, ANN202  # pragma: no cover
+    """Row ``m``'s share of the backward (branch-free over the window, so it vectorises)."""
+    um = ub[m]
+    acc = 0.0
+    for j in range(a, c + 1):
+        diff = um - ub[j]
+        r = max(-abs(diff) * inv_s - lm, 0.0)
+        if e == 1:
+            rp = 1.0 if r > 0.0 else 0.0
+        elif e == 2:
+            rp = r
+        else:
+            rp = r * r
+        gw[j] += gm * rp * r
+        ds = gm * e * rp * (wb[j] - wm) * inv_s * np.sign(diff)
+        acc -= ds
+        gu[j] += ds
+    gu[m] += acc
 
 
 @nb.njit(error_model="numpy", cache=False)
@@ -138,34 +216,11 @@ def window_values_vjp(u, w, g, lo, hi, lam, wbar, inv_s, e):  # noqa: ANN001, AN
     gu = np.zeros_like(u)
     gw = np.zeros_like(u)
     for b in range(nb_):
-        ub = u[b]
-        wb = w[b]
         for m in range(n):
             gm = g[b, m]
-            if gm == 0.0:
-                continue
-            um = ub[m]
-            lm = lam[b, m]
-            wm = wbar[b, m]
-            acc = 0.0
-            for j in range(lo[b, m], hi[b, m] + 1):
-                diff = um - ub[j]
-                r = -abs(diff) * inv_s - lm
-                if r > 0.0:
-                    if e == 1:
-                        gw[b, j] += gm * r
-                        ds = gm * (wb[j] - wm) * inv_s
-                    else:
-                        rp = _power(r, e - 1)
-                        gw[b, j] += gm * rp * r
-                        ds = gm * e * rp * (wb[j] - wm) * inv_s
-                    if diff > 0.0:
-                        acc -= ds
-                        gu[b, j] += ds
-                    elif diff < 0.0:
-                        acc += ds
-                        gu[b, j] -= ds
-            gu[b, m] += acc
+            if gm != 0.0:
+                _row_vjp(u[b], w[b], gu[b], gw[b], m, lo[b, m], hi[b, m], lam[b, m], wbar[b, m],
+                         gm, inv_s, e)  # fmt: skip
     return gu, gw
 
 
@@ -181,9 +236,10 @@ def window_rows(u, rows, perm, inv_s, e, out):  # noqa: ANN001, ANN201  # pragma
     hi = np.empty((nb_, r_), dtype=np.int64)
     for b in range(nb_):
         ub = u[b]
+        a, c, rad = rows[0], rows[0], 0.0
         for i in range(r_):
             m = rows[i]
-            a, c, lm = _support(ub, m, inv_s, e)
+            a, c, lm, rad = _support(ub, m, inv_s, e, rad, a, c)
             um = ub[m]
             for j in range(a, c + 1):
                 r = -abs(um - ub[j]) * inv_s - lm
