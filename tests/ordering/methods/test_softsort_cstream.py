@@ -92,6 +92,26 @@ def test_window_smooth_matches_full_projection(backend: str, mode: str, softness
 
 
 @pytest.mark.parametrize("mode", MODES)
+def test_window_smooth_clustered_points(mode: str) -> None:
+    """Windows that grow and shrink sharply from row to row (the kernel starts each row from the
+    previous radius): dense clusters, gaps, long runs of ties."""
+    g = torch.Generator().manual_seed(3)
+    parts = (
+        torch.randn(60, generator=g, dtype=torch.float64) * 0.01,
+        torch.full((15,), 0.4, dtype=torch.float64),
+        1.0 + torch.rand(40, generator=g, dtype=torch.float64) * 3.0,
+        torch.tensor([9.0, 9.05, 30.0], dtype=torch.float64),
+    )
+    u = torch.cat(parts).sort().values.unsqueeze(0)
+    w = torch.randn(u.shape, generator=g, dtype=torch.float64)
+    for softness in (0.02, 0.3, 2.0):
+        y = cs.window_smooth(u, w, softness, mode)
+        scores = -(u.unsqueeze(-1) - u.unsqueeze(-2)).abs() / softness
+        ref = (simplex.project_simplex(scores, mode) @ w.unsqueeze(-1)).squeeze(-1)
+        torch.testing.assert_close(y, ref, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("mode", MODES)
 def test_window_smooth_gradcheck(backend: str, mode: str) -> None:
     u = torch.tensor([[-1.0, -0.2, 0.1, 0.35, 0.9, 1.4, 2.13]], dtype=torch.float64)
     w = torch.randn(1, 7, dtype=torch.float64)
