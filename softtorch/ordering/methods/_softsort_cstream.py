@@ -44,7 +44,12 @@ _backend = "auto"
 
 
 def set_backend(backend: str) -> None:
-    """``"auto"`` (numba on CPU when installed) or ``"torch"`` (row blocks of torch ops)."""
+    """Select the implementation of the window sums (process-wide).
+
+    Args:
+        backend: ``"auto"`` (the numba kernels on CPU when numba is installed, float32 / float64)
+            or ``"torch"`` (row blocks of torch ops on every device).
+    """
     global _backend
     if backend not in ("auto", "torch"):
         raise ValueError(f"unknown backend {backend!r}; valid backends are: ('auto', 'torch')")
