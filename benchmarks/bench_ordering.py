@@ -8,7 +8,9 @@ run), at (batch, n) in (256, 10), (64, 100), (16, 1000), (1, 10000). Scaling row
 ``fast_soft_sort`` sort/rank at (8, 1e5), (1, 1e5), (1, 1e6) and ``sort``
 of every method at (1, 1e5). Streamed rows (values without an ``n x n`` matrix):
 ``sort_values`` (``sort(..., return_indices=False)``) of ``softsort`` / ``neuralsort`` at (1, 1e4)
-and (1, 1e5), and their ``rank``, ``max``, ``quantile`` at (1, 1e5). Peers:
+and (1, 1e5), and their ``rank``, ``max``, ``quantile`` at (1, 1e5); ``sort_values`` and ``rank``
+of ``softsort`` in modes ``c0`` / ``c1`` / ``c2`` (streamed window sums) at (1, 1e4) and (1, 1e5).
+Peers:
 ``torchsort.soft_sort`` / ``soft_rank`` (regularization ``l2`` and ``kl``, strength 0.1) at the
 ``fast_soft_sort`` shapes when torchsort is importable.
 
@@ -42,6 +44,10 @@ SORT_SCALING: tuple[tuple[int, int], ...] = ((1, 100_000),)
 STREAM_METHODS: tuple[str, ...] = ("softsort", "neuralsort")
 #: Ops whose softsort / neuralsort results are values computed without an n x n matrix.
 STREAM_OPS: tuple[str, ...] = ("sort_values", "rank", "max", "quantile")
+#: Methods whose sparse-mode (c0 / c1 / c2) values and ranks are streamed too, and those ops.
+CSTREAM_METHODS: tuple[str, ...] = ("softsort",)
+CSTREAM_OPS: tuple[str, ...] = ("sort_values", "rank")
+CSTREAM_MODES: tuple[str, ...] = ("c0", "c1", "c2")
 TORCHSORT_REGS: tuple[str, ...] = ("l2", "kl")
 _F32 = 4  # bytes
 
@@ -224,5 +230,10 @@ def cases(quick: bool = False) -> list[dict[str, Any]]:
             out.append(_case("sort_values", method, "smooth", 1, 10_000))
             for op in STREAM_OPS:
                 out.append(_case(op, method, "smooth", 1, 100_000))
+        for method in CSTREAM_METHODS:
+            for mode in CSTREAM_MODES:
+                for op in CSTREAM_OPS:
+                    for n in (10_000, 100_000):
+                        out.append(_case(op, method, mode, 1, n))
     out += _peer_cases(shapes + fss_scaling)
     return out

@@ -5,7 +5,8 @@ NeuralSort) compute the same values as the dense row-block paths, but keep only 
 for autograd (besides a returned soft permutation) and have first-order gradients only. They
 are used when all of these hold:
 
-* the mode is ``smooth`` (the sparse modes keep the dense path);
+* the mode is ``smooth``, or one of the sparse modes ``c0`` / ``c1`` / ``c2`` where the method
+  streams them (SoftSort, :mod:`._softsort_cstream`; pass ``modes``);
 * the softness is a Python float or a tensor that does not require a gradient;
 * eager mode on concrete tensors: not while ``torch.compile`` traces, not under ``torch.func``
   transforms or forward-mode AD (those keep the dense composite, double backward included);
@@ -25,6 +26,8 @@ from .._base import Softness
 
 #: Problems of more than this many ``batch * n * n`` elements take the streamed path.
 STREAM_MIN: int = PLAIN_BUDGET
+#: Every mode with a streamed path somewhere (``smooth`` plus the sparse modes).
+ALL_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "c2")
 
 
 def stream_softness(softness: Softness) -> float | None:
@@ -37,7 +40,11 @@ def stream_softness(softness: Softness) -> float | None:
 
 
 def use_stream(
-    mode: str, softness: Softness, *tensors: torch.Tensor, rows: int | None = None
+    mode: str,
+    softness: Softness,
+    *tensors: torch.Tensor,
+    rows: int | None = None,
+    modes: tuple[str, ...] = ("smooth",),
 ) -> bool:
     """Whether the streamed path applies (see the module docstring).
 
@@ -46,8 +53,9 @@ def use_stream(
         softness: the softness.
         *tensors: the scores first, then any weights; all ``(..., n)``.
         rows: rows of the result (``n`` when None): the size is ``batch * rows * n``.
+        modes: the modes the caller streams (:data:`ALL_MODES` where the sparse ones are too).
     """
-    if mode != "smooth" or stream_softness(softness) is None:
+    if mode not in modes or stream_softness(softness) is None:
         return False
     if torch.compiler.is_compiling() or forward_ad_active():
         return False

@@ -14,7 +14,10 @@ Large inputs are evaluated in row blocks (:func:`softtorch.simplex.chunked_rows`
 ranks never hold an ``n x n`` matrix for autograd, a returned ``P`` is the only ``n x n`` tensor.
 In ``smooth`` mode, large ``P @ x`` and ranks skip ``P`` altogether: the anchors are the sorted
 scores, so both are Laplace-kernel smoothings on sorted points, ``O(n)`` memory
-(:mod:`._softsort_stream`; when it applies: :mod:`._stream`).
+(:mod:`._softsort_stream`; when it applies: :mod:`._stream`). In the sparse modes the rows'
+supports are windows of sorted points, so large ``P @ x`` and ranks are window sums and a
+requested ``P`` (or its rows) is written from the windows (:mod:`._softsort_cstream`), ``O(n)``
+autograd memory as well.
 """
 
 from __future__ import annotations
@@ -27,8 +30,9 @@ from ...simplex import chunked_rows, project_simplex
 from .. import _take
 from .._base import OrderingMethod, Softness, register
 from .._logspace import log_project_simplex
+from . import _softsort_cstream as _cstream_ss
 from . import _softsort_stream as _stream_ss
-from ._stream import stream_softness, use_stream
+from ._stream import ALL_MODES, stream_softness, use_stream
 
 
 def _distance_scores(rows: torch.Tensor, cols: torch.Tensor, softness: Softness) -> torch.Tensor:
@@ -96,8 +100,11 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z):  # smooth, large: written block by block
-            return _stream_ss.softsort_permutation(z, stream_softness(softness), descending)
+        if use_stream(mode, softness, z, modes=ALL_MODES):  # large: written block by block
+            s = stream_softness(softness)
+            if mode == "smooth":
+                return _stream_ss.softsort_permutation(z, s, descending)
+            return _cstream_ss.softsort_permutation(z, s, mode, descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode)
 
@@ -111,9 +118,11 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, rows=positions.shape[0]):
+        if use_stream(mode, softness, z, rows=positions.shape[0], modes=ALL_MODES):
             s = stream_softness(softness)
-            return _stream_ss.softsort_permutation(z, s, descending, positions)
+            if mode == "smooth":
+                return _stream_ss.softsort_permutation(z, s, descending, positions)
+            return _cstream_ss.softsort_permutation(z, s, mode, descending, positions)
         zs = _take.index_select_last(_sorted(z, descending), positions)
         return _soft_rows(zs, z, softness, mode)
 
@@ -126,8 +135,11 @@ class SoftSort(OrderingMethod):
         *,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, rows=k):
-            return _stream_ss.softsort_topk_permutation(z, k, stream_softness(softness))
+        if use_stream(mode, softness, z, rows=k, modes=ALL_MODES):
+            s = stream_softness(softness)
+            if mode == "smooth":
+                return _stream_ss.softsort_topk_permutation(z, k, s)
+            return _cstream_ss.softsort_topk_permutation(z, k, s, mode)
         return _soft_rows(_take.topk(z, k)[0], z, softness, mode)
 
     def argmax(
@@ -160,8 +172,11 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, x):  # smooth, large: O(n) memory (see ._stream)
-            return _stream_ss.softsort_values(z, x, stream_softness(softness), descending)
+        if use_stream(mode, softness, z, x, modes=ALL_MODES):  # large: O(n) memory (._stream)
+            s = stream_softness(softness)
+            if mode == "smooth":
+                return _stream_ss.softsort_values(z, x, s, descending)
+            return _cstream_ss.softsort_values(z, x, s, mode, descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=False)
 
@@ -175,10 +190,13 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if use_stream(mode, softness, z, x):  # smooth, large: P block by block, P @ x in O(n)
+        if use_stream(mode, softness, z, x, modes=ALL_MODES):  # large: P in blocks, P @ x in O(n)
             s = stream_softness(softness)
-            perm = _stream_ss.softsort_permutation(z, s, descending)
-            return perm, _stream_ss.softsort_values(z, x, s, descending)
+            if mode == "smooth":
+                perm = _stream_ss.softsort_permutation(z, s, descending)
+                return perm, _stream_ss.softsort_values(z, x, s, descending)
+            perm = _cstream_ss.softsort_permutation(z, s, mode, descending)
+            return perm, _cstream_ss.softsort_values(z, x, s, mode, descending)
         zs = _sorted(z, descending)
         return _soft_rows(zs, z, softness, mode, weights=x, keep_rows=True)
 
@@ -191,8 +209,11 @@ class SoftSort(OrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z):  # smooth, large: O(n) memory (see ._stream)
-            return _stream_ss.softsort_rank(z, stream_softness(softness), descending)
+        if use_stream(mode, softness, z, modes=ALL_MODES):  # large: O(n) memory (._stream)
+            s = stream_softness(softness)
+            if mode == "smooth":
+                return _stream_ss.softsort_rank(z, s, descending)
+            return _cstream_ss.softsort_rank(z, s, mode, descending)
         zs = _sorted(z, descending)
         idx = _positions(z.shape[-1], z).expand_as(z)
         return _soft_rows(z, zs, softness, mode, weights=idx, keep_rows=False)
