@@ -379,7 +379,9 @@ class OT(OrderingMethod):
         P = Q.transpose(-1, -2)
         P = P.flip(-2) if descending else P
         out = None
-        if pot is not None:
+        if pot is not None and pot[0].kind == 0:
+            # p-norm plans: the values from the plan itself, so that the backward pass solves
+            # one Schur system for both outputs (:func:`._autograd.band_plan_vjp`)
             out = ot_contract(z, x, grid, ones, softness, mode, options, "col", pot)
         if out is None:
             return P, (P @ x.unsqueeze(-1).to(P.dtype)).squeeze(-1)
