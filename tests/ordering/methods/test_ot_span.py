@@ -14,8 +14,14 @@ import pytest
 import torch
 
 import softtorch as st
-from softtorch.ordering.methods.ot import _autograd, _dual, _runs, _runs_numba, _solver
-from softtorch.ordering.methods.ot import _span_numba
+from softtorch.ordering.methods.ot import (
+    _autograd,
+    _dual,
+    _runs,
+    _runs_numba,
+    _solver,
+    _span_numba,
+)
 from softtorch.ordering.methods.permutahedron import _kernel_guard
 
 F64 = torch.float64
