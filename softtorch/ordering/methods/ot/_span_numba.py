@@ -273,7 +273,12 @@ def evaluate_band(
     asc: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`._dual_numba.evaluate` without the slacks: ``(alpha (B, n), Q^T 1 (B, m),
-    sum_ij Q s (B,))`` for ``a`` ``(B, n)``, ``y`` ``(m,)``, ``beta`` ``(B, m)`` (float64)."""
+    sum_ij Q s (B,))`` for ``a`` ``(B, n)``, ``y`` ``(m,)``, ``beta`` ``(B, m)`` (float64).
+
+    Without a ``guess`` each row's iteration starts from ``alpha_i = g - max_j x_ij`` with the
+    gap ``g = alpha + max_j x`` of the row before (rows of one problem have similar gaps; the
+    first row starts at the upper bound ``1 - max_j x_ij``), not from that upper bound: the
+    same root to the row tolerance in fewer steps."""
     B, n = a.shape
     m = y.shape[0]
     alpha = np.empty((B, n), dtype=np.float64)
@@ -287,15 +292,21 @@ def evaluate_band(
         bet = beta[b]
         k = _hull(y, bet, hat, hv) if asc else 0
         bmax = _absmax(bet)
+        gap = -1.0
         for i in range(n):
             ai = a[b, i]
             jp, mx = _row_setup(y, bet, hv, k, ai, asc)
             scale = _MARGIN * (bmax + abs(ai) * ymax)
+            g = guess[b, i]
+            use = has_guess
+            if not has_guess and gap > 0:  # the previous row's alpha + max x: a close guess
+                g = gap - mx
+                use = True
             al = _solve_row(
-                y, bet, hat, ai, jp, mx, scale, asc, kind, tol, guess[b, i], has_guess,
-                max_iter, buf,
+                y, bet, hat, ai, jp, mx, scale, asc, kind, tol, g, use, max_iter, buf
             )
             alpha[b, i] = al
+            gap = al + mx
             lo, hi = _candidates(y, hat, ai, al, scale, jp, asc)
             acc = 0.0
             for j in range(lo, hi + 1):
