@@ -229,11 +229,11 @@ def band_plan_vjp(
 
     def kernel() -> torch.Tensor:
         y64 = y.to(f64)
-        op = RunsCurvature(a.detach().to(f64), y64, alpha, beta, kind)
+        rtol = 1e-10 if G.dtype == f64 else 1e-5
+        op = RunsCurvature(a.detach().to(f64), y64, alpha, beta, kind, max_err=1e-2 * rtol)
         ha, hb, gdy = op.gd_sums(G)
         r = op.r.clamp_min(torch.finfo(f64).tiny)
         rhs = hb - op.rmv(ha / r)
-        rtol = 1e-10 if G.dtype == f64 else 1e-5
         zero = torch.zeros_like(rhs[..., 0])
         wb, _ = cg(op.mv, op.rmv, op.c, r, rhs, zero, rtol, 1000, op.normal)
         yb = y64.expand_as(wb)

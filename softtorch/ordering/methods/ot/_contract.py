@@ -169,7 +169,9 @@ class OTContract(torch.autograd.Function):
         ga = gx = None
         if ctx.needs_input_grad[0]:
             rtol = 1e-10 if g.dtype == _F64 else 1e-5
-            curv = None if ctx.kind == 0 else runs_curvature(a64, y64, al, be, ctx.kind)
+            curv = None
+            if ctx.kind > 0:
+                curv = runs_curvature(a64, y64, al, be, ctx.kind, max_err=1e-2 * rtol)
             curv = op if curv is None else curv  # p-norm: O(n + m) mat-vecs with D (._runs)
             ga = contraction_vjp(g64, curv, x64, y64, ctx.normalise, rtol).to(a.dtype)
         if ctx.needs_input_grad[1]:

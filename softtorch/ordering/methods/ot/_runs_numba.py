@@ -13,10 +13,12 @@ So ``(D v)_i`` is a sum over the row's runs of differences of the prefix sums of
 ``v, w v, y v, w^2 v, w y v, y^2 v``, and ``(D^T x)_j`` a combination of running sums of
 difference arrays of ``x, u x, a x, u^2 x, u a x, a^2 x`` (added at ``lo``, removed after
 ``hi``): each mat-vec costs ``O(n + m)`` per batch element instead of the plan's support. The
-expansion trades some cancellation (relative rounding ``~ eps (max |s| / |s|)^(k - 1)``
-on the support, ``~1e-11`` for ``k = 3`` at the usual sizes) for that; the Newton directions and
-the implicit backward pass solve with these operators by CG to at most ``1e-10`` relative
-residual.
+expansion trades cancellation for that: its relative rounding is about
+``eps (M / s)^(k - 1)`` with ``M`` the size of the potentials and ``s`` that of the slacks on
+the support (``~1e-12`` for ``k = 3`` at softness 0.1, ``~1e-7`` at softness ``1e-4``), so
+:class:`._runs.RunsCurvature` switches to :func:`runs_mv_exact` / :func:`runs_rmv_exact` (``D``
+formed entry by entry on the runs, ``O(support)``; narrow supports are where the expansion
+loses digits) when that estimate exceeds what its caller needs.
 
 Runs come from :func:`curvature_runs` (each row's positive slacks within the candidate
 interval of :mod:`._span_numba`, split where a slack inside is not positive).
@@ -35,10 +37,11 @@ from ._span_numba import _MARGIN, _absmax, _candidates, _hull, _row_setup
 @nb.njit(cache=True)
 def curvature_runs(
     a: np.ndarray, y: np.ndarray, alpha: np.ndarray, beta: np.ndarray, asc: bool
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, int]:
     """The runs of positive slacks ``(beta_j - a_i y_j) + alpha_i``: ``(off (B + 1), row, lo,
     hi)``, the runs of batch element ``b`` at ``off[b]:off[b + 1]``, each a row index and its
-    first and last anchor (ascending rows, then anchors)."""
+    first and last anchor (ascending rows, then anchors), and ``(sum of the slacks, count)``
+    over the runs (the scale that :class:`._runs.RunsCurvature` compares the potentials to)."""
     B, n = a.shape
     m = y.shape[0]
     cap = B * n + 16
@@ -50,6 +53,8 @@ def curvature_runs(
     hv = np.empty(m, dtype=np.int64)
     ymax = _absmax(y)
     cnt = 0
+    ssum = 0.0
+    scnt = 0
     for b in range(B):
         bet = beta[b]
         k = _hull(y, bet, hat, hv) if asc else 0
@@ -66,8 +71,13 @@ def curvature_runs(
                 if j > c1:
                     break
                 start = j
-                while j <= c1 and (bet[j] - ai * y[j]) + al > 0:
+                while j <= c1:
+                    v = (bet[j] - ai * y[j]) + al
+                    if not v > 0:
+                        break
+                    ssum += v
                     j += 1
+                scnt += j - start
                 if cnt == cap:
                     cap *= 2
                     row = _grow(row, cnt, cap)
@@ -78,7 +88,7 @@ def curvature_runs(
                 hi[cnt] = j - 1
                 cnt += 1
         off[b + 1] = cnt
-    return off, row[:cnt].copy(), lo[:cnt].copy(), hi[:cnt].copy()
+    return off, row[:cnt].copy(), lo[:cnt].copy(), hi[:cnt].copy(), ssum, scnt
 
 
 @nb.njit(cache=True)
@@ -214,6 +224,73 @@ def runs_rmv(
     return out
 
 
+@nb.njit(cache=True, inline="always")
+def _dphi(v: float, kind: int) -> float:
+    if v <= 0:
+        return 0.0
+    if kind == 1:
+        return 1.0
+    if kind == 2:
+        return 2.0 * v
+    return 3.0 * v * v
+
+
+@nb.njit(cache=True)
+def runs_mv_exact(
+    off: np.ndarray,
+    row: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    a: np.ndarray,
+    y: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    kind: int,
+    v: np.ndarray,
+) -> np.ndarray:
+    """``D v`` ``(B, n)`` with ``D`` formed entry by entry on the runs (``O(support)``)."""
+    B, n = a.shape
+    out = np.zeros((B, n), dtype=np.float64)
+    for b in range(B):
+        for t in range(off[b], off[b + 1]):
+            i = row[t]
+            ai = a[b, i]
+            al = alpha[b, i]
+            acc = 0.0
+            for j in range(lo[t], hi[t] + 1):
+                acc += _dphi((beta[b, j] - ai * y[j]) + al, kind) * v[b, j]
+            out[b, i] += acc
+    return out
+
+
+@nb.njit(cache=True)
+def runs_rmv_exact(
+    off: np.ndarray,
+    row: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+    a: np.ndarray,
+    y: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    kind: int,
+    x: np.ndarray,
+) -> np.ndarray:
+    """``D^T x`` ``(B, m)`` with ``D`` formed entry by entry on the runs (``O(support)``)."""
+    B, n = a.shape
+    m = y.shape[0]
+    out = np.zeros((B, m), dtype=np.float64)
+    for b in range(B):
+        for t in range(off[b], off[b + 1]):
+            i = row[t]
+            ai = a[b, i]
+            al = alpha[b, i]
+            xi = x[b, i]
+            for j in range(lo[t], hi[t] + 1):
+                out[b, j] += _dphi((beta[b, j] - ai * y[j]) + al, kind) * xi
+    return out
+
+
 @nb.njit(cache=True)
 def runs_gd(
     off: np.ndarray,
@@ -246,8 +323,7 @@ def runs_gd(
                 v = (al - ai * y[j]) + beta[b, j]
                 if v <= 0:
                     continue
-                d = 1.0 if kind == 1 else (2.0 * v if kind == 2 else 3.0 * v * v)
-                gd = float(G[b, i, j]) * d
+                gd = float(G[b, i, j]) * _dphi(v, kind)
                 s1 += gd
                 s2 += gd * y[j]
                 hb[b, j] += gd

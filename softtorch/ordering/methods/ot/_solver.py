@@ -219,7 +219,7 @@ def _newton_direction(
     band = None
     if kind > 0 and m > DENSE_MAX:
         if st.s is None:  # from the potentials: O(n + m) mat-vecs (._runs)
-            band = runs_curvature(Ch.a, Ch.y, st.alpha, st.beta, kind)
+            band = runs_curvature(Ch.a, Ch.y, st.alpha, st.beta, kind, max_err=1e-6)
         else:
             band = banded_curvature(st.s, kind)
     g = b - st.col
