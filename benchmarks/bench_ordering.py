@@ -6,7 +6,8 @@ Ops: ``sort``, ``rank``, ``topk`` (k = max(1, n // 10)), ``max``, ``quantile`` (
 at softness 0.1, mode ``smooth`` (``fast_soft_sort`` also ``c0``, the L2 regulariser, in the full
 run), at (batch, n) in (256, 10), (64, 100), (16, 1000), (1, 10000). Scaling rows:
 ``fast_soft_sort`` sort/rank at (8, 1e5), (1, 1e5), (1, 1e6) and ``sort``
-of every method at (1, 1e5). Streamed rows (values without an ``n x n`` matrix):
+of every method at (1, 1e5); ``sort`` of ``ot`` in modes ``c0`` / ``c1`` / ``c2`` at (16, 1000).
+Streamed rows (values without an ``n x n`` matrix):
 ``sort_values`` (``sort(..., return_indices=False)``) of ``softsort`` / ``neuralsort`` at (1, 1e4)
 and (1, 1e5), and their ``rank``, ``max``, ``quantile`` at (1, 1e5); ``sort_values`` and ``rank``
 of ``softsort`` in modes ``c0`` / ``c1`` / ``c2`` (streamed window sums) at (1, 1e4) and (1, 1e5).
@@ -49,6 +50,9 @@ CSTREAM_METHODS: tuple[str, ...] = ("softsort",)
 CSTREAM_OPS: tuple[str, ...] = ("sort_values", "rank")
 CSTREAM_MODES: tuple[str, ...] = ("c0", "c1", "c2")
 TORCHSORT_REGS: tuple[str, ...] = ("l2", "kl")
+#: The sparse OT modes, timed on ``sort`` (values and soft indices) at one shape.
+OT_MODES: tuple[str, ...] = ("c0", "c1", "c2")
+OT_SHAPE: tuple[int, int] = (16, 1000)
 _F32 = 4  # bytes
 
 
@@ -226,6 +230,8 @@ def cases(quick: bool = False) -> list[dict[str, Any]]:
             for method in METHODS:
                 if method != "fast_soft_sort":
                     out.append(_case("sort", method, "smooth", batch, n))
+        for mode in OT_MODES:  # the p-norm OT plans (issue 19: <= 1 s each)
+            out.append(_case("sort", "ot", mode, *OT_SHAPE))
         for method in STREAM_METHODS:
             out.append(_case("sort_values", method, "smooth", 1, 10_000))
             for op in STREAM_OPS:

@@ -34,6 +34,7 @@ from ._autograd import newton_plan, plan_jvp
 from ._dual import BandedPlan
 from ._linalg import cg
 from ._lowrank import PlanOperator
+from ._runs import RunsCurvature, runs_curvature
 
 _F64 = torch.float64
 
@@ -83,7 +84,7 @@ def contract(
 
 def contraction_vjp(
     g: torch.Tensor,
-    op: PlanOperator | BandedPlan,
+    op: PlanOperator | BandedPlan | RunsCurvature,
     x: torch.Tensor,
     y: torch.Tensor,
     normalise: str,
@@ -100,7 +101,8 @@ def contraction_vjp(
     ha, hb = u * Dv[..., 0], v * Dtu[..., 0]
     rhs = hb - op.rmv(ha / r)
     shift = torch.zeros_like(rhs[..., 0])
-    wb, _ = cg(op.mv, op.rmv, c, r, rhs, shift, rtol, 1000)
+    normal = op.normal if isinstance(op, RunsCurvature) else None
+    wb, _ = cg(op.mv, op.rmv, c, r, rhs, shift, rtol, 1000, normal)
     D2 = op.mv(torch.stack([wb * yb, wb], -1))
     wa = (ha - D2[..., 1]) / r
     return wa * Dv[..., 3] + D2[..., 0] - u * Dv[..., 1]
@@ -167,7 +169,11 @@ class OTContract(torch.autograd.Function):
         ga = gx = None
         if ctx.needs_input_grad[0]:
             rtol = 1e-10 if g.dtype == _F64 else 1e-5
-            ga = contraction_vjp(g64, op, x64, y64, ctx.normalise, rtol).to(a.dtype)
+            curv = None
+            if ctx.kind > 0:
+                curv = runs_curvature(a64, y64, al, be, ctx.kind, max_err=1e-2 * rtol)
+            curv = op if curv is None else curv  # p-norm: O(n + m) mat-vecs with D (._runs)
+            ga = contraction_vjp(g64, curv, x64, y64, ctx.normalise, rtol).to(a.dtype)
         if ctx.needs_input_grad[1]:
             if ctx.kind == 0:  # op is the rescaled plan itself
                 gx = op.mv(g64) if ctx.normalise == "col" else op.rmv(g64)

@@ -157,6 +157,46 @@ def fused_evaluate(
     return _kernel_guard.guarded("OT semi-dual", kernel, lambda: None, "torch")  # type: ignore[return-value]
 
 
+def ascending(y: torch.Tensor) -> bool:
+    """Whether the anchors ``y`` ``(m,)`` are strictly ascending (the kernels of
+    :mod:`._span_numba` then only visit each row's support)."""
+    return y.dim() == 1 and bool((y[1:] > y[:-1]).all())
+
+
+def band_evaluate(
+    a: torch.Tensor,
+    y: torch.Tensor,
+    beta: torch.Tensor,
+    kind: int,
+    tol: float,
+    guess: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+    """:func:`fused_evaluate` without the ``(B, n, m)`` slacks, visiting only each row's support
+    (:func:`._span_numba.evaluate_band`): ``(alpha, Q^T 1, sum_ij Q s)``, or ``None`` where the
+    kernel does not apply. The slacks' curvature then comes from :mod:`._runs`."""
+    if kind == 0 or not numba_ok(a, y, beta) or a.dim() != 2 or y.dim() != 1:
+        return None
+
+    def kernel() -> tuple[torch.Tensor, ...]:
+        from . import _span_numba  # numba imported on first use
+
+        g = guess if guess is not None else a
+        out = _span_numba.evaluate_band(
+            a.detach().contiguous().numpy(),
+            y.detach().contiguous().numpy(),
+            beta.detach().contiguous().numpy(),
+            kind,
+            tol,
+            g.detach().to(torch.float64).contiguous().numpy(),
+            guess is not None,
+            _ROW_MAX_ITER,
+            ascending(y),
+        )
+        return tuple(torch.from_numpy(t) for t in out)
+
+    return _kernel_guard.guarded("OT band semi-dual", kernel, lambda: None, "torch")  # type: ignore[return-value]
+
+
 class BandedCurvature:
     """``D = phi'(s)`` ``(B, n, m)`` stored on each row's span of nonzeros (numba kernels of
     :mod:`._dual_numba`): mat-vecs cost the support of the plan, not ``n m``.
@@ -231,7 +271,11 @@ class BandedPlan:
         def np64(t: torch.Tensor) -> object:
             return t.detach().to(torch.float64).contiguous().numpy()
 
-        parts = _dual_numba.band_plan(np64(a), np64(y), np64(alpha), np64(beta), kind)
+        from . import _span_numba
+
+        args = (np64(a), np64(y), np64(alpha), np64(beta))
+        first, last = _span_numba.plan_spans(*args, ascending(y))
+        parts = _dual_numba.band_plan(*args, kind, first, last)
         self._lo, self._ptr, self._q, self._d = (torch.from_numpy(t) for t in parts)
         self._m = y.shape[-1]
 
@@ -288,16 +332,13 @@ def dense_plan(
         def np64(t: torch.Tensor) -> object:
             return t.detach().to(torch.float64).contiguous().numpy()
 
-        out = torch.empty(*a.shape, y.shape[-1], dtype=dtype)
+        from . import _span_numba
+
+        out = torch.zeros(*a.shape, y.shape[-1], dtype=dtype)
+        args = (np64(a), np64(y), np64(alpha), np64(beta))
+        first, last = _span_numba.plan_spans(*args, ascending(y))
         _dual_numba.dense_plan(
-            np64(a),
-            np64(y),
-            np64(alpha),
-            np64(beta),
-            kind,
-            np64(b),
-            normalise == "col",
-            out.numpy(),
+            *args, kind, np64(b), normalise == "col", out.numpy(), first, last
         )
         return out
 

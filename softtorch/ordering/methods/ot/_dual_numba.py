@@ -224,27 +224,25 @@ def band_rmv(
 
 @nb.njit(cache=True)
 def band_plan(
-    a: np.ndarray, y: np.ndarray, alpha: np.ndarray, beta: np.ndarray, kind: int
+    a: np.ndarray,
+    y: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    kind: int,
+    first: np.ndarray,
+    last: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The p-norm plan ``Q = phi(s)`` and its curvature ``D = phi'(s)`` of the slacks
     ``s_ij = alpha_i + beta_j - a_i y_j``, stored like :func:`band_curvature` (``lo``, ``ptr`` and
-    the float64 values of ``Q`` and ``D`` on each row's span of positive slacks)."""
+    the float64 values of ``Q`` and ``D`` on each row's span ``[first, last]`` of positive
+    slacks, from :func:`._span_numba.plan_spans`)."""
     B, n = a.shape
-    m = y.shape[0]
-    lo = np.empty((B, n), dtype=np.int64)
+    lo = first.copy()
     ptr = np.zeros(B * n + 1, dtype=np.int64)
     for b in range(B):
         for i in range(n):
-            first = m
-            last = -1
-            for j in range(m):
-                if (alpha[b, i] - a[b, i] * y[j]) + beta[b, j] > 0:
-                    if first == m:
-                        first = j
-                    last = j
-            lo[b, i] = first
             k = b * n + i
-            ptr[k + 1] = ptr[k] + max(0, last - first + 1)
+            ptr[k + 1] = ptr[k] + max(0, last[b, i] - first[b, i] + 1)
     qv = np.empty(ptr[B * n], dtype=np.float64)
     dv = np.empty(ptr[B * n], dtype=np.float64)
     for b in range(B):
@@ -302,9 +300,13 @@ def dense_plan(
     b: np.ndarray,
     by_col: bool,
     out: np.ndarray,
+    first: np.ndarray,
+    last: np.ndarray,
 ) -> None:
     """``Q = phi(alpha_i + beta_j - a_i y_j)`` rescaled to exact columns ``b`` (``by_col``) or
-    unit rows, written into ``out`` ``(B, n, m)`` (any float dtype); sums in float64."""
+    unit rows, written into the zero-filled ``out`` ``(B, n, m)`` (any float dtype) on each
+    row's span ``[first, last]`` of positive slacks (:func:`._span_numba.plan_spans`; the
+    entries outside are zero); sums in float64."""
     B, n = a.shape
     m = y.shape[0]
     tiny = 2.2250738585072014e-308
@@ -314,19 +316,21 @@ def dense_plan(
         col[:] = 0.0
         for i in range(n):
             acc = 0.0
-            for j in range(m):
+            j0 = first[bb, i]
+            j1 = last[bb, i] + 1
+            for j in range(j0, j1):
                 q = _phi((alpha[bb, i] - a[bb, i] * y[j]) + beta[bb, j], kind)
                 row[j] = q
                 acc += q
                 col[j] += q
             scale = 1.0 if by_col else 1.0 / max(acc, tiny)
-            for j in range(m):
+            for j in range(j0, j1):
                 out[bb, i, j] = row[j] * scale
         if by_col:
             for j in range(m):
                 col[j] = b[j] / max(col[j], tiny)
             for i in range(n):
-                for j in range(m):
+                for j in range(first[bb, i], last[bb, i] + 1):
                     out[bb, i, j] = out[bb, i, j] * col[j]
 
 

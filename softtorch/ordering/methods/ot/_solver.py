@@ -31,13 +31,13 @@ Solvers (no Python loop over batch rows; every step works on the whole batch):
 Both start from ``beta0``, the potentials of the unregularised (hard) assignment computed by the
 caller, i.e. the ``softness -> 0`` limit; this makes small softness cheap (a near-hard plan is
 found in one or two steps), while large-softness problems converge in a few steps from anywhere.
-With ``m >= BAND_MIN`` anchors the p-norm solver first runs the banded pre-solver of
-:mod:`._band` (the plans' supports are short intervals of anchors) and then checks / polishes
-its result on the full problem.
-
-On CPU the p-norm solver's dense passes run in the numba kernels of :mod:`._dual_numba` (one
-pass per row for the semi-dual evaluation; the Newton systems' CG on each row's span of nonzero
-curvatures), with the torch ops as fallback.
+The plans' supports are short intervals of anchors. On CPU with more than ``DENSE_MAX``
+anchors in ascending order the p-norm solver's passes only visit them (numba kernels of
+:mod:`._span_numba`: the semi-dual evaluation without the ``(B, n, m)`` slacks, the Newton
+systems' CG on each row's span of nonzero curvatures); otherwise, with ``m >= BAND_MIN``
+anchors, it first runs the windowed pre-solver of :mod:`._band` and then checks / polishes its
+result on the full problem with dense passes (numba kernels of :mod:`._dual_numba`, one pass
+per row for the semi-dual evaluation). The torch ops are the fallback.
 
 Convergence is measured as the largest column-marginal error ``max_j |(Q^T 1)_j - b_j|`` (rows are
 exact by construction). Non-convergence emits :class:`OTConvergenceWarning`.
@@ -59,14 +59,18 @@ from ._dual import (
     _LAM_MAX,
     _LAM_MIN,
     _LS_MAX,
+    ascending,
+    band_evaluate,
     banded_curvature,
     curvature,
     fused_evaluate,
+    numba_ok,
     outer,
     plan,
     row_potentials,
 )
 from ._linalg import DENSE_MAX, cg, schur_solve
+from ._runs import runs_curvature
 
 #: Largest ``|Chat|`` for which Sinkhorn starts from the plain kernel ``exp(-Chat)`` (finite and
 #: far from underflow in float32); larger costs start from the warm-start potentials.
@@ -103,23 +107,32 @@ class Solution:
 
 @dataclass
 class _State:
-    """Semi-dual iterate: potentials, slacks, column sums, objective, marginal error and the
+    """Semi-dual iterate: potentials, slacks (``None`` when the banded evaluation did not form
+    them: :func:`_slacks` rebuilds them), column sums, objective, marginal error and the
     Levenberg-Marquardt damping ``lam`` (relative to the mean column curvature)."""
 
     beta: torch.Tensor
     alpha: torch.Tensor
-    s: torch.Tensor
+    s: torch.Tensor | None
     col: torch.Tensor
     J: torch.Tensor
     err: torch.Tensor
     lam: torch.Tensor
 
     def take(self, idx: torch.Tensor) -> _State:
-        return _State(*(getattr(self, f)[idx] for f in _FIELDS))
+        return _State(*(_index(getattr(self, f), idx) for f in _FIELDS))
 
     def put(self, idx: torch.Tensor, other: _State) -> None:
         for f in _FIELDS:
-            getattr(self, f)[idx] = getattr(other, f)
+            mine, theirs = getattr(self, f), getattr(other, f)
+            if mine is None or theirs is None:  # slacks not formed (banded evaluation)
+                setattr(self, f, None)
+            else:
+                mine[idx] = theirs
+
+
+def _index(t: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if t is None else t[idx]
 
 
 _FIELDS = ("beta", "alpha", "s", "col", "J", "err", "lam")
@@ -156,8 +169,17 @@ def _evaluate(
     guess: torch.Tensor | None = None,
     lam: torch.Tensor | None = None,
 ) -> _State:
-    fused = fused_evaluate(Ch.a, Ch.y, beta, kind, row_tol, guess) if kind > 0 else None
-    if fused is not None:
+    banded = None
+    if kind > 0 and beta.shape[-1] > DENSE_MAX:  # the direction is banded: no slacks needed
+        banded = band_evaluate(Ch.a, Ch.y, beta, kind, row_tol, guess)
+    fused = None
+    if kind > 0 and banded is None:
+        fused = fused_evaluate(Ch.a, Ch.y, beta, kind, row_tol, guess)
+    if banded is not None:
+        alpha, col, qs = banded
+        s = None
+        J = alpha.sum(-1) + (b * beta).sum(-1) - qs / (kind + 1)
+    elif fused is not None:
         alpha, s, col, qs = fused
         J = alpha.sum(-1) + (b * beta).sum(-1) - qs / (kind + 1)
     else:
@@ -174,11 +196,20 @@ def _evaluate(
     return _State(beta, alpha, s, col, J, (col - b).abs().amax(-1), lam)
 
 
+def _slacks(Ch: Cost, st: _State) -> torch.Tensor:
+    """The slacks ``s`` ``(B, n, m)`` of ``st`` (formed as :func:`_evaluate` forms them)."""
+    if st.s is not None:
+        return st.s
+    return (st.beta.unsqueeze(-2) - Ch.dense()).add_(st.alpha.unsqueeze(-1))
+
+
 def _row_tol(tol: float, dtype: torch.dtype) -> float:
     return max(1e-2 * tol, 64 * torch.finfo(dtype).eps)
 
 
-def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _newton_direction(
+    st: _State, b: torch.Tensor, kind: int, Ch: Cost
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Damped Newton ascent direction ``d``: ``(S + lam * mean(c) I) d = b - Q^T 1``, and the
     first-order change of the row potentials along it, ``-(D d) / (D 1)``.
 
@@ -187,8 +218,13 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
     Levenberg-Marquardt damping keeps such steps finite and adapts to the line-search outcome.
     Columns without any active entry get the step that makes their best entry active.
     """
-    m = st.s.shape[-1]
-    band = banded_curvature(st.s, kind) if kind > 0 and m > DENSE_MAX else None
+    m = st.beta.shape[-1]
+    band = None
+    if kind > 0 and m > DENSE_MAX:
+        if st.s is None:  # from the potentials: O(n + m) mat-vecs (._runs)
+            band = runs_curvature(Ch.a, Ch.y, st.alpha, st.beta, kind, max_err=1e-6)
+        else:
+            band = banded_curvature(st.s, kind)
     g = b - st.col
     if band is not None:  # matrix-free CG on the plan's support (numba)
         r = band.r.clamp_min(torch.finfo(band.r.dtype).tiny)
@@ -197,7 +233,7 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
         d, _ = cg(band.mv, band.rmv, c, r, g, shift, 1e-4, 200, band.normal)
         apply_d = band.mv
     else:
-        D = curvature(st.s, kind)
+        D = curvature(_slacks(Ch, st), kind)
         r = D.sum(-1).clamp_min(torch.finfo(D.dtype).tiny)
         c = D.sum(-2)
         shift = st.lam * c.mean(-1)
@@ -218,7 +254,7 @@ def _newton_direction(st: _State, b: torch.Tensor, kind: int) -> tuple[torch.Ten
         if bool(empty.any()):
             live = (~empty).to(d.dtype)
             d = d - (d * live).sum(-1, keepdim=True) / live.sum(-1, keepdim=True).clamp_min(1)
-            lift = (b / st.s.shape[-2]) ** (1.0 / kind) - st.s.amax(-2)
+            lift = (b / st.alpha.shape[-1]) ** (1.0 / kind) - _slacks(Ch, st).amax(-2)
             d = torch.where(empty, lift, d)
     return d, -apply_d(d) / r
 
@@ -228,7 +264,7 @@ def _newton_step(Ch: Cost, b: torch.Tensor, st: _State, kind: int, tol: float) -
 
     Updates ``st`` in place (accepted elements only) and returns it.
     """
-    d, dalpha = _newton_direction(st, b, kind)
+    d, dalpha = _newton_direction(st, b, kind, Ch)
     slope = ((b - st.col) * d).sum(-1)
     eps = torch.finfo(st.alpha.dtype).eps
     slack = 16 * eps * (st.alpha.abs().sum(-1) + (b * st.beta).abs().sum(-1) + st.col.sum(-1))
@@ -374,6 +410,13 @@ def _warn(opts: SolverOptions, err: float, iters: int) -> None:
     )
 
 
+def _spans_cheap(a: torch.Tensor, y: torch.Tensor) -> bool:
+    """Whether the evaluations and Newton systems of the full problem already only visit the
+    plan's support (numba kernels of :mod:`._span_numba`, ascending anchors): the windowed
+    pre-solver of :mod:`._band` then saves nothing."""
+    return numba_ok(a, y) and y.shape[-1] > DENSE_MAX and ascending(y)
+
+
 def solve(
     a: torch.Tensor,
     y: torch.Tensor,
@@ -408,7 +451,7 @@ def solve(
         guess = None
         if beta0 is not None:
             start = beta0
-            if y.shape[-1] >= BAND_MIN and y.dim() == 1:
+            if y.shape[-1] >= BAND_MIN and y.dim() == 1 and not _spans_cheap(a, y):
                 guess, start, used = band_presolve(
                     a, y, b, kind, tol, row_tol, opts.max_iter, beta0
                 )

@@ -51,11 +51,17 @@ renormalisation); defaults ``1e-4`` (float32 and lower precisions) / ``1e-9`` (f
 at the rounding level of ``C / eps``. Defaults for the caps: 1000 Sinkhorn (+ Newton)
 iterations, 200 Newton iterations. Hitting a cap emits :class:`OTConvergenceWarning`.
 
-Sort values and ranks (``sort`` without soft indices, ``rank``, and the values next to the soft
-indices of ``sort``) contract the plan without forming it where that pays off
+Sort values and ranks (``sort`` without soft indices, ``rank``, and for ``smooth`` the values
+next to the soft indices of ``sort``) contract the plan without forming it where that pays off
 (:mod:`._contract`): the entropic plan through the blockwise sums of :mod:`._lowrank` (when the
 cost range needs few blocks), the p-norm plans on their row spans (numba). The entropic solver
-then runs as blockwise log-domain Sinkhorn (the same iterates as the dense one, float64).
+then runs as blockwise log-domain Sinkhorn (the same iterates as the dense one, float64). The
+p-norm values next to soft indices are ``P x`` of the plan itself, so one implicit solve
+differentiates both outputs.
+
+On CPU with more than ``DENSE_MAX`` (128) anchors the p-norm solver, its Newton systems and the
+implicit backward pass only visit the plans' supports (short intervals of anchors): see
+:mod:`._span_numba` and :mod:`._runs`.
 
 Precision: float32 (and lower-precision, computed in float32) inputs are solved in float32 when
 ``max |C / eps|`` is small enough for float32 to reach the tolerance, otherwise in float64; the
@@ -394,7 +400,9 @@ class OT(OrderingMethod):
         P = Q.transpose(-1, -2)
         P = P.flip(-2) if descending else P
         out = None
-        if pot is not None:
+        if pot is not None and pot[0].kind == 0:
+            # p-norm plans: the values from the plan itself, so that the backward pass solves
+            # one Schur system for both outputs (:func:`._autograd.band_plan_vjp`)
             out = ot_contract(z, x, grid, ones, softness, mode, options, "col", pot)
         if out is None:
             return P, (P @ x.unsqueeze(-1).to(P.dtype)).squeeze(-1)
