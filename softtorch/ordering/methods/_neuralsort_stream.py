@@ -41,7 +41,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from .permutahedron import _kernel_guard
+from ...kernels import _kernel_guard
 
 #: Elements per row block of the banded softmax and of the torch sums.
 BLOCK_ELEMENTS: int = 1 << 18

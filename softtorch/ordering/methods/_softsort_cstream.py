@@ -28,9 +28,9 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ... import simplex
+from ...kernels import _kernel_guard
 from .. import _take
 from ._softsort_stream import _ascending
-from .permutahedron import _kernel_guard
 
 #: Exponent of the p-norm projection of each sparse mode (``p_i = relu(s_i - lam)^e``).
 EXPONENT: dict[str, int] = {"c0": 1, "c1": 2, "c2": 3}

@@ -23,9 +23,9 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
+from ...kernels import _kernel_guard
 from .. import _take
 from ._laplace import BLOCK, kernel_sums, laplace_smooth
-from .permutahedron import _kernel_guard
 
 _HAS_NUMBA = importlib.util.find_spec("numba") is not None
 _FAMILY = "softsort rows"

@@ -1,5 +1,5 @@
 """A numba kernel family that fails to compile falls back to a working path with one
-``RuntimeWarning`` (:mod:`softtorch.ordering.methods.permutahedron._kernel_guard`): the radix
+``RuntimeWarning`` (:mod:`softtorch.kernels._kernel_guard`): the radix
 argsort (numpy), the PAV (torch) and the fused sort / rank kernels (the composite path)."""
 
 from __future__ import annotations
@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import softtorch as st
+from softtorch.kernels import _kernel_guard
 from softtorch.ordering.methods.permutahedron import (
     _fused,
     _fused_numba_rank,
     _fused_numba_sort,
-    _kernel_guard,
     _pav_numba,
     _radix_numba,
 )

@@ -14,8 +14,8 @@ import torch
 import torch.autograd.forward_ad as fwad
 
 import softtorch as st
+from softtorch.kernels import _kernel_guard
 from softtorch.ordering.methods.ot import _dual, _dual_numba, _lowrank, _solver
-from softtorch.ordering.methods.permutahedron import _kernel_guard
 
 F64 = torch.float64
 

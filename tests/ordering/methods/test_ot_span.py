@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import softtorch as st
+from softtorch.kernels import _kernel_guard
 from softtorch.ordering.methods.ot import (
     _autograd,
     _dual,
@@ -22,7 +23,6 @@ from softtorch.ordering.methods.ot import (
     _solver,
     _span_numba,
 )
-from softtorch.ordering.methods.permutahedron import _kernel_guard
 
 F64 = torch.float64
 

@@ -16,9 +16,9 @@ import torch
 
 import softtorch as st
 from softtorch import simplex
+from softtorch.kernels import _kernel_guard
 from softtorch.ordering.methods import _softsort_cstream as cs
 from softtorch.ordering.methods import _stream
-from softtorch.ordering.methods.permutahedron import _kernel_guard
 
 DENSE = 1 << 62
 MODES = ("c0", "c1", "c2")

@@ -64,7 +64,7 @@ def test_perm_kernels_gradcheck() -> None:
 
 
 def test_broken_kernel_falls_back_to_torch_rows(monkeypatch: pytest.MonkeyPatch) -> None:
-    from softtorch.ordering.methods.permutahedron import _kernel_guard
+    from softtorch.kernels import _kernel_guard
 
     monkeypatch.setattr(_kernel_guard, "_BROKEN", set())
     monkeypatch.setattr(_kernel_guard, "_OK", set())

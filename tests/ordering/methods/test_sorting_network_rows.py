@@ -167,7 +167,7 @@ def test_fast_rows_match_independent_network(
 def test_kernel_failure_falls_back_to_torch_ops(monkeypatch: pytest.MonkeyPatch) -> None:
     import warnings
 
-    from softtorch.ordering.methods.permutahedron import _kernel_guard
+    from softtorch.kernels import _kernel_guard
     from softtorch.ordering.methods.sorting_network import _numba
 
     monkeypatch.setattr(_kernel_guard, "_BROKEN", set())

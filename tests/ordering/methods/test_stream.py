@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import softtorch as st
+from softtorch.kernels import _kernel_guard
 from softtorch.ordering.methods import _laplace, _neuralsort_stream, _softsort_stream, _stream
-from softtorch.ordering.methods.permutahedron import _kernel_guard
 
 DENSE = 1 << 62
 

@@ -55,7 +55,7 @@ from typing import Any
 
 import torch
 
-from ..permutahedron import _kernel_guard
+from ....kernels import _kernel_guard
 from . import _lowrank as lowrank
 from ._dual import curvature, dense_plan, numba_ok, outer, plan
 from ._linalg import DENSE_MAX, cg, schur_solve

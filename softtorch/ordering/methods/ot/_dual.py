@@ -15,7 +15,7 @@ import importlib.util
 
 import torch
 
-from ..permutahedron import _kernel_guard
+from ....kernels import _kernel_guard
 
 #: Whether numba is installed (checked without importing it), and whether to use it (tests
 #: switch it off to check the torch version).

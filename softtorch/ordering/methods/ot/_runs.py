@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..permutahedron import _kernel_guard
+from ....kernels import _kernel_guard
 from ._dual import ascending, numba_ok
 
 _F64 = torch.float64

@@ -25,11 +25,11 @@ import numpy as np
 import torch
 
 from ...._checks import check_softness
+from ....kernels import _kernel_guard
 from ... import _mask
 from ..._base import Softness
 from ..._standardize import standardize as _standardize
 from ..._standardize import unstandardize as _unstandardize
-from . import _kernel_guard
 from . import fast_soft_sort as fss
 from .masked import masked_soft_rank, masked_soft_sort
 

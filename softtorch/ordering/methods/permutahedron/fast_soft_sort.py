@@ -73,8 +73,9 @@ import torch.autograd.forward_ad as _fwAD
 
 from ...._checks import MODES as _ALL_MODES
 from ...._checks import check_choice, check_mode, check_softness
+from ....kernels import _kernel_guard
 from ..._base import Softness
-from . import _kernel_guard, _pav_torch
+from . import _pav_torch
 from ._pav_torch import segsum
 
 #: Modes of this method and their regulariser codes (see the module docstring).
@@ -105,7 +106,7 @@ def _numba_impl(
     s: torch.Tensor, w: torch.Tensor, reg: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """CPU kernel on zero-copy numpy views (numba imported here, on first use); the torch
-    kernel if it fails to compile (:mod:`._kernel_guard`: one warning)."""
+    kernel if it fails to compile (:mod:`softtorch.kernels._kernel_guard`: one warning)."""
 
     def kernel() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         from . import _pav_numba

@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ..permutahedron import _kernel_guard
+from ....kernels import _kernel_guard
 from ._grouped import rows_backward, rows_forward
 from ._schedule import slot_plan
 

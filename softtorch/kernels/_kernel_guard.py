@@ -7,9 +7,12 @@ raises while the family has not yet run successfully (or raises a numba error or
 ``AssertionError`` at any time), marks the family broken, warns once (``RuntimeWarning``) and
 returns the fallback's result; later calls of a broken family go straight to the fallback.
 
-Families: ``"radix argsort"`` (fallback: numpy's stable ``argsort``), ``"PAV"`` (the torch PAV of
-:mod:`._pav_torch`), ``"fused sort"`` / ``"fused rank"`` (the composite path: standardize, PAV,
-inverse map). This module imports nothing from numba at import time.
+Families (each module names its own and its fallback): ``"radix argsort"`` (numpy's stable
+``argsort``), ``"PAV"`` (the torch PAV), ``"fused sort"`` / ``"fused rank"`` (the composite path:
+standardize, PAV, inverse map) of fast_soft_sort; ``"neuralsort sums"``, ``"softsort rows"`` and
+the c-mode window kernels of the streamed softsort / neuralsort paths (torch row blocks);
+``"sorting network"`` (torch ops); the OT families (semi-dual, banded curvature, plan, best anchor:
+the torch solver). This module imports nothing from numba at import time.
 """
 
 from __future__ import annotations
