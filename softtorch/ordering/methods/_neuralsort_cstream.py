@@ -30,6 +30,8 @@ near-ties), :func:`values` / :func:`rank` return None and the dense path runs.
 
 from __future__ import annotations
 
+import importlib
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -39,10 +41,14 @@ from torch.autograd.function import once_differentiable
 from ... import simplex
 from ..._sigmoidal_math import BAND, step
 from .. import _take
-from ._softsort_cstream import BLOCK_ELEMENTS, _blocks
+from ._softsort_cstream import BLOCK_ELEMENTS, _blocks, _use_numba
+from .permutahedron import _kernel_guard
 
 #: Largest ``batch * n * window`` of the gathered windows (else the dense path runs).
 MAX_WINDOW_ELEMENTS: int = 1 << 23
+#: Index of each sparse mode's sigmoidal in the kernels of :mod:`._neuralsort_cnumba`.
+_ORDER: dict[str, int] = {"c0": 0, "c1": 1, "c2": 2}
+_FAMILY = "neuralsort sparse band correction"
 #: Relative slack of the window search beyond the support test's ``1``.
 _SLACK: float = 1e-6
 
@@ -60,33 +66,67 @@ def _pair_correction(
     return (d * (2.0 * step(d, softness, mode) - 1.0 - sgn)).sum(-1)
 
 
+def _torch_correction(u: torch.Tensor, softness: float, mode: str) -> torch.Tensor:
+    out = torch.zeros_like(u)
+    with torch.no_grad():
+        for r0, r1, c0, c1 in _blocks(u, BAND * softness):
+            out[:, r0:r1] = _pair_correction(u[:, r0:r1], u[:, c0:c1], r0, c0, softness, mode)
+    return out
+
+
+def _torch_correction_vjp(
+    u: torch.Tensor, g: torch.Tensor, softness: float, mode: str
+) -> torch.Tensor:
+    gu = torch.zeros_like(u)
+    for r0, r1, c0, c1 in _blocks(u, BAND * softness):
+        ur = u[:, r0:r1].detach().requires_grad_(True)
+        ub = u[:, c0:c1].detach().requires_grad_(True)
+        with torch.enable_grad():
+            c = _pair_correction(ur, ub, r0, c0, softness, mode)
+        dr, db = torch.autograd.grad(c, (ur, ub), g[:, r0:r1])
+        gu[:, r0:r1] += dr
+        gu[:, c0:c1] += db
+    return gu
+
+
+def _numba() -> Any:
+    return importlib.import_module("softtorch.ordering.methods._neuralsort_cnumba")
+
+
 class _BandCorrection(torch.autograd.Function):
-    """:math:`C_k = \\sum_j (\\psi - |\\cdot|)(u_k - u_j)` on ascending ``u`` (batch, n)."""
+    """:math:`C_k = \\sum_j (\\psi - |\\cdot|)(u_k - u_j)` on ascending float64 ``u``
+    (batch, n): the numba kernels of :mod:`._neuralsort_cnumba` on CPU (the backend switch of
+    :mod:`._softsort_cstream`), else row blocks recomputed in backward."""
 
     @staticmethod
     def forward(ctx: Any, u: torch.Tensor, softness: float, mode: str) -> torch.Tensor:  # type: ignore[override]
         ctx.softness, ctx.mode = softness, mode
         ctx.save_for_backward(u)
-        out = torch.zeros_like(u)
-        with torch.no_grad():
-            for r0, r1, c0, c1 in _blocks(u, BAND * softness):
-                out[:, r0:r1] = _pair_correction(u[:, r0:r1], u[:, c0:c1], r0, c0, softness, mode)
-        return out
+        fallback = partial(_torch_correction, u.detach(), softness, mode)
+        if not _use_numba(u):
+            return fallback()
+        un = u.detach().contiguous().numpy()
+
+        def kernel() -> torch.Tensor:
+            out = _numba().band_correction(un, BAND * softness, _ORDER[mode])
+            return torch.from_numpy(out)
+
+        return _kernel_guard.guarded(_FAMILY, kernel, fallback, "the torch path")
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
         (u,) = ctx.saved_tensors
-        gu = torch.zeros_like(u)
-        for r0, r1, c0, c1 in _blocks(u, BAND * ctx.softness):
-            ur = u[:, r0:r1].detach().requires_grad_(True)
-            ub = u[:, c0:c1].detach().requires_grad_(True)
-            with torch.enable_grad():
-                c = _pair_correction(ur, ub, r0, c0, ctx.softness, ctx.mode)
-            dr, db = torch.autograd.grad(c, (ur, ub), g[:, r0:r1])
-            gu[:, r0:r1] += dr
-            gu[:, c0:c1] += db
-        return gu, None, None
+        s, mode = ctx.softness, ctx.mode
+        fallback = partial(_torch_correction_vjp, u.detach(), g, s, mode)
+        if not _use_numba(u):
+            return fallback(), None, None
+        un, gn = u.detach().contiguous().numpy(), g.detach().contiguous().numpy()
+
+        def kernel() -> torch.Tensor:
+            return torch.from_numpy(_numba().band_correction_vjp(un, gn, BAND * s, _ORDER[mode]))
+
+        return _kernel_guard.guarded(_FAMILY, kernel, fallback, "the torch path"), None, None
 
 
 def sorted_abs_sums(u: torch.Tensor, softness: float, mode: str) -> torch.Tensor:

@@ -18,10 +18,15 @@ DENSE = 1 << 62
 MODES = ("c0", "c1", "c2")
 
 
-@pytest.fixture(autouse=True)
-def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(autouse=True, params=["auto", "torch"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:  # type: ignore[misc]
+    """Both implementations of the band correction (numba kernels, torch row blocks), with
+    small row blocks."""
     monkeypatch.setattr(cs, "BLOCK_ELEMENTS", 40)
     monkeypatch.setattr(nc, "BLOCK_ELEMENTS", 40)
+    cs.set_backend(request.param)
+    yield request.param
+    cs.set_backend("auto")
 
 
 def _inputs(n: int, seed: int) -> torch.Tensor:
@@ -74,12 +79,19 @@ def test_streamed_equals_dense(
 
 
 @pytest.mark.parametrize("mode", MODES)
-def test_abs_sums_against_pairs(mode: str) -> None:
+def test_abs_sums_against_pairs(mode: str, backend: str) -> None:
     u = _inputs(60, 1).sort(-1).values
     b = nc.sorted_abs_sums(u, 0.2, mode)
     d = u.unsqueeze(-1) - u.unsqueeze(-2)
     ref = st.abs(d, softness=0.2, mode=mode).sum(-1)
     torch.testing.assert_close(b, ref, rtol=1e-12, atol=1e-10)
+    uu = u.clone().requires_grad_(True)
+    gw = torch.linspace(-1.0, 1.0, 60, dtype=torch.float64)
+    (g,) = torch.autograd.grad((nc.sorted_abs_sums(uu, 0.2, mode) * gw).sum(), uu)
+    uu = u.clone().requires_grad_(True)
+    dd = uu.unsqueeze(-1) - uu.unsqueeze(-2)
+    (gref,) = torch.autograd.grad((st.abs(dd, softness=0.2, mode=mode).sum(-1) * gw).sum(), uu)
+    torch.testing.assert_close(g, gref, rtol=1e-10, atol=1e-10)
 
 
 def test_lower_hull_is_convex_envelope() -> None:
