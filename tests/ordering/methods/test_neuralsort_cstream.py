@@ -48,7 +48,10 @@ def _run(monkeypatch: pytest.MonkeyPatch, stream: bool, fn, x: torch.Tensor):  #
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("descending", [False, True])
-@pytest.mark.parametrize(("n", "softness"), [(40, 0.1), (90, 0.05), (25, 1.0), (300, 0.1)])
+@pytest.mark.parametrize(
+    ("n", "softness"),
+    [(40, 0.1), (90, 0.05), (25, 1.0), pytest.param(300, 0.1, marks=pytest.mark.slow)],
+)
 def test_streamed_equals_dense(
     monkeypatch: pytest.MonkeyPatch, mode: str, descending: bool, n: int, softness: float
 ) -> None:
@@ -76,6 +79,22 @@ def test_streamed_equals_dense(
         yd, gd = _run(monkeypatch, False, fn, x)
         torch.testing.assert_close(ys, yd, rtol=1e-9, atol=1e-9)
         torch.testing.assert_close(gs, gd, rtol=1e-7, atol=1e-7)
+
+
+def test_nonconvex_tails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``c0`` descending at n = 300: ``B`` is not convex in the tails (a window search that
+    assumed concave rows returned a wrong largest value here)."""
+    monkeypatch.setattr(nc, "BLOCK_ELEMENTS", 1 << 14)
+    x = _inputs(300, 0)
+    kw = {"softness": 0.1, "method": "neuralsort", "mode": "c0", "descending": True}
+
+    def sort(z: torch.Tensor) -> torch.Tensor:
+        return st.sort(z, return_indices=False, **kw).values
+
+    ys, gs = _run(monkeypatch, True, sort, x)
+    yd, gd = _run(monkeypatch, False, sort, x)
+    torch.testing.assert_close(ys, yd, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(gs, gd, rtol=1e-7, atol=1e-7)
 
 
 @pytest.mark.parametrize("mode", MODES)
