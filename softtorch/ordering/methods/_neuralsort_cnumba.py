@@ -2,11 +2,13 @@ r"""CPU kernels (numba, float64) of the band correction of NeuralSort's sparse-m
 
 On ascending points :math:`u_1 \le \dots \le u_n` and with :math:`\psi(d) = d\,(2\sigma(d) - 1)`
 the soft absolute value of the mode (``sigma`` the mode's sigmoidal with transition band
-``|d| < w``, :func:`softtorch._sigmoidal_math.step`; ``t = 1/2 + d/(2w)``, ``c0``: ``t``,
-``c1``: ``t^2 (3 - 2t)``, ``c2``: ``t^3 (t (6t - 15) + 10)``), the correction is
+``|d| < w``, :func:`softtorch._sigmoidal_math.step`), in :math:`x = d / w` inside the band
+:math:`\psi = w\,Q(x)` with the even polynomial ``c0``: :math:`Q = x^2`; ``c1``
+(:math:`\sigma = t^2 (3 - 2t)`, :math:`t = (1 + x)/2`): :math:`Q = (3x^2 - x^4)/2`; ``c2``
+(:math:`\sigma = t^3 (t (6t - 15) + 10)`): :math:`Q = (15x^2 - 10x^4 + 3x^6)/8`. The correction is
 
 .. math:: C_k = \sum_{j \ne k,\ |u_k - u_j| < w} \phi_{kj}(u_k - u_j), \qquad
-          \phi_{kj}(d) = d\,(2\sigma(d) - 1) - s_{kj}\, d,
+          \phi_{kj}(d) = w\,\bigl(Q(d/w) - s_{kj}\, d/w\bigr),
 
 with :math:`s_{kj} = \mathrm{sign}(k - j)` (``|d|`` on sorted points, written so that tied pairs
 get the index sign, as the prefix sums of :mod:`._neuralsort_cstream`). The band ``lo_k..hi_k``
@@ -26,35 +28,48 @@ import numba as nb
 import numpy as np
 
 
-@nb.njit(error_model="numpy", cache=False)
-def _sig(t, e):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
-    """``(sigma, dsigma/dt)`` of the mode's sigmoidal at ``t`` in ``[0, 1]`` (``e``: 0, 1, 2)."""
-    if e == 0:
-        return t, 1.0
-    if e == 1:
-        return t * t * (3.0 - 2.0 * t), 6.0 * t * (1.0 - t)
-    return t * t * t * (t * (6.0 * t - 15.0) + 10.0), 30.0 * t * t * (1.0 - t) * (1.0 - t)
-
-
 @nb.njit(error_model="numpy", fastmath={"reassoc", "contract"}, cache=False)
 def _side(ub, uk, a, c, sgn, w, e):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
-    """Sum of ``phi(u_k - u_j)`` over ``j`` in ``a..c-1`` with index sign ``sgn``."""
+    """Sum of ``phi(u_k - u_j) / w = Q(x) - sgn x`` (``x = (u_k - u_j) / w``) over ``j`` in
+    ``a..c-1``; one branch-free loop per mode, so each vectorises."""
+    iw = 1.0 / w
     acc = 0.0
-    for j in range(a, c):
-        d = uk - ub[j]
-        sg, _ = _sig(0.5 + d / (2.0 * w), e)
-        acc += d * (2.0 * sg - 1.0 - sgn)
-    return acc
+    if e == 0:
+        for j in range(a, c):
+            x = (uk - ub[j]) * iw
+            acc += x * (x - sgn)
+    elif e == 1:
+        for j in range(a, c):
+            x = (uk - ub[j]) * iw
+            x2 = x * x
+            acc += x2 * (1.5 - 0.5 * x2) - sgn * x
+    else:
+        for j in range(a, c):
+            x = (uk - ub[j]) * iw
+            x2 = x * x
+            acc += x2 * (1.875 + x2 * (-1.25 + 0.375 * x2)) - sgn * x
+    return acc * w
 
 
 @nb.njit(error_model="numpy", fastmath={"reassoc", "contract"}, cache=False)
 def _side_vjp(ub, gb, uk, gk, a, c, sgn, w, e):  # noqa: ANN001, ANN202  # pragma: no cover
-    """Sum of ``phi'(u_k - u_j) (g_k + g_j)`` over ``j`` in ``a..c-1`` with index sign ``sgn``."""
+    """Sum of ``phi'(u_k - u_j) (g_k + g_j) = (Q'(x) - sgn) (g_k + g_j)`` over ``j`` in
+    ``a..c-1`` (one branch-free loop per mode)."""
+    iw = 1.0 / w
     acc = 0.0
-    for j in range(a, c):
-        d = uk - ub[j]
-        sg, ds = _sig(0.5 + d / (2.0 * w), e)
-        acc += (2.0 * sg - 1.0 - sgn + d * ds / w) * (gk + gb[j])
+    if e == 0:
+        for j in range(a, c):
+            x = (uk - ub[j]) * iw
+            acc += (2.0 * x - sgn) * (gk + gb[j])
+    elif e == 1:
+        for j in range(a, c):
+            x = (uk - ub[j]) * iw
+            acc += (x * (3.0 - 2.0 * x * x) - sgn) * (gk + gb[j])
+    else:
+        for j in range(a, c):
+            x = (uk - ub[j]) * iw
+            x2 = x * x
+            acc += (x * (3.75 + x2 * (-5.0 + 2.25 * x2)) - sgn) * (gk + gb[j])
     return acc
 
 
