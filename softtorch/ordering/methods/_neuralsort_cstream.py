@@ -178,7 +178,7 @@ class _Scores:
         return (self.coef * self.u.gather(-1, j) - self.b.gather(-1, j)) * self.inv_s
 
 
-def _windows(sc: _Scores, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _windows(sc: _Scores, n: int, eps: float) -> tuple[torch.Tensor, torch.Tensor]:
     """``(lo, hi)`` ``(batch, R)``: per row, the sorted columns whose score is within
     ``1 + slack`` of the (concave) row's maximum, by vectorised binary searches."""
     batch, rows = sc.u.shape[0], sc.coef.shape[-1]
@@ -191,7 +191,9 @@ def _windows(sc: _Scores, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         c = torch.where(~up & (a < c), mid, c)
     peak = a
     top = sc.at(peak)
-    floor = top - 1.0 - _SLACK * (1.0 + top.abs() * 1e-6)
+    # slack: the relative margin plus the rounding of the scores in the caller's dtype (``eps``)
+    scale = sc.coef.abs() * sc.u.abs().amax(-1, keepdim=True) + sc.b.abs().amax(-1, keepdim=True)
+    floor = top - 1.0 - _SLACK * (1.0 + top.abs() * 1e-6) - 8.0 * eps * scale * sc.inv_s
     a, c = zeros.clone(), peak.clone()
     while bool((a < c).any()):  # lo: first j <= peak with f(j) >= floor
         mid = (a + c) // 2
@@ -221,7 +223,7 @@ def _plan(
     with torch.no_grad():
         ud = u.detach().double()
         sc = _Scores(ud, lower_hull(ud, b.detach().double()), coef.double(), 1.0 / softness)
-        lo, hi = _windows(sc, n)
+        lo, hi = _windows(sc, n, torch.finfo(z.dtype).eps)
         width = int((hi - lo).amax()) + 1
     if zf.shape[0] * n * width > MAX_WINDOW_ELEMENTS:
         return None
