@@ -212,7 +212,9 @@ def _plan(
     z: torch.Tensor, softness: float, mode: str, descending: bool
 ) -> tuple[torch.Tensor, ...] | None:
     """``(u, perm, probs, idx)``: the projected windows ``probs`` ``(batch, n, W)`` at sorted
-    columns ``idx``, or None when the windows are too wide."""
+    columns ``idx``, or None when the windows are too wide (or the device has no float64)."""
+    if z.device.type == "mps":  # B and the window search run in float64
+        return None
     n = z.shape[-1]
     zf = z.reshape(-1, n)
     u, perm = _take.sort(zf)
