@@ -2,7 +2,7 @@ r"""CPU kernels (numba, float64) of the band correction of NeuralSort's sparse-m
 
 On ascending points :math:`u_1 \le \dots \le u_n` and with :math:`\psi(d) = d\,(2\sigma(d) - 1)`
 the soft absolute value of the mode (``sigma`` the mode's sigmoidal with transition band
-``|d| < w``, :func:`softtorch._sigmoidal_math.step`), in :math:`x = d / w` inside the band
+``|d| < w``, :func:`..._sigmoidal_math.step`), in :math:`x = d / w` inside the band
 :math:`\psi = w\,Q(x)` with the even polynomial ``c0``: :math:`Q = x^2`; ``c1``
 (:math:`\sigma = t^2 (3 - 2t)`, :math:`t = (1 + x)/2`): :math:`Q = (3x^2 - x^4)/2`; ``c2``
 (:math:`\sigma = t^3 (t (6t - 15) + 10)`): :math:`Q = (15x^2 - 10x^4 + 3x^6)/8`. The correction is
