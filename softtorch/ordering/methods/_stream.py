@@ -6,7 +6,8 @@ for autograd (besides a returned soft permutation) and have first-order gradient
 are used when all of these hold:
 
 * the mode is ``smooth``, or one of the sparse modes ``c0`` / ``c1`` / ``c2`` where the method
-  streams them (SoftSort, :mod:`._softsort_cstream`; pass ``modes``);
+  streams them (SoftSort, :mod:`._softsort_cstream`; NeuralSort's sorted values and ranks,
+  :mod:`._neuralsort_cstream`; pass ``modes``);
 * the softness is a Python float or a tensor that does not require a gradient;
 * eager mode on concrete tensors: not while ``torch.compile`` traces, not under ``torch.func``
   transforms or forward-mode AD (those keep the dense composite, double backward included);

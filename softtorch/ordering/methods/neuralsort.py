@@ -20,6 +20,8 @@ Large ``smooth`` inputs take streamed paths (:mod:`._stream` says when): ``B`` i
 over the pairs of the sorted scores, each pair once (and one in backward), and ``P @ x``, the
 ranks and requested rows of ``P`` on the band of each row outside which the dense softmax is
 exactly zero, without any ``n x n`` autograd tensor (:mod:`._neuralsort_stream`).
+Large sparse-mode (``c0`` / ``c1`` / ``c2``) sorted values and ranks take the row windows of
+:mod:`._neuralsort_cstream` (``O(n * window)`` memory).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ from ...simplex import chunked_rows, project_simplex
 from .._base import RowsOrderingMethod, Softness, register
 from .._logspace import log_project_simplex
 from .._mask import counts, sentinel
+from . import _neuralsort_cstream as _cstream_ns
 from . import _neuralsort_stream as _stream_ns
-from ._stream import stream_softness, use_stream
+from ._stream import ALL_MODES, stream_softness, use_stream
 
 
 def _split(softness: Softness) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -154,8 +157,12 @@ class NeuralSort(RowsOrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, x):  # smooth, large: banded rows (see ._stream)
-            y = _stream_ns.values(z, x, stream_softness(softness), descending)
+        if use_stream(mode, softness, z, x, modes=ALL_MODES):  # large: banded rows (._stream)
+            s = stream_softness(softness)
+            if mode == "smooth":
+                y = _stream_ns.values(z, x, s, descending)
+            else:  # sparse modes: row windows (._neuralsort_cstream)
+                y = _cstream_ns.values(z, x, s, mode, descending)
             if y is not None:
                 return y
         b = soft_abs_sums(z, softness, mode)
@@ -189,8 +196,12 @@ class NeuralSort(RowsOrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z):  # smooth, large: banded rows (see ._stream)
-            r = _stream_ns.rank(z, stream_softness(softness), descending)
+        if use_stream(mode, softness, z, modes=ALL_MODES):  # large: banded rows (._stream)
+            s = stream_softness(softness)
+            if mode == "smooth":
+                r = _stream_ns.rank(z, s, descending)
+            else:  # sparse modes: row windows (._neuralsort_cstream)
+                r = _cstream_ns.rank(z, s, mode, descending)
             if r is not None:
                 return r
         n = z.shape[-1]
@@ -239,6 +250,7 @@ class NeuralSort(RowsOrderingMethod):
     ) -> torch.Tensor:
         b = soft_abs_sums(z, softness, mode)
         return _log_rows(z, b, positions, softness, mode, descending)
+
 
 def _log_rows(
     z: torch.Tensor,
