@@ -40,9 +40,9 @@ from torch.autograd.function import once_differentiable
 
 from ... import simplex
 from ..._sigmoidal_math import BAND, step
+from ...kernels import _kernel_guard
 from .. import _take
 from ._softsort_cstream import BLOCK_ELEMENTS, _blocks, _use_numba
-from .permutahedron import _kernel_guard
 
 #: Largest ``batch * n * window`` of the gathered windows (else the dense path runs).
 MAX_WINDOW_ELEMENTS: int = 1 << 23
