@@ -22,8 +22,8 @@ Optional hooks with generic defaults (methods override them to save time or memo
 
 Masked ops (``mask=``, :mod:`._masked`): :attr:`mask_strategy` picks the generic mechanism;
 ``masked_sorted_values`` / ``masked_rank`` / ``with_mask`` (default None: generic) let a method
-supply its own batched masked kernels, ``masked_fused_sorted_values`` / ``masked_fused_rank`` the
-masked form of its fused fast path.
+supply its own batched masked kernels; ``fused_sorted_values`` / ``fused_rank`` take ``mask=`` for
+the masked form of the fused fast path.
 
 ``hard_permutation`` is the method's hard limit (default: one-hot rows of the exact argsort),
 used by the compatibility mode ``"_hard"`` (:mod:`softtorch.ordering._hard`).
@@ -184,9 +184,15 @@ class OrderingMethod(abc.ABC):
         descending: bool = False,
         standardize: bool = True,
         options: dict[str, Any] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
         """Soft sorted values of ``x`` in its own units in one fused kernel, or None (the
-        caller then standardizes and calls :meth:`sorted_values`)."""
+        caller then standardizes and calls :meth:`sorted_values`).
+
+        With ``mask`` (bool, the shape of ``x``, True = a real entry): the soft sorted values of
+        each slice's ``c`` real entries at positions ``< c`` (the tail filled with 0), or None
+        (the masked path of :mod:`._masked`).
+        """
         return None
 
     def fused_rank(
@@ -198,38 +204,13 @@ class OrderingMethod(abc.ABC):
         descending: bool = True,
         standardize: bool = True,
         options: dict[str, Any] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """Soft ranks of ``x`` in one fused kernel, or None (the caller then calls :meth:`rank`)."""
-        return None
+        """Soft ranks of ``x`` in one fused kernel, or None (the caller then calls :meth:`rank`).
 
-    def masked_fused_sorted_values(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = False,
-        standardize: bool = True,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor | None:
-        """Masked :meth:`fused_sorted_values`: soft sorted values (x units) of each slice's
-        real entries at positions ``< c``, or None (the masked path of :mod:`._masked`)."""
-        return None
-
-    def masked_fused_rank(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = True,
-        standardize: bool = True,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor | None:
-        """Masked :meth:`fused_rank`: soft ranks in ``[1, c]`` of each slice's real entries (0
-        at padded entries), or None (the masked path of :mod:`._masked`)."""
+        With ``mask``: soft ranks in ``[1, c]`` of each slice's real entries (0 at padded
+        entries), or None (the masked path of :mod:`._masked`).
+        """
         return None
 
     # ------------------------------------------------------------------------------------------

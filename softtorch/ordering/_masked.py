@@ -20,7 +20,7 @@ ops run unchanged on it. Per method (:attr:`OrderingMethod.mask_strategy`):
 * methods with their own masked kernels (``fast_soft_sort``: per-row anchors in one batched
   projection) override :meth:`OrderingMethod.masked_sorted_values` /
   :meth:`OrderingMethod.masked_rank` (and, for its fused eager CPU kernel,
-  :meth:`OrderingMethod.masked_fused_sorted_values` / :meth:`OrderingMethod.masked_fused_rank`);
+  :meth:`OrderingMethod.fused_sorted_values` / :meth:`OrderingMethod.fused_rank` with ``mask=``);
 * ``"batched"``: methods whose :meth:`OrderingMethod.with_mask` returns a bound method (``ot``:
   per-row anchors and a decoupled padded part in one solve) run it on the padded scores, with the
   fills below.
@@ -247,9 +247,9 @@ class Masked(OrderingMethod):
         standardize: bool = True, options: dict[str, Any] | None = None,
     ) -> torch.Tensor | None:  # fmt: skip
         """The method's masked fused kernel on ``x`` (x units), or None."""
-        return self.method.masked_fused_sorted_values(
-            x, self.m, softness, mode, descending=descending, standardize=standardize,
-            options=options,
+        return self.method.fused_sorted_values(
+            x, softness, mode, descending=descending, standardize=standardize, options=options,
+            mask=self.m,
         )  # fmt: skip
 
     def fused_rank(
@@ -257,9 +257,9 @@ class Masked(OrderingMethod):
         standardize: bool = True, options: dict[str, Any] | None = None,
     ) -> torch.Tensor | None:  # fmt: skip
         """The method's masked fused kernel of the ranks, or None."""
-        return self.method.masked_fused_rank(
-            x, self.m, softness, mode, descending=descending, standardize=standardize,
-            options=options,
+        return self.method.fused_rank(
+            x, softness, mode, descending=descending, standardize=standardize, options=options,
+            mask=self.m,
         )  # fmt: skip
 
     def sorted_values(

@@ -84,42 +84,11 @@ class FastSoftSort(OrderingMethod):
         descending: bool = False,
         standardize: bool = True,
         options: dict[str, Any] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """Eager CPU fast path (:mod:`._fused`): one numba kernel per direction."""
+        """Eager CPU fast path (:mod:`._fused`): one numba kernel per direction (with ``mask``:
+        per-row counts and anchors in the kernel)."""
         return _fused.sorted_values(
-            x, softness, mode, descending=descending, standardize=standardize, options=options
-        )
-
-    def masked_fused_sorted_values(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = False,
-        standardize: bool = True,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor | None:
-        """Masked fused fast path (:mod:`._fused`): per-row counts and anchors in the kernel."""
-        return _fused.sorted_values(
-            x, softness, mode, descending=descending, standardize=standardize, options=options,
-            mask=mask,
-        )  # fmt: skip
-
-    def masked_fused_rank(
-        self,
-        x: torch.Tensor,
-        mask: torch.Tensor,
-        softness: Softness,
-        mode: str,
-        *,
-        descending: bool = True,
-        standardize: bool = True,
-        options: dict[str, Any] | None = None,
-    ) -> torch.Tensor | None:
-        """Masked fused fast path (:mod:`._fused`) of :meth:`rank`."""
-        return _fused.rank(
             x, softness, mode, descending=descending, standardize=standardize, options=options,
             mask=mask,
         )  # fmt: skip
@@ -133,8 +102,10 @@ class FastSoftSort(OrderingMethod):
         descending: bool = True,
         standardize: bool = True,
         options: dict[str, Any] | None = None,
+        mask: torch.Tensor | None = None,
     ) -> torch.Tensor | None:
-        """Eager CPU fast path (:mod:`._fused`) of :meth:`rank`."""
+        """Eager CPU fast path (:mod:`._fused`) of :meth:`rank` (optionally masked)."""
         return _fused.rank(
-            x, softness, mode, descending=descending, standardize=standardize, options=options
-        )
+            x, softness, mode, descending=descending, standardize=standardize, options=options,
+            mask=mask,
+        )  # fmt: skip
