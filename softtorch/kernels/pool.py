@@ -277,6 +277,27 @@ def quad_pool(x: Tensor, softness: float | Tensor, mode: str) -> Tensor:
     return out.reshape(*lead, h2 // 2, w2 // 2)
 
 
+def pair_pool(x: Tensor, nd: int, softness: float | Tensor, mode: str) -> Tensor:
+    """Soft max pooling of the last ``nd`` dims of ``x`` over windows of 2 with stride 2 (no
+    padding or dilation; floor mode drops an odd last position), without window tensors: the
+    pairs per dim (:func:`_pair`), the last two dims in one 2x2 pass (:func:`quad_pool`) when
+    their lengths are even. Half precision is computed in float32.
+
+    Args:
+        x: floating input (``N, C, *spatial`` or ``C, *spatial``).
+        nd: number of pooled trailing dims (1, 2 or 3).
+        softness: s > 0.
+        mode: ``smooth``, ``c0``, ``c1`` or ``c2``.
+    """
+    xc = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+    quad = nd >= 2 and xc.shape[-2] % 2 == 0 and xc.shape[-1] % 2 == 0
+    for i in range(nd - 2 if quad else nd):
+        xc = _pair(xc, xc.ndim - nd + i, softness, mode)
+    if quad:
+        xc = quad_pool(xc, softness, mode)
+    return xc.to(x.dtype)
+
+
 def _is_pair(pos: Tensor, valid: Tensor) -> bool:
     """Whether the windows ``pos`` (m, k) are the pairs ``(2i, 2i + 1)``."""
     m, k = pos.shape
