@@ -29,7 +29,6 @@ Two faster routes to the same values:
 
 from __future__ import annotations
 
-import importlib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -126,7 +125,7 @@ def strided_composite(x: Tensor, dim: int, m: int, k: int, geo: tuple[int, int, 
 
 
 def _window_kernels() -> Any:
-    return importlib.import_module("softtorch.kernels._numba_pool")
+    return fused._module("_numba_pool")
 
 
 class _WindowPool(torch.autograd.Function):
@@ -185,7 +184,7 @@ def strided(x: Tensor, dim: int, m: int, k: int, geo: tuple[int, int, int],
 
 
 def _quad_kernels() -> Any:
-    return importlib.import_module("softtorch.kernels._numba_pool2")
+    return fused._module("_numba_pool2")
 
 
 def quad_composite(x3: Tensor, s: float | Tensor, mode: str, gated: bool, shift: Any) -> Tensor:
