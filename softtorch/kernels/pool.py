@@ -16,6 +16,9 @@ Two faster routes to the same values:
   ``c1`` / ``c2`` the ``_c1_pnorm`` / ``_c2_pnorm`` sigmoidals at :math:`s`, so the expectation is
   :math:`a + d\,\sigma(d)` (the gated soft relu). Both are a one-sided soft clamp
   :math:`a + R(b - a)`, one fused kernel pass each way (:func:`softtorch.kernels.fused.clamp`).
+  Pairs on the last two dims with even lengths (``MaxPool2d(2)``) are one 2x2 pass each way
+  (:func:`quad_pool`, :mod:`._numba_pool2`: the rows' pairs, then the columns', without the
+  intermediate tensor); :func:`pair_pool` runs these without window tensors.
 * **strided windows** (any other evenly strided window, e.g. the 3x3 stride-2 ResNet stem):
   :func:`strided`, a numba kernel per pooled dim (:mod:`._numba_pool`, windows of three in
   registers in :mod:`._numba_pool3`) for CPU float32 / float64 windows of up to

@@ -196,6 +196,37 @@ def test_quad_kernel_gradcheck_double_backward_and_tensor_softness(mode: str) ->
     assert torch.autograd.gradcheck(lambda t, u: kpool.quad_pool(t, u, mode), (x, s))
 
 
+def test_quad_kernel_failure_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2x2 kernel that fails to compile (here: raises a numba error) gives the composite's
+    values and gradients, with one RuntimeWarning, and later calls skip the kernel."""
+    from numba.core.errors import TypingError
+
+    from softtorch.kernels import _kernel_guard, _numba_pool2
+
+    calls = []
+
+    def broken_run(*args: object) -> None:
+        calls.append(args[0])
+        raise TypingError("simulated compiler failure")
+
+    monkeypatch.setattr(_numba_pool2, "run", broken_run)
+    monkeypatch.setattr(_kernel_guard, "_BROKEN", set())
+    monkeypatch.setattr(_kernel_guard, "_OK", set())
+    x = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(10), dtype=torch.float64,
+                    requires_grad=True)
+    ref = kpool.quad_composite(x.reshape(-1, 2, 6), 0.5, "smooth", False,
+                               -0.5 * math.log(2.0)).reshape(2, 2, 3)
+    with pytest.warns(RuntimeWarning, match="2x2"):
+        got = kpool.quad_pool(x, 0.5, "smooth")
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    (gg,) = torch.autograd.grad(got.sum(), x)
+    (gr,) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(gg, gr, rtol=1e-12, atol=1e-12)
+    assert calls == ["fwd"]  # the backward and later calls take the composite directly
+    kpool.quad_pool(x, 0.5, "smooth")
+    assert calls == ["fwd"]
+
+
 # ------------------------------------------------------------ window kernels (kernels.pool.strided)
 
 GEOMETRIES = [  # k, stride, dilation, left padding
