@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .._checks import _is_compiling
+from ..kernels.pool import pair_pool
 from ..kernels.pool import pool as fast_pool
 from ..simplex import project_simplex
 from .context import DECLINE, Ctx
@@ -103,6 +104,16 @@ def _pool(x: Tensor, windows: list[tuple[Tensor, Tensor]], c: Ctx) -> Tensor:
     return xc.to(x.dtype)
 
 
+def _pairs(ks: tuple[int, ...], st: tuple[int, ...], pd: tuple[int, ...], dl: tuple[int, ...],
+           ceil_mode: bool, spatial: Any) -> bool:
+    """Windows of 2 with stride 2 on every dim (no padding or dilation, ``ceil_mode`` only with
+    even lengths, every length at least 2) outside ``torch.compile`` tracing: the fast path of
+    :func:`softtorch.kernels.pool.pair_pool`, which needs no window tensors."""
+    return (all(k == 2 for k in ks) and all(v == 2 for v in st) and not any(pd)
+            and all(d == 1 for d in dl) and all(int(n) >= 2 for n in spatial)
+            and not (ceil_mode and any(int(n) % 2 for n in spatial)) and not _is_compiling())
+
+
 def _check_input(x: Tensor, nd: int) -> bool:
     return isinstance(x, Tensor) and x.is_floating_point() and x.ndim in (nd + 1, nd + 2)
 
@@ -123,6 +134,8 @@ def _max_pool(nd: int, with_indices: bool) -> Any:
         spatial = input.shape[-nd:]
 
         def soft() -> Tensor:
+            if _pairs(ks, st, pd, dl, ceil_mode, spatial):
+                return pair_pool(input, nd, c.softness, c.mode)
             wins = [
                 _windows(spatial[i], ks[i], st[i], pd[i], dl[i], ceil_mode, input.device)
                 for i in range(nd)

@@ -67,8 +67,20 @@ def _np_dtype(dtype: torch.dtype) -> type:
     return np.float32 if dtype == torch.float32 else np.float64
 
 
+_MODULES: dict[str, Any] = {}
+
+
+def _module(name: str) -> Any:
+    """The kernel module ``softtorch.kernels.<name>``, imported on first use (numba loads then),
+    then from a cache (``import_module`` costs microseconds per call, several per op)."""
+    mod = _MODULES.get(name)
+    if mod is None:
+        mod = _MODULES[name] = importlib.import_module(f"softtorch.kernels.{name}")
+    return mod
+
+
 def _kernels() -> Any:
-    return importlib.import_module("softtorch.kernels._numba_kernels")
+    return _module("_numba_kernels")
 
 
 def use_kernel(softness: Softness, *tensors: Tensor | None) -> bool:
@@ -95,7 +107,10 @@ def use_kernel(softness: Softness, *tensors: Tensor | None) -> bool:
 
 
 def _flat(t: Tensor) -> Any:
-    return t.detach().reshape(-1).numpy()
+    """``t`` as a flat numpy array (a view of a contiguous tensor, reshaped by numpy: a torch
+    ``reshape`` costs microseconds per call, several per op)."""
+    a = t.detach().numpy()
+    return a.reshape(-1) if a.flags.c_contiguous else t.detach().reshape(-1).numpy()
 
 
 def _params(softness: float, dtype: torch.dtype) -> tuple[Any, Any, type]:

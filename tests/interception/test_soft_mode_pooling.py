@@ -84,3 +84,41 @@ def test_bad_arguments_raise_like_torch() -> None:
     with soft_mode():
         with pytest.raises(RuntimeError, match="pad should be at most half"):
             F.max_pool1d(x, 2, 1, 2)
+
+
+@pytest.mark.parametrize("mode", ["smooth", "c1"])
+def test_pair_windows_fast_path_equals_generic_windows(mode: str) -> None:
+    """Windows of 2 with stride 2 skip the window tensors (``ops_pool._pairs``): the same values
+    and gradients as the generic reduction, for even / odd lengths, floor / ceil mode, 1-3 dims,
+    a tensor softness and half precision; other geometries take the generic route."""
+    from types import SimpleNamespace
+
+    from softtorch.interception import ops_pool
+
+    g = torch.Generator().manual_seed(20)
+    for nd, spatial, ceil in ((1, (6,), False), (2, (6, 8), False), (2, (7, 5), False),
+                              (2, (6, 8), True), (3, (4, 6, 3), False)):
+        x = torch.randn(2, 3, *spatial, generator=g, dtype=torch.float64, requires_grad=True)
+        assert ops_pool._pairs((2,) * nd, (2,) * nd, (0,) * nd, (1,) * nd, ceil, spatial)
+        pool = getattr(F, f"max_pool{nd}d")
+        for s in (0.3, torch.tensor(0.3, dtype=torch.float64)):
+            with soft_mode(mode, s):
+                got = pool(x, 2, ceil_mode=ceil)
+            wins = [ops_pool._windows(n, 2, 2, 0, 1, ceil, x.device) for n in spatial]
+            ref = x
+            for i, (pos, valid) in enumerate(wins):
+                ref = ops_pool._reduce(ref, ref.ndim - nd + i, pos, valid,
+                                       SimpleNamespace(mode=mode, softness=s))
+            torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+            (gg,) = torch.autograd.grad(got.sum(), x)
+            (gr,) = torch.autograd.grad(ref.sum(), x)
+            torch.testing.assert_close(gg, gr, rtol=1e-11, atol=1e-11)
+    assert not ops_pool._pairs((2, 2), (2, 2), (0, 0), (1, 1), True, (7, 6))  # partial window
+    assert not ops_pool._pairs((2, 2), (2, 1), (0, 0), (1, 1), False, (6, 6))
+    assert not ops_pool._pairs((2,), (2,), (0,), (1,), False, (1,))  # torch's error
+    xh = torch.randn(2, 3, 6, 6, generator=g).half()
+    with soft_mode(mode, 0.3):
+        got = F.max_pool2d(xh, 2)
+        ref = F.max_pool2d(xh.float(), 2)
+    assert got.dtype == torch.float16
+    torch.testing.assert_close(got.float(), ref, rtol=2e-3, atol=2e-3)

@@ -83,6 +83,150 @@ def test_pair_max_gradcheck_and_torch_path(mode: str) -> None:
         torch.testing.assert_close(got, ref)
 
 
+# ------------------------------------------------------------ 2x2 kernel (kernels.pool.quad_pool)
+
+
+def _quad_ran(t: torch.Tensor) -> bool:
+    """Whether ``t``'s graph (a few nodes deep) holds the 2x2 kernel's Function."""
+    fns = [t.grad_fn]
+    for _ in range(3):
+        if any(f is not None and "QuadPool" in type(f).__name__ for f in fns):
+            return True
+        fns = [n for f in fns if f is not None for n, _ in f.next_functions]
+    return False
+
+
+def _pair_windows(x: torch.Tensor, nd: int) -> list:
+    return [ops_pool._windows(x.shape[-nd + i], 2, 2, 0, 1, False, x.device) for i in range(nd)]
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c0", "c1", "c2"))
+def test_quad_kernel_equals_pair_passes(mode: str) -> None:
+    """``MaxPool2d(2)`` / ``MaxPool3d(2)`` through the 2x2 kernel in float64: values and
+    gradients equal to the interception layer's reduction per dim on random values, and to
+    the two pair passes (:func:`softtorch.kernels.fused.pair_max`, the same subgradients at
+    the sparse modes' kinks) with ties, exact kinks, infinities, NaN and huge entries."""
+    s = 0.3
+    x2 = torch.randn(2, 3, 8, 6, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
+    x3 = torch.randn(2, 2, 4, 6, 8, generator=torch.Generator().manual_seed(5),
+                     dtype=torch.float64)
+    c = SimpleNamespace(mode=mode, softness=s)
+
+    def pairs(t: torch.Tensor, nd: int) -> torch.Tensor:
+        for i in range(nd):
+            t = kpool._pair(t, t.ndim - nd + i, s, mode)
+        return t
+
+    cases = [(x2, 2, _reference), (x3, 3, _reference), (x2[0], 2, _reference),
+             (_special((2, 3, 8, 6), s), 2, lambda t, w, c: pairs(t, len(w)))]
+    for x0, nd, reference in cases:
+        x = x0.clone().requires_grad_()
+        wins = _pair_windows(x, nd)
+        got = kpool.pool(x, wins, c, ops_pool._reduce)
+        assert _quad_ran(got)
+        ref = reference(x, wins, c)
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12, equal_nan=True)
+        w = torch.randn(ref.shape, generator=torch.Generator().manual_seed(6), dtype=ref.dtype)
+        (gg,) = torch.autograd.grad((got * w).sum(), x)
+        (gr,) = torch.autograd.grad((ref * w).sum(), x)
+        torch.testing.assert_close(gg, gr, rtol=1e-11, atol=1e-11, equal_nan=True)
+
+
+def test_quad_kernel_independent_values() -> None:
+    """smooth: the log-mean-exp of the four window entries; c0: sparsemax's nested expectation
+    by hand (pairs (a, b) -> a + clip(1/2 + (b - a) / 2s, 0, 1) (b - a))."""
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 4, 6, generator=g, dtype=torch.float64)
+    s = 0.4
+    win = x.reshape(3, 2, 2, 3, 2).permute(0, 1, 3, 2, 4).reshape(3, 2, 3, 4)
+    lme = s * torch.log(torch.exp(win / s).mean(-1))
+    got = kpool.quad_pool(x, s, "smooth")
+    torch.testing.assert_close(got, lme, rtol=1e-12, atol=1e-12)
+
+    def pair(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return a + (0.5 + (b - a) / (2 * s)).clamp(0, 1) * (b - a)
+
+    rows = pair(x[:, 0::2], x[:, 1::2])
+    torch.testing.assert_close(kpool.quad_pool(x, s, "c0"), pair(rows[..., 0::2], rows[..., 1::2]),
+                               rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c2"))
+def test_quad_kernel_float32_threads_and_torch_backend(mode: str) -> None:
+    from softtorch.kernels import fused
+
+    g = torch.Generator().manual_seed(8)
+    x = (torch.randn(4, 8, 64, 64, generator=g) * 0.3).requires_grad_()  # parallel blocks
+    ref = kpool.quad_pool(x.double(), 0.2, mode)
+    w = torch.randn(ref.shape, generator=g)
+    (gr,) = torch.autograd.grad((ref * w).sum(), x)
+    old = torch.get_num_threads()
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        try:
+            got = kpool.quad_pool(x, 0.2, mode)
+            assert _quad_ran(got)
+            (gx,) = torch.autograd.grad((got * w).sum(), x)
+        finally:
+            torch.set_num_threads(old)
+        torch.testing.assert_close(got.double(), ref, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gx, gr, rtol=1e-4, atol=1e-5)
+    y = x.detach()[:1, :2].double().requires_grad_()
+    fused.set_backend("torch")
+    try:
+        got = kpool.quad_pool(y, 0.2, mode)
+        assert not _quad_ran(got)
+    finally:
+        fused.set_backend("auto")
+    torch.testing.assert_close(got, ref[:1, :2], rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c1"))
+def test_quad_kernel_gradcheck_double_backward_and_tensor_softness(mode: str) -> None:
+    g = torch.Generator().manual_seed(9)
+    x = torch.randn(2, 4, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    fn = lambda t: kpool.quad_pool(t, 0.7, mode)  # noqa: E731
+    assert _quad_ran(fn(x))
+    assert torch.autograd.gradcheck(fn, (x,))
+    assert torch.autograd.gradgradcheck(fn, (x,))  # the double backward runs the composite
+    s = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)  # the composite path
+    got = kpool.quad_pool(x, s, mode)
+    assert not _quad_ran(got)
+    torch.testing.assert_close(got, fn(x), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(lambda t, u: kpool.quad_pool(t, u, mode), (x, s))
+
+
+def test_quad_kernel_failure_falls_back_with_one_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2x2 kernel that fails to compile (here: raises a numba error) gives the composite's
+    values and gradients, with one RuntimeWarning, and later calls skip the kernel."""
+    from numba.core.errors import TypingError
+
+    from softtorch.kernels import _kernel_guard, _numba_pool2
+
+    calls = []
+
+    def broken_run(*args: object) -> None:
+        calls.append(args[0])
+        raise TypingError("simulated compiler failure")
+
+    monkeypatch.setattr(_numba_pool2, "run", broken_run)
+    monkeypatch.setattr(_kernel_guard, "_BROKEN", set())
+    monkeypatch.setattr(_kernel_guard, "_OK", set())
+    x = torch.randn(2, 4, 6, generator=torch.Generator().manual_seed(10), dtype=torch.float64,
+                    requires_grad=True)
+    ref = kpool.quad_composite(x.reshape(-1, 2, 6), 0.5, "smooth", False,
+                               -0.5 * math.log(2.0)).reshape(2, 2, 3)
+    with pytest.warns(RuntimeWarning, match="2x2"):
+        got = kpool.quad_pool(x, 0.5, "smooth")
+    torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+    (gg,) = torch.autograd.grad(got.sum(), x)
+    (gr,) = torch.autograd.grad(ref.sum(), x)
+    torch.testing.assert_close(gg, gr, rtol=1e-12, atol=1e-12)
+    assert calls == ["fwd"]  # the backward and later calls take the composite directly
+    kpool.quad_pool(x, 0.5, "smooth")
+    assert calls == ["fwd"]
+
+
 # ------------------------------------------------------------ window kernels (kernels.pool.strided)
 
 GEOMETRIES = [  # k, stride, dilation, left padding
