@@ -235,7 +235,8 @@ def band_plan(
     """The p-norm plan ``Q = phi(s)`` and its curvature ``D = phi'(s)`` of the slacks
     ``s_ij = alpha_i + beta_j - a_i y_j``, stored like :func:`band_curvature` (``lo``, ``ptr`` and
     the float64 values of ``Q`` and ``D`` on each row's span ``[first, last]`` of positive
-    slacks, from :func:`._span_numba.plan_spans`)."""
+    slacks, from :func:`._span_numba.plan_spans_rows`); anchors ``y`` ``(By, m)``, shared
+    (``By = 1``) or per row."""
     B, n = a.shape
     lo = first.copy()
     ptr = np.zeros(B * n + 1, dtype=np.int64)
@@ -246,11 +247,12 @@ def band_plan(
     qv = np.empty(ptr[B * n], dtype=np.float64)
     dv = np.empty(ptr[B * n], dtype=np.float64)
     for b in range(B):
+        yr = y[b if y.shape[0] > 1 else 0]
         for i in range(n):
             k = b * n + i
             for t in range(ptr[k + 1] - ptr[k]):
                 j = lo[b, i] + t
-                v = (alpha[b, i] - a[b, i] * y[j]) + beta[b, j]
+                v = (alpha[b, i] - a[b, i] * yr[j]) + beta[b, j]
                 q = 0.0
                 d = 0.0
                 if v > 0:
@@ -305,21 +307,24 @@ def dense_plan(
 ) -> None:
     """``Q = phi(alpha_i + beta_j - a_i y_j)`` rescaled to exact columns ``b`` (``by_col``) or
     unit rows, written into the zero-filled ``out`` ``(B, n, m)`` (any float dtype) on each
-    row's span ``[first, last]`` of positive slacks (:func:`._span_numba.plan_spans`; the
-    entries outside are zero); sums in float64."""
+    row's span ``[first, last]`` of positive slacks (:func:`._span_numba.plan_spans_rows`; the
+    entries outside are zero); sums in float64. Anchors ``y`` and capacities ``b`` ``(By, m)``,
+    shared (``By = 1``) or per row."""
     B, n = a.shape
-    m = y.shape[0]
+    m = y.shape[1]
     tiny = 2.2250738585072014e-308
     row = np.empty(m, dtype=np.float64)
     col = np.zeros(m, dtype=np.float64)
     for bb in range(B):
+        yr = y[bb if y.shape[0] > 1 else 0]
+        br = b[bb if b.shape[0] > 1 else 0]
         col[:] = 0.0
         for i in range(n):
             acc = 0.0
             j0 = first[bb, i]
             j1 = last[bb, i] + 1
             for j in range(j0, j1):
-                q = _phi((alpha[bb, i] - a[bb, i] * y[j]) + beta[bb, j], kind)
+                q = _phi((alpha[bb, i] - a[bb, i] * yr[j]) + beta[bb, j], kind)
                 row[j] = q
                 acc += q
                 col[j] += q
@@ -328,7 +333,7 @@ def dense_plan(
                 out[bb, i, j] = row[j] * scale
         if by_col:
             for j in range(m):
-                col[j] = b[j] / max(col[j], tiny)
+                col[j] = br[j] / max(col[j], tiny)
             for i in range(n):
                 for j in range(first[bb, i], last[bb, i] + 1):
                     out[bb, i, j] = out[bb, i, j] * col[j]
