@@ -17,6 +17,8 @@ import math
 import numba as nb
 import numpy as np
 
+from ._pnorm_numba import compacted_sums, dphi, phi
+
 
 @nb.njit(cache=True)
 def _solve_row(
@@ -44,25 +46,7 @@ def _solve_row(
     for j in range(W):
         buf[j] = x[j]
     for it in range(max_iter):
-        F = 0.0
-        dF = 0.0
-        keep = 0
-        for j in range(cnt):
-            v = buf[j] + al
-            if v > 0:
-                if kind == 1:
-                    F += v
-                    dF += 1.0
-                elif kind == 2:
-                    F += v * v
-                    dF += 2.0 * v
-                else:
-                    v2 = v * v
-                    F += v2 * v
-                    dF += 3.0 * v2
-                if it > 0:
-                    buf[keep] = buf[j]
-                    keep += 1
+        F, dF, keep = compacted_sums(buf, cnt, al, kind, it > 0)
         if it > 0:
             cnt = keep
         res = F - 1.0
@@ -83,17 +67,6 @@ def row_potentials(
     for r in range(R):
         out[r] = _solve_row(X[r], kind, tol, guess[r], has_guess, max_iter, buf)
     return out
-
-
-@nb.njit(cache=True, inline="always")
-def _phi(s: float, kind: int) -> float:
-    if s <= 0:
-        return 0.0
-    if kind == 1:
-        return s
-    if kind == 2:
-        return s * s
-    return s * s * s
 
 
 @nb.njit(cache=True)
@@ -132,7 +105,7 @@ def evaluate(
             for j in range(m):
                 v = row[j] + al
                 row[j] = v
-                q = _phi(v, kind)
+                q = phi(v, kind)
                 col[b, j] += q
                 acc += q * v
             qs[b] += acc
@@ -173,15 +146,7 @@ def band_curvature(
             acc = 0.0
             for t in range(ptr[k + 1] - ptr[k]):
                 j = lo[b, i] + t
-                v = s[b, i, j]
-                d = 0.0
-                if v > 0:
-                    if kind == 1:
-                        d = 1.0
-                    elif kind == 2:
-                        d = 2.0 * v
-                    else:
-                        d = 3.0 * v * v
+                d = dphi(s[b, i, j], kind)
                 vals[ptr[k] + t] = d
                 acc += d
                 c[b, j] += d
@@ -253,20 +218,8 @@ def band_plan(
             for t in range(ptr[k + 1] - ptr[k]):
                 j = lo[b, i] + t
                 v = (alpha[b, i] - a[b, i] * yr[j]) + beta[b, j]
-                q = 0.0
-                d = 0.0
-                if v > 0:
-                    if kind == 1:
-                        q = v
-                        d = 1.0
-                    elif kind == 2:
-                        q = v * v
-                        d = 2.0 * v
-                    else:
-                        q = v * v * v
-                        d = 3.0 * v * v
-                qv[ptr[k] + t] = q
-                dv[ptr[k] + t] = d
+                qv[ptr[k] + t] = phi(v, kind)
+                dv[ptr[k] + t] = dphi(v, kind)
     return lo, ptr, qv, dv
 
 
@@ -324,7 +277,7 @@ def dense_plan(
             j0 = first[bb, i]
             j1 = last[bb, i] + 1
             for j in range(j0, j1):
-                q = _phi((alpha[bb, i] - a[bb, i] * yr[j]) + beta[bb, j], kind)
+                q = phi((alpha[bb, i] - a[bb, i] * yr[j]) + beta[bb, j], kind)
                 row[j] = q
                 acc += q
                 col[j] += q

@@ -32,6 +32,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
+from ._pnorm_numba import dphi
 from ._span_numba import _MARGIN, _absmax, _candidates, _hull, _row_setup, row_anchors
 
 
@@ -241,17 +242,6 @@ def runs_rmv(
     return out
 
 
-@nb.njit(cache=True, inline="always")
-def _dphi(v: float, kind: int) -> float:
-    if v <= 0:
-        return 0.0
-    if kind == 1:
-        return 1.0
-    if kind == 2:
-        return 2.0 * v
-    return 3.0 * v * v
-
-
 @nb.njit(cache=True)
 def runs_mv_exact(
     off: np.ndarray,
@@ -276,7 +266,7 @@ def runs_mv_exact(
             al = alpha[b, i]
             acc = 0.0
             for j in range(lo[t], hi[t] + 1):
-                acc += _dphi((beta[b, j] - ai * yr[j]) + al, kind) * v[b, j]
+                acc += dphi((beta[b, j] - ai * yr[j]) + al, kind) * v[b, j]
             out[b, i] += acc
     return out
 
@@ -306,7 +296,7 @@ def runs_rmv_exact(
             al = alpha[b, i]
             xi = x[b, i]
             for j in range(lo[t], hi[t] + 1):
-                out[b, j] += _dphi((beta[b, j] - ai * yr[j]) + al, kind) * xi
+                out[b, j] += dphi((beta[b, j] - ai * yr[j]) + al, kind) * xi
     return out
 
 
@@ -343,7 +333,7 @@ def runs_gd(
                 v = (al - ai * yr[j]) + beta[b, j]
                 if v <= 0:
                     continue
-                gd = float(G[b, i, j]) * _dphi(v, kind)
+                gd = float(G[b, i, j]) * dphi(v, kind)
                 s1 += gd
                 s2 += gd * yr[j]
                 hb[b, j] += gd

@@ -39,6 +39,8 @@ import math
 import numba as nb
 import numpy as np
 
+from ._pnorm_numba import compacted_sums, phi, row_terms
+
 _EPS = 2.220446049250313e-16
 _MARGIN = 64.0 * _EPS
 
@@ -175,17 +177,6 @@ def _row_setup(
     return jp, mx
 
 
-@nb.njit(cache=True, inline="always")
-def _phi(v: float, kind: int) -> float:
-    if v <= 0:
-        return 0.0
-    if kind == 1:
-        return v
-    if kind == 2:
-        return v * v
-    return v * v * v
-
-
 @nb.njit(cache=True)
 def _solve_row(
     y: np.ndarray,
@@ -216,16 +207,9 @@ def _solve_row(
     for j in range(lo, hi + 1):
         v = (beta[j] - ai * y[j]) + al
         if v > 0:
-            if kind == 1:
-                F += v
-                dF += 1.0
-            elif kind == 2:
-                F += v * v
-                dF += 2.0 * v
-            else:
-                v2 = v * v
-                F += v2 * v
-                dF += 3.0 * v2
+            q, d = row_terms(v, kind)
+            F += q
+            dF += d
     res = F - 1.0
     if abs(res) <= tol or max_iter <= 1:
         if abs(res) > tol:
@@ -238,25 +222,7 @@ def _solve_row(
         buf[cnt] = beta[j] - ai * y[j]
         cnt += 1
     for _ in range(1, max_iter):
-        F = 0.0
-        dF = 0.0
-        keep = 0
-        for t in range(cnt):
-            v = buf[t] + al
-            if v > 0:
-                if kind == 1:
-                    F += v
-                    dF += 1.0
-                elif kind == 2:
-                    F += v * v
-                    dF += 2.0 * v
-                else:
-                    v2 = v * v
-                    F += v2 * v
-                    dF += 3.0 * v2
-                buf[keep] = buf[t]
-                keep += 1
-        cnt = keep
+        F, dF, cnt = compacted_sums(buf, cnt, al, kind, True)
         res = F - 1.0
         if abs(res) <= tol:
             break
@@ -360,7 +326,7 @@ def evaluate_rows(
             acc = 0.0
             for j in range(lo, hi + 1):
                 v = (bet[j] - ai * yb[j]) + al
-                q = _phi(v, kind)
+                q = phi(v, kind)
                 col[b, j] += q
                 acc += q * v
             qs[b] += acc
