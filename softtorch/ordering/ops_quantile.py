@@ -142,7 +142,8 @@ def _masked_order_stat(
     gated_grad: bool,
 ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     """:func:`_order_stat` of a masked op: positions ``q (c - 1)`` of each slice's ``c`` real
-    entries (rows gathered per slice from the full soft permutation / sorted values); a slice
+    entries (rows gathered per slice from the full soft permutation / sorted values; values
+    without indices from the method's ``permute_values``, no soft permutation); a slice
     without real entries gives ``0`` and a zero SoftIndex row."""
     assert data.mask is not None
     c = data.count
@@ -173,7 +174,13 @@ def _masked_order_stat(
     if sv is not None:
         xs = to_x(sv, stats, data.x, data.mask)
         values = (1.0 - w) * xs.gather(-1, lo) + w * xs.gather(-1, hi)
-    if want_index or (want_values and sv is None):
+    elif want_values and not want_index:  # sorted values without the soft permutation
+        zz = z if gated_grad else z.detach()
+        xs = impl.permute_values(
+            zz, data.x, cfg.softness, cfg.mode, descending=False, options=cfg.options
+        )
+        values = (1.0 - w) * xs.gather(-1, lo) + w * xs.gather(-1, hi)
+    if want_index or (want_values and values is None):
         hook = impl.log_permutation if cfg.log else impl.permutation
         perm = hook(z, cfg.softness, cfg.mode, descending=False, options=cfg.options)
 

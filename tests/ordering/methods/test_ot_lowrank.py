@@ -33,7 +33,7 @@ def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _force(monkeypatch: pytest.MonkeyPatch, on: bool) -> None:
-    monkeypatch.setattr(_lowrank, "eligible", lambda a, y: on)
+    monkeypatch.setattr(_lowrank, "eligible", lambda a, y, rows=False: on)
 
 
 @pytest.mark.parametrize("scale", [0.5, 8.0, 80.0])

@@ -10,13 +10,16 @@ The formulation (marginals, cost, regularisers, anchors for sort / rank / top-k)
   curvatures stored on each row's span of nonzeros) and their torch fallbacks.
 * :mod:`._lowrank`: entropic kernel sums for the rank-one cost by blockwise Taylor expansion
   (log-domain Sinkhorn and plan mat-vecs without the ``n x m`` kernel).
-* :mod:`._layout`: the per-row problems of masked ops (per-row anchors, decoupled padding).
+* :mod:`._pnorm_numba`: the p-norm plan entries and row-potential sums shared by the kernels.
+* :mod:`._layout`: the per-row problems of masked ops (per-row anchors, decoupled padding, and
+  the compacted problems: real entries first, per-row counts).
 * :mod:`._band`: the banded pre-solver for p-norm problems with many anchors (a warm start).
 * :mod:`._solver`: stabilised Sinkhorn (entropic) and the semi-dual Newton solver (all modes).
 * :mod:`._autograd`: the plan as an ``autograd.Function`` with implicit differentiation.
 * :mod:`._logplan`: the entropic log-plan (``return_log_probs=True``).
 * :mod:`._contract`: soft sorted values and ranks as mat-vecs with the plan (no ``n x m``
   output), with the implicit backward specialised to their rank-one upstream gradients.
+* :mod:`._compact`: sorted values and ranks of masked ops on the compacted per-row problems.
 * :mod:`._ops`: the solver and the backward Schur solve as ``torch.library`` custom ops.
 * :mod:`.method`: option parsing, :func:`ot_plan` and the :class:`OT` ordering method.
 """

@@ -98,7 +98,7 @@ def solve_plan(
     floor = 16 * torch.finfo(torch.float64).eps * cmax  # rounding level of the slacks
     if floor > opts.tol:
         opts = SolverOptions(tol=floor, max_iter=opts.max_iter, what=opts.what)
-    if kind == 0 and lowrank.eligible(a, y):  # blockwise log-domain Sinkhorn (._lowrank)
+    if kind == 0 and lowrank.eligible(a, y, b.dim() == 2):  # blockwise Sinkhorn (._lowrank)
         pot = lowrank.sinkhorn(a, y, b, beta0, opts.tol, opts.max_iter, normalise)
         if pot is not None:
             alpha, beta = pot

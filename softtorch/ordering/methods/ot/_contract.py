@@ -31,10 +31,11 @@ from typing import Any
 import torch
 
 from ._autograd import newton_plan, plan_jvp
-from ._dual import BandedPlan
+from ._dual import BandedPlan, per_row
 from ._linalg import cg
 from ._lowrank import PlanOperator
 from ._runs import RunsCurvature, runs_curvature
+from ._solver import live_columns
 
 _F64 = torch.float64
 
@@ -44,12 +45,24 @@ def _ones(like: torch.Tensor) -> torch.Tensor:
 
 
 def operator(
-    a: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor, kind: int
+    a: torch.Tensor,
+    y: torch.Tensor,
+    alpha: torch.Tensor,
+    beta: torch.Tensor,
+    kind: int,
+    b: torch.Tensor | None = None,
 ) -> PlanOperator | BandedPlan:
-    """The plan of the potentials as mat-vecs: blockwise sums (entropic) or row spans (p-norm)."""
+    """The plan of the potentials as mat-vecs: blockwise sums (entropic) or row spans (p-norm);
+    per-row capacities ``b`` restrict each row to its own entries (:func:`._dual.per_row`)."""
     if kind == 0:
         return PlanOperator(a, y, alpha, beta)
-    return BandedPlan(a, y, alpha, beta, kind)
+    return BandedPlan(a, y, alpha, beta, kind, b if per_row(b) else None)
+
+
+def _inverse(t: torch.Tensor, num: torch.Tensor | float) -> torch.Tensor:
+    """``num / t``, ``0`` where ``t`` is ``0`` (the padded entries of a compacted problem carry
+    no mass; elsewhere ``t > 0``)."""
+    return torch.where(t > 0, num / torch.where(t > 0, t, 1.0), 0.0)
 
 
 def contract(
@@ -66,16 +79,16 @@ def contract(
     ``D`` and the marginal rescaling (``b / Q^T 1`` or ``1 / Q 1``). Entropic: ``D = Qn`` (the
     rescaling folded into the potentials, as :class:`._autograd.OTPlan` saves ``Qn``); p-norm:
     ``D = phi'(s)`` at the solver's potentials (as :func:`._autograd.curvature_of`)."""
-    op = operator(a, y, alpha, beta, kind)
+    op = operator(a, y, alpha, beta, kind, b)
     if normalise == "col":
         both = op.qrmv(torch.stack([x, _ones(x)], -1))
-        scale = b / both[..., 1]
+        scale = _inverse(both[..., 1], b)
         out = both[..., 0] * scale
         if kind == 0:
             op = operator(a, y, alpha, beta + scale.log(), 0)
     else:
         both = op.qmv(torch.stack([x, _ones(x)], -1))
-        scale = 1.0 / both[..., 1]
+        scale = _inverse(both[..., 1], 1.0)
         out = both[..., 0] * scale
         if kind == 0:
             op = operator(a, y, alpha + scale.log(), beta, 0)
@@ -89,15 +102,20 @@ def contraction_vjp(
     y: torch.Tensor,
     normalise: str,
     rtol: float,
+    b: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``dL/da`` for the upstream gradient ``g`` of the contraction (module docstring), with
-    ``op`` applying the curvature ``D``; all float64."""
+    ``op`` applying the curvature ``D``; all float64. Per-row capacities ``b`` (a compacted
+    problem) keep its padded anchors out of the Schur system (:func:`._solver.live_columns`)."""
     u, v = (x, g) if normalise == "col" else (g, x)
     yb = y.expand_as(v)
     Dv = op.mv(torch.stack([v, v * yb, _ones(v), yb], -1))
     Dtu = op.rmv(torch.stack([u, _ones(u)], -1))
     r = Dv[..., 2].clamp_min(torch.finfo(_F64).tiny)
     c = Dtu[..., 1]
+    if per_row(b):
+        assert b is not None
+        c = live_columns(c, b)
     ha, hb = u * Dv[..., 0], v * Dtu[..., 0]
     rhs = hb - op.rmv(ha / r)
     shift = torch.zeros_like(rhs[..., 0])
@@ -171,9 +189,9 @@ class OTContract(torch.autograd.Function):
             rtol = 1e-10 if g.dtype == _F64 else 1e-5
             curv = None
             if ctx.kind > 0:
-                curv = runs_curvature(a64, y64, al, be, ctx.kind, max_err=1e-2 * rtol)
+                curv = runs_curvature(a64, y64, al, be, ctx.kind, 1e-2 * rtol, b64)
             curv = op if curv is None else curv  # p-norm: O(n + m) mat-vecs with D (._runs)
-            ga = contraction_vjp(g64, curv, x64, y64, ctx.normalise, rtol).to(a.dtype)
+            ga = contraction_vjp(g64, curv, x64, y64, ctx.normalise, rtol, b64).to(a.dtype)
         if ctx.needs_input_grad[1]:
             if ctx.kind == 0:  # op is the rescaled plan itself
                 gx = op.mv(g64) if ctx.normalise == "col" else op.rmv(g64)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import torch
 
 from ....kernels import _kernel_guard
@@ -157,10 +158,47 @@ def fused_evaluate(
     return _kernel_guard.guarded("OT semi-dual", kernel, lambda: None, "torch")  # type: ignore[return-value]
 
 
-def ascending(y: torch.Tensor) -> bool:
+def ascending(y: torch.Tensor, b: torch.Tensor | None = None) -> bool:
     """Whether the anchors ``y`` ``(m,)`` are strictly ascending (the kernels of
-    :mod:`._span_numba` then only visit each row's support)."""
-    return y.dim() == 1 and bool((y[1:] > y[:-1]).all())
+    :mod:`._span_numba` then only visit each row's support); for per-row anchors ``(B, m)``
+    of a compacted problem (capacities ``b`` ``(B, m)``, :func:`per_row`), each row's live
+    anchors."""
+    if y.dim() == 1:
+        return bool((y[1:] > y[:-1]).all())
+    if b is None:
+        return False
+    up = y[:, 1:] > y[:, :-1]
+    return bool((up | (b[:, 1:] <= 0)).all())
+
+
+def per_row(b: torch.Tensor | None) -> bool:
+    """Whether the capacities ``b`` are per row (``(B, m)``): a *compacted* problem of a masked
+    op (:mod:`._layout`), whose row ``b`` has ``nrow = sum_j b_j`` inputs (the first ones) and
+    ``mcol = #{j : b_j > 0}`` anchors (the first ones). Such problems only run on the kernels
+    here; where those do not apply the solvers raise :class:`PerRowUnsupported`."""
+    return b is not None and b.dim() == 2
+
+
+class PerRowUnsupported(RuntimeError):
+    """A compacted per-row problem (:func:`per_row`) reached a solver step without a kernel for
+    it (the caller then solves the masked op through the padded layout of :mod:`._layout`)."""
+
+
+def kernel_rows(
+    a: torch.Tensor, y: torch.Tensor, b: torch.Tensor | None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(y2, nrow, mcol)`` for the kernels: anchors ``(By, m)`` float64 and the per-row counts
+    (every entry for shared capacities)."""
+    B, n = a.shape
+    y2 = y.detach().to(torch.float64).reshape(-1, y.shape[-1]).contiguous().numpy()
+    if per_row(b):
+        assert b is not None
+        nrow = b.detach().sum(-1).round().long().contiguous().numpy()
+        mcol = (b.detach() > 0).sum(-1).long().contiguous().numpy()
+    else:
+        nrow = np.full(B, n, dtype=np.int64)
+        mcol = np.full(B, y.shape[-1], dtype=np.int64)
+    return y2, nrow, mcol
 
 
 def band_evaluate(
@@ -170,27 +208,33 @@ def band_evaluate(
     kind: int,
     tol: float,
     guess: torch.Tensor | None,
+    b: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
     """:func:`fused_evaluate` without the ``(B, n, m)`` slacks, visiting only each row's support
-    (:func:`._span_numba.evaluate_band`): ``(alpha, Q^T 1, sum_ij Q s)``, or ``None`` where the
-    kernel does not apply. The slacks' curvature then comes from :mod:`._runs`."""
-    if kind == 0 or not numba_ok(a, y, beta) or a.dim() != 2 or y.dim() != 1:
+    (:func:`._span_numba.evaluate_rows`): ``(alpha, Q^T 1, sum_ij Q s)``, or ``None`` where the
+    kernel does not apply. The slacks' curvature then comes from :mod:`._runs`. Per-row
+    capacities ``b`` (:func:`per_row`) give each row its own counts."""
+    rows = per_row(b)
+    if kind == 0 or not numba_ok(a, y, beta) or a.dim() != 2 or (y.dim() != 1 and not rows):
         return None
 
     def kernel() -> tuple[torch.Tensor, ...]:
         from . import _span_numba  # numba imported on first use
 
         g = guess if guess is not None else a
-        out = _span_numba.evaluate_band(
+        y2, nrow, mcol = kernel_rows(a, y, b)
+        out = _span_numba.evaluate_rows(
             a.detach().contiguous().numpy(),
-            y.detach().contiguous().numpy(),
+            y2,
             beta.detach().contiguous().numpy(),
             kind,
             tol,
             g.detach().to(torch.float64).contiguous().numpy(),
             guess is not None,
             _ROW_MAX_ITER,
-            ascending(y),
+            ascending(y, b),
+            nrow,
+            mcol,
         )
         return tuple(torch.from_numpy(t) for t in out)
 
@@ -256,7 +300,8 @@ def band_rmv(
 class BandedPlan:
     """The p-norm plan ``Q = phi(s)`` and curvature ``D = phi'(s)`` of given potentials on each
     row's span of positive slacks (:func:`._dual_numba.band_plan`), as mat-vec operators:
-    ``mv`` / ``rmv`` apply ``D`` / ``D^T``, ``qmv`` / ``qrmv`` apply ``Q`` / ``Q^T``."""
+    ``mv`` / ``rmv`` apply ``D`` / ``D^T``, ``qmv`` / ``qrmv`` apply ``Q`` / ``Q^T``. Per-row
+    capacities ``b`` (:func:`per_row`) restrict each row to its own counts."""
 
     def __init__(
         self,
@@ -265,6 +310,7 @@ class BandedPlan:
         alpha: torch.Tensor,
         beta: torch.Tensor,
         kind: int,
+        b: torch.Tensor | None = None,
     ):
         from . import _dual_numba  # numba imported on first use
 
@@ -273,8 +319,9 @@ class BandedPlan:
 
         from . import _span_numba
 
-        args = (np64(a), np64(y), np64(alpha), np64(beta))
-        first, last = _span_numba.plan_spans(*args, ascending(y))
+        y2, nrow, mcol = kernel_rows(a, y, b)
+        args = (np64(a), y2, np64(alpha), np64(beta))
+        first, last = _span_numba.plan_spans_rows(*args, ascending(y, b), nrow, mcol)
         parts = _dual_numba.band_plan(*args, kind, first, last)
         self._lo, self._ptr, self._q, self._d = (torch.from_numpy(t) for t in parts)
         self._m = y.shape[-1]
@@ -323,7 +370,10 @@ def dense_plan(
 ) -> torch.Tensor | None:
     """The rescaled p-norm plan ``(B, n, m)`` in ``dtype`` from the potentials in one numba pass
     (:func:`._dual_numba.dense_plan`), or ``None`` where the kernel does not apply."""
-    if kind == 0 or not numba_ok(alpha, beta) or a.device.type != "cpu" or y.dim() != 1:
+    rows = per_row(b)
+    if kind == 0 or not numba_ok(alpha, beta) or a.device.type != "cpu":
+        return None
+    if y.dim() != 1 and not rows:
         return None
 
     def kernel() -> torch.Tensor:
@@ -335,11 +385,11 @@ def dense_plan(
         from . import _span_numba
 
         out = torch.zeros(*a.shape, y.shape[-1], dtype=dtype)
-        args = (np64(a), np64(y), np64(alpha), np64(beta))
-        first, last = _span_numba.plan_spans(*args, ascending(y))
-        _dual_numba.dense_plan(
-            *args, kind, np64(b), normalise == "col", out.numpy(), first, last
-        )
+        y2, nrow, mcol = kernel_rows(a, y, b)
+        args = (np64(a), y2, np64(alpha), np64(beta))
+        first, last = _span_numba.plan_spans_rows(*args, ascending(y, b), nrow, mcol)
+        b2 = np64(b).reshape(-1, y.shape[-1])
+        _dual_numba.dense_plan(*args, kind, b2, normalise == "col", out.numpy(), first, last)
         return out
 
     return _kernel_guard.guarded("OT plan", kernel, lambda: None, "torch")  # type: ignore[return-value]

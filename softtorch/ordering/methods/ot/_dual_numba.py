@@ -17,6 +17,8 @@ import math
 import numba as nb
 import numpy as np
 
+from ._pnorm_numba import compacted_sums, dphi, phi
+
 
 @nb.njit(cache=True)
 def _solve_row(
@@ -44,25 +46,7 @@ def _solve_row(
     for j in range(W):
         buf[j] = x[j]
     for it in range(max_iter):
-        F = 0.0
-        dF = 0.0
-        keep = 0
-        for j in range(cnt):
-            v = buf[j] + al
-            if v > 0:
-                if kind == 1:
-                    F += v
-                    dF += 1.0
-                elif kind == 2:
-                    F += v * v
-                    dF += 2.0 * v
-                else:
-                    v2 = v * v
-                    F += v2 * v
-                    dF += 3.0 * v2
-                if it > 0:
-                    buf[keep] = buf[j]
-                    keep += 1
+        F, dF, keep = compacted_sums(buf, cnt, al, kind, it > 0)
         if it > 0:
             cnt = keep
         res = F - 1.0
@@ -83,17 +67,6 @@ def row_potentials(
     for r in range(R):
         out[r] = _solve_row(X[r], kind, tol, guess[r], has_guess, max_iter, buf)
     return out
-
-
-@nb.njit(cache=True, inline="always")
-def _phi(s: float, kind: int) -> float:
-    if s <= 0:
-        return 0.0
-    if kind == 1:
-        return s
-    if kind == 2:
-        return s * s
-    return s * s * s
 
 
 @nb.njit(cache=True)
@@ -132,7 +105,7 @@ def evaluate(
             for j in range(m):
                 v = row[j] + al
                 row[j] = v
-                q = _phi(v, kind)
+                q = phi(v, kind)
                 col[b, j] += q
                 acc += q * v
             qs[b] += acc
@@ -173,15 +146,7 @@ def band_curvature(
             acc = 0.0
             for t in range(ptr[k + 1] - ptr[k]):
                 j = lo[b, i] + t
-                v = s[b, i, j]
-                d = 0.0
-                if v > 0:
-                    if kind == 1:
-                        d = 1.0
-                    elif kind == 2:
-                        d = 2.0 * v
-                    else:
-                        d = 3.0 * v * v
+                d = dphi(s[b, i, j], kind)
                 vals[ptr[k] + t] = d
                 acc += d
                 c[b, j] += d
@@ -235,7 +200,8 @@ def band_plan(
     """The p-norm plan ``Q = phi(s)`` and its curvature ``D = phi'(s)`` of the slacks
     ``s_ij = alpha_i + beta_j - a_i y_j``, stored like :func:`band_curvature` (``lo``, ``ptr`` and
     the float64 values of ``Q`` and ``D`` on each row's span ``[first, last]`` of positive
-    slacks, from :func:`._span_numba.plan_spans`)."""
+    slacks, from :func:`._span_numba.plan_spans_rows`); anchors ``y`` ``(By, m)``, shared
+    (``By = 1``) or per row."""
     B, n = a.shape
     lo = first.copy()
     ptr = np.zeros(B * n + 1, dtype=np.int64)
@@ -246,25 +212,14 @@ def band_plan(
     qv = np.empty(ptr[B * n], dtype=np.float64)
     dv = np.empty(ptr[B * n], dtype=np.float64)
     for b in range(B):
+        yr = y[b if y.shape[0] > 1 else 0]
         for i in range(n):
             k = b * n + i
             for t in range(ptr[k + 1] - ptr[k]):
                 j = lo[b, i] + t
-                v = (alpha[b, i] - a[b, i] * y[j]) + beta[b, j]
-                q = 0.0
-                d = 0.0
-                if v > 0:
-                    if kind == 1:
-                        q = v
-                        d = 1.0
-                    elif kind == 2:
-                        q = v * v
-                        d = 2.0 * v
-                    else:
-                        q = v * v * v
-                        d = 3.0 * v * v
-                qv[ptr[k] + t] = q
-                dv[ptr[k] + t] = d
+                v = (alpha[b, i] - a[b, i] * yr[j]) + beta[b, j]
+                qv[ptr[k] + t] = phi(v, kind)
+                dv[ptr[k] + t] = dphi(v, kind)
     return lo, ptr, qv, dv
 
 
@@ -305,21 +260,24 @@ def dense_plan(
 ) -> None:
     """``Q = phi(alpha_i + beta_j - a_i y_j)`` rescaled to exact columns ``b`` (``by_col``) or
     unit rows, written into the zero-filled ``out`` ``(B, n, m)`` (any float dtype) on each
-    row's span ``[first, last]`` of positive slacks (:func:`._span_numba.plan_spans`; the
-    entries outside are zero); sums in float64."""
+    row's span ``[first, last]`` of positive slacks (:func:`._span_numba.plan_spans_rows`; the
+    entries outside are zero); sums in float64. Anchors ``y`` and capacities ``b`` ``(By, m)``,
+    shared (``By = 1``) or per row."""
     B, n = a.shape
-    m = y.shape[0]
+    m = y.shape[1]
     tiny = 2.2250738585072014e-308
     row = np.empty(m, dtype=np.float64)
     col = np.zeros(m, dtype=np.float64)
     for bb in range(B):
+        yr = y[bb if y.shape[0] > 1 else 0]
+        br = b[bb if b.shape[0] > 1 else 0]
         col[:] = 0.0
         for i in range(n):
             acc = 0.0
             j0 = first[bb, i]
             j1 = last[bb, i] + 1
             for j in range(j0, j1):
-                q = _phi((alpha[bb, i] - a[bb, i] * y[j]) + beta[bb, j], kind)
+                q = phi((alpha[bb, i] - a[bb, i] * yr[j]) + beta[bb, j], kind)
                 row[j] = q
                 acc += q
                 col[j] += q
@@ -328,7 +286,7 @@ def dense_plan(
                 out[bb, i, j] = row[j] * scale
         if by_col:
             for j in range(m):
-                col[j] = b[j] / max(col[j], tiny)
+                col[j] = br[j] / max(col[j], tiny)
             for i in range(n):
                 for j in range(first[bb, i], last[bb, i] + 1):
                     out[bb, i, j] = out[bb, i, j] * col[j]

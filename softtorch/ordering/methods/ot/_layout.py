@@ -31,6 +31,13 @@ slice's own problem, whose plan is unique: the real block *is* the slice's plan 
 tolerance, which every row meets: the solvers stop on the largest error over the batch).
 Padded anchors and inputs never enter with zero mass, so no ``log 0`` or ``0 * inf`` arises.
 
+**Compacted problems** (:class:`Compact`; the values ops on CPU, :mod:`._compact`): each
+slice's real entries are moved to the front (a stable gather) and row ``b`` is the problem of
+its first ``c`` inputs and anchors alone: its own centred grid ``(j - (c - 1) / 2) / (c - 1)``
+with capacities ``1`` for ``j < c`` and ``0`` after (per-row capacities ``(B, n)`` mark the
+problem as compacted for the kernels, :func:`._dual.per_row`). Nothing of the padded part is
+solved, so a slice costs its own length.
+
 **Scale.** The cost range ``max |a y|`` sets the rounding floor of the solvers' tolerance. With
 real scores up to ``A = max |a_i|`` the sentinel is about ``A + S / D`` and the padded anchors
 about ``1/2 + D``; ``D = sqrt(S / (2 A))`` minimises their product, so the padded problem's cost
@@ -155,3 +162,61 @@ def hard_beta(zc: torch.Tensor, yc: torch.Tensor, b: torch.Tensor) -> torch.Tens
     steps = -mid * (ys[..., 1:] - ys[..., :-1])
     beta_sorted = torch.cat([torch.zeros_like(ys[..., :1]), torch.cumsum(steps, -1)], -1)
     return torch.zeros_like(beta_sorted).scatter(-1, order, beta_sorted)
+
+
+@dataclass(frozen=True)
+class Compact:
+    """Each slice's real entries moved to the front (module docstring): the sort problem of a
+    masked op with per-row counts.
+
+    Attributes:
+        order: ``(B, n)`` int64, the input position of each compacted entry (real entries
+            first, in input order).
+        c: ``(B, 1)`` int64, real entries per row.
+    """
+
+    order: torch.Tensor
+    c: torch.Tensor
+
+    @staticmethod
+    def of(m: torch.Tensor) -> Compact:
+        """The compaction of the mask ``m`` ``(B, n)`` (``True`` at real entries)."""
+        order = torch.sort((~m).to(torch.uint8), dim=-1, stable=True).indices
+        return Compact(order, m.sum(-1, keepdim=True))
+
+    def gather(self, t: torch.Tensor) -> torch.Tensor:
+        """``t`` ``(B, n)`` in compacted order."""
+        return t.gather(-1, self.order)
+
+    def scatter(self, t: torch.Tensor) -> torch.Tensor:
+        """A compacted ``t`` ``(B, n)`` back in input order (differentiable)."""
+        return torch.zeros_like(t).scatter(-1, self.order, t)
+
+    def anchors(self, dtype: torch.dtype) -> torch.Tensor:
+        """Per-row centred anchors ``(B, n)``: ``(j - (c - 1) / 2) / (c - 1)`` for ``j < c``
+        (the slice's own centred grid), ``0`` after (never read)."""
+        n = self.order.shape[-1]
+        j = torch.arange(n, dtype=torch.float64, device=self.order.device)
+        cf = self.c.to(torch.float64)
+        y = (j - (cf - 1) / 2) / (cf - 1).clamp_min(1.0)
+        return torch.where(j < self.c, y, 0.0).to(dtype)
+
+    def capacities(self) -> torch.Tensor:
+        """Per-row capacities ``(B, n)`` float64: ``1`` for ``j < c``, ``0`` after."""
+        n = self.order.shape[-1]
+        j = torch.arange(n, device=self.order.device)
+        return (j < self.c).to(torch.float64)
+
+    def hard_beta(self, zc: torch.Tensor, yc: torch.Tensor) -> torch.Tensor:
+        """The warm start of :func:`.method._hard_beta` for every row's own problem: with the
+        real compacted ``zc`` sorted, ``beta_j - beta_{j-1} = -(z_(j-1) + z_(j)) (y_j -
+        y_{j-1})`` for ``0 < j < c`` (``0`` after), ``beta_0 = 0``; ``(B, n)`` float64."""
+        n = zc.shape[-1]
+        j = torch.arange(n, device=zc.device)
+        real = j < self.c
+        zs = torch.sort(torch.where(real, zc.double(), math.inf), dim=-1).values
+        step_ok = real[..., 1:]
+        mid = torch.where(step_ok, zs[..., :-1] + zs[..., 1:], 0.0)
+        dy = torch.where(step_ok, yc[..., 1:].double() - yc[..., :-1].double(), 0.0)
+        steps = -mid * dy
+        return torch.cat([torch.zeros_like(zs[..., :1]), torch.cumsum(steps, -1)], -1)

@@ -49,14 +49,23 @@ def n_blocks(p: torch.Tensor, q: torch.Tensor) -> int:
     return max(1, math.ceil(span * pmax / (2 * R_TAYLOR)))
 
 
-def eligible(a: torch.Tensor, y: torch.Tensor) -> bool:
+def eligible(a: torch.Tensor, y: torch.Tensor, rows: bool = False) -> bool:
     """Whether the blockwise sums beat the dense kernel for the cost ``a y^T`` (``(B, n)``,
-    ``(m,)``; finite). Per-row anchors ``(B, m)`` (masked ops) keep the dense solvers."""
+    ``(m,)``; finite). Per-row anchors ``(B, m)`` only with ``rows`` (the compacted problems
+    of masked ops, :func:`._dual.per_row`); the padded layout keeps the dense solvers."""
     n, m = a.shape[-1], y.shape[-1]
-    if n * m < MIN_SIZE or y.dim() != 1:
+    if n * m < MIN_SIZE or (y.dim() != 1 and not rows):
         return False
     nb = max(n_blocks(a, y), n_blocks(y, a))
     return 4 * TERMS * nb <= min(n, m)
+
+
+def _powers(t: torch.Tensor) -> torch.Tensor:
+    """``t^k`` for ``k < TERMS`` ``(..., TERMS)`` by repeated products (a float ``pow`` costs
+    an ``exp`` and a ``log`` per entry; the products' relative rounding is ``k eps``)."""
+    out = t.unsqueeze(-1).repeat_interleave(TERMS, -1)
+    out[..., 0] = 1.0
+    return out.cumprod(-1)
 
 
 class Rank1Sums:
@@ -74,9 +83,9 @@ class Rank1Sums:
         bid = ((q - start) / (2 * h)).floor_().clamp_(0, nb - 1).long()
         t = (q - centres[bid]) / h
         ks = torch.arange(TERMS, dtype=q.dtype, device=q.device)
-        self.T = t.unsqueeze(-1) ** ks  # (Bq, Q, K)
+        self.T = _powers(t)  # (Bq, Q, K)
         inv_fact = torch.exp(-torch.lgamma(ks + 1))
-        self.V = ((-h) * p).unsqueeze(-1) ** ks * inv_fact  # (Bp, P, K)
+        self.V = _powers((-h) * p).mul_(inv_fact)  # (Bp, P, K)
         self.pc = p.unsqueeze(-1) * centres  # (Bp, P, nb)
         self.bid = bid
         self.p, self.q = p, q
@@ -118,12 +127,18 @@ class Rank1Sums:
         return (S * E.unsqueeze(-1)).sum(-2)
 
 
+def _anchor_rows(y: torch.Tensor) -> torch.Tensor:
+    """Anchors as ``(By, m)``: shared ``(1, m)`` or per row."""
+    return y.reshape(-1, y.shape[-1])
+
+
 class PlanOperator:
-    """The entropic plan ``D_ij = exp(alpha_i + beta_j - a_i y_j)`` as a matrix-free operator."""
+    """The entropic plan ``D_ij = exp(alpha_i + beta_j - a_i y_j)`` as a matrix-free operator
+    (anchors ``y`` ``(m,)`` or per row ``(B, m)``; entries with a ``-inf`` potential vanish)."""
 
     def __init__(self, a: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, beta: torch.Tensor):
-        self.rows = Rank1Sums(a, y.unsqueeze(0))  # sums over anchors j
-        self.cols = Rank1Sums(y.unsqueeze(0), a)  # sums over inputs i
+        self.rows = Rank1Sums(a, _anchor_rows(y))  # sums over anchors j
+        self.cols = Rank1Sums(_anchor_rows(y), a)  # sums over inputs i
         self.alpha, self.beta = alpha, beta
 
     def mv(self, v: torch.Tensor) -> torch.Tensor:
@@ -160,17 +175,36 @@ def sinkhorn(
     else the warm start ``beta0``), alternates exact row and column updates and stops when the
     column error (rows exact) is at most ``tol``; with ``normalise="col"`` a last column update
     makes the columns exact instead.
+
+    Per-row capacities ``b`` ``(B, m)`` (a compacted problem of a masked op,
+    :func:`._dual.per_row`): row ``b`` has the first ``sum_j b_j`` inputs and the anchors with
+    ``b_j > 0``; the others get the potential ``-inf`` (no mass in any sum).
     """
     a, y, b = a.double(), y.double(), b.double()
-    rows = Rank1Sums(a, y.unsqueeze(0))
-    cols = Rank1Sums(y.unsqueeze(0), a)
+    ya = _anchor_rows(y)
+    rows = Rank1Sums(a, ya)
+    cols = Rank1Sums(ya, a)
     B = a.shape[0]
     if float(a.abs().amax()) * float(y.abs().amax()) <= KERNEL_MAX or beta0 is None:
         beta = a.new_zeros(B, y.shape[-1])
     else:
         beta = beta0.double().clone()
+    live_in = live_b = None
+    if b.dim() == 2:
+        live_b = b > 0
+        live_in = torch.arange(a.shape[-1], device=a.device) < b.sum(-1, keepdim=True).round()
+        beta = torch.where(live_b, beta, -math.inf)
+
+    def row_update(beta: torch.Tensor) -> torch.Tensor:
+        alpha = -rows.lse(beta)
+        return alpha if live_in is None else torch.where(live_in, alpha, -math.inf)
+
+    def col_update(lcol: torch.Tensor) -> torch.Tensor:
+        beta = logb - lcol
+        return beta if live_b is None else torch.where(live_b, beta, -math.inf)
+
     logb = b.log()
-    alpha = -rows.lse(beta)
+    alpha = row_update(beta)
     errs: list[float] = []
     for _ in range(max_iter):
         lcol = cols.lse(alpha)  # (B, m): log sum_i exp(alpha_i - a_i y_j)
@@ -179,11 +213,11 @@ def sinkhorn(
             return None
         if err <= tol:
             if normalise == "col":
-                beta = logb - lcol
+                beta = col_update(lcol)
             return alpha, beta
         errs.append(err)
-        beta = logb - lcol
-        alpha = -rows.lse(beta)
+        beta = col_update(lcol)
+        alpha = row_update(beta)
         if _slow(errs, tol, y.shape[-1]):
             return None
     return None

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from ....kernels import _kernel_guard
-from ._dual import ascending, numba_ok
+from ._dual import ascending, kernel_rows, numba_ok, per_row
 
 _F64 = torch.float64
 
@@ -34,11 +34,13 @@ class RunsCurvature:
 
     Args:
         a: scaled scores ``(B, n)``.
-        y: anchors ``(m,)``.
+        y: anchors ``(m,)``, or per row ``(B, m)`` with per-row capacities ``b``.
         alpha: row potentials ``(B, n)``.
         beta: anchor potentials ``(B, m)``.
         kind: ``k`` of ``phi(s) = max(s, 0)^k``.
         max_err: the largest acceptable relative rounding of the prefix-sum mat-vecs.
+        b: per-row capacities ``(B, m)`` of a compacted problem (:func:`._dual.per_row`: row
+            ``b`` only has its first inputs and anchors), or ``None``.
 
     Attributes:
         r: row sums ``D 1`` ``(B, n)``.
@@ -54,13 +56,15 @@ class RunsCurvature:
         beta: torch.Tensor,
         kind: int,
         max_err: float = 1e-10,
+        b: torch.Tensor | None = None,
     ):
         from . import _runs_numba  # numba imported on first use
 
         self._k = _runs_numba
-        self._a, self._y, self._alpha, self._beta = _np(a), _np(y), _np(alpha), _np(beta)
+        y2, nrow, mcol = kernel_rows(a, y, b)
+        self._a, self._y, self._alpha, self._beta = _np(a), y2, _np(alpha), _np(beta)
         *runs, ssum, count = _runs_numba.curvature_runs(
-            self._a, self._y, self._alpha, self._beta, ascending(y)
+            self._a, self._y, self._alpha, self._beta, ascending(y, b), nrow, mcol
         )
         self._runs = tuple(runs)
         mu = beta.detach().to(_F64).mean(-1, keepdim=True)
@@ -129,17 +133,20 @@ def runs_curvature(
     beta: torch.Tensor,
     kind: int,
     max_err: float = 1e-10,
+    b: torch.Tensor | None = None,
 ) -> RunsCurvature | None:
-    """:class:`RunsCurvature` (``max_err`` passed on), or ``None`` where its kernels do not
-    apply (``kind = 0``, not CPU float64 potentials, per-row anchors) or failed to compile (the
-    caller then uses dense or banded ``D``)."""
-    if kind == 0 or not numba_ok(alpha, beta) or a.dim() != 2 or y.dim() != 1:
+    """:class:`RunsCurvature` (``max_err`` and ``b`` passed on), or ``None`` where its kernels
+    do not apply (``kind = 0``, not CPU float64 potentials, per-row anchors without per-row
+    capacities) or failed to compile (the caller then uses dense or banded ``D``)."""
+    if kind == 0 or not numba_ok(alpha, beta) or a.dim() != 2:
+        return None
+    if y.dim() != 1 and not per_row(b):
         return None
     if a.device.type != "cpu" or y.device.type != "cpu":
         return None
 
     def kernel() -> RunsCurvature:
-        op = RunsCurvature(a, y, alpha, beta, kind, max_err)
+        op = RunsCurvature(a, y, alpha, beta, kind, max_err, b)
         op.normal(op.c, op.r)  # compile the mat-vecs inside the guard
         return op
 

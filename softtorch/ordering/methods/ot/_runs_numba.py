@@ -21,7 +21,8 @@ formed entry by entry on the runs, ``O(support)``; narrow supports are where the
 loses digits) when that estimate exceeds what its caller needs.
 
 Runs come from :func:`curvature_runs` (each row's positive slacks within the candidate
-interval of :mod:`._span_numba`, split where a slack inside is not positive).
+interval of :mod:`._span_numba`, split where a slack inside is not positive). Anchors are
+``y`` ``(By, m)``: shared (``By = 1``) or per row (masked ops, :mod:`._layout`).
 
 This module imports numba at import time; :mod:`._runs` imports it on first use.
 """
@@ -31,48 +32,63 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ._span_numba import _MARGIN, _absmax, _candidates, _hull, _row_setup
+from ._pnorm_numba import dphi
+from ._span_numba import _MARGIN, _absmax, _candidates, _hull, _row_setup, row_anchors
 
 
 @nb.njit(cache=True)
 def curvature_runs(
-    a: np.ndarray, y: np.ndarray, alpha: np.ndarray, beta: np.ndarray, asc: bool
+    a: np.ndarray,
+    y: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    asc: bool,
+    nrow: np.ndarray,
+    mcol: np.ndarray,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float, int]:
     """The runs of positive slacks ``(beta_j - a_i y_j) + alpha_i``: ``(off (B + 1), row, lo,
     hi)``, the runs of batch element ``b`` at ``off[b]:off[b + 1]``, each a row index and its
     first and last anchor (ascending rows, then anchors), and ``(sum of the slacks, count)``
-    over the runs (the scale that :class:`._runs.RunsCurvature` compares the potentials to)."""
+    over the runs (the scale that :class:`._runs.RunsCurvature` compares the potentials to).
+    Anchors ``y`` ``(By, m)`` (``By`` 1 or ``B``); row ``b`` only has its first ``nrow[b]``
+    inputs and ``mcol[b]`` anchors (:func:`._span_numba.evaluate_rows`)."""
     B, n = a.shape
-    m = y.shape[0]
+    m = y.shape[1]
     cap = B * n + 16
     row = np.empty(cap, dtype=np.int64)
     lo = np.empty(cap, dtype=np.int64)
     hi = np.empty(cap, dtype=np.int64)
     off = np.zeros(B + 1, dtype=np.int64)
-    hat = np.empty(m, dtype=np.float64)
+    hat_all = np.empty(m, dtype=np.float64)
     hv = np.empty(m, dtype=np.int64)
-    ymax = _absmax(y)
     cnt = 0
     ssum = 0.0
     scnt = 0
     for b in range(B):
-        bet = beta[b]
-        k = _hull(y, bet, hat, hv) if asc else 0
+        mb = mcol[b]
+        if mb == 0:
+            off[b + 1] = cnt
+            continue
+        yb = row_anchors(y, b)[:mb]
+        bet = beta[b, :mb]
+        hat = hat_all[:mb]
+        k = _hull(yb, bet, hat, hv) if asc else 0
+        ymax = _absmax(yb)
         bmax = _absmax(bet)
-        for i in range(n):
+        for i in range(nrow[b]):
             ai = a[b, i]
             al = alpha[b, i]
-            jp, _ = _row_setup(y, bet, hv, k, ai, asc)
-            c0, c1 = _candidates(y, hat, ai, al, _MARGIN * (bmax + abs(ai) * ymax), jp, asc)
+            jp, _ = _row_setup(yb, bet, hv, k, ai, asc)
+            c0, c1 = _candidates(yb, hat, ai, al, _MARGIN * (bmax + abs(ai) * ymax), jp, asc)
             j = c0
             while j <= c1:
-                while j <= c1 and not ((bet[j] - ai * y[j]) + al > 0):
+                while j <= c1 and not ((bet[j] - ai * yb[j]) + al > 0):
                     j += 1
                 if j > c1:
                     break
                 start = j
                 while j <= c1:
-                    v = (bet[j] - ai * y[j]) + al
+                    v = (bet[j] - ai * yb[j]) + al
                     if not v > 0:
                         break
                     ssum += v
@@ -114,16 +130,17 @@ def runs_mv(
     """``D v`` ``(B, n)`` for ``v`` ``(B, m)`` (module docstring; ``u``, ``w`` the shifted
     potentials)."""
     B, n = a.shape
-    m = y.shape[0]
+    m = y.shape[1]
     out = np.zeros((B, n), dtype=np.float64)
     P = np.zeros((6, m + 1), dtype=np.float64)
     for b in range(B):
+        yr = row_anchors(y, b)
         for j in range(m):
             vj = v[b, j]
             P[0, j + 1] = P[0, j] + vj
             if kind >= 2:
                 wj = w[b, j]
-                yj = y[j]
+                yj = yr[j]
                 P[1, j + 1] = P[1, j] + wj * vj
                 P[2, j + 1] = P[2, j] + yj * vj
                 if kind == 3:
@@ -169,12 +186,13 @@ def runs_rmv(
 ) -> np.ndarray:
     """``D^T x`` ``(B, m)`` for ``x`` ``(B, n)`` (module docstring)."""
     B, n = a.shape
-    m = y.shape[0]
+    m = y.shape[1]
     out = np.empty((B, m), dtype=np.float64)
     T = np.zeros((6, m + 1), dtype=np.float64)
     acc = np.zeros(6, dtype=np.float64)
     nt = 1 if kind == 1 else (3 if kind == 2 else 6)
     for b in range(B):
+        yr = row_anchors(y, b)
         T[:nt] = 0.0
         for t in range(off[b], off[b + 1]):
             i = row[t]
@@ -211,10 +229,10 @@ def runs_rmv(
             if kind == 1:
                 out[b, j] = acc[0]
             elif kind == 2:
-                out[b, j] = 2.0 * (acc[0] + w[b, j] * acc[1] - y[j] * acc[2])
+                out[b, j] = 2.0 * (acc[0] + w[b, j] * acc[1] - yr[j] * acc[2])
             else:
                 wj = w[b, j]
-                yj = y[j]
+                yj = yr[j]
                 out[b, j] = 3.0 * (
                     acc[0]
                     + 2.0 * (wj * acc[1] - yj * acc[2])
@@ -222,17 +240,6 @@ def runs_rmv(
                     + yj * yj * acc[5]
                 )
     return out
-
-
-@nb.njit(cache=True, inline="always")
-def _dphi(v: float, kind: int) -> float:
-    if v <= 0:
-        return 0.0
-    if kind == 1:
-        return 1.0
-    if kind == 2:
-        return 2.0 * v
-    return 3.0 * v * v
 
 
 @nb.njit(cache=True)
@@ -252,13 +259,14 @@ def runs_mv_exact(
     B, n = a.shape
     out = np.zeros((B, n), dtype=np.float64)
     for b in range(B):
+        yr = row_anchors(y, b)
         for t in range(off[b], off[b + 1]):
             i = row[t]
             ai = a[b, i]
             al = alpha[b, i]
             acc = 0.0
             for j in range(lo[t], hi[t] + 1):
-                acc += _dphi((beta[b, j] - ai * y[j]) + al, kind) * v[b, j]
+                acc += dphi((beta[b, j] - ai * yr[j]) + al, kind) * v[b, j]
             out[b, i] += acc
     return out
 
@@ -278,16 +286,17 @@ def runs_rmv_exact(
 ) -> np.ndarray:
     """``D^T x`` ``(B, m)`` with ``D`` formed entry by entry on the runs (``O(support)``)."""
     B, n = a.shape
-    m = y.shape[0]
+    m = y.shape[1]
     out = np.zeros((B, m), dtype=np.float64)
     for b in range(B):
+        yr = row_anchors(y, b)
         for t in range(off[b], off[b + 1]):
             i = row[t]
             ai = a[b, i]
             al = alpha[b, i]
             xi = x[b, i]
             for j in range(lo[t], hi[t] + 1):
-                out[b, j] += _dphi((beta[b, j] - ai * y[j]) + al, kind) * xi
+                out[b, j] += dphi((beta[b, j] - ai * yr[j]) + al, kind) * xi
     return out
 
 
@@ -308,11 +317,12 @@ def runs_gd(
     entry by entry on the runs) for a dense ``G`` ``(B, n, m)`` (any strides; only the runs are
     read): ``(GD 1 (B, n), GD^T 1 (B, m), GD y (B, n))`` in float64."""
     B, n = a.shape
-    m = y.shape[0]
+    m = y.shape[1]
     ha = np.zeros((B, n), dtype=np.float64)
     hb = np.zeros((B, m), dtype=np.float64)
     gdy = np.zeros((B, n), dtype=np.float64)
     for b in range(B):
+        yr = row_anchors(y, b)
         for t in range(off[b], off[b + 1]):
             i = row[t]
             ai = a[b, i]
@@ -320,12 +330,12 @@ def runs_gd(
             s1 = 0.0
             s2 = 0.0
             for j in range(lo[t], hi[t] + 1):
-                v = (al - ai * y[j]) + beta[b, j]
+                v = (al - ai * yr[j]) + beta[b, j]
                 if v <= 0:
                     continue
-                gd = float(G[b, i, j]) * _dphi(v, kind)
+                gd = float(G[b, i, j]) * dphi(v, kind)
                 s1 += gd
-                s2 += gd * y[j]
+                s2 += gd * yr[j]
                 hb[b, j] += gd
             ha[b, i] += s1
             gdy[b, i] += s2

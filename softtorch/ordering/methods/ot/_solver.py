@@ -59,6 +59,7 @@ from ._dual import (
     _LAM_MAX,
     _LAM_MIN,
     _LS_MAX,
+    PerRowUnsupported,
     ascending,
     band_evaluate,
     banded_curvature,
@@ -66,6 +67,7 @@ from ._dual import (
     fused_evaluate,
     numba_ok,
     outer,
+    per_row,
     plan,
     row_potentials,
 )
@@ -170,8 +172,11 @@ def _evaluate(
     lam: torch.Tensor | None = None,
 ) -> _State:
     banded = None
-    if kind > 0 and beta.shape[-1] > DENSE_MAX:  # the direction is banded: no slacks needed
-        banded = band_evaluate(Ch.a, Ch.y, beta, kind, row_tol, guess)
+    rows = per_row(b)
+    if kind > 0 and (beta.shape[-1] > DENSE_MAX or rows):  # banded direction: no slacks needed
+        banded = band_evaluate(Ch.a, Ch.y, beta, kind, row_tol, guess, b)
+    if rows and banded is None:
+        raise PerRowUnsupported("per-row OT problems need the numba kernels")
     fused = None
     if kind > 0 and banded is None:
         fused = fused_evaluate(Ch.a, Ch.y, beta, kind, row_tol, guess)
@@ -203,6 +208,14 @@ def _slacks(Ch: Cost, st: _State) -> torch.Tensor:
     return (st.beta.unsqueeze(-2) - Ch.dense()).add_(st.alpha.unsqueeze(-1))
 
 
+def live_columns(c: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The column curvatures ``c`` for the CG of a compacted problem (per-row capacities ``b``,
+    :func:`._dual.per_row`): padded anchors (``b = 0``, no curvature) get the row's largest
+    one, so that they stay decoupled (their right-hand sides are 0) and well conditioned."""
+    fill = c.amax(-1, keepdim=True).clamp_min(1.0)
+    return torch.where(b > 0, c, fill)
+
+
 def _row_tol(tol: float, dtype: torch.dtype) -> float:
     return max(1e-2 * tol, 64 * torch.finfo(dtype).eps)
 
@@ -220,17 +233,26 @@ def _newton_direction(
     """
     m = st.beta.shape[-1]
     band = None
-    if kind > 0 and m > DENSE_MAX:
+    rows = per_row(b)
+    if kind > 0 and (m > DENSE_MAX or rows):
         if st.s is None:  # from the potentials: O(n + m) mat-vecs (._runs)
-            band = runs_curvature(Ch.a, Ch.y, st.alpha, st.beta, kind, max_err=1e-6)
+            band = runs_curvature(Ch.a, Ch.y, st.alpha, st.beta, kind, max_err=1e-6, b=b)
         else:
             band = banded_curvature(st.s, kind)
+    if rows and band is None:
+        raise PerRowUnsupported("per-row OT problems need the numba kernels")
     g = b - st.col
     if band is not None:  # matrix-free CG on the plan's support (numba)
         r = band.r.clamp_min(torch.finfo(band.r.dtype).tiny)
         c = band.c
         shift = st.lam * c.mean(-1)
-        d, _ = cg(band.mv, band.rmv, c, r, g, shift, 1e-4, 200, band.normal)
+        cc = c
+        if rows:  # mean over each row's own anchors; padded anchors inert (live_columns)
+            shift = st.lam * c.sum(-1) / (b > 0).sum(-1).clamp_min(1)
+            cc = live_columns(c, b)
+        d, _ = cg(band.mv, band.rmv, cc, r, g, shift, 1e-4, 200, band.normal)
+        if rows:
+            d = torch.where(b > 0, d, 0.0)
         apply_d = band.mv
     else:
         D = curvature(_slacks(Ch, st), kind)
@@ -250,7 +272,7 @@ def _newton_direction(
             return torch.bmm(D, v.unsqueeze(-1)).squeeze(-1)
 
     if kind > 0:
-        empty = c <= 0
+        empty = (c <= 0) & (b > 0)
         if bool(empty.any()):
             live = (~empty).to(d.dtype)
             d = d - (d * live).sum(-1, keepdim=True) / live.sum(-1, keepdim=True).clamp_min(1)
@@ -262,7 +284,8 @@ def _newton_direction(
 def _newton_step(Ch: Cost, b: torch.Tensor, st: _State, kind: int, tol: float) -> _State:
     """One damped Newton step on every batch element of ``st`` (Armijo backtracking).
 
-    Updates ``st`` in place (accepted elements only) and returns it.
+    Updates ``st`` in place (accepted elements only) and returns it. Per-row capacities ``b``
+    (:func:`._dual.per_row`) are taken along with the elements.
     """
     d, dalpha = _newton_direction(st, b, kind, Ch)
     slope = ((b - st.col) * d).sum(-1)
@@ -282,7 +305,8 @@ def _newton_step(Ch: Cost, b: torch.Tensor, st: _State, kind: int, tol: float) -
         ti = sel(t).unsqueeze(-1)
         guess = sel(st.alpha) + ti * sel(dalpha) if kind > 0 else None
         beta = sel(st.beta) + ti * sel(d)
-        trial = _evaluate(sel(Ch), b, beta, kind, row_tol, guess, sel(lam0))
+        bi = sel(b) if per_row(b) else b
+        trial = _evaluate(sel(Ch), bi, beta, kind, row_tol, guess, sel(lam0))
         ok = trial.J >= sel(st.J) + _ARMIJO * ti.squeeze(-1) * sel(slope) - sel(slack)
         ok = ok & torch.isfinite(trial.J)
         if full and bool(ok.all()):
@@ -315,7 +339,8 @@ def _newton(
             st = _newton_step(Ch, b, st, kind, tol)
         else:
             idx = active.nonzero()[:, 0]
-            st.put(idx, _newton_step(Ch[idx], b, st.take(idx), kind, tol))
+            bi = b[idx] if per_row(b) else b
+            st.put(idx, _newton_step(Ch[idx], bi, st.take(idx), kind, tol))
         used += 1
     return st, used
 
@@ -437,6 +462,8 @@ def solve(
     """
     tol, row_tol = opts.tol, _row_tol(opts.tol, a.dtype)
     used = 0
+    if kind == 0 and per_row(b):  # compacted problems: blockwise Sinkhorn only (._lowrank)
+        raise PerRowUnsupported("per-row entropic OT problems need the blockwise Sinkhorn")
     if kind == 0:
         sol, status = _sinkhorn(a, y, b, beta0, tol, opts.max_iter, normalise)
         if status == "converged":

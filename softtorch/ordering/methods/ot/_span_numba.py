@@ -25,6 +25,10 @@ The optimal plans of these 1-D problems are supported on short intervals of anch
 * :func:`plan_spans`: each row's span of positive slacks (for :func:`._dual_numba.band_plan` and
   :func:`._dual_numba.dense_plan`).
 
+The ``*_rows`` forms take per-row anchors ``y`` ``(B, m)`` and per-row counts: row ``b`` is the
+problem of its first ``nrow[b]`` inputs and ``mcol[b]`` anchors (the masked ops compact each
+slice's real entries to the front, :mod:`._layout`), so a slice costs its own length.
+
 This module imports numba at import time; :mod:`._dual` imports it on first use.
 """
 
@@ -34,6 +38,8 @@ import math
 
 import numba as nb
 import numpy as np
+
+from ._pnorm_numba import compacted_sums, phi, row_terms
 
 _EPS = 2.220446049250313e-16
 _MARGIN = 64.0 * _EPS
@@ -171,17 +177,6 @@ def _row_setup(
     return jp, mx
 
 
-@nb.njit(cache=True, inline="always")
-def _phi(v: float, kind: int) -> float:
-    if v <= 0:
-        return 0.0
-    if kind == 1:
-        return v
-    if kind == 2:
-        return v * v
-    return v * v * v
-
-
 @nb.njit(cache=True)
 def _solve_row(
     y: np.ndarray,
@@ -212,16 +207,9 @@ def _solve_row(
     for j in range(lo, hi + 1):
         v = (beta[j] - ai * y[j]) + al
         if v > 0:
-            if kind == 1:
-                F += v
-                dF += 1.0
-            elif kind == 2:
-                F += v * v
-                dF += 2.0 * v
-            else:
-                v2 = v * v
-                F += v2 * v
-                dF += 3.0 * v2
+            q, d = row_terms(v, kind)
+            F += q
+            dF += d
     res = F - 1.0
     if abs(res) <= tol or max_iter <= 1:
         if abs(res) > tol:
@@ -234,30 +222,24 @@ def _solve_row(
         buf[cnt] = beta[j] - ai * y[j]
         cnt += 1
     for _ in range(1, max_iter):
-        F = 0.0
-        dF = 0.0
-        keep = 0
-        for t in range(cnt):
-            v = buf[t] + al
-            if v > 0:
-                if kind == 1:
-                    F += v
-                    dF += 1.0
-                elif kind == 2:
-                    F += v * v
-                    dF += 2.0 * v
-                else:
-                    v2 = v * v
-                    F += v2 * v
-                    dF += 3.0 * v2
-                buf[keep] = buf[t]
-                keep += 1
-        cnt = keep
+        F, dF, cnt = compacted_sums(buf, cnt, al, kind, True)
         res = F - 1.0
         if abs(res) <= tol:
             break
         al = al - res / dF if dF > 0 else start
     return al
+
+
+@nb.njit(cache=True)
+def full_counts(B: int, size: int) -> np.ndarray:
+    """``(B,)`` int64 filled with ``size``: every row of a batch uses all its entries."""
+    return np.full(B, size, dtype=np.int64)
+
+
+@nb.njit(cache=True, inline="always")
+def row_anchors(y: np.ndarray, b: int) -> np.ndarray:
+    """Row ``b``'s anchors of ``y`` ``(By, m)`` (``By = 1``: shared by every row)."""
+    return y[b if y.shape[0] > 1 else 0]
 
 
 @nb.njit(cache=True)
@@ -272,30 +254,63 @@ def evaluate_band(
     max_iter: int,
     asc: bool,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`evaluate_rows` for anchors ``y`` ``(m,)`` shared by every row and every entry
+    real."""
+    B, n = a.shape
+    m = y.shape[0]
+    y2 = y.reshape(1, m)
+    return evaluate_rows(
+        a, y2, beta, kind, tol, guess, has_guess, max_iter, asc, full_counts(B, n),
+        full_counts(B, m),
+    )  # fmt: skip
+
+
+@nb.njit(cache=True)
+def evaluate_rows(
+    a: np.ndarray,
+    y: np.ndarray,
+    beta: np.ndarray,
+    kind: int,
+    tol: float,
+    guess: np.ndarray,
+    has_guess: bool,
+    max_iter: int,
+    asc: bool,
+    nrow: np.ndarray,
+    mcol: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`._dual_numba.evaluate` without the slacks: ``(alpha (B, n), Q^T 1 (B, m),
-    sum_ij Q s (B,))`` for ``a`` ``(B, n)``, ``y`` ``(m,)``, ``beta`` ``(B, m)`` (float64).
+    sum_ij Q s (B,))`` for ``a`` ``(B, n)``, anchors ``y`` ``(By, m)`` (``By`` 1 or ``B``),
+    ``beta`` ``(B, m)`` (float64). Row ``b`` of the batch is the problem of its first
+    ``nrow[b]`` inputs and first ``mcol[b]`` anchors (masked ops, compacted: :mod:`._layout`);
+    the other entries get ``alpha = 0`` and column sums ``0``.
 
     Without a ``guess`` each row's iteration starts from ``alpha_i = g - max_j x_ij`` with the
     gap ``g = alpha + max_j x`` of the row before (rows of one problem have similar gaps; the
     first row starts at the upper bound ``1 - max_j x_ij``), not from that upper bound: the
     same root to the row tolerance in fewer steps."""
     B, n = a.shape
-    m = y.shape[0]
-    alpha = np.empty((B, n), dtype=np.float64)
+    m = y.shape[1]
+    alpha = np.zeros((B, n), dtype=np.float64)
     col = np.zeros((B, m), dtype=np.float64)
     qs = np.zeros(B, dtype=np.float64)
     buf = np.empty(m, dtype=np.float64)
-    hat = np.empty(m, dtype=np.float64)
+    hat_all = np.empty(m, dtype=np.float64)
     hv = np.empty(m, dtype=np.int64)
-    ymax = _absmax(y)
     for b in range(B):
-        bet = beta[b]
-        k = _hull(y, bet, hat, hv) if asc else 0
+        mb = mcol[b]
+        if mb == 0:
+            continue
+        yb = row_anchors(y, b)[:mb]
+        bet = beta[b, :mb]
+        hat = hat_all[:mb]
+        k = _hull(yb, bet, hat, hv) if asc else 0
+        ymax = _absmax(yb)
         bmax = _absmax(bet)
         gap = -1.0
-        for i in range(n):
+        for i in range(nrow[b]):
             ai = a[b, i]
-            jp, mx = _row_setup(y, bet, hv, k, ai, asc)
+            jp, mx = _row_setup(yb, bet, hv, k, ai, asc)
             scale = _MARGIN * (bmax + abs(ai) * ymax)
             g = guess[b, i]
             use = has_guess
@@ -303,15 +318,15 @@ def evaluate_band(
                 g = gap - mx
                 use = True
             al = _solve_row(
-                y, bet, hat, ai, jp, mx, scale, asc, kind, tol, g, use, max_iter, buf
+                yb, bet, hat, ai, jp, mx, scale, asc, kind, tol, g, use, max_iter, buf
             )
             alpha[b, i] = al
             gap = al + mx
-            lo, hi = _candidates(y, hat, ai, al, scale, jp, asc)
+            lo, hi = _candidates(yb, hat, ai, al, scale, jp, asc)
             acc = 0.0
             for j in range(lo, hi + 1):
-                v = (bet[j] - ai * y[j]) + al
-                q = _phi(v, kind)
+                v = (bet[j] - ai * yb[j]) + al
+                q = phi(v, kind)
                 col[b, j] += q
                 acc += q * v
             qs[b] += acc
@@ -322,32 +337,57 @@ def evaluate_band(
 def plan_spans(
     a: np.ndarray, y: np.ndarray, alpha: np.ndarray, beta: np.ndarray, asc: bool
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(first, last)`` ``(B, n)``: each row's span of positive slacks
-    ``(alpha_i - a_i y_j) + beta_j`` (as :func:`._dual_numba.band_plan` forms them;
-    ``first = m``, ``last = -1`` for a row without one)."""
+    """:func:`plan_spans_rows` for anchors ``y`` ``(m,)`` shared by every row, all entries
+    real."""
     B, n = a.shape
     m = y.shape[0]
+    return plan_spans_rows(
+        a, y.reshape(1, m), alpha, beta, asc, full_counts(B, n), full_counts(B, m)
+    )
+
+
+@nb.njit(cache=True)
+def plan_spans_rows(
+    a: np.ndarray,
+    y: np.ndarray,
+    alpha: np.ndarray,
+    beta: np.ndarray,
+    asc: bool,
+    nrow: np.ndarray,
+    mcol: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(first, last)`` ``(B, n)``: each row's span of positive slacks
+    ``(alpha_i - a_i y_j) + beta_j`` (as :func:`._dual_numba.band_plan` forms them;
+    ``first = m``, ``last = -1`` for a row without one, and for the inputs ``i >= nrow[b]``),
+    anchors ``y`` ``(By, m)`` and counts as in :func:`evaluate_rows`."""
+    B, n = a.shape
+    m = y.shape[1]
     first = np.full((B, n), m, dtype=np.int64)
     last = np.full((B, n), -1, dtype=np.int64)
-    hat = np.empty(m, dtype=np.float64)
+    hat_all = np.empty(m, dtype=np.float64)
     hv = np.empty(m, dtype=np.int64)
-    ymax = _absmax(y)
     for b in range(B):
-        bet = beta[b]
-        k = _hull(y, bet, hat, hv) if asc else 0
+        mb = mcol[b]
+        if mb == 0:
+            continue
+        yb = row_anchors(y, b)[:mb]
+        bet = beta[b, :mb]
+        hat = hat_all[:mb]
+        k = _hull(yb, bet, hat, hv) if asc else 0
+        ymax = _absmax(yb)
         bmax = _absmax(bet)
-        for i in range(n):
+        for i in range(nrow[b]):
             ai = a[b, i]
             al = alpha[b, i]
-            jp, _ = _row_setup(y, bet, hv, k, ai, asc)
-            c0, c1 = _candidates(y, hat, ai, al, _MARGIN * (bmax + abs(ai) * ymax), jp, asc)
+            jp, _ = _row_setup(yb, bet, hv, k, ai, asc)
+            c0, c1 = _candidates(yb, hat, ai, al, _MARGIN * (bmax + abs(ai) * ymax), jp, asc)
             for j in range(c0, c1 + 1):
-                if (al - ai * y[j]) + bet[j] > 0:
+                if (al - ai * yb[j]) + bet[j] > 0:
                     first[b, i] = j
                     break
             if first[b, i] < m:
                 for j in range(c1, first[b, i] - 1, -1):
-                    if (al - ai * y[j]) + bet[j] > 0:
+                    if (al - ai * yb[j]) + bet[j] > 0:
                         last[b, i] = j
                         break
     return first, last

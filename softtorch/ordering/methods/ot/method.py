@@ -72,7 +72,9 @@ Rows of ``z`` containing NaN or inf give NaN outputs (their gradients are zero);
 unaffected.
 
 Masked ops (``mask=``): :class:`MaskedOT` (from :meth:`OT.with_mask`) solves every slice's problem
-on its real entries in one batched solve with per-row anchors (:mod:`._layout`).
+on its real entries in one batched solve with per-row anchors (:mod:`._layout`); its sorted
+values and ranks run on the compacted per-row problems of :mod:`._compact` where the unmasked
+values ops would contract the plan (same kernels, per-row counts, no ``n x n`` plan).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ from ....simplex import is_concrete
 from ..._base import OrderingMethod, Softness, register
 from . import _lowrank as lowrank
 from ._autograd import OTPlan, Potentials, transform_plan
+from ._compact import masked_contract
 from ._contract import OTContract
 from ._dual import numba_ok
 from ._layout import Layout, hard_beta, scaled_scores
@@ -170,18 +173,12 @@ class _Setup:
     bad: torch.Tensor  # (B, 1) rows with NaN / inf
 
 
-def _setup(
-    z: torch.Tensor,
-    anchors: torch.Tensor | Layout,
-    b: torch.Tensor,
-    softness: Softness,
-    mode: str,
-    options: dict[str, Any] | None,
-    log: bool,
-) -> _Setup | None:
-    """Validate the arguments and build the solver inputs; ``None`` for the trivial sizes
-    (no rows, ``n = 0`` or ``n = 1``) that :func:`ot_plan` answers directly. A
-    :class:`._layout.Layout` as ``anchors`` builds the per-row problems of a masked op."""
+def _inputs(
+    z: torch.Tensor, softness: Softness, mode: str, options: dict[str, Any] | None, log: bool
+) -> tuple[torch.Tensor, Softness, SolverOptions, int] | None:
+    """Validate the arguments: ``(rows, softness, opts, kind)`` with the rows ``(B, n)`` of
+    ``z`` in the work dtype and a tensor ``softness`` on their device, or ``None`` for the
+    trivial sizes (no rows, ``n = 0`` or ``n = 1``)."""
     mode = check_mode(mode, tuple(_KIND))
     softness = check_softness(softness)
     z = as_float(z, "z")
@@ -199,23 +196,43 @@ def _setup(
         softness = softness.to(device=z.device, dtype=work.dtype)
     if log and mode != "smooth":
         raise ValueError("ot_plan(log=True) needs mode='smooth'")
-    bw = b.to(device=z.device, dtype=work.dtype)
+    return flat, softness, opts, _KIND[mode]
+
+
+def _setup(
+    z: torch.Tensor,
+    anchors: torch.Tensor | Layout,
+    b: torch.Tensor,
+    softness: Softness,
+    mode: str,
+    options: dict[str, Any] | None,
+    log: bool,
+) -> _Setup | None:
+    """Validate the arguments and build the solver inputs; ``None`` for the trivial sizes
+    (no rows, ``n = 0`` or ``n = 1``) that :func:`ot_plan` answers directly. A
+    :class:`._layout.Layout` as ``anchors`` builds the per-row problems of a masked op."""
+    inp = _inputs(z, softness, mode, options, log)
+    if inp is None:
+        return None
+    flat, softness, opts, kind = inp
+    n = z.shape[-1]
+    bw = b.to(device=z.device, dtype=flat.dtype)
     if isinstance(anchors, Layout):  # masked: per-row anchors, padded part decoupled
         mask = anchors.mask.to(z.device).expand(z.shape).reshape(-1, n)
         a, bad = scaled_scores(flat, mask, softness)
         a, yc = Layout(mask, anchors.k).build(a)
         with torch.no_grad():
             beta0 = hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
-        return _Setup(a, yc, bw, _KIND[mode], opts, beta0, bad)
+        return _Setup(a, yc, bw, kind, opts, beta0, bad)
     bad = ~torch.isfinite(flat).all(-1, keepdim=True)
     clean = torch.where(bad, torch.zeros_like(flat), flat)
     zc = clean - clean.mean(-1, keepdim=True)
-    y = anchors.to(device=z.device, dtype=work.dtype)
+    y = anchors.to(device=z.device, dtype=flat.dtype)
     yc = y - y.mean()
     a = zc * (-2.0 / softness)  # Chat_ij = a_i * yc_j
     with torch.no_grad():  # warm start from the same (rounded) costs, in float64
         beta0 = _hard_beta(-0.5 * a.detach().double(), yc.double(), bw.double())
-    return _Setup(a, yc, bw, _KIND[mode], opts, beta0, bad)
+    return _Setup(a, yc, bw, kind, opts, beta0, bad)
 
 
 def ot_plan(
@@ -509,9 +526,41 @@ class MaskedOT(OT):
         self.m = m
         self.c = m.sum(-1, keepdim=True)
 
-    # values and soft indices go through the masked plans (no unmasked contraction shortcut)
-    permute_values = OrderingMethod.permute_values
+    # soft indices go through the masked plans (no unmasked contraction shortcut)
     permutation_with_values = OrderingMethod.permutation_with_values
+
+    def _compacted(
+        self, z: torch.Tensor, x: torch.Tensor | None, softness: Softness, mode: str,
+        options: dict[str, Any] | None,
+    ) -> torch.Tensor | None:  # fmt: skip
+        """Sorted values of ``x`` (ascending) or ranks (``x`` None) from the compacted per-row
+        problems (:mod:`._compact`), or None where they do not apply."""
+        if _traced(z) or not is_concrete(z) or (x is not None and not is_concrete(x)):
+            return None
+        inp = _inputs(z, softness, mode, options, False)
+        if inp is None:
+            return None
+        flat, soft, opts, kind = inp
+        n = z.shape[-1]
+        mask = self.m.to(z.device).expand(z.shape).reshape(-1, n)
+        a, bad = scaled_scores(flat, mask, soft)
+        xs = None if x is None else x.expand(z.shape).reshape(-1, n)
+        out = masked_contract(a, bad, mask, xs, kind, opts)
+        return None if out is None else out.reshape(z.shape)
+
+    def permute_values(
+        self, z: torch.Tensor, x: torch.Tensor, softness: Softness, mode: str, *,
+        descending: bool = False, options: dict[str, Any] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        out = self._compacted(z, x, softness, mode, options)
+        if out is None:
+            return OrderingMethod.permute_values(
+                self, z, x, softness, mode, descending=descending, options=options
+            )
+        if not descending:
+            return out
+        t = torch.arange(out.shape[-1], device=out.device)
+        return out.gather(-1, torch.where(t < self.c, self.c - 1 - t, t).expand(out.shape))
 
     def _sort(
         self, z: torch.Tensor, softness: Softness, mode: str, options: dict[str, Any] | None,
@@ -548,8 +597,10 @@ class MaskedOT(OT):
         self, z: torch.Tensor, softness: Softness, mode: str, *, descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:  # fmt: skip
-        Q = self._sort(z, softness, mode, options, normalise="row")
-        ranks = Q @ torch.arange(1, z.shape[-1] + 1, dtype=Q.dtype, device=Q.device)
+        ranks = self._compacted(z, None, softness, mode, options)
+        if ranks is None:
+            Q = self._sort(z, softness, mode, options, normalise="row")
+            ranks = Q @ torch.arange(1, z.shape[-1] + 1, dtype=Q.dtype, device=Q.device)
         return (self.c + 1).to(ranks.dtype) - ranks if descending else ranks
 
     def topk_permutation(
