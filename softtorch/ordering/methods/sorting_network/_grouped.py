@@ -17,12 +17,22 @@ the pairs it skips are exact zeros (``0 + w (0 - 0) = 0`` for finite ``w``; with
 weight every group runs on all slots). In backward the gradient of the skipped pairs' weights
 is ``(g_b - g_a) \cdot 0 = 0`` and the gradient of the unit vectors is not needed.
 
-**Backward** (first order, nothing kept from forward but the weights): per block of rows,
-checkpoints of the slots at the starts of about :math:`\sqrt{G}` segments of groups, then per
-segment in reverse: recompute it keeping the slots at every group start, and run its groups in
-reverse (:func:`._numba.backward_groups`: each chunk recomputes its layers from the group
-snapshot keeping ``d`` in L1, runs them in reverse over the gradient ``g`` and accumulates
-:math:`\partial L / \partial w = -\sum_r (g_b - g_a)\, d`).
+**Backward** (first order, nothing kept from forward but the weights): per block of rows one
+out-of-place pass keeps the slots before every group (:func:`._numba.forward_chain`, within
+:data:`SNAPSHOT_BUDGET`), then the groups run in reverse (:func:`._numba.backward_groups`: each
+chunk recomputes its layers from the group snapshot keeping ``d`` in L1, runs them in reverse
+over the gradient ``g`` and accumulates :math:`\partial L / \partial w = -\sum_r (g_b - g_a)\,
+d`), the whole block in one kernel call (:func:`._numba.backward_rows`). When the budget leaves
+blocks narrower than :data:`MIN_WIDTH` rows, checkpoints at the starts of about
+:math:`\sqrt{G}` segments of groups replace the per-group slots (one more forward pass).
+
+**Threads.** Blocks of rows are independent: forward and backward deal them round robin to
+torch's intra-op thread count of workers (Python threads; the kernels release the GIL), each
+with its own buffers and, in backward, its own weight gradient (summed at the end).
+
+**Masked rows.** A batch row may switch off the layers before ``first_on[b]`` in run order
+(the larger stages, for a list shorter than the network): the kernels swap those slot pairs
+exactly (the slot map assumes every layer swaps) and give their weights no gradient.
 """
 
 from __future__ import annotations
@@ -249,14 +259,12 @@ def rows_backward(
     plan = group_plan(m, GROUP_LAYERS)
     groups = plan["t0"].shape[0]
     rows = asc.shape[-1]
-    threads = threads_for(rows)
     per_row = groups * nb_ * m
+    least = min(MIN_WIDTH, rows)
+    threads = max(1, min(threads_for(rows), SNAPSHOT_BUDGET // max(per_row * least, 1)))
     width = _width(SNAPSHOT_BUDGET // max(per_row * threads, 1), -(-rows // threads))
-    if width < min(MIN_WIDTH, rows):
-        threads = 1
-        width = _width(SNAPSHOT_BUDGET // max(per_row, 1), rows)
-        if width < min(MIN_WIDTH, rows):
-            return _rows_backward_segments(kernels, asc, w, out_slot, grad, budget, first_on)
+    if width < least:
+        return _rows_backward_segments(kernels, asc, w, out_slot, grad, budget, first_on)
     exact = bool(torch.isfinite(w).all())
     wn = w.numpy()
     pos, on = _pos2d(asc, nb_), _first_on(first_on, nb_)
