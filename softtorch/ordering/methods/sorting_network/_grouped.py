@@ -17,14 +17,15 @@ the pairs it skips are exact zeros (``0 + w (0 - 0) = 0`` for finite ``w``; with
 weight every group runs on all slots). In backward the gradient of the skipped pairs' weights
 is ``(g_b - g_a) \cdot 0 = 0`` and the gradient of the unit vectors is not needed.
 
-**Backward** (first order, nothing kept from forward but the weights): per block of rows one
-out-of-place pass keeps the slots before every group (:func:`._numba.forward_chain`, within
-:data:`SNAPSHOT_BUDGET`), then the groups run in reverse (:func:`._numba.backward_groups`: each
+**Backward** (first order, nothing kept from forward but the weights): per block of rows,
+checkpoints of the slots at the starts of about :math:`\sqrt{G}` segments of groups, then per
+segment in reverse: the slots before each of its groups by one out-of-place pass
+(:func:`._numba.forward_chain`) and its groups in reverse (:func:`._numba.backward_groups`: each
 chunk recomputes its layers from the group snapshot keeping ``d`` in L1, runs them in reverse
 over the gradient ``g`` and accumulates :math:`\partial L / \partial w = -\sum_r (g_b - g_a)\,
-d`), the whole block in one kernel call (:func:`._numba.backward_rows`). When the budget leaves
-blocks narrower than :data:`MIN_WIDTH` rows, checkpoints at the starts of about
-:math:`\sqrt{G}` segments of groups replace the per-group slots (one more forward pass).
+d`). With :data:`SNAPSHOT_BUDGET` set, one out-of-place pass keeps the slots before every group
+instead and the whole block runs in one kernel call (:func:`._numba.backward_rows`): one
+forward pass less, but about three times the memory traffic (not faster on the test machine).
 
 **Threads.** Blocks of rows are independent: forward and backward deal them round robin to
 torch's intra-op thread count of workers (Python threads; the kernels release the GIL), each
@@ -56,8 +57,11 @@ GROUP_BLOCK: int = 1 << 21
 #: Backward keeps the slots before every group when :data:`SNAPSHOT_BUDGET` leaves blocks of
 #: this many rows (else it recomputes from checkpoints at about ``sqrt(G)`` segment starts).
 MIN_WIDTH: int = 32
-#: Elements of the slots kept before every group in backward (all workers together).
-SNAPSHOT_BUDGET: int = 1 << 25
+#: Elements of the slots kept before every group in backward (all workers together); ``0``
+#: (the default) always takes the two-level checkpoints. On the 2-core test machine the one-pass
+#: backward (``1 << 25``: blocks of 64 rows at ``m = 2^14``) was not faster than the two-level
+#: one with blocks of 80 rows: the passes over the larger snapshots are bound by memory traffic.
+SNAPSHOT_BUDGET: int = 0
 #: Workers (threads) for the blocks of rows; ``0``: torch's intra-op thread count.
 THREADS: int = 0
 #: Block widths are multiples of this (the kernels' inner loops run over the rows).
@@ -240,10 +244,10 @@ def rows_backward(
 ) -> torch.Tensor:
     """Slot-ordered weight gradient ``(T, B, m / 2)`` of :func:`rows_forward` for ``grad``.
 
-    With :data:`SNAPSHOT_BUDGET` elements for the slots before every group (per worker, blocks
-    of at least :data:`MIN_WIDTH` rows) one pass per block (:func:`._numba.backward_rows`), the
-    workers on interleaved blocks of rows, each with its own gradient; else two-level
-    checkpoints within ``budget`` (:func:`_rows_backward_segments`).
+    With :data:`SNAPSHOT_BUDGET` elements for the slots before every group (blocks of at least
+    :data:`MIN_WIDTH` rows per worker) one pass per block (:func:`._numba.backward_rows`), else
+    two-level checkpoints within ``budget`` per worker (:func:`_rows_backward_segments`); the
+    workers run interleaved blocks of rows, each with its own gradient.
 
     Args:
         kernels: the :mod:`._numba` module.
@@ -263,7 +267,7 @@ def rows_backward(
     least = min(MIN_WIDTH, rows)
     threads = max(1, min(threads_for(rows), SNAPSHOT_BUDGET // max(per_row * least, 1)))
     width = _width(SNAPSHOT_BUDGET // max(per_row * threads, 1), -(-rows // threads))
-    if width < least:
+    if SNAPSHOT_BUDGET <= 0 or width < least:
         return _rows_backward_segments(kernels, asc, w, out_slot, grad, budget, first_on)
     exact = bool(torch.isfinite(w).all())
     wn = w.numpy()
@@ -301,9 +305,10 @@ def _rows_backward_segments(
     budget: int,
     first_on: torch.Tensor | None,
 ) -> torch.Tensor:
-    r""":func:`rows_backward` within ``budget``: per block of rows, checkpoints at the starts of
-    about :math:`\sqrt{G}` segments of groups, then per segment in reverse the slots before its
-    groups by one out-of-place pass and its groups in reverse (one thread)."""
+    r""":func:`rows_backward` within ``budget`` per worker: per block of rows, checkpoints at the
+    starts of about :math:`\sqrt{G}` segments of groups, then per segment in reverse the slots
+    before its groups by one out-of-place pass and its groups in reverse; the workers on
+    interleaved blocks, each with its own weight gradient."""
     t_, nb_, half = w.shape
     m = 2 * half
     plan = group_plan(m, GROUP_LAYERS)
@@ -315,40 +320,52 @@ def _rows_backward_segments(
     seg = max(1, math.isqrt(max(groups - 1, 0)) + 1)
     starts = list(range(0, groups, seg))
     wn = w.numpy()
-    gw = torch.zeros_like(w)
-    gwn = gw.numpy()
-    chunk = _width(budget // max((len(starts) + seg) * nb_ * m, 1), rows)
+    threads = threads_for(rows)
+    chunk = _width(budget // max((len(starts) + seg) * nb_ * m, 1), -(-rows // threads))
     seg_of = np.full(groups, -1, dtype=np.int64)
     for i, g in enumerate(starts[:-1]):
         seg_of[g] = i
-    store = w.new_empty(nb_ * m * chunk)
-    seg_store = w.new_empty(len(starts) * nb_ * m * chunk)
-    snap_store = w.new_empty(seg * nb_ * m * chunk)
-    for a in range(0, rows, chunk):
-        pos = pos2[:, a : a + chunk]
-        x = _units(pos, nb_, m, store)
-        r = x.shape[-1]
-        lo, hi = _ranges(plan, pos, m, exact)
-        segs = _view(seg_store, len(starts), nb_, m, r)
-        kernels.forward_groups(
-            x.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo, hi, 0,
-            starts[-1], LCH, segs.numpy(), seg_of, on,
-        )  # fmt: skip
-        segs[-1] = x
-        g = x.zero_()
-        part = torch.stack([gb.t().contiguous() for gb in grad[:, a : a + r].to(g.dtype)])
-        g.index_copy_(1, out_slot, part)
-        snaps = _view(snap_store, seg, nb_, m, r)
-        for i in range(len(starts) - 1, -1, -1):
-            g0 = starts[i]
-            g1 = min(g0 + seg, groups)
-            snaps[0] = segs[i]
-            kernels.forward_chain(
-                snaps.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo, hi, g0,
-                g1 - 1, LCH, on,
-            )  # fmt: skip
-            kernels.backward_groups(
-                snaps.numpy(), g.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"],
-                lo, hi, g0, g1, LCH, gwn, wn.dtype.type(0), on,
-            )  # fmt: skip
-    return gw
+    parts = _blocks(rows, chunk, threads)
+    gws = [torch.zeros_like(w) for _ in parts]
+
+    def job(blocks: np.ndarray, gw: torch.Tensor) -> Any:
+        def run() -> None:
+            gwn = gw.numpy()
+            store = w.new_empty(nb_ * m * chunk)
+            seg_store = w.new_empty(len(starts) * nb_ * m * chunk)
+            snap_store = w.new_empty(seg * nb_ * m * chunk)
+            for a0, a1 in blocks.tolist():
+                pos = pos2[:, a0:a1]
+                x = _units(pos, nb_, m, store)
+                r = x.shape[-1]
+                lo, hi = _ranges(plan, pos, m, exact)
+                segs = _view(seg_store, len(starts), nb_, m, r)
+                kernels.forward_groups(
+                    x.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo, hi, 0,
+                    starts[-1], LCH, segs.numpy(), seg_of, on,
+                )  # fmt: skip
+                segs[-1] = x
+                g = x.zero_()
+                part = torch.stack([gb.t().contiguous() for gb in grad[:, a0:a1].to(g.dtype)])
+                g.index_copy_(1, out_slot, part)
+                snaps = _view(snap_store, seg, nb_, m, r)
+                for i in range(len(starts) - 1, -1, -1):
+                    g0 = starts[i]
+                    g1 = min(g0 + seg, groups)
+                    snaps[0] = segs[i]
+                    kernels.forward_chain(
+                        snaps.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo,
+                        hi, g0, g1 - 1, LCH, on,
+                    )  # fmt: skip
+                    kernels.backward_groups(
+                        snaps.numpy(), g.numpy(), wn, plan["js"], plan["los"], plan["t0"],
+                        plan["t1"], lo, hi, g0, g1, LCH, gwn, wn.dtype.type(0), on,
+                    )  # fmt: skip
+
+        return run
+
+    _run_threads([job(b, gw) for b, gw in zip(parts, gws)])
+    total = gws[0]
+    for extra in gws[1:]:
+        total += extra
+    return total
