@@ -96,6 +96,11 @@ def group_plan(m: int, q_max: int) -> dict[str, Any]:
     t0 = np.array(t0s, dtype=np.int64)
     t1 = np.array(t1s, dtype=np.int64)
     stage = m.bit_length() - 1  # layers of the first stage in run order (distances 1 .. m / 2)
+    masks = np.concatenate(([0], np.bitwise_xor.accumulate(js)))  # slot mask before each layer
+    top = js.copy()  # per layer the largest distance of its stage (run order: 1, 2, .., top)
+    for t in range(len(js) - 2, -1, -1):
+        if js[t + 1] == 2 * js[t]:
+            top[t] = top[t + 1]
     return {
         "js": js,
         "los": los,
@@ -103,7 +108,34 @@ def group_plan(m: int, q_max: int) -> dict[str, Any]:
         "t1": t1,
         "first": int((t1 <= stage).sum()),
         "span": js[t1 - 1] * 2,
+        "mask": masks[t0],
+        "stage_bits": np.array([int(2 * v).bit_length() - 1 for v in top[t0]], dtype=np.int64),
     }
+
+
+def dead_blocks(plan: dict[str, Any], n: int, m: int, exact: bool) -> np.ndarray:
+    r"""Per group ``(slot mask, stage bits, bound)`` for :func:`._numba._dead`.
+
+    A group of the stage of size :math:`2^K` only mixes slots within aligned blocks of
+    :math:`2^K` (the same blocks of logical positions: the slot mask changes only below bit
+    ``K`` within the stage). The stages run from large to small, so a block of logical
+    positions all ``>= n`` (padding) never mixes with a real position again: its rows are never
+    read (forward) and its gradient is exactly zero (backward). Such chunks are skipped when
+    every weight is finite (``exact``; else the bound is ``m``: nothing skipped, so non-finite
+    values propagate as in the layer-by-layer path).
+
+    Args:
+        plan: :func:`group_plan`'s plan.
+        n: the real positions.
+        m: the network size.
+        exact: whether every weight is finite.
+    """
+    groups = plan["t0"].shape[0]
+    out = np.empty((groups, 3), dtype=np.int64)
+    out[:, 0] = plan["mask"]
+    out[:, 1] = plan["stage_bits"]
+    out[:, 2] = n if exact else m
+    return out
 
 
 def _ranges(plan: dict[str, Any], pos: torch.Tensor, m: int, exact: bool) -> tuple[Any, Any]:
@@ -218,13 +250,14 @@ def rows_forward(
     threads = threads_for(rows)
     width = _width(GROUP_BLOCK // (nb_ * m), -(-rows // threads))
     slots = np.ascontiguousarray(out_slot.numpy())
+    dead = dead_blocks(plan, n, m, exact)
 
     def job(blocks: np.ndarray) -> Any:
         def run() -> None:
             buf = np.empty(nb_ * m * width, dtype=wn.dtype)
             kernels.forward_rows(
                 out.numpy(), pos, slots, wn, plan["js"], plan["los"], plan["t0"], plan["t1"],
-                plan["first"], plan["span"], exact, LCH, on, blocks, buf,
+                plan["first"], plan["span"], exact, LCH, on, blocks, buf, dead,
             )  # fmt: skip
 
         return run
@@ -274,6 +307,7 @@ def rows_backward(
     pos, on = _pos2d(asc, nb_), _first_on(first_on, nb_)
     gn = grad.to(w.dtype).contiguous().numpy()
     slots = np.ascontiguousarray(out_slot.numpy())
+    dead = dead_blocks(plan, out_slot.shape[0], m, exact)
     parts = _blocks(rows, width, threads)
     gws = [np.zeros_like(wn) for _ in parts]
 
@@ -284,7 +318,7 @@ def rows_backward(
             kernels.backward_rows(
                 gn, pos, slots, wn, plan["js"], plan["los"], plan["t0"], plan["t1"],
                 plan["first"], plan["span"], exact, LCH, on, blocks, snaps, g, gw,
-                wn.dtype.type(0),
+                wn.dtype.type(0), dead,
             )  # fmt: skip
 
         return run
@@ -325,6 +359,7 @@ def _rows_backward_segments(
     seg_of = np.full(groups, -1, dtype=np.int64)
     for i, g in enumerate(starts[:-1]):
         seg_of[g] = i
+    dead = dead_blocks(plan, out_slot.shape[0], m, exact)
     parts = _blocks(rows, chunk, threads)
     gws = [torch.zeros_like(w) for _ in parts]
 
@@ -342,7 +377,7 @@ def _rows_backward_segments(
                 segs = _view(seg_store, len(starts), nb_, m, r)
                 kernels.forward_groups(
                     x.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo, hi, 0,
-                    starts[-1], LCH, segs.numpy(), seg_of, on,
+                    starts[-1], LCH, segs.numpy(), seg_of, on, dead,
                 )  # fmt: skip
                 segs[-1] = x
                 g = x.zero_()
@@ -355,11 +390,11 @@ def _rows_backward_segments(
                     snaps[0] = segs[i]
                     kernels.forward_chain(
                         snaps.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo,
-                        hi, g0, g1 - 1, LCH, on,
+                        hi, g0, g1 - 1, LCH, on, dead,
                     )  # fmt: skip
                     kernels.backward_groups(
                         snaps.numpy(), g.numpy(), wn, plan["js"], plan["los"], plan["t0"],
-                        plan["t1"], lo, hi, g0, g1, LCH, gwn, wn.dtype.type(0), on,
+                        plan["t1"], lo, hi, g0, g1, LCH, gwn, wn.dtype.type(0), on, dead,
                     )  # fmt: skip
 
         return run

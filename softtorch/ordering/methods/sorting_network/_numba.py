@@ -190,13 +190,22 @@ def _group_chunk_forward(  # pragma: no cover
 
 
 @nb.njit(**_OPTS)
+def _dead(dead: np.ndarray, g: int, base0: int) -> bool:  # pragma: no cover
+    """Whether the chunk at slot ``base0`` of group ``g`` lies in a stage block of logical
+    positions that are all ``>= dead[g, 2]`` (``dead[g]``: slot mask, stage bits, bound)."""
+    sh = dead[g, 1]
+    return ((base0 ^ dead[g, 0]) >> sh) << sh >= dead[g, 2]
+
+
+@nb.njit(**_OPTS)
 def forward_groups(  # pragma: no cover
     x: np.ndarray, w: np.ndarray, js: np.ndarray, los: np.ndarray, gt0: np.ndarray,
     gt1: np.ndarray, glo: np.ndarray, ghi: np.ndarray, g_from: int, g_to: int, lch_max: int,
-    snaps: np.ndarray, snap_of: np.ndarray, first_on: np.ndarray,
+    snaps: np.ndarray, snap_of: np.ndarray, first_on: np.ndarray, dead: np.ndarray,
 ) -> None:  # fmt: skip
     """Groups ``g_from..g_to-1`` over ``x`` ``(B, m, r)`` in place; before group ``g``, ``x``
-    is copied to ``snaps[snap_of[g]]`` when ``snap_of[g] >= 0``."""
+    is copied to ``snaps[snap_of[g]]`` when ``snap_of[g] >= 0``; chunks in dead blocks
+    (:func:`_dead`) are skipped."""
     nbatch, m, r = x.shape
     dummy = np.empty((1, 1, 1, 1), dtype=x.dtype)
     for g in range(g_from, g_to):
@@ -211,6 +220,8 @@ def forward_groups(  # pragma: no cover
                     for c in range(r):
                         snaps[si, b, s, c] = x[b, s, c]
             for base0 in range(glo[g], ghi[g], span):
+                if _dead(dead, g, base0):
+                    continue
                 for l0 in range(0, low, lch):
                     _group_chunk_forward(
                         x, w, js, los, b, t0, t1, base0, l0, lch, dummy, False, first_on[b]
@@ -221,7 +232,7 @@ def forward_groups(  # pragma: no cover
 def forward_chain(  # pragma: no cover
     snaps: np.ndarray, w: np.ndarray, js: np.ndarray, los: np.ndarray, gt0: np.ndarray,
     gt1: np.ndarray, glo: np.ndarray, ghi: np.ndarray, g_from: int, g_to: int, lch_max: int,
-    first_on: np.ndarray,
+    first_on: np.ndarray, dead: np.ndarray,
 ) -> None:  # fmt: skip
     """Groups ``g_from..g_to-1`` out of place: group ``g`` reads ``snaps[g - g_from]``
     ``(B, m, r)`` and writes ``snaps[g - g_from + 1]`` (chunk by chunk: copy, then the layers on
@@ -244,6 +255,8 @@ def forward_chain(  # pragma: no cover
                 for c in range(r):
                     dst[b, s, c] = src[b, s, c]
             for base0 in range(glo[g], ghi[g], span):
+                if _dead(dead, g, base0):
+                    continue
                 for l0 in range(0, low, lch):
                     for k in range(1 << q):
                         s0 = base0 + k * low + l0
@@ -303,7 +316,7 @@ def _group_chunk_backward(  # pragma: no cover
 def backward_groups(  # pragma: no cover
     snaps: np.ndarray, g: np.ndarray, w: np.ndarray, js: np.ndarray, los: np.ndarray,
     gt0: np.ndarray, gt1: np.ndarray, glo: np.ndarray, ghi: np.ndarray, g_from: int, g_to: int,
-    lch_max: int, gw: np.ndarray, zero: float, first_on: np.ndarray,
+    lch_max: int, gw: np.ndarray, zero: float, first_on: np.ndarray, dead: np.ndarray,
 ) -> None:  # fmt: skip
     """Groups ``g_to-1..g_from`` in reverse over the gradient ``g`` ``(B, m, r)`` in place.
 
@@ -325,6 +338,8 @@ def backward_groups(  # pragma: no cover
         xs = snaps[gi - g_from]
         for b in range(nbatch):
             for base0 in range(glo[gi], ghi[gi], span):
+                if _dead(dead, gi, base0):
+                    continue
                 for l0 in range(0, low, lch):
                     _group_chunk_forward(
                         xs, w, js, los, b, t0, t1, base0, l0, lch, keep, True, first_on[b]
@@ -374,6 +389,7 @@ def forward_rows(  # pragma: no cover
     out: np.ndarray, pos: np.ndarray, out_slot: np.ndarray, w: np.ndarray, js: np.ndarray,
     los: np.ndarray, gt0: np.ndarray, gt1: np.ndarray, first: int, span: np.ndarray,
     exact: bool, lch: int, first_on: np.ndarray, blocks: np.ndarray, buf: np.ndarray,
+    dead: np.ndarray,
 ) -> None:  # fmt: skip
     """Rows ``out[b, a0:a1, :]`` ``(B, R, n)`` of every block (``buf``: scratch of at least
     ``B m r`` elements for the widest block): the groups in place, then the real slots
@@ -391,7 +407,7 @@ def forward_rows(  # pragma: no cover
         x = buf[: nbatch * m * r].reshape((nbatch, m, r))
         _start_block(x, pos, a0, first, span, exact, glo, ghi)
         forward_groups(
-            x, w, js, los, gt0, gt1, glo, ghi, 0, groups, lch, dummy, none, first_on
+            x, w, js, los, gt0, gt1, glo, ghi, 0, groups, lch, dummy, none, first_on, dead
         )
         for b in range(nbatch):  # tiles of columns: both sides stay in cache
             for c0 in range(0, n, _TILE):
@@ -406,7 +422,7 @@ def backward_rows(  # pragma: no cover
     grad: np.ndarray, pos: np.ndarray, out_slot: np.ndarray, w: np.ndarray, js: np.ndarray,
     los: np.ndarray, gt0: np.ndarray, gt1: np.ndarray, first: int, span: np.ndarray,
     exact: bool, lch: int, first_on: np.ndarray, blocks: np.ndarray, snap_buf: np.ndarray,
-    g_buf: np.ndarray, gw: np.ndarray, zero: float,
+    g_buf: np.ndarray, gw: np.ndarray, zero: float, dead: np.ndarray,
 ) -> None:  # fmt: skip
     """Weight gradient of :func:`forward_rows` for ``grad`` ``(B, R, n)``, added to ``gw``.
 
@@ -424,7 +440,9 @@ def backward_rows(  # pragma: no cover
         r = a1 - a0
         snaps = snap_buf[: groups * nbatch * m * r].reshape((groups, nbatch, m, r))
         _start_block(snaps[0], pos, a0, first, span, exact, glo, ghi)
-        forward_chain(snaps, w, js, los, gt0, gt1, glo, ghi, 0, groups - 1, lch, first_on)
+        forward_chain(
+            snaps, w, js, los, gt0, gt1, glo, ghi, 0, groups - 1, lch, first_on, dead
+        )
         g = g_buf[: nbatch * m * r].reshape((nbatch, m, r))
         g[:] = 0
         for b in range(nbatch):
@@ -434,5 +452,5 @@ def backward_rows(  # pragma: no cover
                     for col in range(c0, c1):
                         g[b, out_slot[col], c] = grad[b, a0 + c, col]
         backward_groups(
-            snaps, g, w, js, los, gt0, gt1, glo, ghi, 0, groups, lch, gw, zero, first_on
+            snaps, g, w, js, los, gt0, gt1, glo, ghi, 0, groups, lch, gw, zero, first_on, dead
         )
