@@ -276,3 +276,39 @@ def test_one_pass_backward_on_threads_matches_layered(
     assert torch.equal(res[0][0], res[1][0])
     for a, b in zip(res[0][1], res[1][1]):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [65, 96, 128])
+def test_padding_blocks_skipped_bit_identical(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of padding positions in the small stages are skipped (``dead_blocks``: some
+    chunks for ``n`` not a power of two, none for ``n = m``); rows bit-identical and weight
+    gradients equal to the layer-by-layer path (float64, small softness: saturated swaps)."""
+    import numpy as np
+
+    import softtorch.ordering.methods.sorting_network._grouped as gr
+
+    plan = gr.group_plan(128, gr.GROUP_LAYERS)
+    dead = gr.dead_blocks(plan, n, 128, True)
+    skipped = sum(
+        ((b ^ dead[g, 0]) >> dead[g, 1] << dead[g, 1]) >= n
+        for g in range(dead.shape[0])
+        for b in range(0, 128, int(plan["span"][g]))
+    )
+    assert (skipped > 0) == (n < 128)
+    assert (gr.dead_blocks(plan, n, 128, False)[:, 2] == 128).all()
+    torch.manual_seed(7)
+    z = torch.randn(2, n, dtype=torch.float64)
+    _, alphas, _ = sn.network_forward(z, 0.01, "smooth")
+    pos = torch.tensor(np.r_[np.arange(n - 5, n), [0, 3, n // 2]])
+    weights = torch.randn(2, pos.shape[0], n, dtype=torch.float64)
+    res = []
+    for grouped in (False, True):
+        with monkeypatch.context() as mp:
+            mp.setattr(tr, "GROUPED", grouped)
+            ws = [a.detach().requires_grad_(True) for a in alphas]
+            rows = tr.network_rows(pos, n, ws, 1 << 40)
+            grads = torch.autograd.grad((rows * weights).sum(), ws)
+        res.append((rows.detach(), grads))
+    assert torch.equal(res[0][0], res[1][0])
+    for a, b in zip(res[0][1], res[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
