@@ -164,15 +164,6 @@ def _view(store: torch.Tensor, *shape: int) -> torch.Tensor:
     return store[: math.prod(shape)].view(shape)
 
 
-def _units(pos: torch.Tensor, nb_: int, m: int, store: torch.Tensor) -> torch.Tensor:
-    """Slots ``(B, m, r)`` holding the unit vectors ``e_pos[b]`` (``pos`` ``(B, r)``), in
-    ``store``."""
-    r = pos.shape[-1]
-    x = _view(store, nb_, m, r).zero_()
-    x[torch.arange(nb_).unsqueeze(-1), pos, torch.arange(r)] = 1.0
-    return x
-
-
 def _pos2d(asc: torch.Tensor, nb_: int) -> np.ndarray:
     """Start slots per batch row ``(B, R)`` (``asc`` ``(R,)`` shared or ``(B, R)``)."""
     pos = asc if asc.dim() == 2 else asc.unsqueeze(0).expand(nb_, -1)
@@ -365,36 +356,38 @@ def _rows_backward_segments(
 
     def job(blocks: np.ndarray, gw: torch.Tensor) -> Any:
         def run() -> None:
+            # one buffer: checkpoint i at slot i; segment i's chain writes slots i+1 .. i+seg-1
+            # (the checkpoints of the later segments, consumed by then): no copies
             gwn = gw.numpy()
-            store = w.new_empty(nb_ * m * chunk)
-            seg_store = w.new_empty(len(starts) * nb_ * m * chunk)
-            snap_store = w.new_empty(seg * nb_ * m * chunk)
+            last = len(starts) - 1
+            store = w.new_empty((last + seg) * nb_ * m * chunk)
+            g_store = w.new_empty(nb_ * m * chunk)
             for a0, a1 in blocks.tolist():
                 pos = pos2[:, a0:a1]
-                x = _units(pos, nb_, m, store)
-                r = x.shape[-1]
+                r = a1 - a0
+                buf = _view(store, last + seg, nb_, m, r)
+                x = buf[last].zero_()
+                x[torch.arange(nb_).unsqueeze(-1), pos, torch.arange(r)] = 1.0
                 lo, hi = _ranges(plan, pos, m, exact)
-                segs = _view(seg_store, len(starts), nb_, m, r)
+                bufn = buf.numpy()
                 kernels.forward_groups(
-                    x.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo, hi, 0,
-                    starts[-1], LCH, segs.numpy(), seg_of, on, dead,
+                    bufn[last], wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo, hi, 0,
+                    starts[-1], LCH, bufn, seg_of, on, dead,
                 )  # fmt: skip
-                segs[-1] = x
-                g = x.zero_()
+                g = _view(g_store, nb_, m, r).zero_()
                 part = torch.stack([gb.t().contiguous() for gb in grad[:, a0:a1].to(g.dtype)])
                 g.index_copy_(1, out_slot, part)
-                snaps = _view(snap_store, seg, nb_, m, r)
-                for i in range(len(starts) - 1, -1, -1):
+                for i in range(last, -1, -1):
                     g0 = starts[i]
                     g1 = min(g0 + seg, groups)
-                    snaps[0] = segs[i]
+                    snaps = bufn[i : i + seg]
                     kernels.forward_chain(
-                        snaps.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo,
-                        hi, g0, g1 - 1, LCH, on, dead,
+                        snaps, wn, plan["js"], plan["los"], plan["t0"], plan["t1"], lo, hi, g0,
+                        g1 - 1, LCH, on, dead,
                     )  # fmt: skip
                     kernels.backward_groups(
-                        snaps.numpy(), g.numpy(), wn, plan["js"], plan["los"], plan["t0"],
-                        plan["t1"], lo, hi, g0, g1, LCH, gwn, wn.dtype.type(0), on, dead,
+                        snaps, g.numpy(), wn, plan["js"], plan["los"], plan["t0"], plan["t1"],
+                        lo, hi, g0, g1, LCH, gwn, wn.dtype.type(0), on, dead,
                     )  # fmt: skip
 
         return run
