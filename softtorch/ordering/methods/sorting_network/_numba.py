@@ -11,8 +11,11 @@ backward kernel runs the layers in reverse over the gradient ``g`` (every layer 
 and accumulates :math:`\partial L / \partial w = -\sum_r (g_b - g_a)\, d` from the kept
 differences. Every kernel runs the layers ``t0 .. t1 - 1`` (a segment, see
 :mod:`._transposed`); the ``*_groups`` / ``forward_chain`` kernels run groups of layers chunk
-by chunk in L1 (:mod:`._grouped`). This module imports numba at import time;
-:mod:`._transposed` imports it on first use.
+by chunk in L1 (:mod:`._grouped`), skipping the chunks of padding blocks that never reach a real
+position (:func:`_dead`) and swapping exactly the slots of layers a masked batch row switches
+off (``first_on``); ``forward_rows`` / ``backward_rows`` run whole blocks of rows per call (one
+call per worker thread). This module imports numba at import time; :mod:`._transposed` imports
+it on first use.
 """
 
 from __future__ import annotations
