@@ -244,3 +244,71 @@ def test_grouped_rows_nan_weights_match_layered(monkeypatch: pytest.MonkeyPatch)
         outs.append(tr.network_rows(pos, 40, [a.detach() for a in alphas], 1 << 40))
     assert torch.equal(outs[0].isnan(), outs[1].isnan())
     torch.testing.assert_close(outs[0], outs[1], equal_nan=True, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("threads", "min_width"), [(1, 4), (2, 4), (3, 1), (2, 1 << 30)])
+def test_one_pass_backward_on_threads_matches_layered(
+    threads: int, min_width: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The one-pass backward (slots before every group kept, :func:`_numba.backward_rows`) on
+    1-3 workers with several blocks each, and its two-level fallback (``min_width`` out of
+    reach), against the layer-by-layer path: rows bit-identical, weight gradients equal up to
+    summation order (float64)."""
+    import softtorch.ordering.methods.sorting_network._grouped as gr
+
+    torch.manual_seed(6)
+    z = torch.randn(3, 77, dtype=torch.float64)
+    _, alphas, _ = sn.network_forward(z, 0.07, "c1")
+    pos = torch.tensor([76, 75, 74, 73, 0, 1, 2, 40, 41, 63, 64, 100, 127, 5, 9, 75])
+    weights = torch.randn(3, pos.shape[0], 77, dtype=torch.float64)
+    res = []
+    for grouped in (False, True):
+        with monkeypatch.context() as mp:
+            mp.setattr(tr, "GROUPED", grouped)
+            mp.setattr(gr, "THREADS", threads)
+            mp.setattr(gr, "MIN_WIDTH", min_width)
+            mp.setattr(gr, "SNAPSHOT_BUDGET", gr.group_plan(128, 5)["t0"].shape[0] * 3 * 128 * 8)
+            mp.setattr(gr, "GROUP_BLOCK", 3 * 128 * 4)  # 4 rows per forward block
+            ws = [a.detach().requires_grad_(True) for a in alphas]
+            rows = tr.network_rows(pos, 77, ws, 1 << 12)
+            grads = torch.autograd.grad((rows * weights).sum(), ws)
+        res.append((rows.detach(), grads))
+    assert torch.equal(res[0][0], res[1][0])
+    for a, b in zip(res[0][1], res[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("n", [65, 96, 128])
+def test_padding_blocks_skipped_bit_identical(n: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of padding positions in the small stages are skipped (``dead_blocks``: some
+    chunks for ``n`` not a power of two, none for ``n = m``); rows bit-identical and weight
+    gradients equal to the layer-by-layer path (float64, small softness: saturated swaps)."""
+    import numpy as np
+
+    import softtorch.ordering.methods.sorting_network._grouped as gr
+
+    plan = gr.group_plan(128, gr.GROUP_LAYERS)
+    dead = gr.dead_blocks(plan, n, 128, True)
+    skipped = sum(
+        ((b ^ dead[g, 0]) >> dead[g, 1] << dead[g, 1]) >= n
+        for g in range(dead.shape[0])
+        for b in range(0, 128, int(plan["span"][g]))
+    )
+    assert (skipped > 0) == (n < 128)
+    assert (gr.dead_blocks(plan, n, 128, False)[:, 2] == 128).all()
+    torch.manual_seed(7)
+    z = torch.randn(2, n, dtype=torch.float64)
+    _, alphas, _ = sn.network_forward(z, 0.01, "smooth")
+    pos = torch.tensor(np.r_[np.arange(n - 5, n), [0, 3, n // 2]])
+    weights = torch.randn(2, pos.shape[0], n, dtype=torch.float64)
+    res = []
+    for grouped in (False, True):
+        with monkeypatch.context() as mp:
+            mp.setattr(tr, "GROUPED", grouped)
+            ws = [a.detach().requires_grad_(True) for a in alphas]
+            rows = tr.network_rows(pos, n, ws, 1 << 40)
+            grads = torch.autograd.grad((rows * weights).sum(), ws)
+        res.append((rows.detach(), grads))
+    assert torch.equal(res[0][0], res[1][0])
+    for a, b in zip(res[0][1], res[1][1]):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)

@@ -14,7 +14,9 @@ gradient): one pass for the whole batch, no per-count loop and no host read of t
 (no graph break under ``torch.compile``). Soft permutation rows run the transposed layers the
 same way (row ``i`` of row ``b``'s permutation starts from :math:`e_{a_b(i)}`, the ascending
 position in its own ordering), under autograd in blocks of rows
-(:func:`softtorch.simplex.chunked_rows`).
+(:func:`softtorch.simplex.chunked_rows`); many rows (more than :data:`ROWS_BUDGET` elements of
+activations, eager mode) take the in-place kernels of :mod:`._transposed` instead (numba on CPU,
+each row's depth passed to the kernel, first-order gradients).
 
 Entries at positions :math:`\ge c_b` (sorted values, permutation rows and columns) are the pads'
 and are filled by the caller.
@@ -27,10 +29,11 @@ from typing import Any
 import torch
 
 from ...._sigmoidal_math import step
-from ....simplex import chunked_rows
+from ....simplex import chunked_rows, is_concrete
 from ..._base import RowsOrderingMethod, Softness
 from ..._logspace import log_add, safe_log
 from ._schedule import layers_on, pad_value, padded_size
+from ._transposed import network_rows
 
 #: Elements per block of rows of the permutation (activations kept by autograd).
 ROWS_BUDGET: int = 1 << 24
@@ -136,6 +139,25 @@ def _log_transpose_counts(
     return out
 
 
+def _kernel_rows(
+    asc: torch.Tensor, n: int, alphas: list[torch.Tensor], counts: torch.Tensor, m: int
+) -> torch.Tensor:
+    r"""Rows by the in-place transposed network (:func:`._transposed.network_rows`: numba layer
+    groups on CPU, torch ops elsewhere, first-order gradients), each row's layers
+    :math:`t \ge T_b` switched off: in run order (reversed) row ``b`` starts at layer
+    :math:`T - T_b`.
+
+    Args:
+        asc: per row the start positions ``(R, r)``.
+        n: the (compacted) row length.
+        alphas: the per-layer weights ``(R, M / 2j, j)`` of :func:`network_forward_counts`.
+        counts: real entries per row ``(R,)``.
+        m: the network size ``M``.
+    """
+    first_on = len(alphas) - _layer_counts(counts, m)
+    return network_rows(asc, n, alphas, ROWS_BUDGET, first_on)
+
+
 class PerRowCounts(RowsOrderingMethod):
     """``sorting_network`` on compacted rows with ``counts`` real entries each (module doc).
 
@@ -195,6 +217,9 @@ class PerRowCounts(RowsOrderingMethod):
             return out.transpose(-1, -2)[..., :n]
 
         per_row = rows * m * max(len(flat), 1)
+        big = asc.shape[1] * per_row > ROWS_BUDGET and m > 1 and z.numel() > 0
+        if big and not log and all(is_concrete(w) for w in flat):
+            return _kernel_rows(asc, n, flat, self.counts, m)
         return chunked_rows(  # type: ignore[return-value]
             fn, asc.shape[1], flat, row_numel=per_row, cat_dim=-2, budget=ROWS_BUDGET,
             plain_budget=ROWS_BUDGET,

@@ -67,13 +67,24 @@ def _use_numba(x: torch.Tensor) -> bool:
     )
 
 
-def _swap(x: torch.Tensor, w: torch.Tensor, j: int, lo: int, keep: torch.Tensor | None) -> None:
+def _swap(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    j: int,
+    lo: int,
+    keep: torch.Tensor | None,
+    off: torch.Tensor | None = None,
+) -> None:
     """One layer in place on ``x`` ``(B, m, r)``, slot-ordered weights ``w`` ``(B, m / 2)``;
-    ``d`` goes to ``keep`` ``(B, m / 2, r)`` when given."""
+    ``d`` goes to ``keep`` ``(B, m / 2, r)`` when given. Batch rows with ``off`` ``(B,)`` set
+    skip the layer: an exact swap of the slot pairs (the slot map assumes every layer swaps)."""
     nb_, m, r = x.shape
     v = x.view(nb_, m // (2 * j), 2, j, r)
     a, b = v[:, :, lo], v[:, :, 1 - lo]
     ww = w.view(nb_, m // (2 * j), j, 1)
+    skip = off is not None and bool(off.any())
+    if skip:
+        sa, sb = a[off].clone(), b[off].clone()
     if keep is None:
         d = b - a
         d.mul_(ww)
@@ -83,17 +94,26 @@ def _swap(x: torch.Tensor, w: torch.Tensor, j: int, lo: int, keep: torch.Tensor 
         d = kv * ww
     a.add_(d)
     b.sub_(d)
+    if skip:
+        a[off], b[off] = sb, sa
 
 
 Steps = tuple[tuple[int, int], ...]
 
 
 def _torch_forward(
-    x: torch.Tensor, w: torch.Tensor, steps: Steps, t0: int, t1: int, keep: torch.Tensor | None
+    x: torch.Tensor,
+    w: torch.Tensor,
+    steps: Steps,
+    t0: int,
+    t1: int,
+    keep: torch.Tensor | None,
+    first_on: torch.Tensor | None = None,
 ) -> None:
     for t in range(t0, t1):
         j, lo = steps[t]
-        _swap(x, w[t], j, lo, None if keep is None else keep[t - t0])
+        off = None if first_on is None else t < first_on
+        _swap(x, w[t], j, lo, None if keep is None else keep[t - t0], off)
 
 
 def _torch_backward(
@@ -104,18 +124,28 @@ def _torch_backward(
     t1: int,
     keep: torch.Tensor,
     gw: torch.Tensor,
+    first_on: torch.Tensor | None = None,
 ) -> None:
     nb_, m, r = g.shape
     for t in range(t1 - 1, t0 - 1, -1):
         j, lo = steps[t]
         v = g.view(nb_, m // (2 * j), 2, j, r)
         ga, gb = v[:, :, lo], v[:, :, 1 - lo]
+        off = None if first_on is None else t < first_on
+        skip = off is not None and bool(off.any())
+        if skip:
+            sa, sb = ga[off].clone(), gb[off].clone()
         dg = gb - ga  # g_lo' - g_hi' (slot a holds the upper output)
         kv = keep[t - t0].view(nb_, m // (2 * j), j, r)
-        gw[t] -= (dg * kv).sum(-1).view(nb_, m // 2)
+        part = (dg * kv).sum(-1).view(nb_, m // 2)
+        if skip:
+            part[off] = 0.0
+        gw[t] -= part
         dg.mul_(w[t].view(nb_, m // (2 * j), j, 1))
         ga.add_(dg)
         gb.sub_(dg)
+        if skip:
+            ga[off], gb[off] = sb, sa
 
 
 @functools.lru_cache(maxsize=64)
@@ -213,10 +243,12 @@ def segment_length(layers: int) -> int:
 
 
 def unit_block(pos: torch.Tensor, nb_: int, m: int, like: torch.Tensor) -> torch.Tensor:
-    """Slots ``(B, m, r)`` holding the unit vectors ``e_pos`` (the initial slot order)."""
-    r = pos.shape[0]
+    """Slots ``(B, m, r)`` holding the unit vectors ``e_pos`` (the initial slot order; ``pos``
+    ``(r,)`` for every batch row or ``(B, r)``)."""
+    r = pos.shape[-1]
     x = like.new_zeros(nb_, m, r)
-    x[:, pos, torch.arange(r, device=like.device)] = 1.0
+    dev = like.device
+    x[torch.arange(nb_, device=dev).unsqueeze(-1), pos, torch.arange(r, device=dev)] = 1.0
     return x
 
 
@@ -229,6 +261,7 @@ class _NetworkRows(torch.autograd.Function):
         asc: torch.Tensor,
         n: int,
         budget: int,
+        first_on: torch.Tensor | None,
         *alphas: torch.Tensor,
     ) -> torch.Tensor:
         m = 2 * alphas[0].shape[-1] * alphas[0].shape[-2]
@@ -237,27 +270,30 @@ class _NetworkRows(torch.autograd.Function):
         dev = alphas[0].device
         index, out_slot = index.to(dev), out_slot[:n].to(dev)
         w = slot_weights(list(reversed(alphas)), index)
-        rows = asc.shape[0]
+        rows = asc.shape[-1]
 
         def layered() -> torch.Tensor:
             out = w.new_empty(nb_, rows, n)
             chunk = block_width(FORWARD_BLOCK // (nb_ * m), rows)
             for a in range(0, rows, chunk):
-                x = unit_block(asc[a : a + chunk], nb_, m, w)
-                run_layers(x, w, steps, 0, len(steps))
+                x = unit_block(asc[..., a : a + chunk], nb_, m, w)
+                if first_on is None:
+                    run_layers(x, w, steps, 0, len(steps))
+                else:
+                    _torch_forward(x, w, steps, 0, len(steps), None, first_on)
                 out[:, a : a + x.shape[-1]] = x.index_select(1, out_slot).transpose(1, 2)
             return out
 
         if GROUPED and _use_numba(w) and m > 1:
             out = _kernel_guard.guarded(
                 "sorting network",
-                lambda: rows_forward(_kernels(), asc, n, w, out_slot),
+                lambda: rows_forward(_kernels(), asc, n, w, out_slot, first_on),
                 layered,
                 "torch ops",
             )
         else:
             out = layered()
-        ctx.save_for_backward(asc, w, index, out_slot)
+        ctx.save_for_backward(asc, w, index, out_slot, first_on)
         ctx.m, ctx.budget = m, budget  # type: ignore[attr-defined]
         ctx.shapes = [a.shape for a in alphas]  # type: ignore[attr-defined]
         return out
@@ -267,31 +303,37 @@ class _NetworkRows(torch.autograd.Function):
     def backward(  # type: ignore[override]
         ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor
     ) -> tuple[torch.Tensor | None, ...]:
-        asc, w, index, out_slot = ctx.saved_tensors  # type: ignore[attr-defined]
+        asc, w, index, out_slot, first_on = ctx.saved_tensors  # type: ignore[attr-defined]
         m: int = ctx.m  # type: ignore[attr-defined]
         budget: int = ctx.budget  # type: ignore[attr-defined]
         if GROUPED and _use_numba(w) and m > 1:
             gw = _kernel_guard.guarded(
                 "sorting network",
-                lambda: rows_backward(_kernels(), asc, w, out_slot, grad, budget),
-                lambda: _layered_backward(asc, w, out_slot, grad, budget),
+                lambda: rows_backward(_kernels(), asc, w, out_slot, grad, budget, first_on),
+                lambda: _layered_backward(asc, w, out_slot, grad, budget, first_on),
                 "torch ops",
             )
         else:
-            gw = _layered_backward(asc, w, out_slot, grad, budget)
+            gw = _layered_backward(asc, w, out_slot, grad, budget, first_on)
         grads = reversed(logical_grads(gw, index))
         shapes = ctx.shapes  # type: ignore[attr-defined]
-        return (None, None, None, *(g.view(s) for g, s in zip(grads, shapes)))
+        return (None, None, None, None, *(g.view(s) for g, s in zip(grads, shapes)))
 
 
 def _layered_backward(
-    asc: torch.Tensor, w: torch.Tensor, out_slot: torch.Tensor, grad: torch.Tensor, budget: int
+    asc: torch.Tensor,
+    w: torch.Tensor,
+    out_slot: torch.Tensor,
+    grad: torch.Tensor,
+    budget: int,
+    first_on: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Slot-ordered weight gradient of the rows, layer by layer (segments of layers)."""
+    """Slot-ordered weight gradient of the rows, layer by layer (segments of layers; torch ops
+    when some batch rows switch layers off, ``first_on``)."""
     m = 2 * w.shape[-1]
     steps, _, _ = slot_plan(m)
     t_, nb_, half = w.shape
-    rows = asc.shape[0]
+    rows = asc.shape[-1]
     gw = torch.zeros_like(w)
     seg = segment_length(t_)
     bounds = [(t, min(t + seg, t_)) for t in range(0, t_, seg)]
@@ -299,25 +341,36 @@ def _layered_backward(
     limit = min(budget // max(per_row, 1), BACKWARD_BLOCK // (seg * nb_ * half))
     chunk = block_width(limit, rows)
     for a in range(0, rows, chunk):
-        x = unit_block(asc[a : a + chunk], nb_, m, w)
+        x = unit_block(asc[..., a : a + chunk], nb_, m, w)
         r = x.shape[-1]
         snaps = w.new_empty(len(bounds), nb_, m, r)
         for i, (t0, t1) in enumerate(bounds):
             snaps[i] = x
             if i + 1 < len(bounds):
-                run_layers(x, w, steps, t0, t1)
+                if first_on is None:
+                    run_layers(x, w, steps, t0, t1)
+                else:
+                    _torch_forward(x, w, steps, t0, t1, None, first_on)
         g = x.zero_()
         g.index_copy_(1, out_slot, grad[:, a : a + r].transpose(1, 2).to(g.dtype))
         keep = w.new_empty(seg, nb_, half, r)
         for i in range(len(bounds) - 1, -1, -1):
             t0, t1 = bounds[i]
-            run_layers(snaps[i], w, steps, t0, t1, keep)
-            run_layers_back(g, w, steps, t0, t1, keep, gw)
+            if first_on is None:
+                run_layers(snaps[i], w, steps, t0, t1, keep)
+                run_layers_back(g, w, steps, t0, t1, keep, gw)
+            else:
+                _torch_forward(snaps[i], w, steps, t0, t1, keep, first_on)
+                _torch_backward(g, w, steps, t0, t1, keep, gw, first_on)
     return gw
 
 
 def network_rows(
-    asc: torch.Tensor, n: int, alphas: list[torch.Tensor], budget: int
+    asc: torch.Tensor,
+    n: int,
+    alphas: list[torch.Tensor],
+    budget: int,
+    first_on: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Rows ``asc`` (ascending positions) of the soft permutation, ``(B, len(asc), n)``.
 
@@ -329,5 +382,9 @@ def network_rows(
         n: the number of real (unpadded) entries; columns ``n..m-1`` are dropped.
         alphas: the per-layer weights of :func:`network_forward`, each ``(*batch, m / 2j, j)``.
         budget: elements of kept differences per block of rows in backward.
+        first_on: per batch row (``B`` = the weights' batch, flattened) the first layer in run
+            order it runs, a long tensor ``(B,)``: rows of shorter masked lists switch off the
+            layers of the larger stages (the first ones of the transposed network); with it,
+            ``asc`` may hold positions per batch row, ``(B, R)``.
     """
-    return _NetworkRows.apply(asc, n, budget, *alphas)
+    return _NetworkRows.apply(asc, n, budget, first_on, *alphas)
