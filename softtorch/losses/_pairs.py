@@ -27,6 +27,7 @@ Cost of :math:`N` per list, by ``mode``:
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 
@@ -45,6 +46,15 @@ BLOCK_ELEMENTS: int = 1 << 22
 PARALLEL_MIN_ELEMENTS: int = 1 << 15
 #: The modes with an :math:`O(n \log n)` pair sum.
 SWEEP_MODES: tuple[str, ...] = ("c0", "hard")
+#: The modes of the band kernel: the soft sign is exactly :math:`\pm 1` outside a band.
+BAND_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "c2")
+#: ``smooth``: :math:`2\sigma(x) - 1` rounds to exactly :math:`\pm 1` in float64 for
+#: :math:`|x| \ge 40` (:math:`2 e^{-40} \approx 8.5 \cdot 10^{-18}`, below half an ulp of 1);
+#: the band of the kernel is :math:`|z_i - z_j| < 40\,s`.
+SMOOTH_CUTOFF: float = 40.0
+#: ``c0`` takes the band kernel (instead of the sweep's band moments) when its band holds at
+#: most this many pairs per item.
+C0_BAND_PAIRS_PER_ITEM: int = 128
 
 
 def _soft_sign(d: torch.Tensor, softness: SoftnessLike, mode: str) -> torch.Tensor:
@@ -101,7 +111,9 @@ def _kernels() -> Any:
 
 
 class SweepPairSum(torch.autograd.Function):
-    r""":math:`N` of the rows of ``z`` (R, n) in :math:`O(n \log n)` (``c0`` / ``hard``)."""
+    r""":math:`N` of the rows of ``z`` (R, n) by a numba kernel: the Fenwick sweep (``hard``,
+    ``c0`` with a wide band) or band + count (``smooth``, ``c1``, ``c2``, ``c0`` with a narrow
+    band); gradients in closed form."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -112,17 +124,18 @@ class SweepPairSum(torch.autograd.Function):
         tn = t.detach().to(torch.float64).contiguous().numpy()
         wn = w.detach().to(torch.float64).contiguous().numpy()
         rows, n = zn.shape
-        hard = mode == "hard"
-        h = 0.0 if hard else BAND * float(softness)
         num = np.empty(rows)
         d = np.empty((rows, n))
         e = np.empty((rows, n))
-        if rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS:
-            guard = importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard
-            with guard():
-                k.pair_sum_par(zn, tn, wn, h, hard, num, d, e)
-        else:
-            k.pair_sum_serial(zn, tn, wn, h, hard, num, d, e)
+        par = rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS
+        with _guard(par):
+            if mode == "hard":
+                fn = k.pair_sum_par if par else k.pair_sum_serial
+                fn(zn, tn, wn, 0.0, True, num, d, e)
+            else:
+                fn = k.band_sum_par if par else k.band_sum_serial
+                h, scale, code = _band(k, float(softness), mode)
+                fn(zn, tn, wn, h, scale, code, C0_BAND_PAIRS_PER_ITEM, num, d, e)
         ctx.save_for_backward(z, t, w)
         ctx.grads = (torch.from_numpy(d), torch.from_numpy(e))
         ctx.cfg = (softness, mode)
@@ -143,6 +156,20 @@ class SweepPairSum(torch.autograd.Function):
         return gz, None, gw, None, None
 
 
+def _guard(par: bool) -> Any:
+    if not par:
+        return contextlib.nullcontext()
+    return importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard()
+
+
+def _band(k: Any, softness: float, mode: str) -> tuple[float, float, int]:
+    """``(h, scale, code)`` of the band kernel: band half-width, unit of the distance, formula."""
+    if mode == "smooth":
+        return SMOOTH_CUTOFF * softness, softness, k.SMOOTH
+    code = {"c0": k.C0, "c1": k.C1, "c2": k.C2}[mode]
+    return BAND * softness, BAND * softness, code
+
+
 def pair_sum(
     z: torch.Tensor, t: torch.Tensor, w: torch.Tensor, softness: SoftnessLike, mode: str
 ) -> torch.Tensor:
@@ -157,7 +184,8 @@ def pair_sum(
         mode: ``hard``, ``smooth``, ``c0``, ``c1`` or ``c2``.
     """
     n = z.shape[-1]
-    if mode in SWEEP_MODES and n > 1 and z.numel() > 0 and use_kernel(softness, z, t, w):
+    kernel = mode in BAND_MODES + SWEEP_MODES
+    if kernel and n > 1 and z.numel() > 0 and use_kernel(softness, z, t, w):
         lead = z.shape[:-1]
         out = SweepPairSum.apply(
             z.reshape(-1, n), t.reshape(-1, n), w.reshape(-1, n), float(softness), mode
