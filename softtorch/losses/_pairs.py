@@ -128,14 +128,19 @@ class SweepPairSum(torch.autograd.Function):
         d = np.empty((rows, n))
         e = np.empty((rows, n))
         par = rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS
-        with _guard(par):
+        # a single long row: its band pairs in parallel parts (one per numba thread)
+        chunks = _nb().get_num_threads() if rows == 1 and n >= PARALLEL_MIN_ELEMENTS else 1
+        with _guard(par or chunks > 1):
             if mode == "hard":
                 fn = k.pair_sum_par if par else k.pair_sum_serial
                 fn(zn, tn, wn, 0.0, True, num, d, e)
             else:
-                fn = k.band_sum_par if par else k.band_sum_serial
                 h, scale, code = _band(k, float(softness), mode)
-                fn(zn, tn, wn, h, scale, code, C0_BAND_PAIRS_PER_ITEM, num, d, e)
+                limit = C0_BAND_PAIRS_PER_ITEM
+                if par:
+                    k.band_sum_par(zn, tn, wn, h, scale, code, limit, num, d, e)
+                else:
+                    k.band_sum_serial(zn, tn, wn, h, scale, code, limit, chunks, num, d, e)
         ctx.save_for_backward(z, t, w)
         ctx.grads = (torch.from_numpy(d), torch.from_numpy(e))
         ctx.cfg = (softness, mode)
@@ -154,6 +159,10 @@ class SweepPairSum(torch.autograd.Function):
         gz = (gd * e).to(z.dtype) if ctx.needs_input_grad[0] else None
         gw = (gd * d).to(w.dtype) if ctx.needs_input_grad[2] else None
         return gz, None, gw, None, None
+
+
+def _nb() -> Any:
+    return importlib.import_module("numba")
 
 
 def _guard(par: bool) -> Any:

@@ -169,6 +169,10 @@ def _odd(u, code):  # noqa: ANN001, ANN202
     ``smooth`` :math:`\tanh(u / 2)`; ``c0`` / ``c1`` / ``c2`` the odd polynomials
     :math:`u`, :math:`(3u - u^3)/2`, :math:`(15u - 10u^3 + 3u^5)/8` (``u < 1``)."""
     if code == SMOOTH:  # tanh(u / 2) = -m / (2 + m), m = exp(-u) - 1 (no cancellation)
+        if u > 0.5:  # 1 - exp(-u) > 0.39: exp is enough (and cheaper than expm1)
+            ex = math.exp(-u)
+            q = 1.0 / (1.0 + ex)
+            return (1.0 - ex) * q, 2.0 * ex * q * q
         m = math.expm1(-u)
         q = 1.0 / (2.0 + m)
         return -m * q, 2.0 * (1.0 + m) * q * q
@@ -182,12 +186,12 @@ def _odd(u, code):  # noqa: ANN001, ANN202
 
 
 @nb.njit(cache=True)
-def _band_pairs(zs, ts, ws, bs, inv, code, ds, es):  # noqa: ANN001, ANN202
-    """``ds``, ``es`` += the band pairs' terms of ``D`` and ``E / inv`` (sorted order; ``bs``:
-    the end of each item's band); each pair ``k < j`` once: with ``c = sign(t_j - t_k)``, ``k``
-    gets ``w_j c f`` and ``-w_j c g``, ``j`` gets ``w_k c f`` and ``w_k c g``."""
-    n = zs.shape[0]
-    for k in range(n):
+def _band_pairs(zs, ts, ws, bs, inv, code, ds, es, k0, k1):  # noqa: ANN001, ANN202
+    """``ds``, ``es`` += the terms of ``D`` and ``E / inv`` of the band pairs ``(k, j)``,
+    ``k0 <= k < k1``, ``k < j < bs[k]`` (sorted order; ``bs``: the end of each item's band),
+    each unordered pair once: with ``c = sign(t_j - t_k)``, ``k`` gets ``w_j c f`` and
+    ``-w_j c g``, ``j`` gets ``w_k c f`` and ``w_k c g``."""
+    for k in range(k0, k1):
         zk = zs[k]
         tk = ts[k]
         wk = ws[k]
@@ -207,8 +211,31 @@ def _band_pairs(zs, ts, ws, bs, inv, code, ds, es):  # noqa: ANN001, ANN202
         es[k] += ek
 
 
+@nb.njit(parallel=True, cache=True)
+def _band_pairs_par(zs, ts, ws, bs, inv, code, ds, es, chunks):  # noqa: ANN001, ANN202
+    """:func:`_band_pairs` of one long row in ``chunks`` ranges of ``k`` with about equal
+    numbers of pairs, in parallel, each into its own buffers (summed at the end)."""
+    n = zs.shape[0]
+    cum = np.empty(n + 1)
+    cum[0] = 0.0
+    for k in range(n):
+        cum[k + 1] = cum[k] + (bs[k] - k - 1)
+    bounds = np.empty(chunks + 1, np.int64)
+    for c in range(chunks + 1):
+        bounds[c] = min(n, np.searchsorted(cum, cum[n] * c / chunks))
+    bounds[chunks] = n
+    bd = np.zeros((chunks, n))
+    be = np.zeros((chunks, n))
+    for c in nb.prange(chunks):
+        _band_pairs(zs, ts, ws, bs, inv, code, bd[c], be[c], bounds[c], bounds[c + 1])
+    for c in range(chunks):
+        for k in range(n):
+            ds[k] += bd[c, k]
+            es[k] += be[c, k]
+
+
 @nb.njit(cache=True)
-def _band_row(z, t, w, h, scale, code, limit, num, d, e, r):  # noqa: ANN001, ANN202, C901
+def _band_row(z, t, w, h, scale, code, limit, chunks, num, d, e, r):  # noqa: ANN001, ANN202, C901
     n = z.shape[1]
     zr = z[r]
     tr = t[r]
@@ -265,7 +292,10 @@ def _band_row(z, t, w, h, scale, code, limit, num, d, e, r):  # noqa: ANN001, AN
     ds = np.zeros(n)
     es = np.zeros(n)
     inv = 1.0 / scale
-    _band_pairs(zs, ts, ws, bs, inv, code, ds, es)
+    if chunks > 1:
+        _band_pairs_par(zs, ts, ws, bs, inv, code, ds, es, chunks)
+    else:
+        _band_pairs(zs, ts, ws, bs, inv, code, ds, es, 0, n)
     for k in range(n):
         dr[oz[k]] += ds[k]
         er[oz[k]] += es[k]
@@ -278,18 +308,19 @@ def _band_row(z, t, w, h, scale, code, limit, num, d, e, r):  # noqa: ANN001, AN
 
 
 @nb.njit(cache=True)
-def band_sum_serial(z, t, w, h, scale, code, limit, num, d, e):  # noqa: ANN001, ANN201
+def band_sum_serial(z, t, w, h, scale, code, limit, chunks, num, d, e):  # noqa: ANN001, ANN201
     r"""The pair sum for a soft sign that is exactly :math:`\pm 1` beyond :math:`|z_i - z_j| \ge h`
     (``code``: :data:`SMOOTH`, :data:`C0`, :data:`C1`, :data:`C2`, evaluated at
     :math:`|z_i - z_j| / \mathrm{scale}`), every row on one thread: ``num`` (R,),
     ``d = dN/dw`` and ``e = dN/dz`` (R, n). ``C0`` rows whose band holds more than ``limit``
-    pairs per item take the sweep (:func:`pair_sum_serial`, ``h = scale``) instead."""
+    pairs per item take the sweep (:func:`pair_sum_serial`, ``h = scale``) instead. ``chunks``
+    > 1: the band pairs of each row in that many parallel parts (for few long rows)."""
     for r in range(z.shape[0]):
-        _band_row(z, t, w, h, scale, code, limit, num, d, e, r)
+        _band_row(z, t, w, h, scale, code, limit, chunks, num, d, e, r)
 
 
 @nb.njit(parallel=True, cache=True)
 def band_sum_par(z, t, w, h, scale, code, limit, num, d, e):  # noqa: ANN001, ANN201
-    """Same as :func:`band_sum_serial`, rows in parallel."""
+    """Same as :func:`band_sum_serial` (``chunks = 1``), rows in parallel."""
     for r in nb.prange(z.shape[0]):
-        _band_row(z, t, w, h, scale, code, limit, num, d, e, r)
+        _band_row(z, t, w, h, scale, code, limit, 1, num, d, e, r)

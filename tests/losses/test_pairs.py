@@ -168,6 +168,24 @@ def test_sweep_equals_dense_pair_sum_with_gradients(mode: str, shape: tuple[int,
 
 
 @needs_numba
+@pytest.mark.parametrize("mode", ["smooth", "c2"])
+def test_single_long_row_in_parallel_parts(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One row: the band pairs split over threads (forced here on a short row) give the
+    reference values and gradients."""
+    monkeypatch.setattr(P, "PARALLEL_MIN_ELEMENTS", 16)
+    monkeypatch.setattr(P, "_nb", lambda: type("nb", (), {"get_num_threads": lambda: 3}))
+    z, t, w = _spreads(1, 300, seed=8)["standard"]
+    zk, wk = z.clone().requires_grad_(), w.clone().requires_grad_()
+    zr, wr = z.clone().requires_grad_(), w.clone().requires_grad_()
+    got = P.SweepPairSum.apply(zk, t, wk, 0.3, mode)
+    want, mag = ref_pair_sum(zr, t, wr, 0.3, mode)
+    torch.testing.assert_close(got, want, rtol=0, atol=float(1e-13 * mag.max()))
+    for a, b in zip(torch.autograd.grad(got.sum(), (zk, wk)),
+                    torch.autograd.grad(want.sum(), (zr, wr))):  # fmt: skip
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+@needs_numba
 def test_sweep_gradcheck_and_double_backward() -> None:
     x, t, w, m = _data(3, 8, seed=3)
     z = torch.sigmoid(x).requires_grad_()
