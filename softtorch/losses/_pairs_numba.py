@@ -28,6 +28,18 @@ descending order gives :math:`H_k`. The gradients are closed-form from the same 
 (:math:`B^>_k`) the weight of the items of smaller (larger) target inside the band
 :math:`|z_k - z_j| < h` (0 for ``h = 0``). Everything is in float64; ``z`` is centred per list
 first (the soft sign depends on differences only) so the band sums do not cancel.
+
+**Band + count** (:func:`band_sum_serial`, any soft sign that is exactly :math:`\pm 1` for
+:math:`|d| \ge h`: ``smooth`` with :math:`h = 40 s`, ``c0`` / ``c1`` / ``c2`` with
+:math:`h = 5 s`). The same sweeps with an empty band count the saturated pairs; the pairs with
+:math:`|z_k - z_j| < h` (the band, tested as the rounded difference so both ends of a pair agree)
+are a window of the sorted predictions and are summed directly, each unordered pair once
+(:math:`\varphi` odd, :math:`\varphi'` even), with
+:math:`\partial N / \partial z_k = 2 w_k \sum_j w_j\, \mathrm{sign}(t_k - t_j)\,
+\varphi'(z_k - z_j)` over the band (saturated pairs have zero gradient). Cost
+:math:`O(n \log n + P)` for :math:`P` band pairs; no centering is needed (the terms are
+evaluated at the differences, as the dense formula does). ``c0`` rows with a wide band
+(many pairs, not narrow against the spread) go to the moment sweep above.
 """
 
 from __future__ import annotations
