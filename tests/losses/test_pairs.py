@@ -12,6 +12,7 @@ from torch.autograd import gradcheck
 
 from softtorch import losses as L
 from softtorch._sigmoidal import step
+from softtorch.kernels import fused
 from softtorch.kernels.fused import HAS_NUMBA
 from softtorch.losses import _pairs as P
 from softtorch.losses._common import masked_standardize
@@ -57,7 +58,11 @@ def _data(rows: int, n: int, seed: int) -> tuple[torch.Tensor, ...]:
 
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("standardize", [True, False])
-def test_loss_equals_dense_implementation(mode: str, standardize: bool) -> None:
+@pytest.mark.parametrize("backend", ["auto", "torch"])
+def test_loss_equals_dense_implementation(mode: str, standardize: bool, backend: str,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """kendall_loss with weights and masks, by the kernels (auto) and by the torch fallback."""
+    monkeypatch.setattr(fused, "_backend", backend)
     x, t, w, m = _data(9, 23, seed=1)
     for weights in (None, w):
         for mask in (None, m):
@@ -110,6 +115,7 @@ def test_pair_sums_against_independent_formula(
         zr, wr = z.clone().requires_grad_(), w.clone().requires_grad_()
         want, mag = ref_pair_sum(zr, t, wr, soft, mode)
         gz, gw = torch.autograd.grad(want.sum(), (zr, wr))
+        want, mag = want.detach(), mag.detach()
         # gradient scales: d/dw sums |terms| / w, d/dz sums |terms| / softness (c-modes / 5 s)
         tol_w = 1e-12 * mag.max() / w.max() + 1e-300
         tol_z = 1e-12 * w.max() * w.sum(-1).max() / (softness_unit(soft, mode)) + 1e-300
@@ -179,7 +185,7 @@ def test_single_long_row_in_parallel_parts(mode: str, monkeypatch: pytest.Monkey
     zr, wr = z.clone().requires_grad_(), w.clone().requires_grad_()
     got = P.SweepPairSum.apply(zk, t, wk, 0.3, mode)
     want, mag = ref_pair_sum(zr, t, wr, 0.3, mode)
-    torch.testing.assert_close(got, want, rtol=0, atol=float(1e-13 * mag.max()))
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-13 * mag.max().item())
     for a, b in zip(torch.autograd.grad(got.sum(), (zk, wk)),
                     torch.autograd.grad(want.sum(), (zr, wr))):  # fmt: skip
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
