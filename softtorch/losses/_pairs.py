@@ -59,6 +59,8 @@ from ..kernels.fused import use_kernel
 BLOCK_ELEMENTS: int = 1 << 22
 #: Below this many ``rows x n`` elements the kernel runs on one thread.
 PARALLEL_MIN_ELEMENTS: int = 1 << 15
+#: A single row at least this long splits its band pairs over the numba threads.
+PARALLEL_MIN_ROW: int = 1 << 12
 #: The modes the Fenwick sweep with band moments serves (``hard``; ``c0`` with a wide band).
 SWEEP_MODES: tuple[str, ...] = ("c0", "hard")
 #: The modes of the band kernel: the soft sign is exactly :math:`\pm 1` outside a band.
@@ -144,7 +146,7 @@ class SweepPairSum(torch.autograd.Function):
         e = np.empty((rows, n))
         par = rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS
         # a single long row: its band pairs in parallel parts (one per numba thread)
-        chunks = _nb().get_num_threads() if rows == 1 and n >= PARALLEL_MIN_ELEMENTS else 1
+        chunks = _nb().get_num_threads() if rows == 1 and n >= PARALLEL_MIN_ROW else 1
         with _guard(par or chunks > 1):
             if mode == "hard":
                 fn = k.pair_sum_par if par else k.pair_sum_serial

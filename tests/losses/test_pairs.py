@@ -178,7 +178,7 @@ def test_sweep_equals_dense_pair_sum_with_gradients(mode: str, shape: tuple[int,
 def test_single_long_row_in_parallel_parts(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """One row: the band pairs split over threads (forced here on a short row) give the
     reference values and gradients."""
-    monkeypatch.setattr(P, "PARALLEL_MIN_ELEMENTS", 16)
+    monkeypatch.setattr(P, "PARALLEL_MIN_ROW", 16)
     monkeypatch.setattr(P, "_nb", lambda: type("nb", (), {"get_num_threads": lambda: 3}))
     z, t, w = _spreads(1, 300, seed=8)["standard"]
     zk, wk = z.clone().requires_grad_(), w.clone().requires_grad_()
