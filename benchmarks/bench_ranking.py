@@ -16,7 +16,17 @@ r"""Ranking losses (issue 21): ``softtorch.losses.ndcg_loss`` vs an :math:`O(n^2
   several ``n x n`` buffers per list: at (64, 10,000) that is ~25 GB per buffer in float32,
   so the case is skipped when its predicted memory exceeds the budget (``--max-mem-gb``).
 
-Baseline of every case: the exact NDCG@10 (``torch.sort`` + discount, no gradient). Relevance
+* ``kendall_loss[<mode>]`` (issue 21): ``softtorch.losses.kendall_loss(pred, target,
+  mode=<mode>)`` at the default softness 0.1 on standardized scores, integer targets 0..4: the
+  numba band + count kernel, :math:`O(n \log n + P)` with :math:`P` the pairs closer than the
+  soft sign's band (``smooth``: 40 softness, near all pairs here; ``c1`` / ``c2``: 5 softness,
+  about a quarter of the pairs; ``c0`` the same band, or its Fenwick moment sweep when the band
+  is wide). ``kendall_loss[smooth,s=0.01]``: a narrower band. ``kendall_loss[smooth,torch]``:
+  the :math:`O(n^2)` torch fallback (``set_backend("torch")``), skipped above ``DENSE_PAIRS_MAX``
+  pairs. Baseline: the exact tau (``mode="hard"``, no gradient). Shapes (64, 1,000) and
+  (1, 100,000) (``--quick``: 4 x 16 and 1 x 64).
+
+Baseline of every NDCG case: the exact NDCG@10 (``torch.sort`` + discount, no gradient). Relevance
 is an integer 0..4 (``exp2`` gains), scores float32 ``requires_grad``; batch 64 x n = 100, 1,000,
 10,000 (``--quick``: 4 x 16 and 4 x 64).
 
@@ -43,6 +53,8 @@ TAU = 1.0  # NeuralSort temperature
 #: n x n float32 buffers alive in one NeuralSort NDCG forward+backward (A, the scores, P, its
 #: softmax grad, the broadcast temporaries): a generous estimate.
 DENSE_BUFFERS = 8
+#: The O(n^2) torch kendall_loss runs only up to this many (ordered) pairs per call.
+DENSE_PAIRS_MAX = 1e9
 
 
 def _discount(n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -128,6 +140,48 @@ def _baseline(scores: torch.Tensor, rel: torch.Tensor, mask: torch.Tensor) -> to
     return exact_ndcg(scores, rel)
 
 
+def _make_kendall(b: int, n: int, seed: int = 0):
+    def make() -> tuple[torch.Tensor, ...]:
+        gen = torch.Generator().manual_seed(seed)
+        pred = torch.randn(b, n, generator=gen).requires_grad_(True)
+        target = torch.randint(0, 5, (b, n), generator=gen).float()
+        return pred, target
+
+    return make
+
+
+def _kendall(mode: str, softness: float = SOFTNESS, backend: str = "auto"):
+    def fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        import softtorch
+        from softtorch.kernels.fused import set_backend
+
+        set_backend(backend)
+        try:
+            return softtorch.losses.kendall_loss(pred, target, mode=mode, softness=softness)
+        finally:
+            set_backend("auto")
+
+    return fn
+
+
+def kendall_cases(quick: bool = False) -> list[dict[str, Any]]:
+    """The ``kendall_loss`` rows (see the module docstring)."""
+    shapes = [(4, 16), (1, 64)] if quick else [(64, 1000), (1, 100_000)]
+    out: list[dict[str, Any]] = []
+    for b, n in shapes:
+        common = {"shape": f"{b}x{n}", "make": _make_kendall(b, n), "group": "kendall",
+                  "baseline": _kendall("hard")}  # fmt: skip
+        for mode in ("smooth", "c2", "c0"):
+            out.append({"name": f"kendall_loss[{mode}]", "fn": _kendall(mode)} | common)
+        out.append({"name": "kendall_loss[smooth,s=0.01]", "fn": _kendall("smooth", 0.01)}
+                   | common)  # fmt: skip
+        dense = {"name": "kendall_loss[smooth,torch]", "fn": _kendall("smooth", backend="torch")}
+        if b * n * n > DENSE_PAIRS_MAX:
+            dense["skip"] = f"O(n^2) torch fallback: {b * n * n:.0e} pairs > {DENSE_PAIRS_MAX:.0e}"
+        out.append(dense | common)
+    return out
+
+
 def cases(quick: bool = False) -> list[dict[str, Any]]:
     shapes = [(4, 16), (4, 64)] if quick else [(64, 100), (64, 1000), (64, 10000)]
     out: list[dict[str, Any]] = []
@@ -147,7 +201,7 @@ def cases(quick: bool = False) -> list[dict[str, Any]]:
         if skip:
             dense["skip"] = skip
         out.append(dense)
-    return out
+    return out + kendall_cases(quick)
 
 
 def summary(cases_: list[dict[str, Any]], results: list[Any]) -> list[str]:
@@ -155,6 +209,12 @@ def summary(cases_: list[dict[str, Any]], results: list[Any]) -> list[str]:
     by = {(r.name, r.shape): r for r in results}
     lines = []
     for r in results:
+        if r.name == "kendall_loss[smooth,torch]":
+            ours = by.get(("kendall_loss[smooth]", r.shape))
+            if ours and not r.skipped and not ours.skipped and r.fwdbwd_ms and ours.fwdbwd_ms:
+                lines.append(f"- {r.shape}: kendall_loss smooth, torch O(n^2) / kernel fwd+bwd "
+                             f"time {r.fwdbwd_ms / ours.fwdbwd_ms:.1f}x")  # fmt: skip
+            continue
         if r.name != "neuralndcg_dense":
             continue
         ours = by.get(("ndcg_loss[fast_soft_sort]", r.shape))
@@ -171,4 +231,4 @@ def summary(cases_: list[dict[str, Any]], results: list[Any]) -> list[str]:
     return lines
 
 
-__all__ = ["cases", "exact_ndcg", "neuralsort_ndcg_loss", "summary"]
+__all__ = ["cases", "exact_ndcg", "kendall_cases", "neuralsort_ndcg_loss", "summary"]

@@ -11,22 +11,38 @@ entries), and the soft sign :math:`\varphi = 2\,\mathrm{sigmoidal}(\cdot, s, \ma
 
 with :math:`G_i` the weight of the items whose target equals :math:`t_i` (``i`` included).
 
-Cost of :math:`N` per list, by ``mode``:
+Cost of :math:`N` per list. Every soft sign here is exactly :math:`\pm 1` outside a band
+:math:`|z_i - z_j| < h`: ``c0`` / ``c1`` / ``c2`` are polynomials of :math:`v = d / (5 s)` for
+:math:`|v| < 1` (:math:`v`, :math:`(3v - v^3)/2`, :math:`(15v - 10v^3 + 3v^5)/8`), so
+:math:`h = 5 s`; ``smooth`` (:math:`\tanh(d / 2s)`) rounds to exactly :math:`\pm 1` in float64
+from :math:`|d| = 40 s` on (``SMOOTH_CUTOFF``), so :math:`h = 40 s`; ``hard`` has the empty band.
+The numba kernels (:mod:`._pairs_numba`; CPU float tensors, a float softness, eager mode, numba
+installed) split the pairs there:
 
-* ``c0`` (:math:`\varphi(d) = \mathrm{clip}(d / (5 s), -1, 1)`, piecewise linear) and ``hard``
-  (``sign``): :math:`O(n \log n)` time, :math:`O(n)` memory, forward and gradient, by a sweep in
-  target order over Fenwick trees (:mod:`._pairs_numba`), on CPU float tensors with a float
-  softness in eager mode when numba is installed;
-* otherwise (``smooth``, ``c1``, ``c2``; and ``c0`` / ``hard`` on other devices, under
-  ``torch.compile`` / ``torch.func``, with a tensor softness, or without numba):
-  :math:`O(n^2)` time in row blocks of ``block`` items, :math:`O(n \cdot \mathrm{block})` memory
-  (each block is recomputed in the backward pass: ``torch.utils.checkpoint``).
+* the pairs outside the band count :math:`\pm w_i w_j` by a sweep in target order over Fenwick
+  trees indexed by the prediction ranks, :math:`O(n \log n)`;
+* the pairs inside the band (a window of the sorted predictions) are evaluated one by one, each
+  unordered pair once, values and closed-form gradients (outside pairs have zero gradient):
+  :math:`O(P)` for :math:`P` band pairs, exact to rounding at any softness.
+
+So ``smooth``, ``c1``, ``c2`` cost :math:`O(n \log n + P)` time and :math:`O(n)` memory, forward
+and gradient; :math:`P` is at most :math:`n(n-1)/2` (a band wider than the spread of the scores,
+e.g. ``smooth`` at softness 0.1 on standardized scores) and about
+:math:`n^2 h / \mathrm{spread}` for scores spread evenly over a range much wider than the band.
+``hard`` takes the sweep (:math:`O(n \log n)`); ``c0`` the band kernel too, unless its
+band holds more than ``C0_BAND_PAIRS_PER_ITEM`` pairs per item and is no narrower than
+1/1024 of the spread of the row, where the sweep sums the band's linear part by moments in the
+Fenwick trees (:math:`O(n \log n)`, rounding error about eps * spread / h). Elsewhere (other
+devices, ``torch.compile`` / ``torch.func``, a tensor softness, no numba) :math:`N` is the
+:math:`O(n^2)` pair formula in row blocks of ``block`` items, :math:`O(n \cdot \mathrm{block})`
+memory (each block recomputed in the backward pass: ``torch.utils.checkpoint``).
 
 :math:`T` costs :math:`O(n \log n)` (a sort of the targets) in every mode.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from typing import Any
 
@@ -43,8 +59,19 @@ from ..kernels.fused import use_kernel
 BLOCK_ELEMENTS: int = 1 << 22
 #: Below this many ``rows x n`` elements the kernel runs on one thread.
 PARALLEL_MIN_ELEMENTS: int = 1 << 15
-#: The modes with an :math:`O(n \log n)` pair sum.
+#: A single row at least this long splits its band pairs over the numba threads.
+PARALLEL_MIN_ROW: int = 1 << 12
+#: The modes the Fenwick sweep with band moments serves (``hard``; ``c0`` with a wide band).
 SWEEP_MODES: tuple[str, ...] = ("c0", "hard")
+#: The modes of the band kernel: the soft sign is exactly :math:`\pm 1` outside a band.
+BAND_MODES: tuple[str, ...] = ("smooth", "c0", "c1", "c2")
+#: ``smooth``: :math:`2\sigma(x) - 1` rounds to exactly :math:`\pm 1` in float64 for
+#: :math:`|x| \ge 40` (:math:`2 e^{-40} \approx 8.5 \cdot 10^{-18}`, below half an ulp of 1);
+#: the band of the kernel is :math:`|z_i - z_j| < 40\,s`.
+SMOOTH_CUTOFF: float = 40.0
+#: ``c0`` takes the band kernel (instead of the sweep's band moments) when its band holds at
+#: most this many pairs per item.
+C0_BAND_PAIRS_PER_ITEM: int = 128
 
 
 def _soft_sign(d: torch.Tensor, softness: SoftnessLike, mode: str) -> torch.Tensor:
@@ -101,7 +128,9 @@ def _kernels() -> Any:
 
 
 class SweepPairSum(torch.autograd.Function):
-    r""":math:`N` of the rows of ``z`` (R, n) in :math:`O(n \log n)` (``c0`` / ``hard``)."""
+    r""":math:`N` of the rows of ``z`` (R, n) by a numba kernel: the Fenwick sweep (``hard``,
+    ``c0`` with a wide band) or band + count (``smooth``, ``c1``, ``c2``, ``c0`` with a narrow
+    band); gradients in closed form."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -112,17 +141,23 @@ class SweepPairSum(torch.autograd.Function):
         tn = t.detach().to(torch.float64).contiguous().numpy()
         wn = w.detach().to(torch.float64).contiguous().numpy()
         rows, n = zn.shape
-        hard = mode == "hard"
-        h = 0.0 if hard else BAND * float(softness)
         num = np.empty(rows)
         d = np.empty((rows, n))
         e = np.empty((rows, n))
-        if rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS:
-            guard = importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard
-            with guard():
-                k.pair_sum_par(zn, tn, wn, h, hard, num, d, e)
-        else:
-            k.pair_sum_serial(zn, tn, wn, h, hard, num, d, e)
+        par = rows > 1 and rows * n >= PARALLEL_MIN_ELEMENTS
+        # a single long row: its band pairs in parallel parts (one per numba thread)
+        chunks = _nb().get_num_threads() if rows == 1 and n >= PARALLEL_MIN_ROW else 1
+        with _guard(par or chunks > 1):
+            if mode == "hard":
+                fn = k.pair_sum_par if par else k.pair_sum_serial
+                fn(zn, tn, wn, 0.0, True, num, d, e)
+            else:
+                h, scale, code = _band(k, float(softness), mode)
+                limit = C0_BAND_PAIRS_PER_ITEM
+                if par:
+                    k.band_sum_par(zn, tn, wn, h, scale, code, limit, num, d, e)
+                else:
+                    k.band_sum_serial(zn, tn, wn, h, scale, code, limit, chunks, num, d, e)
         ctx.save_for_backward(z, t, w)
         ctx.grads = (torch.from_numpy(d), torch.from_numpy(e))
         ctx.cfg = (softness, mode)
@@ -143,11 +178,30 @@ class SweepPairSum(torch.autograd.Function):
         return gz, None, gw, None, None
 
 
+def _nb() -> Any:
+    return importlib.import_module("numba")
+
+
+def _guard(par: bool) -> Any:
+    if not par:
+        return contextlib.nullcontext()
+    return importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard()
+
+
+def _band(k: Any, softness: float, mode: str) -> tuple[float, float, int]:
+    """``(h, scale, code)`` of the band kernel: band half-width, unit of the distance, formula."""
+    if mode == "smooth":
+        return SMOOTH_CUTOFF * softness, softness, k.SMOOTH
+    code = {"c0": k.C0, "c1": k.C1, "c2": k.C2}[mode]
+    return BAND * softness, BAND * softness, code
+
+
 def pair_sum(
     z: torch.Tensor, t: torch.Tensor, w: torch.Tensor, softness: SoftnessLike, mode: str
 ) -> torch.Tensor:
-    r""":math:`N` of every list (shape ``z.shape[:-1]``): the :math:`O(n \log n)` sweep for
-    ``c0`` / ``hard`` where it applies (see the module docstring), else the blocked pair formula.
+    r""":math:`N` of every list (shape ``z.shape[:-1]``): the numba kernels where they apply
+    (:math:`O(n \log n + P)`, :math:`P` the pairs inside the soft sign's band; see the module
+    docstring), else the blocked :math:`O(n^2)` pair formula.
 
     Args:
         z: predictions ``(..., n)`` (finite; NaN rows are the caller's business).
@@ -157,7 +211,8 @@ def pair_sum(
         mode: ``hard``, ``smooth``, ``c0``, ``c1`` or ``c2``.
     """
     n = z.shape[-1]
-    if mode in SWEEP_MODES and n > 1 and z.numel() > 0 and use_kernel(softness, z, t, w):
+    kernel = mode in BAND_MODES + SWEEP_MODES
+    if kernel and n > 1 and z.numel() > 0 and use_kernel(softness, z, t, w):
         lead = z.shape[:-1]
         out = SweepPairSum.apply(
             z.reshape(-1, n), t.reshape(-1, n), w.reshape(-1, n), float(softness), mode
@@ -186,5 +241,5 @@ def tie_free_weight(t: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
     return sw * sw - (ws * g_sorted).sum(-1)
 
 
-__all__ = ["BLOCK_ELEMENTS", "SWEEP_MODES", "pair_sum", "pair_sum_dense",
-           "tie_free_weight"]  # fmt: skip
+__all__ = ["BAND_MODES", "BLOCK_ELEMENTS", "SMOOTH_CUTOFF", "SWEEP_MODES", "pair_sum",
+           "pair_sum_dense", "tie_free_weight"]  # fmt: skip

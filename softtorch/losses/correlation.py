@@ -30,19 +30,27 @@ standardization over the list's real entries; exact ``sign`` in ``hard`` mode), 
 
 which for ``w = 1`` is Kendall's tau-b when the predictions have no ties (so tau-a without ties in
 the target either), torchmetrics' default variant. Kendall's tau has no expression through the
-ranks of the two lists alone; its cost per list depends on the soft sign
-(:mod:`._pairs`):
-
-* ``c0`` (:math:`s^p_{ij} = \mathrm{clip}((z_i - z_j)/(5\,\mathrm{softness}), -1, 1)`, piecewise
-  linear) and ``hard``: :math:`O(n \log n)` time and :math:`O(n)` memory, forward and gradient (a
-  sweep in target order over Fenwick trees indexed by the prediction ranks, holding the weights
-  and weighted predictions of the items seen so far), on CPU tensors in eager mode with numba;
-* ``smooth``, ``c1``, ``c2`` (and ``c0`` / ``hard`` elsewhere: other devices, ``torch.compile``,
-  ``torch.func``, a tensor softness): :math:`O(n^2)` time, :math:`O(n \cdot \mathrm{block})`
-  memory (row blocks, recomputed in the backward pass).
+ranks of the two lists alone; its cost per list depends on the band of the soft sign
+(:mod:`._pairs`). Every soft sign here is exactly :math:`\pm 1` outside a band
+:math:`|z_i - z_j| < h` (``c0`` / ``c1`` / ``c2``: :math:`h = 5\,\mathrm{softness}`, where
+their polynomial reaches :math:`\pm 1`; ``smooth``: :math:`h = 40\,\mathrm{softness}`, beyond which
+:math:`2\sigma - 1` rounds to exactly :math:`\pm 1` in float64; ``hard``: the empty band).
+On CPU tensors in eager mode with numba, the pairs outside the band are counted by a sweep in
+target order over Fenwick trees indexed by the prediction ranks (:math:`O(n \log n)`) and the
+:math:`P` pairs inside it (a window of the sorted predictions) are summed directly, with
+closed-form gradients: :math:`O(n \log n + P)` time and :math:`O(n)` memory, forward and
+gradient, equal to the pair formula to rounding at any softness. :math:`P` shrinks with the
+softness: about :math:`n^2 h / \mathrm{spread}` for scores spread evenly over a range wider than
+the band, all :math:`n(n-1)/2` pairs when the band covers the scores (``smooth`` at the default
+softness 0.1 on standardized scores is near that; ``c0`` / ``c1`` / ``c2`` there have about a
+quarter of the pairs). ``hard`` is :math:`O(n \log n)`, and so is ``c0`` with a wide band (its
+linear part summed by moments in the Fenwick trees). Elsewhere (other devices,
+``torch.compile``, ``torch.func``, a tensor softness) every mode takes the :math:`O(n^2)` pair
+formula in row blocks, :math:`O(n \cdot \mathrm{block})` memory (recomputed in the backward
+pass).
 
 The denominator (the weight of the pairs with distinct targets) costs :math:`O(n \log n)`. For
-long lists use ``mode="c0"`` or ``spearman_loss``.
+long lists use a small softness, ``mode="c0"`` or ``spearman_loss``.
 
 Both equal 1 - the exact correlation as softness -> 0 and lie in ``[0, 2]``. ``spearman_loss``
 defaults to ``softness=1.0`` like the retrieval losses (soft enough for ``fast_soft_sort`` ranks
@@ -162,10 +170,12 @@ def kendall_loss(
 ) -> torch.Tensor:
     r"""Soft Kendall loss :math:`1 - \tau_w` per list (formula in the module docstring).
 
-    Cost per list: :math:`O(n \log n)` time and :math:`O(n)` memory for ``mode="c0"`` and
-    ``"hard"`` (CPU, eager, numba installed); :math:`O(n^2)` time and
-    :math:`O(n \cdot \mathrm{block})` memory for ``smooth``, ``c1``, ``c2`` (and everywhere the
-    sweep does not apply).
+    Cost per list (CPU, eager, numba installed): :math:`O(n \log n + P)` time and :math:`O(n)`
+    memory, :math:`P` the pairs closer than the soft sign's band (:math:`|z_i - z_j| <
+    5\,\mathrm{softness}` for ``c0`` / ``c1`` / ``c2``, :math:`40\,\mathrm{softness}` for
+    ``smooth``; the others count in :math:`O(n \log n)`); :math:`O(n \log n)` for ``hard``
+    and wide-band ``c0``. Elsewhere :math:`O(n^2)` time and :math:`O(n \cdot \mathrm{block})`
+    memory.
 
     Equals 1 - torchmetrics' ``kendall_rank_corrcoef`` (variant ``"b"``) of each list as
     softness -> 0 (predictions without ties).
