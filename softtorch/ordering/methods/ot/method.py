@@ -92,6 +92,7 @@ from . import _lowrank as lowrank
 from ._autograd import OTPlan, Potentials, transform_plan
 from ._contract import OTContract
 from ._dual import numba_ok
+from ._fusedplan import fused_plan
 from ._layout import Layout, hard_beta, scaled_scores
 from ._logplan import OTLogPlan
 from ._ops import traced_plan
@@ -268,7 +269,10 @@ def _plan(
         if log:
             Q = OTLogPlan.apply(a, yc, bw, opts, beta0, normalise)
         else:
-            Q, alpha, beta = OTPlan.apply(a, yc, bw, kind, opts, beta0, normalise)
+            fused = fused_plan(a, yc, bw, kind, opts, beta0, normalise)  # ._fusedplan
+            if fused is None:
+                fused = OTPlan.apply(a, yc, bw, kind, opts, beta0, normalise)
+            Q, alpha, beta = fused
             extra = (st, alpha, beta)
         if not bool(bad.any()):
             return Q.reshape(*batch, n, m).to(z.dtype), extra
