@@ -16,7 +16,8 @@ swapped pair for ``Q^T`` (used when the incoming gradient is laid out like ``Q^T
   value per row, broadcast) and ``GD = G * Q`` recomputed entry by entry (the same arithmetic as
   :func:`write_plan`), the float64 sums
   ``R_r = sum_c GD_rc``, ``C_c = sum_r GD_rc`` and either ``Rw_r = sum_c GD_rc v_c``
-  (``wrow=True``) or ``Cw_c = sum_r GD_rc u_r``. These are the three sums of ``G D`` the
+  (``wrow=True``) or ``Cw_c = sum_r GD_rc u_r`` (partial sums over at most ``CHUNK`` columns or
+  ``FLUSH`` rows in the plan's dtype, so that the loops vectorise, then added in float64). These are the three sums of ``G D`` the
   implicit backward needs (``D = Q``; :mod:`._fusedplan`), in one pass over ``G`` without any
   ``n x m`` temporary.
 
@@ -36,6 +37,9 @@ import numpy as np
 from ....kernels._numba_math import _c, _exp
 
 _FM = {"contract", "reassoc", "nsz", "arcp"}
+#: Columns per span of a row sum, and rows per column partial sum, in the plan's dtype.
+CHUNK = 256
+FLUSH = 32
 _JIT = {"error_model": "numpy", "fastmath": _FM, "cache": True}
 
 
@@ -46,28 +50,57 @@ def _write_row(p, u, q, v, out):  # noqa: ANN001, ANN202  # pragma: no cover - c
 
 
 @nb.njit(**_JIT)
-def _sum_row(p, u, q, v, g, cs):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
-    """``(sum_c GD_c, sum_c GD_c v_c)`` of one row; ``cs[c] += GD_c``."""
-    acc = 0.0
-    accw = 0.0
+def _sum_cols(p, u, q, v, g, cb):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``(sum_c GD_c, sum_c GD_c v_c)`` of a span of one row (``g``'s dtype); ``cb[c] += GD_c``."""
+    acc = _c(g[0], 0.0)
+    accw = _c(g[0], 0.0)
     for c in range(g.shape[0]):
-        gd = np.float64(g[c] * _exp(_c(g[0], (p + q[c]) - u * v[c])))
+        gd = g[c] * _exp(_c(g[0], (p + q[c]) - u * v[c]))
         acc += gd
-        accw += gd * v[c]
-        cs[c] += gd
+        accw += gd * _c(g[0], v[c])
+        cb[c] += gd
     return acc, accw
 
 
 @nb.njit(**_JIT)
-def _sum_row_t(p, u, q, v, g, cs, cw):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
-    """``sum_c GD_c`` of one row; ``cs[c] += GD_c``, ``cw[c] += GD_c u``."""
-    acc = 0.0
+def _sum_cols_t(p, u, q, v, g, cb, cw):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``sum_c GD_c`` of a span of one row (``g``'s dtype); ``cb[c] += GD_c``,
+    ``cw[c] += GD_c u``."""
+    acc = _c(g[0], 0.0)
+    uw = _c(g[0], u)
     for c in range(g.shape[0]):
-        gd = np.float64(g[c] * _exp(_c(g[0], (p + q[c]) - u * v[c])))
+        gd = g[c] * _exp(_c(g[0], (p + q[c]) - u * v[c]))
         acc += gd
-        cs[c] += gd
-        cw[c] += gd * u
+        cb[c] += gd
+        cw[c] += gd * uw
     return acc
+
+
+@nb.njit(**_JIT)
+def _sum_row(p, u, q, v, g, cb, cw, wrow):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """Float64 ``(sum_c GD_c, sum_c GD_c v_c)`` (``wrow``) or ``(sum_c GD_c, 0)`` of one row, from
+    spans of ``CHUNK`` columns summed in ``g``'s dtype (vectorised); ``cb``, ``cw`` as in
+    :func:`_sum_cols` / :func:`_sum_cols_t`."""
+    acc = 0.0
+    accw = 0.0
+    ncol = g.shape[0]
+    for lo in range(0, ncol, CHUNK):
+        hi = min(ncol, lo + CHUNK)
+        if wrow:
+            sums = _sum_cols(p, u, q[lo:hi], v[lo:hi], g[lo:hi], cb[lo:hi])
+            acc += np.float64(sums[0])
+            accw += np.float64(sums[1])
+        else:
+            acc += np.float64(_sum_cols_t(p, u, q[lo:hi], v[lo:hi], g[lo:hi], cb[lo:hi], cw[lo:hi]))
+    return acc, accw
+
+
+@nb.njit(**_JIT)
+def _flush(src, dst):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``dst += src`` (float64), ``src = 0``."""
+    for c in range(src.shape[0]):
+        dst[c] += np.float64(src[c])
+        src[c] = 0
 
 
 @nb.njit(**_JIT)
@@ -90,11 +123,14 @@ def _write_block(p, u, q, v, out, k, nblk):  # noqa: ANN001, ANN202  # pragma: n
 @nb.njit(**_JIT)
 def _sum_block(p, u, q, v, g, k, nblk, wrow, rs, rw, cs, cw):  # noqa: ANN001, ANN202  # pragma: no cover
     """Block ``k`` of :func:`plan_sums`: ``rs`` / ``rw`` ``(B, R)``, ``cs`` / ``cw`` ``(K, C)``
-    (row ``k`` is this block's accumulator)."""
+    (row ``k`` is this block's accumulator; column sums are kept in ``g``'s dtype over at most
+    ``FLUSH`` rows, then added in float64)."""
     b, lo, hi = _bounds(k, nblk, p.shape[1])
     gb = b if g.shape[0] > 1 else 0
     ncol = q.shape[1]
     buf = np.empty(ncol, g.dtype)
+    cb = np.zeros(ncol, g.dtype)
+    cwb = np.zeros(0 if wrow else ncol, g.dtype)
     for r in range(lo, hi):
         gr = g[gb, r if g.shape[1] > 1 else 0]
         if gr.shape[0] == ncol:
@@ -102,12 +138,13 @@ def _sum_block(p, u, q, v, g, k, nblk, wrow, rs, rw, cs, cw):  # noqa: ANN001, A
         else:  # one value per row (a gradient expanded along the columns)
             buf[:] = gr[0]
             row = buf
+        sums = _sum_row(p[b, r], u[b, r], q[b], v[b], row, cb, cwb, wrow)
+        rs[b, r] = sums[0]
         if wrow:
-            sums = _sum_row(p[b, r], u[b, r], q[b], v[b], row, cs[k])
-            rs[b, r] = sums[0]
             rw[b, r] = sums[1]
-        else:
-            rs[b, r] = _sum_row_t(p[b, r], u[b, r], q[b], v[b], row, cs[k], cw[k])
+        if (r - lo) % FLUSH == FLUSH - 1 or r == hi - 1:
+            _flush(cb, cs[k])
+            _flush(cwb, cw[k])
 
 
 @nb.njit(**_JIT)
