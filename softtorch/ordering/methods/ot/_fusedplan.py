@@ -164,9 +164,9 @@ def sums(
                 rs[b, i : i + step] = gd.sum(-1)
                 cs[b] += gd.sum(0)
                 if wrow:
-                    rw[b, i : i + step] = gd @ v[b]
+                    rw[b, i : i + step] = gd @ v[b].to(_F64)
                 else:
-                    cw[b] += u[b, i : i + step] @ gd
+                    cw[b] += u[b, i : i + step].to(_F64) @ gd
         return rs, (rw if wrow else cw), cs
 
     return _kernel_guard.guarded("OT plan sums", kernel, fallback, "torch row blocks")
