@@ -230,7 +230,7 @@ def test_sums_match_dense(dtype: torch.dtype, layout: str, path: str) -> None:
     p, u, q, v = _scalars(B, R, C, dtype)
     shape = {"rows": (B, R, C), "cols": (B, R, 1), "row": (1, 1, C), "one": (1, 1, 1)}[layout]
     G = torch.randn(*shape, generator=_gen(13), dtype=dtype)
-    GD = (G.double() * _dense(p.double(), u.double(), q.double(), v.double()))
+    GD = G.double() * _dense(p.double(), u.double(), q.double(), v.double())
     rtol = 1e-12 if dtype == F64 else 1e-5
     tol = {"rtol": rtol, "atol": rtol * float(GD.abs().sum(-1).amax())}  # signed sums: cancellation
     rs, rw, cs = _quiet(lambda: _fusedplan.sums(G, p, u, q, v, True))

@@ -10,16 +10,16 @@ it through the symmetric form ``s_rc = p_r + q_c - u_r v_c`` of a matrix with ro
 swapped pair for ``Q^T`` (used when the incoming gradient is laid out like ``Q^T``).
 
 * :func:`write_plan`: ``out[b, r, c] = exp(s_rc)``, the slack in the dtype of the scalars
-  (float32 or float64) and the exponential in ``out``'s dtype (the vectorisable polynomial of :mod:`softtorch.kernels._numba_math`), each
-  entry written once.
+  (float32 or float64) and the exponential in ``out``'s dtype (the vectorisable polynomial of
+  :mod:`softtorch.kernels._numba_math`), each entry written once.
 * :func:`plan_sums`: for an upstream gradient ``G`` (rows ``G[b, r]`` of length ``C`` or one
   value per row, broadcast) and ``GD = G * Q`` recomputed entry by entry (the same arithmetic as
   :func:`write_plan`), the float64 sums
   ``R_r = sum_c GD_rc``, ``C_c = sum_r GD_rc`` and either ``Rw_r = sum_c GD_rc v_c``
-  (``wrow=True``) or ``Cw_c = sum_r GD_rc u_r`` (partial sums over at most ``CHUNK`` columns or
-  ``FLUSH`` rows in the plan's dtype, so that the loops vectorise, then added in float64). These are the three sums of ``G D`` the
-  implicit backward needs (``D = Q``; :mod:`._fusedplan`), in one pass over ``G`` without any
-  ``n x m`` temporary.
+  (``wrow=True``) or ``Cw_c = sum_r GD_rc u_r`` (partial sums over at most ``CHUNK`` columns
+  or ``FLUSH`` rows in the plan's dtype, so that the loops vectorise, then added in float64).
+  These are the three sums of ``G D`` the implicit backward needs (``D = Q``;
+  :mod:`._fusedplan`), in one pass over ``G`` without any ``n x m`` temporary.
 
 The ``*_parallel`` variants split the rows of each batch row into ``nblk`` blocks and run the
 ``B * nblk`` blocks as ``prange`` iterations (each body one call of a plain kernel: no tuple
@@ -150,7 +150,8 @@ def _sum_block(p, u, q, v, g, k, nblk, wrow, rs, rw, cs, cw):  # noqa: ANN001, A
 @nb.njit(**_JIT)
 def write_plan(p, u, q, v, out):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
     """``out[b, r, c] = exp(p[b, r] + q[b, c] - u[b, r] v[b, c])`` (``p``, ``u`` ``(B, R)``,
-    ``q``, ``v`` ``(B, C)`` float32 or float64; ``out`` ``(B, R, C)`` float32 or float64, C-contiguous)."""
+    ``q``, ``v`` ``(B, C)`` float32 or float64; ``out`` ``(B, R, C)`` float32 or float64,
+    C-contiguous)."""
     for k in range(p.shape[0]):
         _write_block(p, u, q, v, out, k, 1)
     return out

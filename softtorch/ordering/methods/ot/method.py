@@ -59,6 +59,11 @@ then runs as blockwise log-domain Sinkhorn (the same iterates as the dense one, 
 p-norm values next to soft indices are ``P x`` of the plan itself, so one implicit solve
 differentiates both outputs.
 
+Soft indices of ``smooth`` problems the blockwise Sinkhorn takes (CPU, numba) are written once
+from its potentials into the output, and their backward pass streams the incoming gradient once
+with the plan recomputed (:mod:`._fusedplan`): no ``n x m`` buffer besides the output and its
+gradient.
+
 On CPU with more than ``DENSE_MAX`` (128) anchors the p-norm solver, its Newton systems and the
 implicit backward pass only visit the plans' supports (short intervals of anchors): see
 :mod:`._span_numba` and :mod:`._runs`.
