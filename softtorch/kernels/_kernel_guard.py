@@ -12,7 +12,8 @@ Families (each module names its own and its fallback): ``"radix argsort"`` (nump
 standardize, PAV, inverse map) of fast_soft_sort; ``"neuralsort sums"``, ``"softsort rows"`` and
 the c-mode window kernels of the streamed softsort / neuralsort paths (torch row blocks);
 ``"sorting network"`` (torch ops); the OT families (semi-dual, banded curvature, plan, best anchor:
-the torch solver). This module imports nothing from numba at import time.
+the torch solver; ``"OT plan write"`` / ``"OT plan sums"`` of the fused entropic plan: torch row
+blocks). This module imports nothing from numba at import time.
 """
 
 from __future__ import annotations

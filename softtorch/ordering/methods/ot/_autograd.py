@@ -80,6 +80,16 @@ def work_dtype(dtype: torch.dtype, cmax: float, tol: float, kind: int) -> torch.
     return torch.float32
 
 
+def floored(a: torch.Tensor, y: torch.Tensor, opts: SolverOptions) -> tuple[SolverOptions, float]:
+    """``(opts, cmax)``: the tolerance raised to the rounding level of the slacks
+    (``16 eps cmax``, float64) and the problem scale ``cmax = max |a| max |y|``."""
+    cmax = float(a.abs().amax()) * float(y.abs().amax())
+    floor = 16 * torch.finfo(torch.float64).eps * cmax
+    if floor > opts.tol:
+        opts = SolverOptions(tol=floor, max_iter=opts.max_iter, what=opts.what)
+    return opts, cmax
+
+
 def solve_plan(
     a: torch.Tensor,
     y: torch.Tensor,
@@ -93,11 +103,8 @@ def solve_plan(
     """Run the solver on plain (detached) tensors: ``(Q, alpha, beta)``, ``Q`` in ``a``'s dtype and
     the potentials in the work dtype (float64 from the blockwise Sinkhorn of :mod:`._lowrank`).
     ``want_plan=False`` returns an empty ``Q`` where the solver did not form it anyway."""
-    cmax = float(a.abs().amax()) * float(y.abs().amax())
+    opts, cmax = floored(a, y, opts)
     dtype = work_dtype(a.dtype, cmax, opts.tol, kind)
-    floor = 16 * torch.finfo(torch.float64).eps * cmax  # rounding level of the slacks
-    if floor > opts.tol:
-        opts = SolverOptions(tol=floor, max_iter=opts.max_iter, what=opts.what)
     if kind == 0 and lowrank.eligible(a, y, b.dim() == 2):  # blockwise Sinkhorn (._lowrank)
         pot = lowrank.sinkhorn(a, y, b, beta0, opts.tol, opts.max_iter, normalise)
         if pot is not None:

@@ -60,12 +60,15 @@ def eligible(a: torch.Tensor, y: torch.Tensor, rows: bool = False) -> bool:
     return 4 * TERMS * nb <= min(n, m)
 
 
-def _powers(t: torch.Tensor) -> torch.Tensor:
-    """``t^k`` for ``k < TERMS`` ``(..., TERMS)`` by repeated products (a float ``pow`` costs
-    an ``exp`` and a ``log`` per entry; the products' relative rounding is ``k eps``)."""
-    out = t.unsqueeze(-1).repeat_interleave(TERMS, -1)
+def _powers(t: torch.Tensor, ks: torch.Tensor | None) -> torch.Tensor:
+    """``t^k`` (``ks`` None) or ``t^k / k!`` (``ks = 1 .. TERMS - 1``) for ``k < TERMS``, shape
+    ``t.shape + (TERMS,)``, by running products (``pow`` with a tensor of exponents costs far
+    more)."""
+    out = t.new_empty(*t.shape, TERMS)
     out[..., 0] = 1.0
-    return out.cumprod(-1)
+    step = t.unsqueeze(-1).expand(*t.shape, TERMS - 1)
+    torch.cumprod(step if ks is None else step / ks, -1, out=out[..., 1:])
+    return out
 
 
 class Rank1Sums:
@@ -82,10 +85,9 @@ class Rank1Sums:
         centres = start + h * (2 * torch.arange(nb, dtype=q.dtype, device=q.device) + 1)
         bid = ((q - start) / (2 * h)).floor_().clamp_(0, nb - 1).long()
         t = (q - centres[bid]) / h
-        ks = torch.arange(TERMS, dtype=q.dtype, device=q.device)
-        self.T = _powers(t)  # (Bq, Q, K)
-        inv_fact = torch.exp(-torch.lgamma(ks + 1))
-        self.V = _powers((-h) * p).mul_(inv_fact)  # (Bp, P, K)
+        self.T = _powers(t, None)  # (Bq, Q, K)
+        ks = torch.arange(1, TERMS, dtype=p.dtype, device=p.device)
+        self.V = _powers((-h) * p, ks)  # (Bp, P, K): (-h p)^k / k!
         self.pc = p.unsqueeze(-1) * centres  # (Bp, P, nb)
         self.bid = bid
         self.p, self.q = p, q

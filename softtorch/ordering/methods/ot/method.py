@@ -59,6 +59,11 @@ then runs as blockwise log-domain Sinkhorn (the same iterates as the dense one, 
 p-norm values next to soft indices are ``P x`` of the plan itself, so one implicit solve
 differentiates both outputs.
 
+Soft indices of ``smooth`` problems the blockwise Sinkhorn takes (CPU, numba) are written once
+from its potentials into the output, and their backward pass streams the incoming gradient once
+with the plan recomputed (:mod:`._fusedplan`): no ``n x m`` buffer besides the output and its
+gradient.
+
 On CPU with more than ``DENSE_MAX`` (128) anchors the p-norm solver, its Newton systems and the
 implicit backward pass only visit the plans' supports (short intervals of anchors): see
 :mod:`._span_numba` and :mod:`._runs`.
@@ -95,6 +100,7 @@ from ._autograd import OTPlan, Potentials, transform_plan
 from ._compact import masked_contract
 from ._contract import OTContract
 from ._dual import numba_ok
+from ._fusedplan import fused_plan
 from ._layout import Layout, hard_beta, scaled_scores
 from ._logplan import OTLogPlan
 from ._ops import traced_plan
@@ -285,7 +291,10 @@ def _plan(
         if log:
             Q = OTLogPlan.apply(a, yc, bw, opts, beta0, normalise)
         else:
-            Q, alpha, beta = OTPlan.apply(a, yc, bw, kind, opts, beta0, normalise)
+            fused = fused_plan(a, yc, bw, kind, opts, beta0, normalise)  # ._fusedplan
+            if fused is None:
+                fused = OTPlan.apply(a, yc, bw, kind, opts, beta0, normalise)
+            Q, alpha, beta = fused
             extra = (st, alpha, beta)
         if not bool(bad.any()):
             return Q.reshape(*batch, n, m).to(z.dtype), extra
