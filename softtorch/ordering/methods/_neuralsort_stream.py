@@ -42,6 +42,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ...kernels import _kernel_guard
+from ._stream import run_kernel
 
 #: Elements per row block of the banded softmax and of the torch sums.
 BLOCK_ELEMENTS: int = 1 << 18
@@ -49,6 +50,8 @@ BLOCK_ELEMENTS: int = 1 << 18
 WIGGLE: float = 1e-3
 #: Scores from which the sums kernels run on several threads (when torch has several).
 PARALLEL_MIN: int = 1 << 11
+#: Elements of written rows of ``P`` from which their kernels run on several threads.
+ROWS_PARALLEL_MIN: int = 1 << 16
 _HAS_NUMBA = importlib.util.find_spec("numba") is not None
 _FAMILY = "neuralsort sums"
 _backend = "auto"
@@ -107,16 +110,7 @@ def _use_numba(z: torch.Tensor) -> bool:
 
 def _run_sums(name: str, *args: Any) -> Any:
     """Run sums kernel ``name``, on torch's intra-op threads when there are several."""
-    mod = _numba()
-    threads = torch.get_num_threads()
-    if threads > 1 and args[0].size >= PARALLEL_MIN:
-        nb = importlib.import_module("numba")
-        guard = importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard
-        with guard():
-            t = min(threads, nb.config.NUMBA_NUM_THREADS)
-            nb.set_num_threads(t)
-            return getattr(mod, name + "_parallel")(*args, t)
-    return getattr(mod, name)(*args)
+    return run_kernel(_numba(), name, *args, work=args[0].size, min_work=PARALLEL_MIN)
 
 
 def sorted_sums(zs: torch.Tensor, inv_s: float) -> torch.Tensor:
@@ -484,10 +478,11 @@ def _perm_rows_fill(pl: _Plan, out: torch.Tensor) -> None:
 
     def kernel() -> None:
         flat = out.view(-1, *out.shape[-2:]).numpy()
-        _numba().band_rows(
+        args = (
             _flat(pl.zs), _flat(pl.bs), pl.coef.numpy(), _flat(pl.lo), _flat(pl.hi),
             pl.inv_s, _flat(pl.perm), flat,
         )  # fmt: skip
+        run_kernel(_numba(), "band_rows", *args, work=out.numel(), min_work=ROWS_PARALLEL_MIN)
 
     if out.dtype not in _KERNEL_DTYPES or not out.is_contiguous():
         return torch_path()
@@ -510,10 +505,14 @@ def _perm_rows_vjp(pl: _Plan, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
     def kernel() -> tuple[torch.Tensor, torch.Tensor]:
         gg = g.reshape(-1, *g.shape[-2:]).numpy()  # any strides (an expanded g stays a view)
-        gz, gb = _numba().band_rows_vjp(
+        args = (
             _flat(pl.zs), _flat(pl.bs), pl.coef.numpy(), _flat(pl.lo), _flat(pl.hi),
             pl.inv_s, _flat(pl.perm), gg,
         )  # fmt: skip
+        work = pl.lo.numel() * pl.width
+        gz, gb = run_kernel(
+            _numba(), "band_rows_vjp", *args, work=work, min_work=ROWS_PARALLEL_MIN
+        )
         lead = pl.zs.shape[:-1]
         return torch.from_numpy(gz).reshape(*lead, -1), torch.from_numpy(gb).reshape(*lead, -1)
 

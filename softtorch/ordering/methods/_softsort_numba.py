@@ -12,8 +12,9 @@ anchors ``a`` and the ``O(n)`` log-normalisers :math:`\log D_i` (:mod:`._softsor
 Everything is evaluated in the dtype of ``z`` (float32 or float64), as on the torch path. The
 exponential is the vectorisable polynomial of :mod:`softtorch.kernels._numba_kernels`; the inner
 loops take contiguous row slices (a strided gradient row is copied first) so that LLVM vectorises
-them. This module imports numba at import time; :mod:`._softsort_stream` imports it on the first
-CPU call.
+them. The ``*_parallel`` variants split the rows into one contiguous range per thread (private
+``gz`` accumulators in the backward). This module imports numba at import time;
+:mod:`._softsort_stream` imports it on the first CPU call.
 """
 
 from __future__ import annotations
@@ -63,13 +64,43 @@ def _copy(src, dst):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _fill_rows(a, z, logd, inv_s, out, r0, r1):  # noqa: ANN001, ANN202  # pragma: no cover
+    """Rows ``r0 .. r1 - 1`` of the flattened ``(batch * m)`` rows of :func:`perm_rows`."""
+    m = a.shape[1]
+    for r in range(r0, r1):
+        b = r // m
+        i = r - b * m
+        _fill(a[b, i], z[b], logd[b, i], inv_s, out[b, i])
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _vjp_rows(a, z, logd, inv_s, g, r0, r1, ga, gz, buf, gr):  # noqa: ANN001, ANN202  # pragma: no cover
+    """Rows ``r0 .. r1 - 1`` of :func:`perm_rows_vjp`: ``ga`` (final) and the unscaled ``gz``
+    (``(batch, n)``, accumulated)."""
+    m = a.shape[1]
+    for r in range(r0, r1):
+        b = r // m
+        i = r - b * m
+        _copy(g[b, i], gr)
+        dot = _probs_dot(a[b, i], z[b], logd[b, i], inv_s, gr, buf)
+        ga[b, i] = -inv_s * _row_grads(a[b, i], z[b], gr, buf, dot, gz[b])
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
 def perm_rows(a, z, logd, inv_s, out):  # noqa: ANN001, ANN201  # pragma: no cover - compiled
     """``out[b, i, j] = exp(-|a[b, i] - z[b, j]| * inv_s - logd[b, i])`` (``inv_s`` of ``z``'s
     dtype)."""
-    nb_, m = a.shape
-    for b in range(nb_):
-        for i in range(m):
-            _fill(a[b, i], z[b], logd[b, i], inv_s, out[b, i])
+    _fill_rows(a, z, logd, inv_s, out, 0, a.shape[0] * a.shape[1])
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False, parallel=True)
+def perm_rows_parallel(a, z, logd, inv_s, out, threads):  # noqa: ANN001, ANN201  # pragma: no cover
+    """:func:`perm_rows` with the flattened rows split into ``threads`` contiguous ranges."""
+    rows = a.shape[0] * a.shape[1]
+    for t in nb.prange(threads):
+        r0 = (np.int64(t) * rows) // threads
+        r1 = ((np.int64(t) + 1) * rows) // threads
+        _fill_rows(a, z, logd, inv_s, out, r0, r1)
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
@@ -82,12 +113,39 @@ def perm_rows_vjp(a, z, logd, inv_s, g):  # noqa: ANN001, ANN201  # pragma: no c
     gz = np.zeros((nb_, n), z.dtype)
     buf = np.empty(n, z.dtype)
     gr = np.empty(n, z.dtype)  # the row of g, contiguous (g may be strided / expanded)
-    s = inv_s
+    _vjp_rows(a, z, logd, inv_s, g, 0, nb_ * m, ga, gz, buf, gr)
     for b in range(nb_):
-        for i in range(m):
-            _copy(g[b, i], gr)
-            r = _probs_dot(a[b, i], z[b], logd[b, i], inv_s, gr, buf)
-            ga[b, i] = -s * _row_grads(a[b, i], z[b], gr, buf, r, gz[b])
         for j in range(n):
-            gz[b, j] *= s
+            gz[b, j] *= inv_s
+    return ga, gz
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _reduce(part, scale, out):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``out = scale * part.sum(0)`` (``part`` ``(threads, batch, n)``)."""
+    for b in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            acc = part[0, b, j]
+            for t in range(1, part.shape[0]):
+                acc += part[t, b, j]
+            out[b, j] = scale * acc
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False, parallel=True)
+def perm_rows_vjp_parallel(a, z, logd, inv_s, g, threads):  # noqa: ANN001, ANN201  # pragma: no cover
+    """:func:`perm_rows_vjp` with the rows split into ``threads`` contiguous ranges, each with
+    a private ``gz`` accumulator (summed at the end)."""
+    nb_, m = a.shape
+    n = z.shape[1]
+    rows = nb_ * m
+    ga = np.zeros((nb_, m), z.dtype)
+    part = np.zeros((threads, nb_, n), z.dtype)
+    buf = np.empty((threads, n), z.dtype)
+    gr = np.empty((threads, n), z.dtype)
+    for t in nb.prange(threads):
+        r0 = (np.int64(t) * rows) // threads
+        r1 = ((np.int64(t) + 1) * rows) // threads
+        _vjp_rows(a, z, logd, inv_s, g, r0, r1, ga, part[t], buf[t], gr[t])
+    gz = np.empty((nb_, n), z.dtype)
+    _reduce(part, inv_s, gz)
     return ga, gz

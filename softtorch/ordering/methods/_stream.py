@@ -15,9 +15,17 @@ are used when all of these hold:
 * the problem is large: ``batch * rows * n > STREAM_MIN`` elements (``rows = n`` except for
   ``topk`` / selected rows), the size from which the dense path itself stops keeping an autograd
   graph (:data:`softtorch.simplex.PLAIN_BUDGET`), so small problems keep double backward.
+
+:func:`run_kernel` launches the streamed paths' numba kernels: a ``parallel=True`` variant
+(``name + "_parallel"``, taking the thread count last) on torch's intra-op threads when there
+are several and the work is large, under :func:`softtorch.kernels._numba_kernels.parallel_guard`.
 """
 
 from __future__ import annotations
+
+import importlib
+from types import ModuleType
+from typing import Any
 
 import torch
 
@@ -68,3 +76,25 @@ def use_stream(
     if not all(is_concrete(t) for t in tensors):
         return False
     return all(bool(torch.isfinite(t).all()) for t in tensors)
+
+
+def run_kernel(mod: ModuleType, name: str, *args: Any, work: int, min_work: int) -> Any:
+    """``mod.<name>(*args)``, or ``mod.<name>_parallel(*args, threads)`` on torch's intra-op
+    threads (capped by numba's) when torch has several and ``work >= min_work``.
+
+    Args:
+        mod: the (numba) kernel module.
+        name: the serial kernel's name.
+        *args: the kernel's arguments.
+        work: the call's size (elements written or read).
+        min_work: size from which the parallel variant runs (waking the pool costs more below).
+    """
+    threads = torch.get_num_threads()
+    if threads > 1 and work >= min_work:
+        nb = importlib.import_module("numba")
+        guard = importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard
+        with guard():
+            t = min(threads, nb.config.NUMBA_NUM_THREADS)
+            nb.set_num_threads(t)
+            return getattr(mod, name + "_parallel")(*args, t)
+    return getattr(mod, name)(*args)
