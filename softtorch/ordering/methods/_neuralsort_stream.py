@@ -324,7 +324,7 @@ def _guarded(pl: _Plan, kernel: Any, fallback: Any) -> Any:
 
 def _band_values(pl: _Plan, xs: torch.Tensor) -> torch.Tensor:
     def torch_path() -> torch.Tensor:
-        y = torch.empty_like(pl.zs)
+        y = pl.zs.new_empty(*pl.zs.shape[:-1], pl.coef.shape[-1])
         for a, b in pl.blocks():
             p, idx, _ = pl.rows(a, b)
             y[..., a:b] = (p * pl.gather(xs, idx)).sum(-1)
@@ -561,17 +561,24 @@ def permutation_rows(
 
 
 def permutation_with_values(
-    z: torch.Tensor, x: torch.Tensor, softness: float, descending: bool
+    z: torch.Tensor,
+    x: torch.Tensor,
+    softness: float,
+    descending: bool,
+    positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(P, P @ x)`` sharing one plan; None when the bands do not apply.
+    """``(P, P @ x)`` (rows ``positions``, all rows when None) sharing one plan; None when the
+    bands do not apply. The values are their own banded op: the rows get no ``m x n`` gradient
+    from them.
 
     Args:
         z: finite scores ``(..., n)``.
         x: finite values of ``z``'s shape.
         softness: ``s > 0``.
         descending: rows in descending order.
+        positions: 1-D int64 rows (all ``n`` rows when None).
     """
-    pl = plan(z, softness, descending)
+    pl = plan(z, softness, descending, positions)
     if pl is None:
         return None
     return _PermRows.apply(z, pl), _Values.apply(z, x, pl)

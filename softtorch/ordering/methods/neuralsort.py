@@ -187,6 +187,25 @@ class NeuralSort(RowsOrderingMethod):
         pos = _arange(z.shape[-1], z)
         return _rows(z, b, pos, softness, mode, descending, weights=x, keep_rows=True)
 
+    def topk_permutation_with_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = _arange(k, z)
+        if use_stream(mode, softness, z, x, rows=k):  # smooth, large: banded rows (._stream)
+            s = stream_softness(softness)
+            pv = _stream_ns.permutation_with_values(z, x, s, True, pos)
+            if pv is not None:
+                return pv
+        b = soft_abs_sums(z, softness, mode)
+        return _rows(z, b, pos, softness, mode, True, weights=x, keep_rows=True)
+
     def rank(
         self,
         z: torch.Tensor,

@@ -142,6 +142,24 @@ class SoftSort(OrderingMethod):
             return _cstream_ss.softsort_topk_permutation(z, k, s, mode)
         return _soft_rows(_take.topk(z, k)[0], z, softness, mode)
 
+    def topk_permutation_with_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        if use_stream(mode, softness, z, x, rows=k, modes=ALL_MODES):
+            # large: the written rows, and the first k of the streamed values (O(n) memory)
+            perm = self.topk_permutation(z, k, softness, mode, options=options)
+            y = self.permute_values(z, x, softness, mode, descending=True, options=options)
+            return perm, y[..., :k]
+        rows = _take.topk(z, k)[0]
+        return _soft_rows(rows, z, softness, mode, weights=x, keep_rows=True)
+
     def argmax(
         self,
         z: torch.Tensor,
