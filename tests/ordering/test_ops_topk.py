@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import softtorch as st
-from softtorch.ordering.methods import _neuralsort_stream, _softsort_stream
+from softtorch.ordering.methods.neuralsort import _smooth as _neuralsort_stream
+from softtorch.ordering.methods.softsort import _smooth as _softsort_stream
 
 METHODS = ("softsort", "neuralsort")
 #: (batch, n, k, dtype): a small dense case (float64) and one past the streaming threshold

@@ -1,13 +1,13 @@
 r"""When the streamed (no ``n x n``) paths of the ``O(n^2)`` methods replace the dense ones.
 
-The streamed paths (:mod:`._softsort_stream` for SoftSort, :mod:`._neuralsort_stream` for
+The streamed paths (:mod:`.softsort._smooth` for SoftSort, :mod:`.neuralsort._smooth` for
 NeuralSort) compute the same values as the dense row-block paths, but keep only ``O(n)`` tensors
 for autograd (besides a returned soft permutation) and have first-order gradients only. They
 are used when all of these hold:
 
 * the mode is ``smooth``, or one of the sparse modes ``c0`` / ``c1`` / ``c2`` where the method
-  streams them (SoftSort, :mod:`._softsort_cstream`; NeuralSort's sorted values and ranks,
-  :mod:`._neuralsort_cstream`; pass ``modes``);
+  streams them (SoftSort, :mod:`.softsort._sparse`; NeuralSort's sorted values and ranks,
+  :mod:`.neuralsort._sparse`; pass ``modes``);
 * the softness is a Python float or a tensor that does not require a gradient;
 * eager mode on concrete tensors: not while ``torch.compile`` traces, not under ``torch.func``
   transforms or forward-mode AD (those keep the dense composite, double backward included);

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import softtorch as st
-from softtorch.ordering.methods import _neuralsort_cstream as nc
-from softtorch.ordering.methods import _softsort_cstream as cs
 from softtorch.ordering.methods import _stream
+from softtorch.ordering.methods.neuralsort import _sparse as nc
+from softtorch.ordering.methods.softsort import _sparse as cs
 
 DENSE = 1 << 62
 MODES = ("c0", "c1", "c2")

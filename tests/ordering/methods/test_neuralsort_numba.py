@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softtorch.ordering.methods import _neuralsort_numba as nk
-from softtorch.ordering.methods import _neuralsort_stream as ns
+from softtorch.ordering.methods.neuralsort import _numba as nk
+from softtorch.ordering.methods.neuralsort import _smooth as ns
 
 
 def _dense_sums(z: torch.Tensor, s: float) -> torch.Tensor:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softtorch.ordering.methods import _softsort_stream as ss
+from softtorch.ordering.methods.softsort import _smooth as ss
 
 
 def _both(fn):  # noqa: ANN001, ANN202

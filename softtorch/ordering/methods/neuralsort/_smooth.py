@@ -4,7 +4,7 @@ Scores of row ``i`` (coefficient :math:`c_i = \pm(n - 1 - 2i)`, see :mod:`.neura
 inputs ``j``: :math:`S_{ij} = (c_i z_j - B_j)/s`, :math:`P_{i,:} = \mathrm{softmax}(S_{i,:})`.
 
 **Sums.** :math:`B_j = \sum_k |z_j - z_k|_s` costs ``n^2 / 2`` soft absolute values on the
-sorted scores (each pair once, :mod:`._neuralsort_numba` on CPU, row blocks of torch ops
+sorted scores (each pair once, :mod:`._numba` on CPU, row blocks of torch ops
 elsewhere), with prefix sums for the pairs beyond the float64 cutoff (where the soft absolute value
 is exactly :math:`|d|`), ``O(n)`` memory; one more pass in backward for
 :math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)`, on the sorted scores the plan keeps.
@@ -41,8 +41,8 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ...kernels import _kernel_guard
-from ._stream import run_kernel
+from ....kernels import _kernel_guard
+from .._stream import run_kernel
 
 #: Elements per row block of the banded softmax and of the torch sums.
 BLOCK_ELEMENTS: int = 1 << 18
@@ -101,7 +101,7 @@ def _torch_sums_vjp(z: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Ten
 
 
 def _numba() -> Any:
-    return importlib.import_module("softtorch.ordering.methods._neuralsort_numba")
+    return importlib.import_module("softtorch.ordering.methods.neuralsort._numba")
 
 
 def _use_numba(z: torch.Tensor) -> bool:

@@ -8,7 +8,7 @@ half-width of the mode's transition band), so
           + \sum_{|u_k - u_j| < w} \bigl(\psi(u_k - u_j) - |u_k - u_j|\bigr):
 
 prefix sums of the sorted scores (in float64) plus a band correction over row blocks whose
-column band holds every pair within ``w`` (:func:`._softsort_cstream._blocks`), recomputed in
+column band holds every pair within ``w`` (:func:`..softsort._sparse._blocks`), recomputed in
 backward (:class:`_BandCorrection`).
 
 ``B`` is *not* convex in general (the soft absolute value of each sparse mode overshoots ``|d|``'s
@@ -37,15 +37,15 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ... import simplex
-from ..._sigmoidal_math import BAND, step
-from ...kernels import _kernel_guard
-from .. import _take
-from ._softsort_cstream import BLOCK_ELEMENTS, _blocks, _use_numba
+from .... import simplex
+from ...._sigmoidal_math import BAND, step
+from ....kernels import _kernel_guard
+from ... import _take
+from ..softsort._sparse import BLOCK_ELEMENTS, _blocks, _use_numba
 
 #: Largest ``batch * n * window`` of the gathered windows (else the dense path runs).
 MAX_WINDOW_ELEMENTS: int = 1 << 23
-#: Index of each sparse mode's sigmoidal in the kernels of :mod:`._neuralsort_cnumba`.
+#: Index of each sparse mode's sigmoidal in the kernels of :mod:`._sparse_numba`.
 _ORDER: dict[str, int] = {"c0": 0, "c1": 1, "c2": 2}
 _FAMILY = "neuralsort sparse band correction"
 #: Relative slack of the window search beyond the support test's ``1``.
@@ -89,13 +89,13 @@ def _torch_correction_vjp(
 
 
 def _numba() -> Any:
-    return importlib.import_module("softtorch.ordering.methods._neuralsort_cnumba")
+    return importlib.import_module("softtorch.ordering.methods.neuralsort._sparse_numba")
 
 
 class _BandCorrection(torch.autograd.Function):
     """:math:`C_k = \\sum_j (\\psi - |\\cdot|)(u_k - u_j)` on ascending float64 ``u``
-    (batch, n): the numba kernels of :mod:`._neuralsort_cnumba` on CPU (the backend switch of
-    :mod:`._softsort_cstream`), else row blocks recomputed in backward."""
+    (batch, n): the numba kernels of :mod:`._sparse_numba` on CPU (the backend switch of
+    :mod:`..softsort._sparse`), else row blocks recomputed in backward."""
 
     @staticmethod
     def forward(ctx: Any, u: torch.Tensor, softness: float, mode: str) -> torch.Tensor:  # type: ignore[override]
@@ -186,7 +186,7 @@ def lower_hull(u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """The lower convex envelope of the points ``(u_j, b_j)`` (ascending float64 ``u``,
     ``(batch, n)``) read at every ``u_j``, clipped to ``<= b``: the monotone chain's vertices,
     linear interpolation between consecutive ones. All rows at once: one numba kernel on CPU
-    (:func:`._neuralsort_cnumba.lower_hull`), else batched torch ops (:func:`_torch_lower_hull`).
+    (:func:`._sparse_numba.lower_hull`), else batched torch ops (:func:`_torch_lower_hull`).
 
     Args:
         u: points sorted ascending along the last axis.

@@ -1,7 +1,7 @@
 r"""CPU kernels (numba) of SoftSort's written soft permutation, ``smooth`` mode.
 
 Row ``i`` of the permutation is :math:`P_{ij} = \exp(-|a_i - z_j| / s - \log D_i)` with the
-anchors ``a`` and the ``O(n)`` log-normalisers :math:`\log D_i` (:mod:`._softsort_stream`).
+anchors ``a`` and the ``O(n)`` log-normalisers :math:`\log D_i` (:mod:`._smooth`).
 
 * :func:`perm_rows` writes each row in one pass, straight into the output;
 * :func:`perm_rows_vjp` recomputes a row, reads the incoming gradient ``G`` of the row twice
@@ -14,7 +14,7 @@ exponential is the vectorisable polynomial of :mod:`softtorch.kernels._numba_ker
 loops take contiguous row slices (a strided gradient row is copied first) so that LLVM vectorises
 them. The ``*_parallel`` variants split the rows into one contiguous range per thread (private
 ``gz`` accumulators in the backward). This module imports numba at import time;
-:mod:`._softsort_stream` imports it on the first CPU call.
+:mod:`._smooth` imports it on the first CPU call.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ...kernels._numba_kernels import _exp
+from ....kernels._numba_kernels import _exp
 
 _FM = {"contract", "reassoc", "nsz", "arcp"}
 

@@ -11,7 +11,7 @@ the soft absolute value of the mode (``sigma`` the mode's sigmoidal with transit
           \phi_{kj}(d) = w\,\bigl(Q(d/w) - s_{kj}\, d/w\bigr),
 
 with :math:`s_{kj} = \mathrm{sign}(k - j)` (``|d|`` on sorted points, written so that tied pairs
-get the index sign, as the prefix sums of :mod:`._neuralsort_cstream`). The band ``lo_k..hi_k``
+get the index sign, as the prefix sums of :mod:`._sparse`). The band ``lo_k..hi_k``
 moves monotonically with ``k`` (two pointers), so each pass is ``O(n * band)``.
 
 * :func:`band_correction`: ``C`` of ``u`` ``(batch, n)``.
@@ -20,7 +20,7 @@ moves monotonically with ``k`` (two pointers), so each pass is ``O(n * band)``.
 * :func:`lower_hull`: the lower convex envelope of the points ``(u_j, B_j)`` of each row, read at
   every ``u_j`` (monotone chain and interpolation, ``O(n)`` per row).
 
-This module imports numba at import time; :mod:`._neuralsort_cstream` imports it on the first
+This module imports numba at import time; :mod:`._sparse` imports it on the first
 CPU call.
 """
 

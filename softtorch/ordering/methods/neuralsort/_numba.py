@@ -21,7 +21,7 @@ slices and may be reassociated (``fastmath`` ``reassoc``) so that LLVM vectorise
 threads. The band kernels evaluate the softmax rows on their bands (values, ranks, written rows
 of ``P`` and their gradients); the written rows and their gradient have ``*_parallel`` variants
 too (one contiguous range of rows per thread, private accumulators in the gradient). This
-module imports numba at import time; :mod:`._neuralsort_stream` imports it on the first CPU call.
+module imports numba at import time; :mod:`._smooth` imports it on the first CPU call.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ...kernels._numba_kernels import _exp
+from ....kernels._numba_kernels import _exp
 
 _FM = {"contract", "reassoc", "nsz", "arcp"}
 
@@ -239,7 +239,7 @@ def abs_sums_vjp_parallel(
 
 # ----------------------------------------------------------------------------------------------
 # banded softmax rows: row i of batch b covers the sorted columns lo[b, i] .. hi[b, i]
-# (scores s_j = (c_i zs_j - bs_j) / s; see :mod:`._neuralsort_stream`)
+# (scores s_j = (c_i zs_j - bs_j) / s; see :mod:`._smooth`)
 # ----------------------------------------------------------------------------------------------
 
 

@@ -3,7 +3,7 @@ r"""SoftSort (``smooth``) without ``n x n`` autograd tensors: values, ranks and 
 With the anchors the sorted scores themselves, ``P @ x`` and the ranks are Laplace-kernel
 smoothings on the sorted points (:mod:`._laplace`, ``O(n)`` memory). A requested soft permutation
 ``P`` (``argsort``, ``sort`` with indices) is written row by row (CPU: one fused numba pass per
-row, :mod:`._softsort_numba`, rows split over torch's intra-op threads; elsewhere blocks of torch
+row, :mod:`._numba`, rows split over torch's intra-op threads; elsewhere blocks of torch
 ops),
 :math:`P_{ij} = \exp(-|a_i - z_j| / s - \log D_i)` with the row normalisers
 :math:`D_i = \sum_j e^{-|a_i - z_j|/s}` from the same scans, and backward recomputes each block:
@@ -24,10 +24,10 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ...kernels import _kernel_guard
-from .. import _take
+from ....kernels import _kernel_guard
+from ... import _take
+from .._stream import run_kernel
 from ._laplace import BLOCK, kernel_sums, laplace_smooth
-from ._stream import run_kernel
 
 _HAS_NUMBA = importlib.util.find_spec("numba") is not None
 _FAMILY = "softsort rows"
@@ -51,7 +51,7 @@ def _use_numba(t: torch.Tensor) -> bool:
 
 
 def _numba() -> Any:
-    return importlib.import_module("softtorch.ordering.methods._softsort_numba")
+    return importlib.import_module("softtorch.ordering.methods.softsort._numba")
 
 
 def _flat(t: torch.Tensor) -> Any:
