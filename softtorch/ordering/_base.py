@@ -17,8 +17,10 @@ Conventions (shared by every method):
 Optional hooks with generic defaults (methods override them to save time or memory):
 ``argmin`` (default: ``argmax`` of the reflected scores ``reflect(z) = 1 - z``),
 ``permutation_rows`` (selected rows of the soft permutation; default: rows of ``permutation``),
-``permute_values`` (``P @ x``; default: through ``permutation``) and ``permutation_with_values``
-(``(P, P @ x)``; default: through ``permutation``).
+``permute_values`` (``P @ x``; default: through ``permutation``), ``permutation_with_values``
+(``(P, P @ x)``; default: through ``permutation``) and ``topk_permutation_with_values``
+(``(P_k, P_k @ x)`` for the first ``k`` descending rows; default: through ``topk_permutation``;
+a method overrides it to compute the values without a ``k x n`` gradient for ``P_k``).
 
 Masked ops (``mask=``, :mod:`._masked`): :attr:`mask_strategy` picks the generic mechanism;
 ``masked_sorted_values`` / ``masked_rank`` / ``with_mask`` (default None: generic) let a method
@@ -169,6 +171,21 @@ class OrderingMethod(abc.ABC):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(P, P @ x)``: the soft permutation and the soft sorted values of ``x`` (..., n)."""
         perm = self.permutation(z, softness, mode, descending=descending, options=options)
+        return perm, (perm @ x.unsqueeze(-1)).squeeze(-1)
+
+    def topk_permutation_with_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(P_k, P_k @ x)``: the first ``k`` rows ``(..., k, n)`` of the descending soft
+        permutation and the soft top-``k`` values ``(..., k)`` of ``x`` (..., n)."""
+        perm = self.topk_permutation(z, k, softness, mode, options=options)
         return perm, (perm @ x.unsqueeze(-1)).squeeze(-1)
 
     # ------------------------------------------------------------------------------------------

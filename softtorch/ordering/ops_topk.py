@@ -94,13 +94,19 @@ def topk(
         impl = method_impl(cfg, data)
         z, stats, sv = scores_values(impl, data, cfg, descending=bool(largest))
         zk = z if largest else impl.reflect(z)
-        if impl.has_permutation:
-            fn = impl.log_topk_permutation if cfg.log else impl.topk_permutation
-            idx = fn(zk, kk, cfg.softness, cfg.mode, options=cfg.options)
-        if sv is not None:
-            values = to_x(sv[..., :kk], stats, data.x, data.mask)
+        if sv is None and gated_grad and not cfg.log:
+            # values beside the rows: no k x n gradient of the rows for the values' part
+            idx, values = impl.topk_permutation_with_values(
+                zk, data.x, kk, cfg.softness, cfg.mode, options=cfg.options
+            )
         else:
-            assert idx is not None
-            values = expect(probs(idx, cfg), data.x, gated_grad)
+            if impl.has_permutation:
+                fn = impl.log_topk_permutation if cfg.log else impl.topk_permutation
+                idx = fn(zk, kk, cfg.softness, cfg.mode, options=cfg.options)
+            if sv is not None:
+                values = to_x(sv[..., :kk], stats, data.x, data.mask)
+            else:
+                assert idx is not None
+                values = expect(probs(idx, cfg), data.x, gated_grad)
     out_idx = None if idx is None else along(finish(idx, cfg, cols(data)), data, index=True)
     return torch.return_types.topk((along(values, data, index=False), out_idx))

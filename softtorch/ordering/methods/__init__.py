@@ -1,8 +1,10 @@
 """The ordering methods: one module (or subpackage) per ``method=``, each an
 :class:`~softtorch.ordering._base.OrderingMethod` that registers itself on import.
 
-* :mod:`.softsort`: SoftSort rows, a simplex projection of ``-|s_i - z_j| / softness``.
-* :mod:`.neuralsort`: NeuralSort rows (Grover et al., 2019).
+* :mod:`.softsort`: SoftSort rows, a simplex projection of ``-|s_i - z_j| / softness``, with
+  its streamed (no ``n x n``) paths and kernels.
+* :mod:`.neuralsort`: NeuralSort rows (Grover et al., 2019), with its streamed paths and kernels.
+* :mod:`._stream`: when the streamed paths of both apply, and their kernel launcher.
 * :mod:`.sorting_network`: a bitonic network of soft compare-and-swap layers.
 * :mod:`.permutahedron`: ``fast_soft_sort``, the permutahedron projection (Blondel et al., 2020)
   with its PAV kernels (numba and torch), the fused CPU path and the radix argsort.

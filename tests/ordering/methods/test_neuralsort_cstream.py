@@ -6,13 +6,14 @@ and a gradcheck of the windowed path.
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
 import softtorch as st
-from softtorch.ordering.methods import _neuralsort_cstream as nc
-from softtorch.ordering.methods import _softsort_cstream as cs
 from softtorch.ordering.methods import _stream
+from softtorch.ordering.methods.neuralsort import _sparse as nc
+from softtorch.ordering.methods.softsort import _sparse as cs
 
 DENSE = 1 << 62
 MODES = ("c0", "c1", "c2")
@@ -121,6 +122,49 @@ def test_lower_hull_is_convex_envelope() -> None:
     torch.testing.assert_close(nc.lower_hull(u, b), ref)
     b2 = torch.tensor([[4.0, 1.0, 0.0, 1.0, 4.0]], dtype=torch.float64)
     torch.testing.assert_close(nc.lower_hull(u, b2), b2)
+
+
+def _chain_hull(u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """The former per-row reference: monotone chain in Python, ``np.interp``, clipped."""
+    out = b.clone()
+    for r in range(u.shape[0]):
+        x, y = u[r].numpy(), b[r].numpy()
+        hull: list[int] = []
+        for j in range(x.shape[0]):
+            while len(hull) >= 2:
+                i0, i1 = hull[-2], hull[-1]
+                cross = (x[i1] - x[i0]) * (y[j] - y[i0]) - (y[i1] - y[i0]) * (x[j] - x[i0])
+                if cross > 0.0:
+                    break
+                hull.pop()
+            hull.append(j)
+        out[r] = torch.minimum(b[r], torch.from_numpy(np.interp(x, x[hull], y[hull])))
+    return out
+
+
+def test_batched_lower_hull_matches_the_chain() -> None:
+    """Random, convex-plus-noise and |.|-shaped rows (batch 1 and several, odd n): the batched
+    hull (numba kernel / torch ops, per the backend) equals the per-row chain exactly."""
+    g = torch.Generator().manual_seed(7)
+    for batch, n in ((1, 1), (1, 2), (1, 33), (5, 47), (3, 101)):
+        u = torch.randn(batch, n, generator=g, dtype=torch.float64).sort(-1).values
+        noise = torch.randn(batch, n, generator=g, dtype=torch.float64)
+        for b in (noise, u * u + 0.05 * noise, (u - u.mean()).abs() * n + 0.01 * noise):
+            assert torch.equal(nc.lower_hull(u, b), _chain_hull(u, b))
+
+
+def test_lower_hull_with_ties_is_below_and_convex() -> None:
+    """Tied points (a vertical pair): the envelope stays ``<= b`` and its slopes between
+    distinct points do not decrease."""
+    u = torch.tensor([[0.0, 0.5, 0.5, 0.5, 1.0, 2.0, 2.0, 3.0]], dtype=torch.float64)
+    b = torch.tensor([[1.0, 0.2, 0.9, -0.1, 0.3, 1.5, 0.4, 2.0]], dtype=torch.float64)
+    env = nc.lower_hull(u, b)
+    assert (env <= b).all()
+    x, y = u[0], env[0]
+    keep = torch.cat((torch.tensor([True]), x[1:] > x[:-1]))
+    lo = torch.stack([y[x == v].min() for v in x[keep]])
+    slopes = (lo[1:] - lo[:-1]) / (x[keep][1:] - x[keep][:-1])
+    assert (slopes[1:] >= slopes[:-1] - 1e-12).all()
 
 
 @pytest.mark.parametrize("mode", MODES)

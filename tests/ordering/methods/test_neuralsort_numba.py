@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softtorch.ordering.methods import _neuralsort_numba as nk
-from softtorch.ordering.methods import _neuralsort_stream as ns
+from softtorch.ordering.methods.neuralsort import _numba as nk
+from softtorch.ordering.methods.neuralsort import _smooth as ns
 
 
 def _dense_sums(z: torch.Tensor, s: float) -> torch.Tensor:
@@ -83,3 +83,54 @@ def test_band_rows_match_torch_path(dtype: torch.dtype, descending: bool) -> Non
             torch.testing.assert_close(x, y, rtol=1e-10, atol=1e-10)
     # an expanded gradient of ones gives zero (rows sum to one)
     assert grads[1][0].abs().max() < 1e-10
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_parallel_band_rows_match_serial_and_torch(
+    monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """``band_rows_parallel`` / ``band_rows_vjp_parallel`` (rows split over threads, private
+    accumulators) against the serial kernels; through autograd at 2 threads against the torch
+    bands (float64 values and gradients)."""
+    gen = torch.Generator().manual_seed(4)
+    n = 41
+    z = torch.randn(batch, n, generator=gen, dtype=torch.float64)
+    pos = torch.tensor([0, 3, 20, 40, 9])
+    pl = ns.plan(z, 0.07, True, pos)
+    assert pl is not None
+    nk = ns._numba()
+    args = (
+        ns._flat(pl.zs), ns._flat(pl.bs), pl.coef.numpy(), ns._flat(pl.lo), ns._flat(pl.hi),
+        pl.inv_s, ns._flat(pl.perm),
+    )  # fmt: skip
+    g = torch.randn(batch, 5, n, generator=gen, dtype=torch.float64)
+    ref = torch.empty(batch, 5, n, dtype=torch.float64)
+    nk.band_rows(*args, ref.numpy())
+    gz0, gb0 = nk.band_rows_vjp(*args, g.numpy())
+    for threads in (2, 3):
+        out = torch.full((batch, 5, n), 7.0, dtype=torch.float64)
+        nk.band_rows_parallel(*args, out.numpy(), threads)
+        assert torch.equal(out, ref)
+        gz, gb = nk.band_rows_vjp_parallel(*args, g.numpy(), threads)
+        torch.testing.assert_close(
+            torch.from_numpy(gz), torch.from_numpy(gz0), rtol=1e-12, atol=1e-13
+        )
+        torch.testing.assert_close(
+            torch.from_numpy(gb), torch.from_numpy(gb0), rtol=1e-12, atol=1e-13
+        )
+    monkeypatch.setattr(ns, "ROWS_PARALLEL_MIN", 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    res = []
+    try:
+        for backend in ("auto", "torch"):
+            ns.set_backend(backend)
+            zz = z.clone().requires_grad_(True)
+            p = ns.permutation_rows(zz, pos, 0.07, True)
+            assert p is not None
+            res.append((p.detach(), torch.autograd.grad((p * g).sum(), zz)[0]))
+    finally:
+        ns.set_backend("auto")
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(res[0][0], res[1][0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(res[0][1], res[1][1], rtol=1e-10, atol=1e-12)

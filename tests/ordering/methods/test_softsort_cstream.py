@@ -17,8 +17,8 @@ import torch
 import softtorch as st
 from softtorch import simplex
 from softtorch.kernels import _kernel_guard
-from softtorch.ordering.methods import _softsort_cstream as cs
 from softtorch.ordering.methods import _stream
+from softtorch.ordering.methods.softsort import _sparse as cs
 
 DENSE = 1 << 62
 MODES = ("c0", "c1", "c2")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from softtorch.ordering.methods import _softsort_stream as ss
+from softtorch.ordering.methods.softsort import _smooth as ss
 
 
 def _both(fn):  # noqa: ANN001, ANN202
@@ -82,3 +82,47 @@ def test_broken_kernel_falls_back_to_torch_rows(monkeypatch: pytest.MonkeyPatch)
     (g,) = torch.autograd.grad(got.square().sum(), x)
     (g0,) = torch.autograd.grad(ref.square().sum(), x)
     torch.testing.assert_close(g, g0)
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_parallel_perm_kernels_match_serial_and_torch(
+    monkeypatch: pytest.MonkeyPatch, batch: int
+) -> None:
+    """The ``*_parallel`` kernels (rows split over threads, private ``gz``) give the serial
+    kernels' rows and gradients; through the stream at 2 threads, the torch row blocks'."""
+    nk = ss._numba()
+    gen = torch.Generator().manual_seed(11)
+    n, m = 37, 13  # odd, and rows not divisible by the thread counts
+    z = torch.randn(batch, n, generator=gen, dtype=torch.float64)
+    a = z.sort(-1).values[:, :m].contiguous()
+    ld = ss._log_norms(z, 0.3, False, 8)[:, :m].contiguous()
+    g = torch.randn(batch, m, n, generator=gen, dtype=torch.float64)
+    args = (a.numpy(), z.numpy(), ld.numpy(), ss._scalar(1.0 / 0.3, z))
+    ref = torch.empty(batch, m, n, dtype=torch.float64)
+    nk.perm_rows(*args, ref.numpy())
+    ga0, gz0 = nk.perm_rows_vjp(*args, g.numpy())
+    for threads in (2, 3):
+        out = torch.full((batch, m, n), 7.0, dtype=torch.float64)
+        nk.perm_rows_parallel(*args, out.numpy(), threads)
+        assert torch.equal(out, ref)
+        ga, gz = nk.perm_rows_vjp_parallel(*args, g.numpy(), threads)
+        torch.testing.assert_close(torch.from_numpy(ga), torch.from_numpy(ga0), rtol=1e-13, atol=0)
+        torch.testing.assert_close(
+            torch.from_numpy(gz), torch.from_numpy(gz0), rtol=1e-12, atol=1e-14
+        )
+    # the full autograd path at 2 threads (parallel kernels) against the torch row blocks
+    monkeypatch.setattr(ss, "PARALLEL_MIN", 1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+
+        def run():  # noqa: ANN202
+            zz = z.clone().requires_grad_(True)
+            p = ss.softsort_permutation(zz, 0.3, True)
+            return p.detach(), torch.autograd.grad((p * g[:, :1, :]).sum(), zz)[0]
+
+        (p1, g1), (p0, g0) = _both(run)
+    finally:
+        torch.set_num_threads(threads)
+    torch.testing.assert_close(p1, p0, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(g1, g0, rtol=1e-10, atol=1e-12)

@@ -14,7 +14,10 @@ import torch
 
 import softtorch as st
 from softtorch.kernels import _kernel_guard
-from softtorch.ordering.methods import _laplace, _neuralsort_stream, _softsort_stream, _stream
+from softtorch.ordering.methods import _stream
+from softtorch.ordering.methods.neuralsort import _smooth as _neuralsort_stream
+from softtorch.ordering.methods.softsort import _laplace
+from softtorch.ordering.methods.softsort import _smooth as _softsort_stream
 
 DENSE = 1 << 62
 

@@ -26,7 +26,7 @@ window, from the same running sums (mean and centred moments of the scores).
   zero matrix (soft permutation rows), and the same backward with row ``m`` of the incoming
   gradient ``G`` in place of :math:`g_m w`.
 
-This module imports numba at import time; :mod:`._softsort_cstream` imports it on the first CPU
+This module imports numba at import time; :mod:`._sparse` imports it on the first CPU
 call.
 """
 

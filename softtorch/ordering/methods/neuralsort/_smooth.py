@@ -4,7 +4,7 @@ Scores of row ``i`` (coefficient :math:`c_i = \pm(n - 1 - 2i)`, see :mod:`.neura
 inputs ``j``: :math:`S_{ij} = (c_i z_j - B_j)/s`, :math:`P_{i,:} = \mathrm{softmax}(S_{i,:})`.
 
 **Sums.** :math:`B_j = \sum_k |z_j - z_k|_s` costs ``n^2 / 2`` soft absolute values on the
-sorted scores (each pair once, :mod:`._neuralsort_numba` on CPU, row blocks of torch ops
+sorted scores (each pair once, :mod:`._numba` on CPU, row blocks of torch ops
 elsewhere), with prefix sums for the pairs beyond the float64 cutoff (where the soft absolute value
 is exactly :math:`|d|`), ``O(n)`` memory; one more pass in backward for
 :math:`\sum_k (h_m + h_k)\varphi'(z_m - z_k)`, on the sorted scores the plan keeps.
@@ -41,7 +41,8 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ...kernels import _kernel_guard
+from ....kernels import _kernel_guard
+from .._stream import run_kernel
 
 #: Elements per row block of the banded softmax and of the torch sums.
 BLOCK_ELEMENTS: int = 1 << 18
@@ -49,6 +50,8 @@ BLOCK_ELEMENTS: int = 1 << 18
 WIGGLE: float = 1e-3
 #: Scores from which the sums kernels run on several threads (when torch has several).
 PARALLEL_MIN: int = 1 << 11
+#: Elements of written rows of ``P`` from which their kernels run on several threads.
+ROWS_PARALLEL_MIN: int = 1 << 16
 _HAS_NUMBA = importlib.util.find_spec("numba") is not None
 _FAMILY = "neuralsort sums"
 _backend = "auto"
@@ -98,7 +101,7 @@ def _torch_sums_vjp(z: torch.Tensor, h: torch.Tensor, inv_s: float) -> torch.Ten
 
 
 def _numba() -> Any:
-    return importlib.import_module("softtorch.ordering.methods._neuralsort_numba")
+    return importlib.import_module("softtorch.ordering.methods.neuralsort._numba")
 
 
 def _use_numba(z: torch.Tensor) -> bool:
@@ -107,16 +110,7 @@ def _use_numba(z: torch.Tensor) -> bool:
 
 def _run_sums(name: str, *args: Any) -> Any:
     """Run sums kernel ``name``, on torch's intra-op threads when there are several."""
-    mod = _numba()
-    threads = torch.get_num_threads()
-    if threads > 1 and args[0].size >= PARALLEL_MIN:
-        nb = importlib.import_module("numba")
-        guard = importlib.import_module("softtorch.kernels._numba_kernels").parallel_guard
-        with guard():
-            t = min(threads, nb.config.NUMBA_NUM_THREADS)
-            nb.set_num_threads(t)
-            return getattr(mod, name + "_parallel")(*args, t)
-    return getattr(mod, name)(*args)
+    return run_kernel(_numba(), name, *args, work=args[0].size, min_work=PARALLEL_MIN)
 
 
 def sorted_sums(zs: torch.Tensor, inv_s: float) -> torch.Tensor:
@@ -330,7 +324,7 @@ def _guarded(pl: _Plan, kernel: Any, fallback: Any) -> Any:
 
 def _band_values(pl: _Plan, xs: torch.Tensor) -> torch.Tensor:
     def torch_path() -> torch.Tensor:
-        y = torch.empty_like(pl.zs)
+        y = pl.zs.new_empty(*pl.zs.shape[:-1], pl.coef.shape[-1])
         for a, b in pl.blocks():
             p, idx, _ = pl.rows(a, b)
             y[..., a:b] = (p * pl.gather(xs, idx)).sum(-1)
@@ -484,10 +478,11 @@ def _perm_rows_fill(pl: _Plan, out: torch.Tensor) -> None:
 
     def kernel() -> None:
         flat = out.view(-1, *out.shape[-2:]).numpy()
-        _numba().band_rows(
+        args = (
             _flat(pl.zs), _flat(pl.bs), pl.coef.numpy(), _flat(pl.lo), _flat(pl.hi),
             pl.inv_s, _flat(pl.perm), flat,
         )  # fmt: skip
+        run_kernel(_numba(), "band_rows", *args, work=out.numel(), min_work=ROWS_PARALLEL_MIN)
 
     if out.dtype not in _KERNEL_DTYPES or not out.is_contiguous():
         return torch_path()
@@ -510,10 +505,14 @@ def _perm_rows_vjp(pl: _Plan, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
     def kernel() -> tuple[torch.Tensor, torch.Tensor]:
         gg = g.reshape(-1, *g.shape[-2:]).numpy()  # any strides (an expanded g stays a view)
-        gz, gb = _numba().band_rows_vjp(
+        args = (
             _flat(pl.zs), _flat(pl.bs), pl.coef.numpy(), _flat(pl.lo), _flat(pl.hi),
             pl.inv_s, _flat(pl.perm), gg,
         )  # fmt: skip
+        work = pl.lo.numel() * pl.width
+        gz, gb = run_kernel(
+            _numba(), "band_rows_vjp", *args, work=work, min_work=ROWS_PARALLEL_MIN
+        )
         lead = pl.zs.shape[:-1]
         return torch.from_numpy(gz).reshape(*lead, -1), torch.from_numpy(gb).reshape(*lead, -1)
 
@@ -562,17 +561,24 @@ def permutation_rows(
 
 
 def permutation_with_values(
-    z: torch.Tensor, x: torch.Tensor, softness: float, descending: bool
+    z: torch.Tensor,
+    x: torch.Tensor,
+    softness: float,
+    descending: bool,
+    positions: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor] | None:
-    """``(P, P @ x)`` sharing one plan; None when the bands do not apply.
+    """``(P, P @ x)`` (rows ``positions``, all rows when None) sharing one plan; None when the
+    bands do not apply. The values are their own banded op: the rows get no ``m x n`` gradient
+    from them.
 
     Args:
         z: finite scores ``(..., n)``.
         x: finite values of ``z``'s shape.
         softness: ``s > 0``.
         descending: rows in descending order.
+        positions: 1-D int64 rows (all ``n`` rows when None).
     """
-    pl = plan(z, softness, descending)
+    pl = plan(z, softness, descending, positions)
     if pl is None:
         return None
     return _PermRows.apply(z, pl), _Values.apply(z, x, pl)

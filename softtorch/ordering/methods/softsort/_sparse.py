@@ -1,13 +1,13 @@
 r"""SoftSort in the sparse modes (``c0`` / ``c1`` / ``c2``) without ``n x n``: values and ranks.
 
-As in ``smooth`` (:mod:`._softsort_stream`), the anchors are the sorted scores themselves, so with
+As in ``smooth`` (:mod:`._smooth`), the anchors are the sorted scores themselves, so with
 :math:`u = \mathrm{sort}(z)` ascending, ``P @ x`` and the ranks are
 :math:`y_m = \sum_j p_{mj} w_j` with :math:`p_{m,:} = \Pi(-|u_m - u_{:}|/s)` the sparse
 projection of :mod:`softtorch.simplex` (``w`` the sorted values, or the positions ``1..n``). Its
 support is a window of sorted points around ``m`` of distance below ``s`` (an entry whose score
 is ``1`` below the peak is never in the support), found in ``O(window)`` per row.
 
-* CPU with numba: :mod:`._cstream_numba` (merge outward from the peak; saves the window limits and
+* CPU with numba: :mod:`._sparse_numba` (merge outward from the peak; saves the window limits and
   thresholds, ``O(n)``, and recomputes the window sums in backward).
 * Otherwise (or with ``set_backend("torch")``): blocks of rows projected by
   :func:`softtorch.simplex.project_simplex` over the band of columns within distance ``s`` (a
@@ -15,7 +15,7 @@ is ``1`` below the peak is never in the support), found in ``O(window)`` per row
 
 Both give the dense path's values and first-order gradients (the same projection restricted to
 columns outside which it is exactly zero). Inputs must be finite and the softness a Python float
-(:mod:`._stream` keeps the dense path otherwise).
+(:mod:`.._stream` keeps the dense path otherwise).
 """
 
 from __future__ import annotations
@@ -27,10 +27,10 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ... import simplex
-from ...kernels import _kernel_guard
-from .. import _take
-from ._softsort_stream import _ascending
+from .... import simplex
+from ....kernels import _kernel_guard
+from ... import _take
+from ._smooth import _ascending
 
 #: Exponent of the p-norm projection of each sparse mode (``p_i = relu(s_i - lam)^e``).
 EXPONENT: dict[str, int] = {"c0": 1, "c1": 2, "c2": 3}
@@ -57,7 +57,7 @@ def set_backend(backend: str) -> None:
 
 
 def _numba() -> Any:
-    return importlib.import_module("softtorch.ordering.methods._cstream_numba")
+    return importlib.import_module("softtorch.ordering.methods.softsort._sparse_numba")
 
 
 def _use_numba(u: torch.Tensor) -> bool:

@@ -8,7 +8,7 @@ half-width of the mode's transition band), so
           + \sum_{|u_k - u_j| < w} \bigl(\psi(u_k - u_j) - |u_k - u_j|\bigr):
 
 prefix sums of the sorted scores (in float64) plus a band correction over row blocks whose
-column band holds every pair within ``w`` (:func:`._softsort_cstream._blocks`), recomputed in
+column band holds every pair within ``w`` (:func:`..softsort._sparse._blocks`), recomputed in
 backward (:class:`_BandCorrection`).
 
 ``B`` is *not* convex in general (the soft absolute value of each sparse mode overshoots ``|d|``'s
@@ -34,19 +34,18 @@ import importlib
 from functools import partial
 from typing import Any
 
-import numpy as np
 import torch
 from torch.autograd.function import once_differentiable
 
-from ... import simplex
-from ..._sigmoidal_math import BAND, step
-from ...kernels import _kernel_guard
-from .. import _take
-from ._softsort_cstream import BLOCK_ELEMENTS, _blocks, _use_numba
+from .... import simplex
+from ...._sigmoidal_math import BAND, step
+from ....kernels import _kernel_guard
+from ... import _take
+from ..softsort._sparse import BLOCK_ELEMENTS, _blocks, _use_numba
 
 #: Largest ``batch * n * window`` of the gathered windows (else the dense path runs).
 MAX_WINDOW_ELEMENTS: int = 1 << 23
-#: Index of each sparse mode's sigmoidal in the kernels of :mod:`._neuralsort_cnumba`.
+#: Index of each sparse mode's sigmoidal in the kernels of :mod:`._sparse_numba`.
 _ORDER: dict[str, int] = {"c0": 0, "c1": 1, "c2": 2}
 _FAMILY = "neuralsort sparse band correction"
 #: Relative slack of the window search beyond the support test's ``1``.
@@ -90,13 +89,13 @@ def _torch_correction_vjp(
 
 
 def _numba() -> Any:
-    return importlib.import_module("softtorch.ordering.methods._neuralsort_cnumba")
+    return importlib.import_module("softtorch.ordering.methods.neuralsort._sparse_numba")
 
 
 class _BandCorrection(torch.autograd.Function):
     """:math:`C_k = \\sum_j (\\psi - |\\cdot|)(u_k - u_j)` on ascending float64 ``u``
-    (batch, n): the numba kernels of :mod:`._neuralsort_cnumba` on CPU (the backend switch of
-    :mod:`._softsort_cstream`), else row blocks recomputed in backward."""
+    (batch, n): the numba kernels of :mod:`._sparse_numba` on CPU (the backend switch of
+    :mod:`..softsort._sparse`), else row blocks recomputed in backward."""
 
     @staticmethod
     def forward(ctx: Any, u: torch.Tensor, softness: float, mode: str) -> torch.Tensor:  # type: ignore[override]
@@ -146,25 +145,64 @@ def sorted_abs_sums(u: torch.Tensor, softness: float, mode: str) -> torch.Tensor
     return below + above + _BandCorrection.apply(ud, float(softness), mode)
 
 
+def _neighbours(act: torch.Tensor, strict: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per column ``j``: the last active column ``< j`` (``<= j`` unless ``strict``; ``-1`` if
+    none) and the first active column ``> j`` (``>= j``; ``n`` if none)."""
+    n = act.shape[-1]
+    idx = torch.arange(n, device=act.device).expand_as(act)
+    prev = torch.where(act, idx, -1).cummax(-1).values
+    nxt = torch.where(act, idx, n).flip(-1).cummin(-1).values.flip(-1)
+    if strict:
+        prev = torch.cat((torch.full_like(prev[..., :1], -1), prev[..., :-1]), dim=-1)
+        nxt = torch.cat((nxt[..., 1:], torch.full_like(nxt[..., :1], n)), dim=-1)
+    return prev, nxt
+
+
+def _torch_lower_hull(u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """:func:`lower_hull` in batched torch ops: drop, all at once, every point on or above the
+    chord of its remaining neighbours until none is (a dropped point lies above the final convex
+    chain, so the survivors are the monotone chain's vertices), then interpolate."""
+    n = u.shape[-1]
+    act = torch.ones_like(u, dtype=torch.bool)
+    while True:
+        prev, nxt = _neighbours(act, strict=True)
+        p, q = prev.clamp_min(0), nxt.clamp_max(n - 1)
+        up, bp, uq, bq = u.gather(-1, p), b.gather(-1, p), u.gather(-1, q), b.gather(-1, q)
+        cross = (u - up) * (bq - bp) - (b - bp) * (uq - up)
+        drop = act & (prev >= 0) & (nxt < n) & ~(cross > 0.0)
+        if not bool(drop.any()):
+            break
+        act = act & ~drop
+    p, q = _neighbours(act, strict=False)
+    q = q.clamp_max(n - 1)
+    up, bp, uq, bq = u.gather(-1, p), b.gather(-1, p), u.gather(-1, q), b.gather(-1, q)
+    dx = uq - up
+    slope = (bq - bp) / torch.where(dx > 0.0, dx, 1.0)
+    env = torch.where(dx > 0.0, slope * (u - up) + bp, torch.minimum(bp, bq))
+    return torch.where(act, b, torch.minimum(b, env))
+
+
 def lower_hull(u: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """The lower convex envelope of the points ``(u_j, b_j)`` (ascending ``u``, ``(batch, n)``)
-    read at every ``u_j`` (monotone chain, then linear interpolation), clipped to ``<= b``."""
-    out = b.clone()
-    un, bn = u.cpu().numpy(), b.cpu().numpy()
-    for r in range(un.shape[0]):
-        hull: list[int] = []
-        x, y = un[r], bn[r]
-        for j in range(x.shape[0]):
-            while len(hull) >= 2:
-                i0, i1 = hull[-2], hull[-1]
-                cross = (x[i1] - x[i0]) * (y[j] - y[i0]) - (y[i1] - y[i0]) * (x[j] - x[i0])
-                if cross > 0.0:
-                    break
-                hull.pop()
-            hull.append(j)
-        env = np.interp(x, x[hull], y[hull])
-        out[r] = torch.minimum(b[r], torch.from_numpy(env).to(b.device))
-    return out
+    """The lower convex envelope of the points ``(u_j, b_j)`` (ascending float64 ``u``,
+    ``(batch, n)``) read at every ``u_j``, clipped to ``<= b``: the monotone chain's vertices,
+    linear interpolation between consecutive ones. All rows at once: one numba kernel on CPU
+    (:func:`._sparse_numba.lower_hull`), else batched torch ops (:func:`_torch_lower_hull`).
+
+    Args:
+        u: points sorted ascending along the last axis.
+        b: values of ``u``'s shape.
+    """
+    if u.shape[-1] == 0:
+        return b.clone()
+    fallback = partial(_torch_lower_hull, u, b)
+    if not _use_numba(u):
+        return fallback()
+
+    def kernel() -> torch.Tensor:
+        un, bn = u.contiguous().numpy(), b.contiguous().numpy()
+        return torch.from_numpy(_numba().lower_hull(un, bn))
+
+    return _kernel_guard.guarded(_FAMILY, kernel, fallback, "the torch path")
 
 
 class _Scores:

@@ -11,14 +11,16 @@ the soft absolute value of the mode (``sigma`` the mode's sigmoidal with transit
           \phi_{kj}(d) = w\,\bigl(Q(d/w) - s_{kj}\, d/w\bigr),
 
 with :math:`s_{kj} = \mathrm{sign}(k - j)` (``|d|`` on sorted points, written so that tied pairs
-get the index sign, as the prefix sums of :mod:`._neuralsort_cstream`). The band ``lo_k..hi_k``
+get the index sign, as the prefix sums of :mod:`._sparse`). The band ``lo_k..hi_k``
 moves monotonically with ``k`` (two pointers), so each pass is ``O(n * band)``.
 
 * :func:`band_correction`: ``C`` of ``u`` ``(batch, n)``.
 * :func:`band_correction_vjp`: :math:`\nabla u_k = \sum_j \phi_{kj}'(u_k - u_j)\,(g_k + g_j)`
   (``phi'`` is odd in the pair, so both ends of a pair share the factor).
+* :func:`lower_hull`: the lower convex envelope of the points ``(u_j, B_j)`` of each row, read at
+  every ``u_j`` (monotone chain and interpolation, ``O(n)`` per row).
 
-This module imports numba at import time; :mod:`._neuralsort_cstream` imports it on the first
+This module imports numba at import time; :mod:`._sparse` imports it on the first
 CPU call.
 """
 
@@ -122,3 +124,45 @@ def band_correction_vjp(u, g, w, e):  # noqa: ANN001, ANN201  # pragma: no cover
                 ub, gb, uk, gk, k + 1, hi[k], -1.0, w, e
             )
     return gu
+
+
+@nb.njit(error_model="numpy", cache=False)
+def _hull_row(x, y, hull, out):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``out = min(y, env)`` with ``env`` the lower convex envelope of ``(x_j, y_j)`` (``x``
+    ascending): the monotone chain (a vertex stays while the turn to the next point is strictly
+    convex), then linear interpolation between consecutive vertices (a vertical pair: the
+    lower of its two values)."""
+    n = x.shape[0]
+    h = 0
+    for j in range(n):
+        while h >= 2:
+            i0 = hull[h - 2]
+            i1 = hull[h - 1]
+            cross = (x[i1] - x[i0]) * (y[j] - y[i0]) - (y[i1] - y[i0]) * (x[j] - x[i0])
+            if cross > 0.0:
+                break
+            h -= 1
+        hull[h] = j
+        h += 1
+    out[0] = y[0]
+    for v in range(h - 1):
+        p = hull[v]
+        q = hull[v + 1]
+        dx = x[q] - x[p]
+        for j in range(p + 1, q):
+            if dx > 0.0:
+                env = (y[q] - y[p]) / dx * (x[j] - x[p]) + y[p]
+            else:
+                env = min(y[p], y[q])
+            out[j] = min(y[j], env)
+        out[q] = y[q]
+
+
+@nb.njit(error_model="numpy", cache=False)
+def lower_hull(x, y):  # noqa: ANN001, ANN201  # pragma: no cover - compiled
+    """:func:`_hull_row` of each row of ``x`` / ``y`` ``(batch, n)`` (float64, ``n >= 1``)."""
+    out = np.empty_like(y)
+    hull = np.empty(x.shape[1], np.int64)
+    for b in range(x.shape[0]):
+        _hull_row(x[b], y[b], hull, out[b])
+    return out

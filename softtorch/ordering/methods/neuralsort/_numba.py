@@ -19,8 +19,9 @@ vectorisable polynomial of :mod:`softtorch.kernels._numba_kernels`; the inner lo
 slices and may be reassociated (``fastmath`` ``reassoc``) so that LLVM vectorises them. The
 ``*_parallel`` variants deal the rows round-robin to private accumulators on torch's intra-op
 threads. The band kernels evaluate the softmax rows on their bands (values, ranks, written rows
-of ``P`` and their gradients). This module imports numba at import time;
-:mod:`._neuralsort_stream` imports it on the first CPU call.
+of ``P`` and their gradients); the written rows and their gradient have ``*_parallel`` variants
+too (one contiguous range of rows per thread, private accumulators in the gradient). This
+module imports numba at import time; :mod:`._smooth` imports it on the first CPU call.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from __future__ import annotations
 import numba as nb
 import numpy as np
 
-from ...kernels._numba_kernels import _exp
+from ....kernels._numba_kernels import _exp
 
 _FM = {"contract", "reassoc", "nsz", "arcp"}
 
@@ -238,7 +239,7 @@ def abs_sums_vjp_parallel(
 
 # ----------------------------------------------------------------------------------------------
 # banded softmax rows: row i of batch b covers the sorted columns lo[b, i] .. hi[b, i]
-# (scores s_j = (c_i zs_j - bs_j) / s; see :mod:`._neuralsort_stream`)
+# (scores s_j = (c_i zs_j - bs_j) / s; see :mod:`._smooth`)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -387,21 +388,68 @@ def band_colsums_vjp(zs, bs, coef, lo, hi, inv_s, dnum, dden):  # noqa: ANN001, 
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _put_row(buf, pr, a, e, inv, row):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``row = 0`` then ``row[pr[a + t]] = buf[t] * inv`` over the band ``a..e``."""
+    row[:] = 0.0
+    for t in range(e - a + 1):
+        row[pr[a + t]] = buf[t] * inv
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _band_rows_range(zs, bs, coef, lo, hi, inv_s, perm, out, r0, r1, buf):  # noqa: ANN001, ANN202  # pragma: no cover
+    """Rows ``r0 .. r1 - 1`` of the flattened ``(batch * m)`` rows of :func:`band_rows`."""
+    m = lo.shape[1]
+    for r in range(r0, r1):
+        b = r // m
+        i = r - b * m
+        a = lo[b, i]
+        e = hi[b, i]
+        tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
+        _put_row(buf, perm[b], a, e, 1.0 / tot, out[b, i])
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
 def band_rows(zs, bs, coef, lo, hi, inv_s, perm, out):  # noqa: ANN001, ANN201  # pragma: no cover
     """``out[b, i]`` (``(batch, m, n)``, float32 / float64): zeros plus row ``i``'s band, each
     row zeroed and filled while it is in cache."""
-    nb_, m = lo.shape
     buf = np.empty(zs.shape[1])
-    for b in range(nb_):
-        pr = perm[b]
-        for i in range(m):
-            a, e = lo[b, i], hi[b, i]
-            tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
-            inv = 1.0 / tot
-            row = out[b, i]
-            row[:] = 0.0
-            for t in range(e - a + 1):
-                row[pr[a + t]] = buf[t] * inv
+    _band_rows_range(zs, bs, coef, lo, hi, inv_s, perm, out, 0, lo.shape[0] * lo.shape[1], buf)
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False, parallel=True)
+def band_rows_parallel(zs, bs, coef, lo, hi, inv_s, perm, out, threads):  # noqa: ANN001, ANN201  # pragma: no cover
+    """:func:`band_rows` with the flattened rows split into ``threads`` contiguous ranges."""
+    rows = lo.shape[0] * lo.shape[1]
+    buf = np.empty((threads, zs.shape[1]))
+    for t in nb.prange(threads):
+        r0 = (np.int64(t) * rows) // threads
+        r1 = ((np.int64(t) + 1) * rows) // threads
+        _band_rows_range(zs, bs, coef, lo, hi, inv_s, perm, out, r0, r1, buf[t])
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _get_band(gr, pr, a, w, gv):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``gv[t] = gr[pr[a + t]]`` for ``t < w`` (the incoming gradient on a band)."""
+    for t in range(w):
+        gv[t] = gr[pr[a + t]]
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _band_vjp_range(zs, bs, coef, lo, hi, inv_s, perm, g, r0, r1, gz, gb, buf, gbuf):  # noqa: ANN001, ANN202  # pragma: no cover
+    """Rows ``r0 .. r1 - 1`` of :func:`band_rows_vjp`, accumulated into ``gz`` / ``gb``."""
+    m = lo.shape[1]
+    for r in range(r0, r1):
+        b = r // m
+        i = r - b * m
+        a = lo[b, i]
+        e = hi[b, i]
+        inv = 1.0 / _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
+        w = e - a + 1
+        _get_band(g[b, i], perm[b], a, w, gbuf)
+        p = buf[:w]
+        gv = gbuf[:w]
+        _softmax_ds(p, gv, _dot(p, gv) * inv, inv)
+        _add_ds(p, coef[i] * inv_s, inv_s, gz[b, a : e + 1], gb[b, a : e + 1])
 
 
 @nb.njit(error_model="numpy", fastmath=_FM, cache=False)
@@ -415,17 +463,40 @@ def band_rows_vjp(zs, bs, coef, lo, hi, inv_s, perm, g):  # noqa: ANN001, ANN201
     gb = np.zeros((nb_, n))
     buf = np.empty(n)
     gbuf = np.empty(n)
-    for b in range(nb_):
-        pr, gzr, gbr = perm[b], gz[b], gb[b]
-        for i in range(m):
-            a, e = lo[b, i], hi[b, i]
-            tot = _row_probs(zs[b], bs[b], coef[i], a, e, inv_s, buf)
-            inv = 1.0 / tot
-            gr = g[b, i]
-            w = e - a + 1
-            for t in range(w):
-                gbuf[t] = gr[pr[a + t]]
-            p, gv = buf[:w], gbuf[:w]
-            _softmax_ds(p, gv, _dot(p, gv) * inv, inv)
-            _add_ds(p, coef[i] * inv_s, inv_s, gzr[a : e + 1], gbr[a : e + 1])
+    _band_vjp_range(zs, bs, coef, lo, hi, inv_s, perm, g, 0, nb_ * m, gz, gb, buf, gbuf)
+    return gz, gb
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False)
+def _sum_parts(part, out):  # noqa: ANN001, ANN202  # pragma: no cover - compiled
+    """``out = part.sum(0)`` (``part`` ``(threads, batch, n)``)."""
+    for b in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            acc = part[0, b, j]
+            for t in range(1, part.shape[0]):
+                acc += part[t, b, j]
+            out[b, j] = acc
+
+
+@nb.njit(error_model="numpy", fastmath=_FM, cache=False, parallel=True)
+def band_rows_vjp_parallel(zs, bs, coef, lo, hi, inv_s, perm, g, threads):  # noqa: ANN001, ANN201  # pragma: no cover
+    """:func:`band_rows_vjp` with the rows split into ``threads`` contiguous ranges, each with
+    private ``gz`` / ``gb`` accumulators (summed at the end)."""
+    nb_, m = lo.shape
+    n = zs.shape[1]
+    rows = nb_ * m
+    pz = np.zeros((threads, nb_, n))
+    pb = np.zeros((threads, nb_, n))
+    buf = np.empty((threads, n))
+    gbuf = np.empty((threads, n))
+    for t in nb.prange(threads):
+        r0 = (np.int64(t) * rows) // threads
+        r1 = ((np.int64(t) + 1) * rows) // threads
+        _band_vjp_range(
+            zs, bs, coef, lo, hi, inv_s, perm, g, r0, r1, pz[t], pb[t], buf[t], gbuf[t]
+        )
+    gz = np.empty((nb_, n))
+    gb = np.empty((nb_, n))
+    _sum_parts(pz, gz)
+    _sum_parts(pb, gb)
     return gz, gb

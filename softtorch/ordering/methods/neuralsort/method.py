@@ -16,12 +16,12 @@ the float cutoff, which the streamed path uses) but only ``O(n)`` memory:
 it and every ``n x n`` score matrix are evaluated in row blocks
 (:func:`softtorch.simplex.chunked_rows`) that backward recomputes.
 
-Large ``smooth`` inputs take streamed paths (:mod:`._stream` says when): ``B`` in one fused pass
+Large ``smooth`` inputs take streamed paths (:mod:`.._stream` says when): ``B`` in one fused pass
 over the pairs of the sorted scores, each pair once (and one in backward), and ``P @ x``, the
 ranks and requested rows of ``P`` on the band of each row outside which the dense softmax is
-exactly zero, without any ``n x n`` autograd tensor (:mod:`._neuralsort_stream`).
+exactly zero, without any ``n x n`` autograd tensor (:mod:`._smooth`).
 Large sparse-mode (``c0`` / ``c1`` / ``c2``) sorted values and ranks take the row windows of
-:mod:`._neuralsort_cstream` (``O(n * window)`` memory).
+:mod:`._sparse` (``O(n * window)`` memory).
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from typing import Any
 
 import torch
 
-from ..._sigmoidal_math import step
-from ...simplex import chunked_rows, project_simplex
-from .._base import RowsOrderingMethod, Softness, register
-from .._logspace import log_project_simplex
-from .._mask import counts, sentinel
-from . import _neuralsort_cstream as _cstream_ns
-from . import _neuralsort_stream as _stream_ns
-from ._stream import ALL_MODES, stream_softness, use_stream
+from ...._sigmoidal_math import step
+from ....simplex import chunked_rows, project_simplex
+from ..._base import RowsOrderingMethod, Softness, register
+from ..._logspace import log_project_simplex
+from ..._mask import counts, sentinel
+from .._stream import ALL_MODES, stream_softness, use_stream
+from . import _smooth as _stream_ns
+from . import _sparse as _cstream_ns
 
 
 def _split(softness: Softness) -> tuple[tuple[torch.Tensor, ...], bool]:
@@ -50,7 +50,7 @@ def _batch(z: torch.Tensor) -> int:
 
 def soft_abs_sums(z: torch.Tensor, softness: Softness, mode: str) -> torch.Tensor:
     r""":math:`B_k = \sum_j |z_k - z_j|_s` along the last axis (``O(n)`` memory)."""
-    if use_stream(mode, softness, z):  # smooth, large: fused passes (see ._stream)
+    if use_stream(mode, softness, z):  # smooth, large: fused passes (see .._stream)
         return _stream_ns.soft_abs_sums(z, stream_softness(softness))
     extra, has_s = _split(softness)
 
@@ -140,7 +140,7 @@ class NeuralSort(RowsOrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, rows=positions.shape[0]):  # banded rows (._stream)
+        if use_stream(mode, softness, z, rows=positions.shape[0]):  # banded rows (.._stream)
             p = _stream_ns.permutation_rows(z, positions, stream_softness(softness), descending)
             if p is not None:
                 return p
@@ -157,11 +157,11 @@ class NeuralSort(RowsOrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, x, modes=ALL_MODES):  # large: banded rows (._stream)
+        if use_stream(mode, softness, z, x, modes=ALL_MODES):  # large: banded rows (.._stream)
             s = stream_softness(softness)
             if mode == "smooth":
                 y = _stream_ns.values(z, x, s, descending)
-            else:  # sparse modes: row windows (._neuralsort_cstream)
+            else:  # sparse modes: row windows (._sparse)
                 y = _cstream_ns.values(z, x, s, mode, descending)
             if y is not None:
                 return y
@@ -179,13 +179,32 @@ class NeuralSort(RowsOrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        if use_stream(mode, softness, z, x):  # smooth, large: banded rows (see ._stream)
+        if use_stream(mode, softness, z, x):  # smooth, large: banded rows (see .._stream)
             pv = _stream_ns.permutation_with_values(z, x, stream_softness(softness), descending)
             if pv is not None:
                 return pv
         b = soft_abs_sums(z, softness, mode)
         pos = _arange(z.shape[-1], z)
         return _rows(z, b, pos, softness, mode, descending, weights=x, keep_rows=True)
+
+    def topk_permutation_with_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        pos = _arange(k, z)
+        if use_stream(mode, softness, z, x, rows=k):  # smooth, large: banded rows (.._stream)
+            s = stream_softness(softness)
+            pv = _stream_ns.permutation_with_values(z, x, s, True, pos)
+            if pv is not None:
+                return pv
+        b = soft_abs_sums(z, softness, mode)
+        return _rows(z, b, pos, softness, mode, True, weights=x, keep_rows=True)
 
     def rank(
         self,
@@ -196,11 +215,11 @@ class NeuralSort(RowsOrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, modes=ALL_MODES):  # large: banded rows (._stream)
+        if use_stream(mode, softness, z, modes=ALL_MODES):  # large: banded rows (.._stream)
             s = stream_softness(softness)
             if mode == "smooth":
                 r = _stream_ns.rank(z, s, descending)
-            else:  # sparse modes: row windows (._neuralsort_cstream)
+            else:  # sparse modes: row windows (._sparse)
                 r = _cstream_ns.rank(z, s, mode, descending)
             if r is not None:
                 return r

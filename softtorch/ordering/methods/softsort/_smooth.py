@@ -3,7 +3,8 @@ r"""SoftSort (``smooth``) without ``n x n`` autograd tensors: values, ranks and 
 With the anchors the sorted scores themselves, ``P @ x`` and the ranks are Laplace-kernel
 smoothings on the sorted points (:mod:`._laplace`, ``O(n)`` memory). A requested soft permutation
 ``P`` (``argsort``, ``sort`` with indices) is written row by row (CPU: one fused numba pass per
-row, :mod:`._softsort_numba`; elsewhere blocks of torch ops),
+row, :mod:`._numba`, rows split over torch's intra-op threads; elsewhere blocks of torch
+ops),
 :math:`P_{ij} = \exp(-|a_i - z_j| / s - \log D_i)` with the row normalisers
 :math:`D_i = \sum_j e^{-|a_i - z_j|/s}` from the same scans, and backward recomputes each block:
 with the incoming gradients ``G`` (of ``P``) and ``g`` (of ``y = P x``),
@@ -23,8 +24,9 @@ from typing import Any
 import torch
 from torch.autograd.function import once_differentiable
 
-from ...kernels import _kernel_guard
-from .. import _take
+from ....kernels import _kernel_guard
+from ... import _take
+from .._stream import run_kernel
 from ._laplace import BLOCK, kernel_sums, laplace_smooth
 
 _HAS_NUMBA = importlib.util.find_spec("numba") is not None
@@ -49,7 +51,7 @@ def _use_numba(t: torch.Tensor) -> bool:
 
 
 def _numba() -> Any:
-    return importlib.import_module("softtorch.ordering.methods._softsort_numba")
+    return importlib.import_module("softtorch.ordering.methods.softsort._numba")
 
 
 def _flat(t: torch.Tensor) -> Any:
@@ -99,6 +101,8 @@ def softsort_rank(
 
 #: Elements per row block of a written soft permutation (a cache-sized block).
 PERM_BLOCK: int = 1 << 16
+#: Elements of a written permutation from which its kernels run on several threads.
+PARALLEL_MIN: int = 1 << 16
 
 
 def _log_norms(z: torch.Tensor, softness: float, descending: bool, block: int) -> torch.Tensor:
@@ -133,7 +137,8 @@ def _fill(
 
     def kernel() -> None:
         rows = out.view(-1, *out.shape[-2:]).numpy()
-        _numba().perm_rows(_flat(a), _flat(z), _flat(ld), _scalar(inv_s, z), rows)
+        args = (_flat(a), _flat(z), _flat(ld), _scalar(inv_s, z), rows)
+        run_kernel(_numba(), "perm_rows", *args, work=out.numel(), min_work=PARALLEL_MIN)
 
     if not _use_numba(z):
         return torch_path()
@@ -166,7 +171,9 @@ def _perm_vjp(
 
     def kernel() -> tuple[torch.Tensor, torch.Tensor]:
         gg = g.to(z.dtype).reshape(-1, *g.shape[-2:]).numpy()  # any strides: no copy
-        ga, gz = _numba().perm_rows_vjp(_flat(a), _flat(z), _flat(ld), _scalar(inv_s, z), gg)
+        args = (_flat(a), _flat(z), _flat(ld), _scalar(inv_s, z), gg)
+        work = a.numel() * z.shape[-1]
+        ga, gz = run_kernel(_numba(), "perm_rows_vjp", *args, work=work, min_work=PARALLEL_MIN)
         return (
             torch.from_numpy(ga).reshape(a.shape).to(a.dtype),
             torch.from_numpy(gz).reshape(z.shape).to(z.dtype),

@@ -14,9 +14,9 @@ Large inputs are evaluated in row blocks (:func:`softtorch.simplex.chunked_rows`
 ranks never hold an ``n x n`` matrix for autograd, a returned ``P`` is the only ``n x n`` tensor.
 In ``smooth`` mode, large ``P @ x`` and ranks skip ``P`` altogether: the anchors are the sorted
 scores, so both are Laplace-kernel smoothings on sorted points, ``O(n)`` memory
-(:mod:`._softsort_stream`; when it applies: :mod:`._stream`). In the sparse modes the rows'
+(:mod:`._smooth`; when it applies: :mod:`.._stream`). In the sparse modes the rows'
 supports are windows of sorted points, so large ``P @ x`` and ranks are window sums and a
-requested ``P`` (or its rows) is written from the windows (:mod:`._softsort_cstream`), ``O(n)``
+requested ``P`` (or its rows) is written from the windows (:mod:`._sparse`), ``O(n)``
 autograd memory as well.
 """
 
@@ -26,13 +26,13 @@ from typing import Any
 
 import torch
 
-from ...simplex import chunked_rows, project_simplex
-from .. import _take
-from .._base import OrderingMethod, Softness, register
-from .._logspace import log_project_simplex
-from . import _softsort_cstream as _cstream_ss
-from . import _softsort_stream as _stream_ss
-from ._stream import ALL_MODES, stream_softness, use_stream
+from ....simplex import chunked_rows, project_simplex
+from ... import _take
+from ..._base import OrderingMethod, Softness, register
+from ..._logspace import log_project_simplex
+from .._stream import ALL_MODES, stream_softness, use_stream
+from . import _smooth as _stream_ss
+from . import _sparse as _cstream_ss
 
 
 def _distance_scores(rows: torch.Tensor, cols: torch.Tensor, softness: Softness) -> torch.Tensor:
@@ -79,6 +79,13 @@ def _soft_rows(
 def _sorted(z: torch.Tensor, descending: bool) -> torch.Tensor:
     """The hard sorted scores (the anchors; they keep their gradient)."""
     return _take.sort(z, descending=descending)[0]
+
+
+def _same_order(z: torch.Tensor, k: int) -> bool:
+    """Whether ``topk`` and the descending ``sort`` pick the same first ``k`` inputs (they may
+    order ties differently; the anchors then route their gradients to different inputs)."""
+    zd = z.detach()
+    return torch.equal(_take.topk(zd, k)[1], _take.sort(zd, descending=True)[1][..., :k])
 
 
 def _positions(n: int, like: torch.Tensor) -> torch.Tensor:
@@ -142,6 +149,23 @@ class SoftSort(OrderingMethod):
             return _cstream_ss.softsort_topk_permutation(z, k, s, mode)
         return _soft_rows(_take.topk(z, k)[0], z, softness, mode)
 
+    def topk_permutation_with_values(
+        self,
+        z: torch.Tensor,
+        x: torch.Tensor,
+        k: int,
+        softness: Softness,
+        mode: str,
+        *,
+        options: dict[str, Any] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        perm = self.topk_permutation(z, k, softness, mode, options=options)
+        if use_stream(mode, softness, z, x, rows=k, modes=ALL_MODES) and _same_order(z, k):
+            # large: the first k of the streamed values (O(n) memory, no k x n gradient)
+            y = self.permute_values(z, x, softness, mode, descending=True, options=options)
+            return perm, y[..., :k]
+        return perm, (perm @ x.unsqueeze(-1)).squeeze(-1)
+
     def argmax(
         self,
         z: torch.Tensor,
@@ -172,7 +196,7 @@ class SoftSort(OrderingMethod):
         descending: bool = False,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, x, modes=ALL_MODES):  # large: O(n) memory (._stream)
+        if use_stream(mode, softness, z, x, modes=ALL_MODES):  # large: O(n) memory (.._stream)
             s = stream_softness(softness)
             if mode == "smooth":
                 return _stream_ss.softsort_values(z, x, s, descending)
@@ -209,7 +233,7 @@ class SoftSort(OrderingMethod):
         descending: bool = True,
         options: dict[str, Any] | None = None,
     ) -> torch.Tensor:
-        if use_stream(mode, softness, z, modes=ALL_MODES):  # large: O(n) memory (._stream)
+        if use_stream(mode, softness, z, modes=ALL_MODES):  # large: O(n) memory (.._stream)
             s = stream_softness(softness)
             if mode == "smooth":
                 return _stream_ss.softsort_rank(z, s, descending)
