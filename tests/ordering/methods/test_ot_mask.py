@@ -11,7 +11,8 @@ import softtorch as st
 from softtorch.ordering._masked import Masked
 from softtorch.ordering.methods.ot import _autograd, _logplan
 from softtorch.ordering.methods.ot._layout import Layout, hard_beta
-from softtorch.ordering.methods.ot.method import OT, _hard_beta, ot_plan
+from softtorch.ordering.methods.ot._problem import _hard_beta
+from softtorch.ordering.methods.ot.method import OT, ot_plan
 
 TOL = dict(atol=1e-6, rtol=1e-6)
 MODES = ("smooth", "c0", "c1", "c2")

@@ -21,7 +21,8 @@ The formulation (marginals, cost, regularisers, anchors for sort / rank / top-k)
   output), with the implicit backward specialised to their rank-one upstream gradients.
 * :mod:`._compact`: sorted values and ranks of masked ops on the compacted per-row problems.
 * :mod:`._ops`: the solver and the backward Schur solve as ``torch.library`` custom ops.
-* :mod:`.method`: option parsing, :func:`ot_plan` and the :class:`OT` ordering method.
+* :mod:`._problem`: option parsing, the problem of one call and :func:`ot_plan` (solver dispatch).
+* :mod:`.method`: the formulation and the :class:`OT` ordering method (and its masked form).
 """
 
 from __future__ import annotations
