@@ -31,7 +31,7 @@ from torch import Tensor
 from .._checks import _is_compiling, forward_ad_active
 from .._sigmoidal_math import BAND
 from .._sigmoidal_math import SoftnessLike as Softness
-from . import composite
+from . import _kernel_guard, composite
 from .composite import ABS, CMP, EQ, GATED, NE, RAMP, SIGN, STEP
 
 BACKENDS: tuple[str, ...] = ("auto", "torch")
@@ -260,13 +260,15 @@ class _Clamp(torch.autograd.Function):
 
 class _Round(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, s: float, mode: str, r: int) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, s: float, mode: str, r: int, want_grad: bool
+    ) -> Tensor:
         out = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
         k, cut = _round_window(s, mode, r, nd)
+        ctx.der = None
         if mode == "smooth":
-            _run("round_smooth_fwd", x, _flat(x), _flat(out), nd(1.0 / s), _round_big(nd), r, k,
-                 nd(cut))
+            ctx.der = _round_smooth_fwd(x, out, s, r, want_grad)
         else:
             _run("round_fwd", x, _flat(x), _flat(out), ps, pw, _mt(mode), r, k, nd(cut))
         ctx.save_for_backward(x)
@@ -274,12 +276,20 @@ class _Round(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         s, mode, r = ctx.args
+        none4 = (None,) * 4
         if torch.is_grad_enabled():
             (gx,) = _composite_grads(lambda t: composite.round(t, s, mode, r), (x,), g)
-            return gx, None, None, None
+            return gx, *none4
+        # the forward's derivative, scaled in place by the first backward; a later backward
+        # (retain_graph) recomputes it with the same kernel (bitwise the same gradient)
+        der, ctx.der = ctx.der, None
+        if der is None and mode == "smooth" and not _kernel_guard.broken("smooth round"):
+            der = _round_smooth_fwd(x, torch.empty_like(x), s, r, True)
+        if der is not None:
+            return der.mul_(g), *none4
         ga, gt = _grad(g)
         gx = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
@@ -289,7 +299,7 @@ class _Round(torch.autograd.Function):
                  k, nd(cut), gt)
         else:
             _run("round_bwd", x, _flat(x), ga, _flat(gx), ps, pw, _mt(mode), r, k, nd(cut), gt)
-        return gx, None, None, None
+        return gx, *none4
 
 
 class _PairMax(torch.autograd.Function):
@@ -356,6 +366,39 @@ def pair_max(
 
 def _round_big(nd: type) -> Any:
     return nd(_kernels().ROUND_BIG[nd])
+
+
+def _run_round(name: str, like: Tensor, *args: Any) -> None:
+    """:func:`_run` for the kernels of :mod:`._numba_round`."""
+    mod = importlib.import_module("softtorch.kernels._numba_round")
+    mod.run(name, like.numel(), args, torch.get_num_threads())
+
+
+def _round_smooth_fwd(x: Tensor, out: Tensor, s: float, r: int, want_grad: bool) -> Tensor | None:
+    """``smooth`` soft round of ``x`` into ``out``; with ``want_grad`` also its derivative, from
+    the same exponentials (:mod:`._numba_round`), returned for the backward (else None).
+
+    The steps go in groups of four with one division (float32 values and every derivative) or in
+    pairs (:func:`._numba_kernels._round_smooth_fwd`: float64 values, and the fallback if the
+    grouped kernel fails to compile: then the backward recomputes the derivative)."""
+    nd = _np_dtype(x.dtype)
+    k, cut = _round_window(s, "smooth", r, nd)
+    args = (nd(1.0 / s), _round_big(nd), r, k, nd(cut))
+
+    def paired() -> None:
+        _run("round_smooth_fwd", x, _flat(x), _flat(out), *args)
+
+    def grouped() -> Tensor | None:
+        if not want_grad:
+            _run_round("round_smooth_fwd", x, _flat(x), _flat(out), *args)
+            return None
+        der = torch.empty_like(x)
+        _run_round("round_smooth_fwd_grad", x, _flat(x), _flat(out), _flat(der), *args)
+        return der
+
+    if not want_grad and x.dtype == torch.float64:
+        return paired()
+    return _kernel_guard.guarded("smooth round", grouped, paired, "the paired-step kernel")
 
 
 def _round_window(s: float, mode: str, r: int, nd: type) -> tuple[int, float]:
@@ -516,4 +559,6 @@ def round(x: Tensor, softness: Softness, mode: str, neighbor_radius: int = 5) ->
     if x.numel() == 0 or not use_kernel(softness, x):
         xc = x.float() if x.dtype in _HALF else x
         return composite.round(xc, softness, mode, neighbor_radius).to(x.dtype)
-    return _Round.apply(_prep(x), float(softness), mode, int(neighbor_radius)).to(x.dtype)
+    want_grad = torch.is_grad_enabled() and x.requires_grad
+    return _Round.apply(_prep(x), float(softness), mode, int(neighbor_radius), want_grad).to(
+        x.dtype)
