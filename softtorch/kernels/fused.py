@@ -378,9 +378,9 @@ def _round_smooth_fwd(x: Tensor, out: Tensor, s: float, r: int, want_grad: bool)
     """``smooth`` soft round of ``x`` into ``out``; with ``want_grad`` also its derivative, from
     the same exponentials (:mod:`._numba_round`), returned for the backward (else None).
 
-    The steps go in groups of four with one division (float32 values and every derivative) or in
-    pairs (:func:`._numba_kernels._round_smooth_fwd`: float64 values, and the fallback if the
-    grouped kernel fails to compile: then the backward recomputes the derivative)."""
+    The steps go in groups of four with one division (the same values with and without the
+    derivative); the fallback, if that kernel fails to compile, is the paired-step kernel
+    (:func:`._numba_kernels._round_smooth_fwd`; the backward then recomputes the derivative)."""
     nd = _np_dtype(x.dtype)
     k, cut = _round_window(s, "smooth", r, nd)
     args = (nd(1.0 / s), _round_big(nd), r, k, nd(cut))
@@ -396,8 +396,6 @@ def _round_smooth_fwd(x: Tensor, out: Tensor, s: float, r: int, want_grad: bool)
         _run_round("round_smooth_fwd_grad", x, _flat(x), _flat(out), _flat(der), *args)
         return der
 
-    if not want_grad and x.dtype == torch.float64:
-        return paired()
     return _kernel_guard.guarded("smooth round", grouped, paired, "the paired-step kernel")
 
 
