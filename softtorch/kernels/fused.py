@@ -3,7 +3,9 @@ r"""Fused elementwise relaxations: one ``torch.autograd.Function`` per family.
 Each Function's ``forward`` computes the result in one pass of a CPU kernel
 (:mod:`._numba_kernels`) and saves only its inputs; ``backward`` recomputes what it needs from
 them in one more pass. So a relaxation costs two passes over memory and one saved tensor per
-input, like the hard torch op, instead of a chain of temporaries.
+input, like the hard torch op, instead of a chain of temporaries. (``smooth`` round, whose steps
+are costly to recompute, also keeps the derivative its forward computed from the same
+exponentials; the first backward scales it in place.)
 
 Dispatch (:func:`use_kernel`): the kernels run for CPU float32 / float64 tensors (half precision
 is computed in float32 and cast back, non-contiguous inputs are copied) with a float softness.
