@@ -40,12 +40,16 @@ Families (value; derivative):
 :mod:`.fused` holds the autograd Functions and the entry points of the one-input families,
 :mod:`.fused_close` and :mod:`.fused_logic` those of isclose / eq and of the geometric AND,
 :mod:`.composite` the torch formulas (fallback, double backward, reference),
-:mod:`._numba_kernels` and :mod:`._numba_close` the CPU kernels (per-element math in
-:mod:`._numba_math`) and :mod:`.pool` a faster soft max pooling.
+:mod:`._numba_kernels`, :mod:`._numba_close` and :mod:`._numba_round` the CPU kernels
+(per-element math in :mod:`._numba_math`) and :mod:`.pool` a faster soft max pooling.
 
-``smooth`` round evaluates its steps in pairs, :math:`1/(1+a) + 1/(1+b) = (2 + a + b)/((1+a)(1+b))`
-(one division per two steps), and in float32 only the steps not within 1e-7 of 0 / 1
-(:math:`|z| < c s`, :math:`c = \min(20, 16.2 + \max(0, \ln(1/s)))`).
+``smooth`` round evaluates its steps in groups of four with one division
+(:math:`\sigma_t = R\prod_{u \ne t}(1 + a_u)`, :math:`R = 1/\prod_u (1 + a_u)`,
+:mod:`._numba_round`), and in float32 only the steps not within 1e-7 of 0 / 1
+(:math:`|z| < c s`, :math:`c = \min(20, 16.2 + \max(0, \ln(1/s)))`). ``smooth`` round and soft
+``eq`` / ``not_equal`` (every mode) write the derivative in the forward when a gradient will be
+needed; the backward scales it in place (round: one torch multiply; eq: one pass that also writes
+:math:`\partial_y = -\partial_x`).
 """
 
 from .fused import BACKENDS, binary, clamp, ramp, round, set_backend, unary, use_kernel

@@ -450,8 +450,10 @@ def _eq_smooth(x: Any, y: Any, tol_c: Any, inv_s: Any) -> tuple[Any, Any]:
     :math:`w = 2ze/(1+e) \in [0, 0.557]`, so
     :math:`v = 2\sigma(\tau/s - z + w) = 2e / (e + c\,e^{-w})` with the scalar
     :math:`c = e^{-\tau/s}` (``tol_c``, > 0) and :math:`e^{-w}` a short polynomial;
-    :math:`dv/dd = -2 e E q^2 \,\mathrm{sign}(d)(\tanh(z/2) + w/(1+e))/s`,
-    :math:`E = c\,e^{-w}`, :math:`q = 1/(e + E)` (no cancellation)."""
+    :math:`dv/dd = -2p(1 - p)\,\mathrm{sign}(d)(\tanh(z/2) + w/(1+e))/s` with
+    :math:`p = v/2 = e/(e + c\,e^{-w}) \le 1/2` where the derivative is not 0 (no cancellation
+    in :math:`1 - p`; the value shares no product with the derivative, so the kernels that also
+    write the derivative round the value the same way)."""
     zero, one, two = _c(x, 0), _c(x, 1), _c(x, 2)
     same = x == y
     d = zero if same else x - y
@@ -460,11 +462,10 @@ def _eq_smooth(x: Any, y: Any, tol_c: Any, inv_s: Any) -> tuple[Any, Any]:
     r1 = one / (one + e)
     t = e * r1
     w = zero if t == zero else two * z * t  # z = inf (d overflowed): e = 0, no inf * 0
-    big_e = tol_c * _exp_short(w)
-    q = one / (e + big_e)
-    v = two * e * q
+    p = e / (e + tol_c * _exp_short(w))
+    v = two * p
     live = not (v > one or same)
     sd = one if d > zero else (-one if d < zero else d)
-    gd = -(two * e * big_e * q * q * inv_s) * sd * ((one - e) * r1 + w * r1)
+    gd = -(two * p * (one - p) * inv_s) * sd * ((one - e) * r1 + w * r1)
     v = one if v > one else v
     return v, (gd if live else zero)

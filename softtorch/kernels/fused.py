@@ -3,7 +3,9 @@ r"""Fused elementwise relaxations: one ``torch.autograd.Function`` per family.
 Each Function's ``forward`` computes the result in one pass of a CPU kernel
 (:mod:`._numba_kernels`) and saves only its inputs; ``backward`` recomputes what it needs from
 them in one more pass. So a relaxation costs two passes over memory and one saved tensor per
-input, like the hard torch op, instead of a chain of temporaries.
+input, like the hard torch op, instead of a chain of temporaries. (``smooth`` round, whose steps
+are costly to recompute, also keeps the derivative its forward computed from the same
+exponentials; the first backward scales it in place.)
 
 Dispatch (:func:`use_kernel`): the kernels run for CPU float32 / float64 tensors (half precision
 is computed in float32 and cast back, non-contiguous inputs are copied) with a float softness.
@@ -31,7 +33,7 @@ from torch import Tensor
 from .._checks import _is_compiling, forward_ad_active
 from .._sigmoidal_math import BAND
 from .._sigmoidal_math import SoftnessLike as Softness
-from . import composite
+from . import _kernel_guard, composite
 from .composite import ABS, CMP, EQ, GATED, NE, RAMP, SIGN, STEP
 
 BACKENDS: tuple[str, ...] = ("auto", "torch")
@@ -275,13 +277,15 @@ class _Clamp(torch.autograd.Function):
 
 class _Round(torch.autograd.Function):
     @staticmethod
-    def forward(ctx: Any, x: Tensor, s: float, mode: str, r: int) -> Tensor:  # type: ignore[override]
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, s: float, mode: str, r: int, want_grad: bool
+    ) -> Tensor:
         out = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
         k, cut = _round_window(s, mode, r, nd)
+        ctx.der = None
         if mode == "smooth":
-            _run("round_smooth_fwd", x, _flat(x), _flat(out), nd(1.0 / s), _round_big(nd), r, k,
-                 nd(cut))
+            ctx.der = _round_smooth_fwd(x, out, s, r, want_grad)
         else:
             _run("round_fwd", x, _flat(x), _flat(out), ps, pw, _mt(mode), r, k, nd(cut))
         ctx.save_for_backward(x)
@@ -289,12 +293,20 @@ class _Round(torch.autograd.Function):
         return out
 
     @staticmethod
-    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, None, None]:  # type: ignore[override]
+    def backward(ctx: Any, g: Tensor) -> tuple[Tensor | None, None, None, None, None]:  # type: ignore[override]
         (x,) = ctx.saved_tensors
         s, mode, r = ctx.args
+        none4 = (None,) * 4
         if torch.is_grad_enabled():
             (gx,) = _composite_grads(lambda t: composite.round(t, s, mode, r), (x,), g)
-            return gx, None, None, None
+            return gx, *none4
+        # the forward's derivative, scaled in place by the first backward; a later backward
+        # (retain_graph) recomputes it with the same kernel (bitwise the same gradient)
+        der, ctx.der = ctx.der, None
+        if der is None and mode == "smooth" and not _kernel_guard.broken("smooth round"):
+            der = _round_smooth_fwd(x, torch.empty_like(x), s, r, True)
+        if der is not None:
+            return der.mul_(g), *none4
         ga, gt = _grad(g)
         gx = torch.empty_like(x)
         ps, pw, nd = _params(s, x.dtype)
@@ -304,7 +316,7 @@ class _Round(torch.autograd.Function):
                  k, nd(cut), gt)
         else:
             _run("round_bwd", x, _flat(x), ga, _flat(gx), ps, pw, _mt(mode), r, k, nd(cut), gt)
-        return gx, None, None, None
+        return gx, *none4
 
 
 class _PairMax(torch.autograd.Function):
@@ -371,6 +383,37 @@ def pair_max(
 
 def _round_big(nd: type) -> Any:
     return nd(_kernels().ROUND_BIG[nd])
+
+
+def _run_round(name: str, like: Tensor, *args: Any) -> None:
+    """:func:`_run` for the kernels of :mod:`._numba_round`."""
+    mod = importlib.import_module("softtorch.kernels._numba_round")
+    mod.run(name, like.numel(), args, torch.get_num_threads())
+
+
+def _round_smooth_fwd(x: Tensor, out: Tensor, s: float, r: int, want_grad: bool) -> Tensor | None:
+    """``smooth`` soft round of ``x`` into ``out``; with ``want_grad`` also its derivative, from
+    the same exponentials (:mod:`._numba_round`), returned for the backward (else None).
+
+    The steps go in groups of four with one division (the same values with and without the
+    derivative); the fallback, if that kernel fails to compile, is the paired-step kernel
+    (:func:`._numba_kernels._round_smooth_fwd`; the backward then recomputes the derivative)."""
+    nd = _np_dtype(x.dtype)
+    k, cut = _round_window(s, "smooth", r, nd)
+    args = (nd(1.0 / s), _round_big(nd), r, k, nd(cut))
+
+    def paired() -> None:
+        _run("round_smooth_fwd", x, _flat(x), _flat(out), *args)
+
+    def grouped() -> Tensor | None:
+        if not want_grad:
+            _run_round("round_smooth_fwd", x, _flat(x), _flat(out), *args)
+            return None
+        der = torch.empty_like(x)
+        _run_round("round_smooth_fwd_grad", x, _flat(x), _flat(out), _flat(der), *args)
+        return der
+
+    return _kernel_guard.guarded("smooth round", grouped, paired, "the paired-step kernel")
 
 
 def _round_window(s: float, mode: str, r: int, nd: type) -> tuple[int, float]:
@@ -531,4 +574,6 @@ def round(x: Tensor, softness: Softness, mode: str, neighbor_radius: int = 5) ->
     if x.numel() == 0 or not use_kernel(softness, x):
         xc = x.float() if x.dtype in _HALF else x
         return composite.round(xc, softness, mode, neighbor_radius).to(x.dtype)
-    return _Round.apply(_prep(x), float(softness), mode, int(neighbor_radius)).to(x.dtype)
+    want_grad = torch.is_grad_enabled() and x.requires_grad
+    return _Round.apply(_prep(x), float(softness), mode, int(neighbor_radius), want_grad).to(
+        x.dtype)

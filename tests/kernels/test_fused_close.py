@@ -1,7 +1,8 @@
 """The fused soft eq / not_equal / isclose kernel (softtorch.kernels.fused_close) against its
 composite torch formula and an independent reference: values and both gradients in float64
 (1e-12) and float32 (2e-6) over every mode and ``rtol`` (0, > 0, inf), broadcasting, infinities
-and NaN, double backward, a softness tensor, the parallel blocks and half precision."""
+and NaN, double backward, a softness tensor, the parallel blocks and half precision; eq's
+derivative written by the forward (retained graph, fallback)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import pytest
 import torch
 
 import softtorch as st
-from softtorch.kernels import composite, fused
+from softtorch.kernels import _kernel_guard, composite, fused
 from softtorch.kernels.composite import EQ, NE
 from softtorch.kernels.fused_close import close
 
@@ -191,3 +192,69 @@ def test_smooth_eq_both_kernels() -> None:
                 # the composite's gradient is NaN where x - y overflows (inf * 0), the kernels' 0
                 assert torch.isfinite(u).all() and (u[:2] == 0).all()
                 _same(u[2:], v[2:], 2e-6)
+
+
+@pytest.mark.parametrize("mode", ("smooth", "c1", "_c2_pnorm"))
+def test_eq_saved_derivative_paths(mode: str, monkeypatch) -> None:  # noqa: ANN001
+    """Soft eq / not_equal write dv/dx in the forward: the value without grad equals the value
+    with it (bitwise); the gradients with only x, only y or both requiring grad, and with y one
+    value (summed gradient), equal the composite's (float64, 1e-12); a retained graph's second
+    backward (recomputed derivative) equals the first bitwise; the double backward and the
+    recomputing fallback (the kernel marked broken) agree."""
+    g = torch.Generator().manual_seed(6)
+    x0 = torch.randn(300, generator=g, dtype=torch.float64)
+    y0 = x0 + 0.4 * torch.randn(300, generator=g, dtype=torch.float64)
+    y0[:3] = x0[:3]
+    w = torch.linspace(-1, 1, 300, dtype=torch.float64)
+    for op in (EQ, NE):
+        for yv, need in ((y0, (True, True)), (y0, (True, False)), (y0, (False, True)),
+                         (torch.tensor(0.3, dtype=torch.float64), (True, True))):
+            x = x0.clone().requires_grad_(need[0])
+            y = yv.clone().requires_grad_(need[1])
+            wrt = [t for t in (x, y) if t.requires_grad]
+            with torch.no_grad():
+                plain = close(x, y, S, mode, 0.0, 1e-3, op)
+            out = close(x, y, S, mode, 0.0, 1e-3, op)
+            assert torch.equal(plain, out.detach())
+            ref = composite.close(x, y, S, mode, 0.0, 1e-3, op)
+            g1 = torch.autograd.grad((out * w).sum(), wrt, retain_graph=True)
+            g2 = torch.autograd.grad((out * w).sum(), wrt, retain_graph=True)
+            for a, b, c in zip(g1, g2, torch.autograd.grad((ref * w).sum(), wrt)):
+                assert torch.equal(a, b)
+                _same(a, c, 1e-12)
+            g3 = torch.autograd.grad(out.sum(), wrt, create_graph=True)
+            g4 = torch.autograd.grad(out.sum(), wrt)
+            for a, b in zip(g3, g4):
+                _same(a.detach(), b, 1e-12)
+        monkeypatch.setattr(_kernel_guard, "_BROKEN", {"soft eq"})
+        x, y = x0.clone().requires_grad_(True), y0.clone().requires_grad_(True)
+        out = close(x, y, S, mode, 0.0, 1e-3, op)
+        ref = composite.close(x, y, S, mode, 0.0, 1e-3, op)
+        _same(out, ref, 1e-12)
+        for a, b in zip(_grads(out, x, y), _grads(ref, x, y)):
+            _same(a, b, 1e-12)
+        monkeypatch.undo()
+
+
+def test_eq_saved_derivative_parallel_blocks() -> None:
+    """Two threads over 70 000 elements (the prange blocks of the forward and of the scaling
+    backward) equal the composite, float32 and float64; infinities and NaN as the composite."""
+    g = torch.Generator().manual_seed(7)
+    x0 = torch.randn(70_000, generator=g, dtype=torch.float64)
+    y0 = x0 + 0.3 * torch.randn(70_000, generator=g, dtype=torch.float64)
+    x0[:4] = torch.tensor([INF, -INF, math.nan, 1.0], dtype=torch.float64)
+    y0[:4] = torch.tensor([INF, 1.0, 0.0, math.nan], dtype=torch.float64)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+            x = x0.to(dtype).requires_grad_(True)
+            y = y0.to(dtype).requires_grad_(True)
+            for mode in ("smooth", "c2"):
+                got = st.eq(x, y, S, mode)
+                ref = composite.close(x, y, S, mode, 0.0, 1e-10)
+                _same(got, ref, tol)
+                for a, b in zip(_grads(got, x, y), _grads(ref, x, y)):
+                    _same(a, b, tol)
+    finally:
+        torch.set_num_threads(threads)
