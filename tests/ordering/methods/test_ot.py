@@ -13,6 +13,7 @@ from softtorch.ordering._base import _REGISTRY
 from softtorch.ordering.methods.ot import OPTION_KEYS, OT, OTConvergenceWarning, ot_plan
 from softtorch.ordering.methods.ot import _linalg as _ot_linalg
 from softtorch.ordering.methods.ot import _ops as _ot_ops
+from softtorch.ordering.methods.ot import _problem as ot_problem
 from softtorch.ordering.methods.ot import _solver as _ot_solver
 from softtorch.ordering.methods.ot import method as ot_module
 
@@ -428,7 +429,8 @@ def test_custom_op_path_matches_eager(
     z = torch.rand(4, 12, dtype=dtype, generator=torch.Generator().manual_seed(21))
     z[2, 5] = math.nan
     eager = _values_and_grads(z, mode)
-    monkeypatch.setattr(ot_module, "_traced", lambda t: True)
+    for module in (ot_problem, ot_module):
+        monkeypatch.setattr(module, "is_traced", lambda t: True)
     traced = _values_and_grads(z, mode)
     tol = {"rtol": 1e-12, "atol": 1e-13} if dtype == torch.float64 else {}
     for o, e in zip(traced[0], eager[0]):
@@ -440,7 +442,8 @@ def test_custom_op_path_matches_eager(
 
 
 def test_custom_op_path_warns(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ot_module, "_traced", lambda t: True)
+    for module in (ot_problem, ot_module):
+        monkeypatch.setattr(module, "is_traced", lambda t: True)
     z = torch.rand(3, 30, generator=torch.Generator().manual_seed(9))
     for mode, key in (("smooth", "sinkhorn_max_iter"), ("c0", "lbfgs_max_iter")):
         with pytest.warns(OTConvergenceWarning, match="max_iter"):
@@ -454,7 +457,7 @@ def test_custom_ops_opcheck(kind: int, log: bool) -> None:
     a.requires_grad_()
     y = torch.linspace(-0.5, 0.5, 6, dtype=torch.float64)
     b = torch.ones(6, dtype=torch.float64)
-    beta0 = ot_module._hard_beta(-0.5 * a.detach(), y, b)
+    beta0 = ot_problem._hard_beta(-0.5 * a.detach(), y, b)
     what = "sinkhorn" if kind == 0 else "lbfgs"
     args = (a, y, b, kind, 1e-9, 200, what, beta0, "row" if kind == 3 else "col", log)
     torch.library.opcheck(_ot_ops._plan_op, args)

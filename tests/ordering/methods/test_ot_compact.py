@@ -10,6 +10,7 @@ from hypothesis import strategies as hs
 
 import softtorch as st
 from softtorch.ordering.methods.ot import _autograd, _dual, _solver, _span_numba
+from softtorch.ordering.methods.ot import _problem as ot_problem
 from softtorch.ordering.methods.ot import method as ot_method
 
 TOL = dict(atol=1e-6, rtol=1e-6)
@@ -113,7 +114,7 @@ def test_no_plan_is_formed(mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
 
     monkeypatch.setattr(_solver, "outer", boom)
     monkeypatch.setattr(_autograd, "outer", boom)
-    monkeypatch.setattr(ot_method, "OTPlan", None)
+    monkeypatch.setattr(ot_problem, "OTPlan", None)
     x, m = _batch([N, 17, 1, 0], N, 2)
     xr = x.clone().requires_grad_()
     kw = dict(softness=0.2, mode=mode, method="ot", mask=m)
