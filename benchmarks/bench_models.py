@@ -11,8 +11,10 @@ against the same step in plain torch (the baseline).
 Modes ``smooth`` / ``c0`` / ``c1`` / ``c2`` (softness 0.1); the quick run has tiny shapes and
 ``smooth`` / ``c1`` only. Rows ``...,fused`` run the same step with the fused relu kernel and the
 fast soft max-pool (``softtorch.kernels``) patched into the interception handlers for the
-duration of the step (a benchmark-only switch: the library does not use them yet). Run at 1 and
-2 threads (``run.py --threads``).
+duration of the step. The library now routes relu through the fused kernel and pooling through
+the fast route itself (``MaxPool2d(2)`` through the one-pass 2x2 kernel, which bypasses the patch),
+so these rows run the same kernels as the plain rows and serve as a consistency check. Run at 1
+and 2 threads (``run.py --threads``).
 """
 
 from __future__ import annotations
