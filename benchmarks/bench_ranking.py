@@ -16,15 +16,17 @@ r"""Ranking losses (issue 21): ``softtorch.losses.ndcg_loss`` vs an :math:`O(n^2
   several ``n x n`` buffers per list: at (64, 10,000) that is ~25 GB per buffer in float32,
   so the case is skipped when its predicted memory exceeds the budget (``--max-mem-gb``).
 
-* ``kendall_loss[<mode>]`` (issue 21): ``softtorch.losses.kendall_loss(pred, target,
-  mode=<mode>)`` at the default softness 0.1 on standardized scores, integer targets 0..4: the
-  numba band + count kernel, :math:`O(n \log n + P)` with :math:`P` the pairs closer than the
-  soft sign's band (``smooth``: 40 softness, near all pairs here; ``c1`` / ``c2``: 5 softness,
-  about a quarter of the pairs; ``c0`` the same band, or its Fenwick moment sweep when the band
-  is wide). ``kendall_loss[smooth,s=0.01]``: a narrower band. ``kendall_loss[smooth,torch]``:
-  the :math:`O(n^2)` torch fallback (``set_backend("torch")``), skipped above ``DENSE_PAIRS_MAX``
-  pairs. Baseline: the exact tau (``mode="hard"``, no gradient). Shapes (64, 1,000) and
-  (1, 100,000) (``--quick``: 4 x 16 and 1 x 64).
+* ``kendall_loss[<method>,<mode>]`` (issue 21): ``softtorch.losses.kendall_loss(pred, target,
+  mode=<mode>, method=<method>)``, integer targets 0..4, each method at its default softness.
+  ``fast_soft_sort`` (the default): the merge count on soft ranks, ``ceil(log2 n)`` batched
+  soft-rank calls, :math:`O(n \log^2 n)`. ``pairwise``: the soft sign of every pair at softness
+  0.1 on standardized scores, the numba band + count kernel, :math:`O(n \log n + P)` with
+  :math:`P` the pairs closer than the soft sign's band (``smooth``: 40 softness, near all pairs
+  here; ``c1``: 5 softness, about a quarter of the pairs); skipped above ``PAIRWISE_PAIRS_MAX``
+  pairs. ``kendall_loss[pairwise,smooth,torch]``: the :math:`O(n^2)` torch fallback
+  (``set_backend("torch")``), skipped above ``DENSE_PAIRS_MAX`` pairs. Baseline: the exact tau
+  (``mode="hard"``, no gradient). Shapes (64, 100 / 1,000 / 10,000) and (1, 100,000)
+  (``--quick``: 4 x 16 and 1 x 64).
 
 Baseline of every NDCG case: the exact NDCG@10 (``torch.sort`` + discount, no gradient). Relevance
 is an integer 0..4 (``exp2`` gains), scores float32 ``requires_grad``; batch 64 x n = 100, 1,000,
@@ -55,6 +57,8 @@ TAU = 1.0  # NeuralSort temperature
 DENSE_BUFFERS = 8
 #: The O(n^2) torch kendall_loss runs only up to this many (ordered) pairs per call.
 DENSE_PAIRS_MAX = 1e9
+#: The pairwise kendall_loss kernel runs only up to this many (ordered) pairs per call.
+PAIRWISE_PAIRS_MAX = 7e9
 
 
 def _discount(n: int, dtype: torch.dtype) -> torch.Tensor:
@@ -150,14 +154,14 @@ def _make_kendall(b: int, n: int, seed: int = 0):
     return make
 
 
-def _kendall(mode: str, softness: float = SOFTNESS, backend: str = "auto"):
+def _kendall(mode: str, method: str | None = None, backend: str = "auto"):
     def fn(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         import softtorch
         from softtorch.kernels.fused import set_backend
 
         set_backend(backend)
         try:
-            return softtorch.losses.kendall_loss(pred, target, mode=mode, softness=softness)
+            return softtorch.losses.kendall_loss(pred, target, mode=mode, method=method)
         finally:
             set_backend("auto")
 
@@ -166,16 +170,21 @@ def _kendall(mode: str, softness: float = SOFTNESS, backend: str = "auto"):
 
 def kendall_cases(quick: bool = False) -> list[dict[str, Any]]:
     """The ``kendall_loss`` rows (see the module docstring)."""
-    shapes = [(4, 16), (1, 64)] if quick else [(64, 1000), (1, 100_000)]
+    shapes = [(4, 16), (1, 64)] if quick else [(64, 100), (64, 1000), (64, 10000), (1, 100_000)]
     out: list[dict[str, Any]] = []
     for b, n in shapes:
         common = {"shape": f"{b}x{n}", "make": _make_kendall(b, n), "group": "kendall",
                   "baseline": _kendall("hard")}  # fmt: skip
-        for mode in ("smooth", "c2", "c0"):
-            out.append({"name": f"kendall_loss[{mode}]", "fn": _kendall(mode)} | common)
-        out.append({"name": "kendall_loss[smooth,s=0.01]", "fn": _kendall("smooth", 0.01)}
-                   | common)  # fmt: skip
-        dense = {"name": "kendall_loss[smooth,torch]", "fn": _kendall("smooth", backend="torch")}
+        for mode in ("smooth", "c1", "c0"):
+            out.append({"name": f"kendall_loss[fast_soft_sort,{mode}]",
+                        "fn": _kendall(mode, "fast_soft_sort")} | common)  # fmt: skip
+        for mode in ("smooth", "c1"):
+            row = {"name": f"kendall_loss[pairwise,{mode}]", "fn": _kendall(mode, "pairwise")}
+            if b * n * n > PAIRWISE_PAIRS_MAX:
+                row["skip"] = f"pairwise kernel: {b * n * n:.0e} pairs > {PAIRWISE_PAIRS_MAX:.0e}"
+            out.append(row | common)
+        dense = {"name": "kendall_loss[pairwise,smooth,torch]",
+                 "fn": _kendall("smooth", "pairwise", backend="torch")}  # fmt: skip
         if b * n * n > DENSE_PAIRS_MAX:
             dense["skip"] = f"O(n^2) torch fallback: {b * n * n:.0e} pairs > {DENSE_PAIRS_MAX:.0e}"
         out.append(dense | common)

@@ -17,9 +17,13 @@ of the ranks (the ranks themselves are those among all real entries of the list:
 how much an item's rank agreement counts, not whether it takes part in the ranking; use ``mask``
 to remove items). ``w = 1`` gives Spearman's rho.
 
-**Kendall.** :math:`\tau` compares every pair: with :math:`s^t_{ij} = \mathrm{sign}(t_i - t_j)`
-and the soft sign :math:`s^p_{ij} = 2\,\mathrm{sigmoidal}(z_i - z_j, \mathrm{softness},
-\mathrm{mode}) - 1` of the standardized predictions :math:`z` (the ordering ops'
+**Kendall.** :math:`\tau` compares every pair. ``kendall_loss`` has two relaxations. The default
+(``method`` an ordering method, ``fast_soft_sort`` unless given) counts the concordant pairs by a
+merge sort on the targets with soft ranks (:mod:`._merge`): exact as softness -> 0, :math:`\lceil
+\log_2 n \rceil` batched soft-rank calls per list (:math:`O(n \log^2 n)` with ``fast_soft_sort``),
+no per-item weights. ``method="pairwise"`` relaxes each pair's sign: with :math:`s^t_{ij} =
+\mathrm{sign}(t_i - t_j)` and the soft sign :math:`s^p_{ij} = 2\,\mathrm{sigmoidal}(z_i - z_j,
+\mathrm{softness}, \mathrm{mode}) - 1` of the standardized predictions :math:`z` (the ordering ops'
 standardization over the list's real entries; exact ``sign`` in ``hard`` mode), and pair weights
 :math:`w_i w_j`,
 
@@ -50,11 +54,13 @@ formula in row blocks, :math:`O(n \cdot \mathrm{block})` memory (recomputed in t
 pass).
 
 The denominator (the weight of the pairs with distinct targets) costs :math:`O(n \log n)`. For
-long lists use a small softness, ``mode="c0"`` or ``spearman_loss``.
+long lists with ``pairwise`` use a small softness or ``mode="c0"``.
 
-Both equal 1 - the exact correlation as softness -> 0 and lie in ``[0, 2]``. ``spearman_loss``
-defaults to ``softness=1.0`` like the retrieval losses (soft enough for ``fast_soft_sort`` ranks
-to have a gradient); ``kendall_loss``'s softness is the width of its soft sign on standardized
+Both equal 1 - the exact correlation as softness -> 0; ``spearman_loss`` and the pairwise
+``kendall_loss`` lie in ``[0, 2]`` (the merge relaxation's soft counts can leave their hard range
+slightly: -0.06 to 2.06 seen). ``spearman_loss`` and ``kendall_loss`` on soft ranks default to
+``softness=1.0`` like the retrieval losses (soft enough for ``fast_soft_sort`` ranks to have a
+gradient); the pairwise ``kendall_loss``'s softness is the width of its soft sign on standardized
 scores in ``(0, 1)`` and defaults to 0.1.
 """
 
@@ -62,6 +68,7 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import METHODS, check_choice
 from .._sigmoidal import SoftnessLike
 from ._common import (
     check_lists,
@@ -72,9 +79,29 @@ from ._common import (
     safe_div,
     soft_ranks,
 )
+from ._merge import merge_concordance
 from ._pairs import pair_sum, tie_free_weight
 
-__all__ = ["kendall_loss", "spearman_loss"]
+__all__ = ["PAIR_SOFTNESS", "RANK_SOFTNESS", "kendall_loss", "spearman_loss"]
+
+#: ``kendall_loss``'s default softness with soft ranks (as ``spearman_loss``'s).
+RANK_SOFTNESS: float = 1.0
+#: ``kendall_loss``'s default softness of the pairwise soft sign (standardized scores in (0, 1)).
+PAIR_SOFTNESS: float = 0.1
+#: ``kendall_loss``'s relaxations: the pairwise soft sign, or the soft ranks of a method.
+KENDALL_METHODS: tuple[str, ...] = ("pairwise", *METHODS)
+
+
+def _kendall_method(method: object, weights: torch.Tensor | None) -> str:
+    if method is None:
+        return "fast_soft_sort" if weights is None else "pairwise"
+    method_ = check_choice(method, KENDALL_METHODS, "method")
+    if weights is not None and method_ != "pairwise":
+        raise ValueError(
+            f"kendall_loss: per-item weights need method='pairwise' (pair weights w_i w_j are "
+            f"not a function of soft ranks), got method={method_!r}"
+        )
+    return method_
 
 
 def average_ranks(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -162,20 +189,20 @@ def kendall_loss(
     target: torch.Tensor,
     weights: torch.Tensor | None = None,
     mask: torch.Tensor | None = None,
-    softness: SoftnessLike = 0.1,
+    softness: SoftnessLike | None = None,
     mode: str = "smooth",
+    method: str | None = None,
     reduction: str = "mean",
     empty_target_action: str = "skip",
     standardize: bool = True,
 ) -> torch.Tensor:
-    r"""Soft Kendall loss :math:`1 - \tau_w` per list (formula in the module docstring).
+    r"""Soft Kendall loss :math:`1 - \tau_w` per list (formulas in the module docstring).
 
-    Cost per list (CPU, eager, numba installed): :math:`O(n \log n + P)` time and :math:`O(n)`
-    memory, :math:`P` the pairs closer than the soft sign's band (:math:`|z_i - z_j| <
-    5\,\mathrm{softness}` for ``c0`` / ``c1`` / ``c2``, :math:`40\,\mathrm{softness}` for
-    ``smooth``; the others count in :math:`O(n \log n)`); :math:`O(n \log n)` for ``hard``
-    and wide-band ``c0``. Elsewhere :math:`O(n^2)` time and :math:`O(n \cdot \mathrm{block})`
-    memory.
+    Two relaxations (``method``): the soft ranks of an ordering method counting the concordant
+    pairs of a merge sort on the targets (default ``fast_soft_sort``: :math:`O(n \log^2 n)` time,
+    :math:`O(n)` memory per list in every mode), or ``"pairwise"``, the soft sign of every pair
+    (:math:`O(n \log n + P)` on CPU with numba, :math:`P` the pairs closer than the soft sign's
+    band; the only one with per-item weights).
 
     Equals 1 - torchmetrics' ``kendall_rank_corrcoef`` (variant ``"b"``) of each list as
     softness -> 0 (predictions without ties).
@@ -186,8 +213,14 @@ def kendall_loss(
         weights: per-item weights ``>= 0`` (pair weight :math:`w_i w_j`), or None (all 1).
         mask: bool, broadcastable to ``pred``, ``True`` = a real entry; padded entries take no
             part (also not in the standardization) and get zero gradient. None: all real.
-        softness: width of the soft sign on the standardized predictions (> 0).
+        softness: softness of the soft ranks, or (``pairwise``) the width of the soft sign on
+            the standardized predictions (> 0). None: ``RANK_SOFTNESS`` (1.0, as
+            ``spearman_loss``) for the soft ranks, ``PAIR_SOFTNESS`` (0.1) for ``pairwise``.
         mode: ``hard``, ``smooth``, ``c0``, ``c1`` or ``c2`` (:func:`softtorch.sigmoidal`).
+        method: ``"pairwise"`` or an ordering method of :func:`softtorch.rank` (``softsort``,
+            ``neuralsort``, ``fast_soft_sort``, ``ot``, ``sorting_network``, ``perturbed``).
+            None: ``fast_soft_sort``, or ``pairwise`` when ``weights`` are given (pair weights
+            :math:`w_i w_j` have no soft-rank form; an ordering method with weights raises).
         reduction: ``"mean"`` (over the lists with a defined tau), ``"sum"`` or ``"none"``.
         empty_target_action: lists whose tau is undefined (no weighted pair with distinct
             targets): ``"skip"`` (loss 0, left out of the mean), ``"neg"`` (loss 1) or
@@ -200,6 +233,9 @@ def kendall_loss(
         ...              mode="hard")
         tensor(0.3333)
     """
+    method_ = _kendall_method(method, weights)
+    if softness is None:
+        softness = PAIR_SOFTNESS if method_ == "pairwise" else RANK_SOFTNESS
     mode_, softness_ = check_options(mode, softness, reduction, empty_target_action)
     x, t, mask_ = check_lists(pred, target, mask, ("pred", "target"))
     w = _weights(weights, x, mask_)
@@ -210,10 +246,14 @@ def kendall_loss(
     bad = ((torch.isnan(z) | torch.isnan(t)) & mask_).any(-1)
     z = torch.where(torch.isnan(z), zero, z)
     t = torch.where(torch.isnan(t), zero, t)
-    num = pair_sum(z, t, w, softness_, mode_)
+    distinct = tie_free_weight(t, w)
+    if method_ == "pairwise" or mode_ == "hard":
+        num = pair_sum(z, t, w, softness_, mode_)
+    else:  # sum of sign products = 4 C - T over the ordered pairs (._merge)
+        num = 4.0 * merge_concordance(z, t, mask_, softness_, mode_, method_) - distinct
     sw = w.sum(-1)
     pairs = sw * sw - w.square().sum(-1)
-    vv = tie_free_weight(t, w) * pairs
+    vv = distinct * pairs
     nan = torch.full((), float("nan"), dtype=vv.dtype, device=vv.device)
     vv = torch.where(bad, nan, vv)
     defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined

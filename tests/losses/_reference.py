@@ -154,3 +154,48 @@ def soft_kendall(
             tied += w[i] * w[j] * abs(st_)
             pairs += w[i] * w[j]
     return num / math.sqrt(tied * pairs)
+
+
+def soft_kendall_merge(
+    pred: torch.Tensor, target: torch.Tensor, softness: float, mode: str, method: str
+) -> float:  # fmt: skip
+    """Soft tau of one list by the merge count of ``kendall_loss``'s ordering methods, written
+    out: the recursive halving of the (target, score) order as Python index lists, each soft
+    rank taken by ``softtorch.rank`` on the subset alone (no mask, no padding)."""
+    x = pred.tolist()
+    n = len(x)
+    mu = sum(x) / n
+    sd = math.sqrt(sum((v - mu) ** 2 for v in x) / n + 1e-6)
+    z = [1.0 / (1.0 + math.exp(-(v - mu) / sd)) for v in x]
+    t = target.tolist()
+    order = sorted(range(n), key=lambda i: (t[i], z[i]))
+
+    def ranks(items: list[int]) -> dict[int, float]:
+        if len(items) == 1:
+            return {items[0]: 1.0}
+        v = torch.tensor([z[i] for i in items], dtype=torch.float64)
+        r = st.rank(v, dim=-1, softness=softness, mode=mode, method=method, descending=False,
+                    standardize=False)  # fmt: skip
+        return dict(zip(items, r.tolist()))
+
+    def concordant(block: list[int], width: int) -> float:
+        if len(block) < 2 or width < 2:
+            return 0.0
+        lower, upper = block[: width // 2], block[width // 2 :]
+        total = concordant(lower, width // 2) + concordant(upper, width // 2)
+        if not upper:
+            return total
+        bound = t[lower[-1]]
+        r_node, r_up = ranks(block), ranks(upper)
+        strict = [j for j in lower if t[j] < bound]
+        r_strict = ranks(strict + upper) if strict else r_up
+        for i in upper:
+            total += (r_node[i] if t[i] > bound else r_strict[i]) - r_up[i]
+        return total
+
+    size = 1
+    while size < n:
+        size *= 2
+    c = concordant(order, size)
+    distinct = sum(1 for i in range(n) for j in range(n) if t[i] != t[j])
+    return (4.0 * c - distinct) / math.sqrt(distinct * n * (n - 1))

@@ -5,6 +5,7 @@ nonzero gradients (float64 gradcheck), and rejects bad input with clear errors."
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import pytest
 import torch
@@ -62,8 +63,10 @@ def test_correlations_hard_limit_are_torchmetrics(mode: str) -> None:
     s, rel = lists()  # relevance has ties: torchmetrics averages them (Spearman) / tau-b
     got = L.spearman_loss(s, rel, softness=TINY, mode=mode, reduction="none")
     torch.testing.assert_close(got, 1 - per_list(ref.exact_spearman, s, rel), atol=1e-6, rtol=0)
-    got = L.kendall_loss(s, rel, softness=TINY, mode=mode, reduction="none")
-    torch.testing.assert_close(got, 1 - per_list(ref.exact_kendall, s, rel), atol=1e-6, rtol=0)
+    for method in ("fast_soft_sort", "pairwise", "neuralsort"):
+        got = L.kendall_loss(s, rel, softness=TINY, mode=mode, method=method, reduction="none")
+        want = 1 - per_list(ref.exact_kendall, s, rel)
+        torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -110,9 +113,13 @@ def test_soft_values_match_loops(mode: str, method: str) -> None:
             dtype=s.dtype,
         )  # fmt: skip
         torch.testing.assert_close(got, want)
-    kw.pop("method")
+    got = L.kendall_loss(s, rel, **kw)
+    want = torch.tensor([1 - ref.soft_kendall_merge(s[i], rel[i], soft, mode, method)
+                         for i in range(3)], dtype=s.dtype)  # fmt: skip
+    torch.testing.assert_close(got, want)
+    assert (got - L.kendall_loss(s, rel, mode="hard", reduction="none")).abs().max() > 1e-3
+    kw["method"] = "pairwise"
     for weights in (None, w):
-        got = L.kendall_loss(s, rel, weights=weights, **kw)
         want = torch.tensor(
             [1 - ref.soft_kendall(s[i], rel[i], None if weights is None else weights[i],
                                   0.1 * soft, mode) for i in range(3)],
@@ -157,7 +164,8 @@ def test_multilabel_topk_loss_trains_to_exact_top_k(mode: str) -> None:
 
 def test_weights_semantics() -> None:
     s, rel = lists(b=2, n=10, seed=3)
-    for loss in (L.spearman_loss, L.kendall_loss):
+    pairwise = partial(L.kendall_loss, method="pairwise")
+    for loss in (L.spearman_loss, pairwise):
         plain = loss(s, rel, reduction="none")
         # a constant weight is no weight; a zero weight drops the item from the correlation
         torch.testing.assert_close(loss(s, rel, weights=torch.full_like(s, 3.0), reduction="none"),
@@ -167,7 +175,7 @@ def test_weights_semantics() -> None:
         got = loss(s, rel, weights=w, mode="hard", reduction="none")
         keep = [i for i in range(10) if i != 4]
         want = loss(s[:, keep], rel[:, keep], mode="hard", reduction="none")
-        if loss is L.kendall_loss:  # pairs only: exactly the item removed
+        if loss is pairwise:  # pairs only: exactly the item removed
             torch.testing.assert_close(got, want)
         else:  # ranks are over all items; with the item dropped they shift by one above it
             assert not torch.allclose(got, plain)

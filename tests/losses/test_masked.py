@@ -71,7 +71,7 @@ def _check_padded(name: str, mode: str, method: str | None) -> None:
     torch.testing.assert_close(got, want, atol=1e-6, rtol=0)
 
 
-RANKED = [n for n in CASES if n != "kendall"]  # kendall_loss compares pairs: no method
+RANKED = list(CASES)  # kendall_loss: the merge count on the method's soft ranks
 
 
 @pytest.mark.parametrize("name", RANKED)
@@ -82,8 +82,9 @@ def test_padded_batch_equals_per_list(name: str, mode: str, method: str) -> None
 
 
 @pytest.mark.parametrize("mode", ["hard", "smooth", "c1"])
-def test_padded_kendall_equals_per_list(mode: str) -> None:
-    _check_padded("kendall", mode, None)
+@pytest.mark.parametrize("method", [None, "pairwise"])
+def test_padded_kendall_equals_per_list(mode: str, method: str | None) -> None:
+    _check_padded("kendall", mode, method)
 
 
 @pytest.mark.slow

@@ -69,7 +69,8 @@ def test_loss_equals_dense_implementation(mode: str, standardize: bool, backend:
             for soft in (0.05, 0.7):
                 kw = dict(softness=soft, mode=mode, standardize=standardize)
                 got = L.kendall_loss(x, t, weights=weights, mask=mask, reduction="none",
-                                     empty_target_action="neg", **kw)  # fmt: skip
+                                     empty_target_action="neg", method="pairwise",
+                                     **kw)  # fmt: skip
                 want = dense_kendall_loss(x, t, weights, mask, **kw)
                 want = torch.where(torch.isnan(want), 1.0, want)
                 torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
@@ -236,7 +237,7 @@ def test_kendall_loss_takes_the_kernel(monkeypatch: pytest.MonkeyPatch) -> None:
         L.kendall_loss(x.float(), t, weights=w.float(), mask=m, mode=mode)
     assert calls == MODES
     softness = torch.tensor(0.1)  # a tensor softness (its gradient): the dense path
-    L.kendall_loss(x, t, mode="c0", softness=softness.requires_grad_())
+    L.kendall_loss(x, t, mode="c0", softness=softness.requires_grad_(), method="pairwise")
     assert calls == MODES
 
 
@@ -247,5 +248,6 @@ def test_tie_free_weight_and_nan() -> None:
     torch.testing.assert_close(P.tie_free_weight(t, w), want, rtol=1e-12, atol=1e-12)
     x[0, 3] = float("nan")
     t[2, 5] = float("nan")
-    out = L.kendall_loss(x, t, mode="c0", reduction="none")
-    assert torch.isnan(out[0]) and torch.isnan(out[2]) and torch.isfinite(out[[1, 3, 4]]).all()
+    for method in ("pairwise", "fast_soft_sort"):
+        out = L.kendall_loss(x, t, mode="c0", method=method, reduction="none")
+        assert torch.isnan(out[0]) and torch.isnan(out[2]) and torch.isfinite(out[[1, 3, 4]]).all()
