@@ -25,7 +25,9 @@ r"""Ranking losses (issue 21): ``softtorch.losses.ndcg_loss`` vs an :math:`O(n^2
   here; ``c1``: 5 softness, about a quarter of the pairs); skipped above ``PAIRWISE_PAIRS_MAX``
   pairs. ``kendall_loss[pairwise,smooth,torch]``: the :math:`O(n^2)` torch fallback
   (``set_backend("torch")``), skipped above ``DENSE_PAIRS_MAX`` pairs. Baseline: the exact tau
-  (``mode="hard"``, no gradient). Shapes (64, 100 / 1,000 / 10,000) and (1, 100,000)
+  (``mode="hard"``, no gradient). ``...,continuous]``: real-valued targets (no ties: every node
+  of the merge counts; with graded targets the nodes inside one target group are skipped).
+  Shapes (64, 100 / 1,000 / 10,000) and (1, 100,000)
   (``--quick``: 4 x 16 and 1 x 64).
 
 Baseline of every NDCG case: the exact NDCG@10 (``torch.sort`` + discount, no gradient). Relevance
@@ -144,11 +146,14 @@ def _baseline(scores: torch.Tensor, rel: torch.Tensor, mask: torch.Tensor) -> to
     return exact_ndcg(scores, rel)
 
 
-def _make_kendall(b: int, n: int, seed: int = 0):
+def _make_kendall(b: int, n: int, seed: int = 0, continuous: bool = False):
     def make() -> tuple[torch.Tensor, ...]:
         gen = torch.Generator().manual_seed(seed)
         pred = torch.randn(b, n, generator=gen).requires_grad_(True)
-        target = torch.randint(0, 5, (b, n), generator=gen).float()
+        if continuous:
+            target = torch.randn(b, n, generator=gen)
+        else:
+            target = torch.randint(0, 5, (b, n), generator=gen).float()
         return pred, target
 
     return make
@@ -183,6 +188,9 @@ def kendall_cases(quick: bool = False) -> list[dict[str, Any]]:
             if b * n * n > PAIRWISE_PAIRS_MAX:
                 row["skip"] = f"pairwise kernel: {b * n * n:.0e} pairs > {PAIRWISE_PAIRS_MAX:.0e}"
             out.append(row | common)
+        cont = common | {"make": _make_kendall(b, n, continuous=True)}
+        out.append({"name": "kendall_loss[fast_soft_sort,smooth,continuous]",
+                    "fn": _kendall("smooth", "fast_soft_sort")} | cont)  # fmt: skip
         dense = {"name": "kendall_loss[pairwise,smooth,torch]",
                  "fn": _kendall("smooth", "pairwise", backend="torch")}  # fmt: skip
         if b * n * n > DENSE_PAIRS_MAX:
@@ -218,11 +226,11 @@ def summary(cases_: list[dict[str, Any]], results: list[Any]) -> list[str]:
     by = {(r.name, r.shape): r for r in results}
     lines = []
     for r in results:
-        if r.name == "kendall_loss[smooth,torch]":
-            ours = by.get(("kendall_loss[smooth]", r.shape))
+        if r.name.startswith("kendall_loss[pairwise,smooth"):
+            ours = by.get(("kendall_loss[fast_soft_sort,smooth]", r.shape))
             if ours and not r.skipped and not ours.skipped and r.fwdbwd_ms and ours.fwdbwd_ms:
-                lines.append(f"- {r.shape}: kendall_loss smooth, torch O(n^2) / kernel fwd+bwd "
-                             f"time {r.fwdbwd_ms / ours.fwdbwd_ms:.1f}x")  # fmt: skip
+                lines.append(f"- {r.shape}: {r.name} / kendall_loss (fast_soft_sort merge count) "
+                             f"fwd+bwd time {r.fwdbwd_ms / ours.fwdbwd_ms:.1f}x")  # fmt: skip
             continue
         if r.name != "neuralndcg_dense":
             continue

@@ -135,7 +135,8 @@ def soft_ranks(
     with zero gradient, to be masked out by the caller)."""
     kwargs = {"dim": -1, "softness": softness, "mode": mode, "method": method,
               "descending": descending, "standardize": standardize}  # fmt: skip
-    if not _is_compiling() and bool(mask.all()):  # (no graph break under torch.compile)
+    # (no graph break under torch.compile; no data-dependent branch under torch.func / vmap)
+    if not (_is_compiling() or torch._C._are_functorch_transforms_active()) and bool(mask.all()):
         return rank(x, **kwargs)
     r = rank(x, mask=mask, **kwargs)
     return torch.where(mask, r, torch.ones((), dtype=r.dtype, device=r.device))

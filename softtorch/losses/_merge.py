@@ -85,8 +85,7 @@ def _ranks(
     method: str,
 ) -> torch.Tensor:
     """Ascending soft ranks of each row's real entries; in eager mode only the ``rows`` (bool)
-    are ranked and the others hold 1 (under ``torch.compile`` all rows, no data-dependent
-    shapes)."""
+    are ranked and the others hold 1 (otherwise all rows)."""
     if not eager:
         return soft_ranks(x, m, softness, mode, method, False, descending=False)
     sel = rows.nonzero().squeeze(-1)
@@ -137,7 +136,9 @@ def merge_concordance(
     ms = _pad_to(m2.gather(-1, order), size, False)
     flags = [_level_flags(ts.reshape(-1, size >> lv), ms.reshape(-1, size >> lv))
              for lv in range(levels)]  # fmt: skip
-    eager = not _is_compiling()
+    # data-dependent row selection only in plain eager mode (not under torch.compile, whose
+    # shapes must not depend on data, nor under torch.func transforms: vmap has no nonzero)
+    eager = not (_is_compiling() or torch._C._are_functorch_transforms_active())  # torch internal
     upper_ranks: torch.Tensor | None = None  # node ranks of the level below (blocks of half size)
     for level in reversed(range(levels)):  # node size 2, 4, ..., size
         width = size >> level
@@ -161,45 +162,6 @@ def merge_concordance(
             inner = _ranks(x, keep, need, eager, softness, mode, method)
             use = tied & need[:, None]
             count = count + torch.where(use, inner[:, half:] - r_up, 0.0).sum(-1)
-        total = total + count.reshape(rows, -1).sum(-1)
-        upper_ranks = node
-    return total.reshape(lead)
-    levels = (n - 1).bit_length()
-    size = 1 << levels
-    u2, t2, m2 = u.reshape(rows, n), t.detach().reshape(rows, n), mask.reshape(rows, n)
-    order = _target_order(u2, t2, m2)
-    us = _pad_to(u2.gather(-1, order), size, 0.5)
-    ts = _pad_to(torch.where(m2, t2, torch.inf).gather(-1, order), size, torch.inf)
-    ms = _pad_to(m2.gather(-1, order), size, False)
-    eager = not _is_compiling()
-    upper_ranks: torch.Tensor | None = None  # node ranks of the level below (blocks of half size)
-    for level in reversed(range(levels)):  # node size 2, 4, ..., size
-        width = size >> level
-        half = width // 2
-        x = us.reshape(-1, width)
-        m = ms.reshape(-1, width)
-        tt = ts.reshape(-1, width)
-        node = soft_ranks(x, m, softness, mode, method, False, descending=False)
-        if upper_ranks is None:  # halves of one item: rank 1
-            r_up = torch.ones_like(node[:, half:])
-        else:
-            r_up = upper_ranks.reshape(-1, 2, half)[:, 1]
-        bound = tt[:, half - 1 : half]  # the largest target of the lower half
-        t_up, m_up = tt[:, half:], m[:, half:]
-        above = m_up & (t_up > bound)
-        tied = m_up & (t_up == bound)
-        count = torch.where(above, node[:, half:] - r_up, 0.0).sum(-1)
-        low_tied = m[:, :half] & (tt[:, :half] == bound)
-        # nodes whose boundary group has upper items and whose lower half has other items
-        need = tied.any(-1) & (m[:, :half] & ~low_tied).any(-1)
-        if not eager or bool(need.any()):
-            sel = need.nonzero().squeeze(-1) if eager else torch.arange(x.shape[0], device=x.device)
-            keep = m[sel].clone()
-            keep[:, :half] &= ~low_tied[sel]
-            inner = soft_ranks(x[sel], keep, softness, mode, method, False, descending=False)
-            use = tied[sel] & need[sel, None]
-            extra = torch.where(use, inner[:, half:] - r_up[sel], 0.0).sum(-1)
-            count = count.index_add(0, sel.to(count.device), extra)
         total = total + count.reshape(rows, -1).sum(-1)
         upper_ranks = node
     return total.reshape(lead)

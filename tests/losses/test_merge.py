@@ -165,3 +165,18 @@ def test_long_list_with_one_item_or_none() -> None:
         assert (out == 0).all()
     assert st.losses.kendall_loss(torch.tensor([1.0, 2.0]), torch.tensor([1.0, 2.0]),
                                   mode="hard") == 0  # fmt: skip
+
+
+def test_torch_func_transforms() -> None:
+    """vmap over lists equals the batched call; jacrev equals backward (no data-dependent
+    shapes under torch.func: every node is ranked)."""
+    x, t = _lists(3, 13, seed=4, levels=3)
+    m = torch.arange(13) < torch.tensor([[13], [7], [1]])
+    got = torch.func.vmap(lambda a, b, c: L.kendall_loss(a, b, mask=c, reduction="none"))(x, t, m)
+    want = L.kendall_loss(x, t, mask=m, reduction="none")
+    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    jac = torch.func.jacrev(lambda a: L.kendall_loss(a, t, mask=m, reduction="none"))(x)
+    for i in range(3):
+        xx = x.clone().requires_grad_(True)
+        L.kendall_loss(xx, t, mask=m, reduction="none")[i].backward()
+        torch.testing.assert_close(jac[i], xx.grad, rtol=0, atol=1e-12)
