@@ -28,7 +28,16 @@ import operator
 
 import torch
 
-from .._checks import MODES, _is_compiling, as_float, check_choice, check_mode, check_softness
+from .._checks import (
+    HALF_DTYPES,
+    MODES,
+    _is_compiling,
+    as_float,
+    check_choice,
+    check_mode,
+    check_softness,
+    upcast_half,
+)
 from .._sigmoidal import SoftnessLike, step
 from ..ordering import _mask as ordering_mask
 from ..ordering.ops import rank
@@ -48,6 +57,7 @@ __all__ = [
     "cutoff_width",
     "longer_than",
     "masked_standardize",
+    "out_dtype",
     "reduce_queries",
     "safe_div",
     "soft_ranks",
@@ -80,9 +90,16 @@ def check_lists(
             f"{names[1]} must have the shape of {names[0]}: got {tuple(yf.shape)} and "
             f"{tuple(xf.shape)}"
         )
+    xf = upcast_half(xf)[0]  # half inputs compute in float32 (see ``out_dtype``)
     if y_float:
         yf = yf.to(xf.dtype)
     return xf, yf, check_mask(mask, xf)
+
+
+def out_dtype(x: torch.Tensor) -> torch.dtype | None:
+    """The dtype a loss returns for the scores ``x``: ``x``'s for float16 / bfloat16 (computed
+    in float32, as the relaxations do), else None (the computed dtype)."""
+    return x.dtype if isinstance(x, torch.Tensor) and x.dtype in HALF_DTYPES else None
 
 
 def check_mask(mask: object, x: torch.Tensor) -> torch.Tensor:
@@ -194,17 +211,21 @@ def safe_div(num: torch.Tensor, den: torch.Tensor, ok: torch.Tensor) -> torch.Te
 
 
 def reduce_queries(
-    loss: torch.Tensor, defined: torch.Tensor, reduction: str, empty_target_action: str
+    loss: torch.Tensor,
+    defined: torch.Tensor,
+    reduction: str,
+    empty_target_action: str,
+    dtype: torch.dtype | None = None,
 ) -> torch.Tensor:
     """Per-query ``loss`` (shape ``(...)``) with ``empty_target_action`` applied to the queries
-    that are not ``defined``, reduced over queries by ``reduction``."""
+    that are not ``defined``, reduced over queries by ``reduction``, cast to ``dtype`` (if not
+    None) at the end."""
     fill = 1.0 if empty_target_action == "neg" else 0.0
     out = torch.where(defined, loss, fill)
-    if reduction == "none":
-        return out
     if reduction == "sum":
-        return out.sum()
-    if empty_target_action == "skip":
-        count = defined.sum().to(out.dtype).clamp_min(1.0)
-        return out.sum() / count
-    return out.sum() / max(out.numel(), 1)
+        out = out.sum()
+    elif reduction == "mean" and empty_target_action == "skip":
+        out = out.sum() / defined.sum().to(out.dtype).clamp_min(1.0)
+    elif reduction == "mean":
+        out = out.sum() / max(out.numel(), 1)
+    return out if dtype is None else out.to(dtype)

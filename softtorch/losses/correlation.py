@@ -75,6 +75,7 @@ from ._common import (
     check_options,
     check_values,
     masked_standardize,
+    out_dtype,
     reduce_queries,
     safe_div,
     soft_ranks,
@@ -181,7 +182,7 @@ def spearman_loss(
     defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined
     one = torch.ones((), dtype=vv.dtype, device=vv.device)
     rho = safe_div(cov, torch.sqrt(torch.where(defined, vv, one)), defined)
-    return reduce_queries(1.0 - rho, defined, reduction, empty_target_action)
+    return reduce_queries(1.0 - rho, defined, reduction, empty_target_action, out_dtype(pred))
 
 
 def kendall_loss(
@@ -259,4 +260,4 @@ def kendall_loss(
     defined = ~(vv <= 0)  # NaN (from NaN input) propagates instead of counting as undefined
     one = torch.ones((), dtype=vv.dtype, device=vv.device)
     tau = safe_div(num, torch.sqrt(torch.where(defined, vv, one)), defined)
-    return reduce_queries(1.0 - tau, defined, reduction, empty_target_action)
+    return reduce_queries(1.0 - tau, defined, reduction, empty_target_action, out_dtype(pred))

@@ -59,6 +59,7 @@ from ._common import (
     cutoff,
     cutoff_width,
     longer_than,
+    out_dtype,
     reduce_queries,
     safe_div,
     soft_ranks,
@@ -150,7 +151,7 @@ def ndcg_loss(
     idcg = (ideal * iw).sum(-1)
     defined = ~(idcg <= 0)  # NaN propagates instead of counting as undefined
     loss = 1.0 - safe_div(dcg, idcg, defined)
-    return reduce_queries(loss, defined, reduction, empty_target_action)
+    return reduce_queries(loss, defined, reduction, empty_target_action, out_dtype(scores))
 
 
 def map_loss(
@@ -217,4 +218,4 @@ def map_loss(
         ideal = cutoff(kk + 0.5 - pos, width, mode_, active)  # relevant items at 1..|R|
         count = torch.where(pos <= count.unsqueeze(-1), ideal, 0.0).sum(-1)
     ap = safe_div(torch.where(relevant, prec, 0.0).sum(-1), count, defined)
-    return reduce_queries(1.0 - ap, defined, reduction, empty_target_action)
+    return reduce_queries(1.0 - ap, defined, reduction, empty_target_action, out_dtype(scores))

@@ -42,6 +42,7 @@ from ._common import (
     cutoff,
     cutoff_width,
     longer_than,
+    out_dtype,
     reduce_queries,
     safe_div,
     soft_ranks,
@@ -103,7 +104,9 @@ def topk_mask(
     x, _, mask_ = check_lists(scores, scores, mask, ("scores", "scores"))
     kk = check_cutoff_k(k, x.shape[-1], allow_none=False)
     assert kk is not None
-    return _membership(x, mask_, kk, softness_, mode_, method, cutoff_softness, standardize)
+    out = _membership(x, mask_, kk, softness_, mode_, method, cutoff_softness, standardize)
+    dtype = out_dtype(scores)
+    return out if dtype is None else out.to(dtype)
 
 
 def multilabel_topk_loss(
@@ -156,4 +159,4 @@ def multilabel_topk_loss(
     best = (torch.sort(y, dim=-1, descending=True).values * ideal).sum(-1)
     defined = y.sum(-1) > 0
     recall = safe_div((y * m).sum(-1), best, defined)
-    return reduce_queries(1.0 - recall, defined, reduction, empty_target_action)
+    return reduce_queries(1.0 - recall, defined, reduction, empty_target_action, out_dtype(scores))

@@ -397,3 +397,21 @@ def test_sweep_methods(method: str, mode: str) -> None:
         fn(x, rel, softness=0.5, method=method, mode=mode).backward()
         assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0, name
         x.grad = None
+
+
+@pytest.mark.parametrize("name", list(LOSSES))
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_computes_in_float32(name: str, dtype: torch.dtype) -> None:
+    """Half inputs return half losses computed in float32 (a float16 pair count of 50 items
+    would overflow: 2450^2 > 65504), equal to the float32 loss to the half's rounding."""
+    s, rel = lists(b=4, n=50, seed=21)
+    want = LOSSES[name](s.float(), rel.float(), reduction="none")
+    x = s.to(dtype).requires_grad_(True)
+    got = LOSSES[name](x, rel.to(dtype), reduction="none")
+    assert got.dtype == dtype
+    tol = 4e-3 if dtype == torch.float16 else 3e-2
+    torch.testing.assert_close(got.float(), want, rtol=0, atol=tol)
+    got.sum().backward()
+    assert x.grad is not None and x.grad.dtype == dtype and torch.isfinite(x.grad).all()
+    mask = L.topk_mask(s.to(dtype), 3)
+    assert mask.dtype == dtype
