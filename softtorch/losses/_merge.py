@@ -26,8 +26,11 @@ and the result does not depend on the order of the items.
 
 Cost: one batched soft-rank call per level on :math:`N` positions per list (the upper halves'
 ranks :math:`r_B` are the next level's node ranks), plus the boundary sets :math:`V_i` of the
-nodes whose halves share a target: :math:`O(n \log^2 n)` time with ``fast_soft_sort``,
-:math:`O(n)` memory per level.
+nodes whose halves share a target: :math:`O(n \log^2 n)` time with ``fast_soft_sort`` and
+:math:`O(n)` memory per level, kept for the backward pass (:math:`O(n \log n)` in all). In eager
+mode a level ranks only the nodes that count something or are the upper half of one that does
+(graded targets leave out every node inside one target group) and have two real items; under
+``torch.compile`` and ``torch.func`` every node is ranked (no data-dependent shapes).
 """
 
 from __future__ import annotations

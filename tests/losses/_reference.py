@@ -128,16 +128,22 @@ def soft_spearman(
     return cov / math.sqrt(va * vb)
 
 
+def _standardized(pred: torch.Tensor) -> list[float]:
+    """The ordering ops' standardization of one list, sigmoid((x - mean) / sqrt(var + 1e-6))."""
+    x = pred.tolist()
+    n = len(x)
+    mu = sum(x) / n
+    sd = math.sqrt(sum((v - mu) ** 2 for v in x) / n + 1e-6)
+    return [1.0 / (1.0 + math.exp(-(v - mu) / sd)) for v in x]
+
+
 def soft_kendall(
     pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None, softness: float,
     mode: str,
 ) -> float:  # fmt: skip
     """Weighted soft tau over all ordered pairs, a double loop on the standardized predictions."""
-    x = pred.tolist()
-    n = len(x)
-    mu = sum(x) / n
-    sd = math.sqrt(sum((v - mu) ** 2 for v in x) / n + 1e-6)
-    z = [1.0 / (1.0 + math.exp(-(v - mu) / sd)) for v in x]
+    z = _standardized(pred)
+    n = len(z)
     t = target.tolist()
     w = [1.0] * n if weights is None else weights.tolist()
     num = tied = pairs = 0.0
@@ -162,11 +168,8 @@ def soft_kendall_merge(
     """Soft tau of one list by the merge count of ``kendall_loss``'s ordering methods, written
     out: the recursive halving of the (target, score) order as Python index lists, each soft
     rank taken by ``softtorch.rank`` on the subset alone (no mask, no padding)."""
-    x = pred.tolist()
-    n = len(x)
-    mu = sum(x) / n
-    sd = math.sqrt(sum((v - mu) ** 2 for v in x) / n + 1e-6)
-    z = [1.0 / (1.0 + math.exp(-(v - mu) / sd)) for v in x]
+    z = _standardized(pred)
+    n = len(z)
     t = target.tolist()
     order = sorted(range(n), key=lambda i: (t[i], z[i]))
 
