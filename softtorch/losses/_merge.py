@@ -153,16 +153,21 @@ def merge_concordance(
         if level > 0:
             parent = flags[level - 1][0].any(-1) | flags[level - 1][3]
             wanted = wanted | (parent.repeat_interleave(2) & _odd(x.shape[0], x.device))
-        node = _ranks(x, m, wanted & (m.sum(-1) >= 2), eager, softness, mode, method)
+        wanted = wanted & (m.sum(-1) >= 2)
+        tie_rows = not eager or bool(need.any())
+        if tie_rows:  # the node ranks and the boundary sets V_i in one call
+            keep = torch.cat([m[:, :half] & ~low_tied, m[:, half:]], dim=-1)
+            both = _ranks(torch.cat([x, x]), torch.cat([m, keep]), torch.cat([wanted, need]),
+                          eager, softness, mode, method)  # fmt: skip
+            node, inner = both[: x.shape[0]], both[x.shape[0] :]
+        else:
+            node = _ranks(x, m, wanted, eager, softness, mode, method)
         if upper_ranks is None:  # halves of one item: rank 1
             r_up = torch.ones_like(node[:, half:])
         else:
             r_up = upper_ranks.reshape(-1, 2, half)[:, 1]
         count = torch.where(above, node[:, half:] - r_up, 0.0).sum(-1)
-        if not eager or bool(need.any()):
-            keep = m.clone()
-            keep[:, :half] &= ~low_tied
-            inner = _ranks(x, keep, need, eager, softness, mode, method)
+        if tie_rows:
             use = tied & need[:, None]
             count = count + torch.where(use, inner[:, half:] - r_up, 0.0).sum(-1)
         total = total + count.reshape(rows, -1).sum(-1)
