@@ -154,3 +154,37 @@ def test_long_rows_with_ties_match_composite(op: str, dtype: torch.dtype) -> Non
         ga = torch.stack([ga[r][xs[r] == u].sum() for r in range(2) for u in xs[r].unique()])
         gb = torch.stack([gb[r][xs[r] == u].sum() for r in range(2) for u in xs[r].unique()])
     torch.testing.assert_close(ga, gb, rtol=tol, atol=tol * gb.abs().max().item())
+
+
+@pytest.mark.parametrize("op", ["sort", "rank"])
+@pytest.mark.parametrize("masked", [False, True])
+def test_state_is_saved_for_autograd(op: str, masked: bool) -> None:
+    """The kernels' arrays are saved tensors: saved-tensor hooks see them (checkpoint and
+    offloading work), and autograd frees them after the backward pass while the output lives."""
+    x = _x((4, 1000)).requires_grad_(True)
+    mask = (torch.arange(1000) < 700).expand(4, 1000) if masked else None
+
+    def f(a: torch.Tensor) -> torch.Tensor:
+        if op == "sort":
+            return st.sort(a, dim=-1, method="fast_soft_sort", softness=0.5, mask=mask).values
+        return st.rank(a, dim=-1, method="fast_soft_sort", softness=0.5, mask=mask)
+
+    seen: list[int] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        seen.append(t.numel())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        y = f(x)
+    assert sum(n for n in seen if n >= 4000) >= 5 * 4000  # x and at least four (4, n) arrays
+    g = torch.randn_like(y)
+    (want,) = torch.autograd.grad(y, x, g, retain_graph=True)
+    (got,) = torch.autograd.grad(y, x, g)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="second time"):
+        torch.autograd.grad(y, x, g)  # freed after a backward without retain_graph
+    ck = torch.utils.checkpoint.checkpoint(f, x, use_reentrant=False)
+    torch.testing.assert_close(ck, y.detach(), rtol=0, atol=0)
+    (gck,) = torch.autograd.grad(ck, x, g)
+    torch.testing.assert_close(gck, want, rtol=0, atol=0)

@@ -204,6 +204,22 @@ def _guarded_grad(family: str, kernel: Any, fallback: Any) -> torch.Tensor:
     return _kernel_guard.guarded(family + " backward", kernel, fallback, "the composite gradient")
 
 
+def _save(
+    ctx: Any, x: torch.Tensor, mask: torch.Tensor | None, masked: bool, arrays: tuple[Any, ...]
+) -> None:
+    """Keep ``x``, ``mask`` and the kernel's numpy arrays for the backward pass as saved tensors
+    (zero-copy ``torch.from_numpy``): autograd frees them once the backward pass has run, and
+    saved-tensor hooks (``torch.utils.checkpoint``, offloading) see them."""
+    ctx.save_for_backward(x, mask, *(torch.from_numpy(a) for a in arrays))
+    ctx.masked = masked
+
+
+def _saved(ctx: Any) -> tuple[torch.Tensor, torch.Tensor | None, tuple[Any, ...]]:
+    """``(x, mask, arrays)`` as kept by :func:`_save` (the arrays as numpy views)."""
+    x, mask, *kept = ctx.saved_tensors
+    return x, mask, tuple(t.numpy() for t in kept)
+
+
 class FusedSort(torch.autograd.Function):
     """Soft sorted values of the rows of ``x`` (R, n), standardization and inverse map fused;
     with ``mask`` (R, n) bool, of each row's real entries (positions ``>= c`` are 0)."""
@@ -264,22 +280,21 @@ class FusedSort(torch.autograd.Function):
                 k.sort_fwd_par(*args, *_scratch(chunks, n))
         else:
             k.sort_fwd_serial(*args, *_scratch(1, n))
-        ctx.save_for_backward(x)
-        ctx.mask = mask
-        ctx.arrays = (perm, o, pi, aux, blk, w, ds, stats, masked, cnt)
+        _save(ctx, x, mask, masked, (perm, o, pi, aux, blk, w, ds, stats, cnt))
         ctx.cfg = (eps, mode, descending, standardize, reg, lo, hi)
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
+        x, mask, arrays = _saved(ctx)
         eps, mode, descending, standardize, reg, lo, hi = ctx.cfg
         if torch.is_grad_enabled():  # create_graph=True: differentiable composite gradient
             with torch.enable_grad():
-                y = _composite_sort(x, eps, mode, descending, standardize, ctx.mask)
+                y = _composite_sort(x, eps, mode, descending, standardize, mask)
                 (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
             return gx, None, None, None, None, None
-        perm, o, pi, aux, blk, w, ds, stats, masked, cnt = ctx.arrays
+        perm, o, pi, aux, blk, w, ds, stats, cnt = arrays
+        masked = ctx.masked
         k = _kernels()
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
@@ -299,7 +314,7 @@ class FusedSort(torch.autograd.Function):
             return torch.from_numpy(gx)
 
         def fallback() -> torch.Tensor:
-            return _composite_grad(_composite_sort, x, gy, (*ctx.cfg[:4], ctx.mask))
+            return _composite_grad(_composite_sort, x, gy, (*ctx.cfg[:4], mask))
 
         return _guarded_grad("fused sort", kernel, fallback), None, None, None, None, None
 
@@ -343,22 +358,21 @@ class FusedRank(torch.autograd.Function):
                 k.rank_fwd_par(*args, *_scratch(chunks, n))
         else:
             k.rank_fwd_serial(*args, *_scratch(1, n))
-        ctx.save_for_backward(x)
-        ctx.mask = mask
-        ctx.arrays = (perm, pi, aux, blk, stats, s, masked, cnt)
+        _save(ctx, x, mask, masked, (perm, pi, aux, blk, stats, s, cnt))
         ctx.cfg = (eps, mode, descending, standardize, reg)
         return torch.from_numpy(out)
 
     @staticmethod
     def backward(ctx: Any, gy: torch.Tensor) -> tuple[Any, ...]:  # type: ignore[override]
-        (x,) = ctx.saved_tensors
+        x, mask, arrays = _saved(ctx)
         eps, mode, descending, standardize, reg = ctx.cfg
         if torch.is_grad_enabled():
             with torch.enable_grad():
-                y = _composite_rank(x, eps, mode, descending, standardize, ctx.mask)
+                y = _composite_rank(x, eps, mode, descending, standardize, mask)
                 (gx,) = torch.autograd.grad(y, x, gy, create_graph=True)
             return gx, None, None, None, None, None
-        perm, pi, aux, blk, stats, s, masked, cnt = ctx.arrays
+        perm, pi, aux, blk, stats, s, cnt = arrays
+        masked = ctx.masked
         k = _rank_kernels()
         xn = x.detach().contiguous().numpy()
         rows, n = xn.shape
@@ -378,7 +392,7 @@ class FusedRank(torch.autograd.Function):
             return torch.from_numpy(gx)
 
         def fallback() -> torch.Tensor:
-            return _composite_grad(_composite_rank, x, gy, (*ctx.cfg[:4], ctx.mask))
+            return _composite_grad(_composite_rank, x, gy, (*ctx.cfg[:4], mask))
 
         return _guarded_grad("fused rank", kernel, fallback), None, None, None, None, None
 
