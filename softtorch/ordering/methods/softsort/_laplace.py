@@ -127,28 +127,36 @@ def kernel_sums(
     return lft.gather(-1, e_idx) + strict_r, strict_l - strict_r
 
 
+def _work(u: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(u, w)`` detached in the work dtype, ``w`` expanded to ``u``'s shape."""
+    wd = _work_dtype(u)
+    ud = u.detach().to(wd)
+    return ud, w.detach().to(wd).expand_as(ud)
+
+
 class _LaplaceSmooth(torch.autograd.Function):
-    """``y = (K w) / (K 1)`` on sorted ``u``; saves ``u``, ``w`` and ``O(n)`` sums only."""
+    """``y = (K w) / (K 1)`` on sorted ``u``; saves ``u``, ``w`` and ``O(n)`` sums only (saved
+    tensors: freed after backward, seen by saved-tensor hooks)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, u: torch.Tensor, w: torch.Tensor, inv_s: float, block: int
     ) -> torch.Tensor:
-        wd = _work_dtype(u)
-        ud, wd_ = u.detach().to(wd), w.detach().to(wd)
-        v = torch.stack((wd_.expand_as(ud), torch.ones_like(ud)), dim=-2)
+        ud, wd = _work(u, w)
+        v = torch.stack((wd, torch.ones_like(ud)), dim=-2)
         k_v, ks_v = kernel_sums(ud, v, inv_s, block)
         y = k_v[..., 0, :] / k_v[..., 1, :]
-        ctx.save_for_backward(u, w)
-        ctx.sums = (ud, wd_.expand_as(ud), k_v[..., 1, :], y, ks_v)
+        ctx.save_for_backward(u, w, k_v, ks_v)  # y is recomputed from k_v (not an output alias)
         ctx.inv_s, ctx.block = inv_s, block
         return y.to(u.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        u, w = ctx.saved_tensors
-        ud, wd, den, y, ks_v = ctx.sums
+        u, w, k_v, ks_v = ctx.saved_tensors
+        ud, wd = _work(u, w)
+        den = k_v[..., 1, :]
+        y = k_v[..., 0, :] / den
         gd = g.to(ud.dtype)
         a = gd / den
         b = -a * y

@@ -60,6 +60,11 @@ def _numba() -> Any:
     return importlib.import_module("softtorch.ordering.methods.softsort._sparse_numba")
 
 
+def _f64(t: torch.Tensor) -> torch.Tensor:
+    """``t`` detached, float64 and contiguous (the kernels' input; a view when it already is)."""
+    return t.detach().to(torch.float64).contiguous()
+
+
 def _use_numba(u: torch.Tensor) -> bool:
     dtype_ok = u.dtype in (torch.float32, torch.float64)
     return _backend == "auto" and _HAS_NUMBA and u.device.type == "cpu" and dtype_ok
@@ -125,17 +130,16 @@ def _torch_vjp(
 
 class _WindowSmooth(torch.autograd.Function):
     """``y_m = sum_j Pi(-|u_m - u_j| / s)_j w_j`` on ascending ``u`` (batch, n); saves ``u``,
-    ``w`` and, with the kernel, the ``O(n)`` window limits and thresholds."""
+    ``w`` and, with the kernel, the ``O(n)`` window limits and thresholds (all saved tensors:
+    freed after backward, seen by saved-tensor hooks)."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, u: torch.Tensor, w: torch.Tensor, softness: float, mode: str
     ) -> torch.Tensor:
         ctx.softness, ctx.mode = softness, mode
-        ctx.state = None
         if _use_numba(u):
-            ud = u.detach().to(torch.float64).contiguous()
-            wd = w.detach().to(torch.float64).contiguous()
+            ud, wd = _f64(u), _f64(w)
 
             def kernel() -> tuple[torch.Tensor, ...]:
                 out = _numba().window_values(ud.numpy(), wd.numpy(), 1.0 / softness, EXPONENT[mode])
@@ -143,9 +147,8 @@ class _WindowSmooth(torch.autograd.Function):
 
             res = _kernel_guard.guarded(_FAMILY, kernel, lambda: None, "the torch path")
             if res is not None:
-                y, *rest = res
-                ctx.state = (ud, wd, *rest)
-                ctx.save_for_backward(u, w)
+                y, *rest = res  # rest: lo, hi, lam, wbar
+                ctx.save_for_backward(u, w, *rest)
                 return y.to(u.dtype)
         with torch.no_grad():
             y = _torch_values(u.detach(), w.detach(), softness, mode)
@@ -155,17 +158,17 @@ class _WindowSmooth(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        u, w = ctx.saved_tensors
-        if ctx.state is not None:
-            ud, wd, lo, hi, lam, wbar = ctx.state
-            gd = g.detach().to(torch.float64).contiguous().numpy()
+        u, w, *state = ctx.saved_tensors
+        if state:
+            lo, hi, lam, wbar = (t.numpy() for t in state)
+            ud, wd = _f64(u).numpy(), _f64(w).numpy()
+            gd = _f64(g).numpy()
             e = EXPONENT[ctx.mode]
 
             def kernel() -> tuple[torch.Tensor, torch.Tensor]:
                 gu, gw = _numba().window_values_vjp(
-                    ud.numpy(), wd.numpy(), gd, lo.numpy(), hi.numpy(), lam.numpy(),
-                    wbar.numpy(), 1.0 / ctx.softness, e,
-                )  # fmt: skip
+                    ud, wd, gd, lo, hi, lam, wbar, 1.0 / ctx.softness, e
+                )
                 return torch.from_numpy(gu).to(u.dtype), torch.from_numpy(gw).to(w.dtype)
 
             def fallback() -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,7 +303,7 @@ def _torch_rows_vjp(
 class _WindowRows(torch.autograd.Function):
     """Rows ``rows`` of ``Pi(-|a_i - u_:| / s)`` on ascending ``u`` (batch, n) with the anchors
     ``a_i = u[rows[i]]`` (equal values, their own gradient path), columns in the original order
-    ``perm``; saves ``u`` and ``O(rows)`` window data, no ``n x n`` tensor."""
+    ``perm``; saves ``u`` and ``O(rows)`` window data (saved tensors), no ``n x n`` tensor."""
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -308,10 +311,8 @@ class _WindowRows(torch.autograd.Function):
         softness: float, mode: str,
     ) -> torch.Tensor:  # fmt: skip
         ctx.softness, ctx.mode = softness, mode
-        ctx.state = None
-        ctx.save_for_backward(u, perm, rows)
         if _use_numba(u):
-            ud = u.detach().to(torch.float64).contiguous()
+            ud = _f64(u)
             pn, rn = perm.contiguous().numpy(), rows.contiguous().numpy()
 
             out = u.new_zeros(u.shape[0], rows.shape[0], u.shape[1])
@@ -323,30 +324,32 @@ class _WindowRows(torch.autograd.Function):
 
             res = _kernel_guard.guarded(_FAMILY, kernel, lambda: None, "the torch path")
             if res is not None:
-                ctx.state = (ud, pn, rn, *res)
+                ctx.save_for_backward(u, perm, rows, *res)  # res: lo, hi, lam
                 return out
+        ctx.save_for_backward(u, perm, rows)
         with torch.no_grad():
             return _torch_rows(u.detach(), perm, rows, softness, mode)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        u, perm, rows = ctx.saved_tensors
+        u, perm, rows, *state = ctx.saved_tensors
 
         def fallback() -> tuple[torch.Tensor, torch.Tensor]:
             return _torch_rows_vjp(u.detach(), perm, rows, g, ctx.softness, ctx.mode)
 
-        if ctx.state is None:
+        if not state:
             gu, ga = fallback()
         else:
-            ud, pn, rn, lo, hi, lam = ctx.state
+            lo, hi, lam = (t.numpy() for t in state)
+            ud = _f64(u).numpy()
+            pn, rn = perm.contiguous().numpy(), rows.contiguous().numpy()
             gd = g.detach().contiguous().numpy()  # read in its own dtype (no n x n copy)
 
             def kernel() -> tuple[torch.Tensor, torch.Tensor]:
                 gu, ga = _numba().window_rows_vjp(
-                    ud.numpy(), rn, pn, gd, lo.numpy(), hi.numpy(), lam.numpy(),
-                    1.0 / ctx.softness, EXPONENT[ctx.mode],
-                )  # fmt: skip
+                    ud, rn, pn, gd, lo, hi, lam, 1.0 / ctx.softness, EXPONENT[ctx.mode]
+                )
                 return torch.from_numpy(gu).to(u.dtype), torch.from_numpy(ga).to(u.dtype)
 
             gu, ga = _kernel_guard.guarded(_FAMILY, kernel, fallback, "the torch path")
