@@ -223,7 +223,8 @@ def soft_abs_sums(z: torch.Tensor, softness: float) -> torch.Tensor:
 
 
 class _Plan:
-    """Detached float64 data of one streamed call: sorted scores, sums, bands."""
+    """Detached float64 data of one streamed call: sorted scores, sums, bands (``width``: the
+    widest band, measured when None)."""
 
     def __init__(
         self,
@@ -234,10 +235,13 @@ class _Plan:
         lo: torch.Tensor,
         hi: torch.Tensor,
         inv_s: float,
+        width: int | None = None,
     ) -> None:
         self.zs, self.perm, self.bs, self.coef = zs, perm, bs, coef
         self.lo, self.hi, self.inv_s = lo, hi, inv_s
-        self.width = int((hi - lo).amax()) + 1 if lo.numel() else 1
+        if width is None:
+            width = int((hi - lo).amax()) + 1 if lo.numel() else 1
+        self.width = width
 
     def blocks(self) -> list[tuple[int, int]]:
         m = self.coef.shape[-1]
@@ -391,6 +395,20 @@ def _band_colsums_vjp(
     return _guarded(pl, kernel, torch_path)
 
 
+def _save(ctx: Any, pl: _Plan, *tensors: torch.Tensor | None) -> None:
+    """Keep ``tensors`` and the plan's tensors for the backward pass as saved tensors (freed
+    once the backward pass has run; saved-tensor hooks such as ``torch.utils.checkpoint`` and
+    offloading see them), only the plan's Python numbers on ``ctx``."""
+    ctx.save_for_backward(*tensors, pl.zs, pl.perm, pl.bs, pl.coef, pl.lo, pl.hi)
+    ctx.inv_s, ctx.width = pl.inv_s, pl.width
+
+
+def _saved(ctx: Any) -> tuple[list[torch.Tensor], _Plan]:
+    """``(tensors, plan)`` as kept by :func:`_save`."""
+    *kept, zs, perm, bs, coef, lo, hi = ctx.saved_tensors
+    return kept, _Plan(zs, perm, bs, coef, lo, hi, ctx.inv_s, ctx.width)
+
+
 class _Values(torch.autograd.Function):
     """``y = P x`` on the bands (rows: sorted positions, ``y`` in sorted order)."""
 
@@ -398,16 +416,14 @@ class _Values(torch.autograd.Function):
     def forward(ctx: Any, z: torch.Tensor, x: torch.Tensor, pl: _Plan) -> torch.Tensor:  # type: ignore[override]
         xs = x.detach().to(torch.float64).gather(-1, pl.perm)
         y = _band_values(pl, xs)
-        ctx.save_for_backward(z, x)
-        ctx.pl, ctx.xs, ctx.y = pl, xs, y
+        _save(ctx, pl, z, x, xs, y)
         return y.to(x.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        z, x = ctx.saved_tensors
-        pl = ctx.pl
-        gxs, gzs, gbs = _band_values_vjp(pl, ctx.xs, ctx.y, g.to(torch.float64).contiguous())
+        (z, x, xs, y), pl = _saved(ctx)
+        gxs, gzs, gbs = _band_values_vjp(pl, xs, y, g.to(torch.float64).contiguous())
         gz = _finish_grads(pl, z, gzs, gbs) if ctx.needs_input_grad[0] else None
         gx = _unsort(gxs, pl.perm).to(x.dtype) if ctx.needs_input_grad[1] else None
         return gz, gx, None
@@ -423,16 +439,14 @@ class _Rank(torch.autograd.Function):
         ok = ~(den <= torch.finfo(z.dtype).tiny)
         safe = torch.where(ok, den, 1.0)
         r = torch.where(ok, num / safe, (n + 1) / 2.0)
-        ctx.save_for_backward(z)
-        ctx.pl, ctx.r, ctx.ok, ctx.den = pl, r, ok, safe
+        _save(ctx, pl, z, r, ok, safe)
         return _unsort(r, pl.perm).to(z.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        (z,) = ctx.saved_tensors
-        pl, r = ctx.pl, ctx.r
-        gs = torch.where(ctx.ok, g.to(torch.float64).gather(-1, pl.perm), 0.0) / ctx.den
+        (z, r, ok, den), pl = _saved(ctx)
+        gs = torch.where(ok, g.to(torch.float64).gather(-1, pl.perm), 0.0) / den
         gzs, gbs = _band_colsums_vjp(pl, gs, -gs * r)
         return _finish_grads(pl, z, gzs, gbs), None
 
@@ -529,19 +543,18 @@ class _PermRows(torch.autograd.Function):
         m, n = pl.coef.shape[-1], z.shape[-1]
         out = z.new_empty(*z.shape[:-1], m, n)
         _perm_rows_fill(pl, out)
-        ctx.save_for_backward(z)
-        ctx.pl = pl
+        _save(ctx, pl, z)
         ctx.set_materialize_grads(False)
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, g: torch.Tensor | None) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
-        (z,) = ctx.saved_tensors
+        (z,), pl = _saved(ctx)
         if g is None:
             return None, None
-        gzs, gbs = _perm_rows_vjp(ctx.pl, g)
-        return _finish_grads(ctx.pl, z, gzs, gbs), None
+        gzs, gbs = _perm_rows_vjp(pl, g)
+        return _finish_grads(pl, z, gzs, gbs), None
 
 
 def permutation_rows(
