@@ -274,31 +274,31 @@ class OTPlan(torch.autograd.Function):
         a, y, b, kind, _, _, normalise = inputs
         Q, alpha, beta = output
         ctx.mark_non_differentiable(alpha, beta)
-        # the entropic curvature is the plan itself; the p-norm slacks are recomputed
-        ctx.save_for_backward(a, alpha, beta, *((Q,) if kind == 0 else ()))
-        ctx.save_for_forward(a, alpha, beta)
-        ctx.kind, ctx.y, ctx.b, ctx.normalise = kind, y, b, normalise
+        # the entropic curvature is the plan itself; the p-norm slacks are recomputed. Every
+        # tensor is a saved tensor (freed after backward, seen by saved-tensor hooks)
+        ctx.save_for_backward(a, y, b, alpha, beta, Q if kind == 0 else None)
+        ctx.save_for_forward(a, y, b, alpha, beta)
+        ctx.kind, ctx.normalise = kind, normalise
 
     @staticmethod
     def backward(ctx: Any, G: torch.Tensor, *_: Any) -> tuple[torch.Tensor | None, ...]:
         none = (None,) * 6
         if G is None or not ctx.needs_input_grad[0]:
             return (None, *none)
-        a, alpha, beta, *rest = ctx.saved_tensors
+        a, y, b, alpha, beta, Q = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a differentiable vector-Jacobian product
             with torch.enable_grad():
-                Qn = newton_plan(a, ctx.y, ctx.b, ctx.kind, alpha, beta, ctx.normalise)
+                Qn = newton_plan(a, y, b, ctx.kind, alpha, beta, ctx.normalise)
                 (grad,) = torch.autograd.grad(Qn, a, G.to(Qn.dtype), create_graph=True)
             return (grad, *none)
-        Q = rest[0] if rest else None
-        return (plan_vjp(G, a, ctx.y, ctx.kind, alpha, beta, Q), *none)
+        return (plan_vjp(G, a, y, ctx.kind, alpha, beta, Q), *none)
 
     @staticmethod
     def jvp(ctx: Any, da: torch.Tensor | None, *_: Any) -> tuple[torch.Tensor | None, ...]:
-        a, alpha, beta = ctx.saved_tensors
+        a, y, b, alpha, beta = ctx.saved_tensors
         if da is None:
             return None, None, None
-        dQ = plan_jvp(a, da, ctx.y, ctx.b, ctx.kind, alpha, beta, ctx.normalise)
+        dQ = plan_jvp(a, da, y, b, ctx.kind, alpha, beta, ctx.normalise)
         return dQ, None, None
 
 

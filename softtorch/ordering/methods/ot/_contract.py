@@ -159,17 +159,18 @@ class OTContract(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         a, x, y, b, alpha, beta, normalise, kind = inputs
-        ctx.save_for_backward(a, x, alpha, beta)
-        ctx.save_for_forward(a, x, alpha, beta)
-        ctx.y, ctx.b, ctx.normalise, ctx.kind = y, b, normalise, kind
+        # every tensor a saved tensor (freed after backward, seen by saved-tensor hooks)
+        ctx.save_for_backward(a, x, y, b, alpha, beta)
+        ctx.save_for_forward(a, x, y, b, alpha, beta)
+        ctx.normalise, ctx.kind = normalise, kind
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        a, x, alpha, beta = ctx.saved_tensors
+        a, x, y, b, alpha, beta = ctx.saved_tensors
         none = (None,) * 6
         if torch.is_grad_enabled():  # create_graph=True: the dense differentiable Newton form
             with torch.enable_grad():
-                Qn = newton_plan(a, ctx.y, ctx.b, ctx.kind, alpha, beta, ctx.normalise)
+                Qn = newton_plan(a, y, b, ctx.kind, alpha, beta, ctx.normalise)
                 out = _dense_out(Qn, x.to(Qn.dtype), ctx.normalise)
                 want = [t for t, need in zip((a, x), ctx.needs_input_grad[:2]) if need]
                 grads = iter(torch.autograd.grad(out, want, g.to(out.dtype), create_graph=True))
@@ -177,7 +178,7 @@ class OTContract(torch.autograd.Function):
             gx = next(grads) if ctx.needs_input_grad[1] else None
             return (ga, gx, *none)
         B = a.shape[0]
-        a64, y64, b64 = a.detach().to(_F64), ctx.y.to(_F64), ctx.b.to(_F64)
+        a64, y64, b64 = a.detach().to(_F64), y.to(_F64), b.to(_F64)
         x64 = x.detach().to(_F64)
         if ctx.normalise == "row":
             x64 = x64.expand(B, -1)
@@ -206,15 +207,15 @@ class OTContract(torch.autograd.Function):
 
     @staticmethod
     def jvp(ctx: Any, da: torch.Tensor | None, dx: torch.Tensor | None, *_: Any) -> torch.Tensor:
-        a, x, alpha, beta = ctx.saved_tensors
+        a, x, y, b, alpha, beta = ctx.saved_tensors
         kind = ctx.kind
-        Qn = newton_plan(a.detach(), ctx.y, ctx.b, kind, alpha, beta, ctx.normalise)
+        Qn = newton_plan(a.detach(), y, b, kind, alpha, beta, ctx.normalise)
         xd = x.detach().to(Qn.dtype)
         B = a.shape[0]
-        rows = ctx.y.shape[-1] if ctx.normalise == "col" else a.shape[-1]
+        rows = y.shape[-1] if ctx.normalise == "col" else a.shape[-1]
         out = torch.zeros(B, rows, dtype=Qn.dtype, device=Qn.device)
         if da is not None:
-            dQ = plan_jvp(a, da, ctx.y, ctx.b, kind, alpha, beta, ctx.normalise)
+            dQ = plan_jvp(a, da, y, b, kind, alpha, beta, ctx.normalise)
             out = out + _dense_out(dQ.to(Qn.dtype), xd, ctx.normalise)
         if dx is not None:
             out = out + _dense_out(Qn, dx.to(Qn.dtype), ctx.normalise)

@@ -238,29 +238,29 @@ class FusedPlan(torch.autograd.Function):
     @staticmethod
     def setup_context(ctx: Any, inputs: tuple[Any, ...], output: Any) -> None:
         a, y, b, alpha, beta, normalise, sd = inputs
-        ctx.save_for_backward(a, alpha, beta)
-        ctx.save_for_forward(a, alpha, beta)
-        ctx.y, ctx.b, ctx.normalise, ctx.sd = y, b, normalise, sd
+        ctx.save_for_backward(a, y, b, alpha, beta)  # saved tensors, seen by saved-tensor hooks
+        ctx.save_for_forward(a, y, b, alpha, beta)
+        ctx.normalise, ctx.sd = normalise, sd
 
     @staticmethod
     def backward(ctx: Any, G: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         none = (None,) * 6
         if G is None or not ctx.needs_input_grad[0]:
             return (None, *none)
-        a, alpha, beta = ctx.saved_tensors
+        a, y, b, alpha, beta = ctx.saved_tensors
         if torch.is_grad_enabled():  # create_graph=True: a differentiable vector-Jacobian product
             with torch.enable_grad():
-                Qn = newton_plan(a, ctx.y, ctx.b, 0, alpha, beta, ctx.normalise)
+                Qn = newton_plan(a, y, b, 0, alpha, beta, ctx.normalise)
                 (grad,) = torch.autograd.grad(Qn, a, G.to(Qn.dtype), create_graph=True)
             return (grad, *none)
-        return (plan_vjp(G, a, ctx.y, alpha, beta, ctx.sd), *none)
+        return (plan_vjp(G, a, y, alpha, beta, ctx.sd), *none)
 
     @staticmethod
     def jvp(ctx: Any, da: torch.Tensor | None, *_: Any) -> torch.Tensor | None:
-        a, alpha, beta = ctx.saved_tensors
+        a, y, b, alpha, beta = ctx.saved_tensors
         if da is None:
             return None
-        return plan_jvp(a, da, ctx.y, ctx.b, 0, alpha, beta, ctx.normalise)
+        return plan_jvp(a, da, y, b, 0, alpha, beta, ctx.normalise)
 
 
 def applies(a: torch.Tensor, y: torch.Tensor, kind: int) -> bool:

@@ -70,15 +70,15 @@ class OTLogPlan(torch.autograd.Function):
         normalise: str,
     ) -> torch.Tensor:
         logq, _, _ = solve_log_plan(a.detach(), y, b, opts, beta0, normalise)
-        ctx.save_for_backward(logq.exp().to(a.dtype))
-        ctx.y, ctx.in_dtype = y, a.dtype
+        ctx.save_for_backward(logq.exp().to(a.dtype), y)  # seen by saved-tensor hooks
+        ctx.in_dtype = a.dtype
         return logq.to(a.dtype)
 
     @staticmethod
     @once_differentiable
     def backward(ctx: Any, G: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (Q,) = ctx.saved_tensors
+        Q, y = ctx.saved_tensors
         dtype = torch.float64 if G.dtype == torch.float64 else torch.float32
         # (G_log / Q) * D with D = Q
-        grad = implicit_vjp(Q.to(dtype), G.to(dtype), ctx.y.to(dtype))
+        grad = implicit_vjp(Q.to(dtype), G.to(dtype), y.to(dtype))
         return grad.to(ctx.in_dtype), None, None, None, None, None
