@@ -18,6 +18,8 @@ import torch
 import softtorch as st
 from softtorch.ordering.methods import _stream
 
+from ._saved import assert_checkpoint_matches, assert_freed_after_backward, graph_nodes
+
 B, N, K = 2, 40, 5
 KW: dict[str, Any] = {"method": "neuralsort", "softness": 0.3}
 _W = torch.linspace(-1.0, 2.0, N, dtype=torch.float64)
@@ -82,20 +84,6 @@ def _x() -> torch.Tensor:
     return torch.randn(B, N, generator=g, dtype=torch.float64).requires_grad_(True)
 
 
-def _nodes(y: torch.Tensor) -> list[Any]:
-    """The graph's nodes of the Functions in :data:`STATE`."""
-    seen, stack, out = set(), [y.grad_fn], []
-    while stack:
-        node = stack.pop()
-        if node is None or node in seen:
-            continue
-        seen.add(node)
-        if type(node).__name__ in STATE:
-            out.append(node)
-        stack.extend(nxt for nxt, _ in node.next_functions)
-    return out
-
-
 def _attr_tensors(node: Any) -> Iterator[torch.Tensor]:
     """Tensors kept as ``ctx`` attributes, directly, in sequences or in objects' attributes."""
     for value in vars(node).values():
@@ -117,7 +105,7 @@ def test_state_seen_by_saved_tensor_hooks(route: str) -> None:
 
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = f(x)
-    nodes = _nodes(y)
+    nodes = graph_nodes(y, STATE)
     assert {type(n).__name__ for n in nodes} == names
     need = 0
     for node in nodes:
@@ -135,11 +123,7 @@ def test_state_freed_after_backward(route: str) -> None:
     x = _x()
     y = f(x)
     g = torch.randn(y.shape, generator=torch.Generator().manual_seed(1), dtype=y.dtype)
-    (want,) = torch.autograd.grad(y, x, g, retain_graph=True)
-    (got,) = torch.autograd.grad(y, x, g)
-    torch.testing.assert_close(got, want, rtol=0, atol=0)
-    with pytest.raises(RuntimeError, match="second time"):
-        torch.autograd.grad(y, x, g)
+    assert_freed_after_backward(y, x, g)
 
 
 @pytest.mark.parametrize("route", ROUTES)
@@ -148,8 +132,4 @@ def test_checkpoint_matches(route: str) -> None:
     x = _x()
     y = f(x)
     g = torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=y.dtype)
-    (want,) = torch.autograd.grad(y, x, g)
-    ck = torch.utils.checkpoint.checkpoint(f, x, use_reentrant=False)
-    (got,) = torch.autograd.grad(ck, x, g)
-    torch.testing.assert_close(ck, y.detach(), rtol=0, atol=1e-12)
-    torch.testing.assert_close(got, want, rtol=0, atol=1e-12)
+    assert_checkpoint_matches(f, x, g, atol=1e-12)

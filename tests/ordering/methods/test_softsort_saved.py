@@ -22,6 +22,8 @@ import softtorch as st
 from softtorch.ordering.methods import _stream
 from softtorch.ordering.methods.softsort import _sparse as cs
 
+from ._saved import assert_checkpoint_matches, graph_nodes
+
 KW: dict[str, Any] = {"method": "softsort", "softness": 0.3}
 
 #: case -> (op, node name, saved tensors, backend): saved = inputs kept + kernel state.
@@ -67,16 +69,9 @@ def _x() -> torch.Tensor:
 
 def _node(y: torch.Tensor, name: str) -> Any:
     """The graph node of the function ``name`` (asserts the op routed through it)."""
-    todo, seen = [y.grad_fn], set()
-    while todo:
-        fn = todo.pop()
-        if fn is None or fn in seen:
-            continue
-        seen.add(fn)
-        if type(fn).__name__ == name:
-            return fn
-        todo.extend(nxt for nxt, _ in fn.next_functions)
-    raise AssertionError(f"{name} not in the graph")
+    nodes = graph_nodes(y, {name})
+    assert nodes, f"{name} not in the graph"
+    return nodes[0]
 
 
 def _tensors(v: Any) -> list[torch.Tensor]:
@@ -130,10 +125,8 @@ def test_checkpoint_and_offload_match(case: Any) -> None:
     x = _x()
     y = fn(x)
     g = torch.randn(y.shape, generator=torch.Generator().manual_seed(2), dtype=y.dtype)
-    (want,) = torch.autograd.grad(y, x, g)
-    ck = torch.utils.checkpoint.checkpoint(fn, x, use_reentrant=False)
-    torch.testing.assert_close(ck, y.detach(), rtol=0, atol=0)
-    torch.testing.assert_close(torch.autograd.grad(ck, x, g)[0], want, rtol=0, atol=0)
+    assert_checkpoint_matches(fn, x, g, atol=0.0)
+    (want,) = torch.autograd.grad(fn(x), x, g)
     with torch.autograd.graph.save_on_cpu():
         off = fn(x)
     torch.testing.assert_close(torch.autograd.grad(off, x, g)[0], want, rtol=0, atol=0)
